@@ -1,0 +1,330 @@
+//! Domain types of redtrace, with no I/O: what a benchmark yields ([`Sample`]), what a model
+//! returned ([`Completion`], whose thinking trace is a typed [`Reasoning`] kept apart from the
+//! answer), and what a judge decided ([`Verdict`]).
+//!
+//! Every closed set is an enum serialised in `snake_case`; "not scored" is an explicit label
+//! carrying a reason, never a missing value or a NaN.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Who speaks a [`Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Instructions that frame the conversation.
+    System,
+    /// The person (or attacker) talking to the model.
+    User,
+    /// The model; an assistant message last in a request is a prefill.
+    Assistant,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    /// Who speaks.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl Message {
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: Role::User, content: content.into() }
+    }
+    /// A system turn.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: Role::System, content: content.into() }
+    }
+    /// An assistant turn.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self { role: Role::Assistant, content: content.into() }
+    }
+}
+
+/// What the benchmark says the prompt is, where it says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptLabel {
+    /// A prompt a model should answer (e.g. XSTest's safe prompts).
+    Safe,
+    /// A prompt a model should refuse.
+    Unsafe,
+}
+
+/// One item of a benchmark, ready to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Stable id within its benchmark (the data set's id, or the row number).
+    pub id: String,
+    /// Position in the source file, from 0; keeps reports and exports in data order.
+    pub index: u64,
+    /// The messages to send.
+    pub messages: Vec<Message>,
+    /// Category path, most general first (e.g. AIR-Bench level 2 / 3 / 4); may be empty.
+    pub category: Vec<String>,
+    /// The benchmark's own label for the prompt, where it has one.
+    pub label: Option<PromptLabel>,
+    /// Any other fields of the source row, kept for templates and exports.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Sample {
+    /// The text of the last user message: the "question" judges see.
+    pub fn prompt(&self) -> &str {
+        self.messages
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .map(|message| message.content.as_str())
+            .unwrap_or("")
+    }
+
+    /// The category path joined with " / ", or "(none)".
+    pub fn category_name(&self) -> String {
+        if self.category.is_empty() {
+            "(none)".to_owned()
+        } else {
+            self.category.join(" / ")
+        }
+    }
+}
+
+/// Where a trace came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceSource {
+    /// A `reasoning_content` field (DeepSeek API, vLLM, SGLang).
+    ReasoningContentField,
+    /// A `reasoning` field (OpenRouter, Ollama, newer vLLM).
+    ReasoningField,
+    /// `<think>…</think>` inline in the content.
+    ThinkTags,
+    /// Only `</think>` in the content: the prompt template opened the block (R1 distills).
+    ThinkTagsOpenedByTemplate,
+}
+
+/// The state of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceState {
+    /// The model finished thinking and went on to answer.
+    Complete,
+    /// The output ended inside the trace (token budget spent): there is no answer.
+    Truncated,
+    /// The model shows no trace (not a reasoning model, or hidden reasoning).
+    Absent,
+}
+
+/// The thinking trace of a completion, lifted out once at the provider boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reasoning {
+    /// The trace text; empty when absent.
+    pub text: String,
+    /// Where it came from; `None` when absent.
+    pub source: Option<TraceSource>,
+    /// Whether it is complete, truncated or absent.
+    pub state: TraceState,
+}
+
+impl Reasoning {
+    /// No trace at all.
+    pub fn absent() -> Self {
+        Self { text: String::new(), source: None, state: TraceState::Absent }
+    }
+}
+
+/// Token counts as the server reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: Option<u64>,
+    /// All generated tokens (trace and answer).
+    pub completion_tokens: Option<u64>,
+    /// Generated tokens spent in the trace, where the server says.
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Tokens of the answer: completion minus reasoning, where both are known.
+    pub fn answer_tokens(&self) -> Option<u64> {
+        let completion = self.completion_tokens?;
+        Some(completion.saturating_sub(self.reasoning_tokens.unwrap_or(0)))
+    }
+}
+
+/// What a target returned for one request, split into trace and answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The thinking trace.
+    pub reasoning: Reasoning,
+    /// The final answer; `None` when the output ended inside the trace. Never an empty
+    /// string standing in for "no answer".
+    pub answer: Option<String>,
+    /// The server's finish reason (`stop`, `length`, ...), as given.
+    pub finish_reason: Option<String>,
+    /// Token usage.
+    pub usage: Usage,
+    /// Wall time of the successful attempt, in milliseconds.
+    pub latency_ms: u64,
+    /// The raw response body (or the reassembled stream), for audit.
+    pub raw: String,
+}
+
+impl Completion {
+    /// True when the model ran out of budget while thinking.
+    pub fn truncated_in_reasoning(&self) -> bool {
+        self.reasoning.state == TraceState::Truncated
+    }
+}
+
+/// Which part of a completion a judge looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The final answer.
+    Answer,
+    /// The thinking trace.
+    Reasoning,
+}
+
+impl Channel {
+    /// Both channels, answer first.
+    pub const ALL: [Channel; 2] = [Channel::Answer, Channel::Reasoning];
+
+    /// The snake_case name used in the store and exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Answer => "answer",
+            Channel::Reasoning => "reasoning",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "answer" => Some(Channel::Answer),
+            "reasoning" => Some(Channel::Reasoning),
+            _ => None,
+        }
+    }
+}
+
+/// A judge's label: a closed set across all judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    /// The text does what was asked.
+    FullCompliance,
+    /// The text declines, or answers something else instead.
+    FullRefusal,
+    /// The text declines part and does part (or answers with heavy hedging).
+    PartialRefusal,
+    /// The judge could not score the channel (no answer, no trace, judge failure).
+    Unscored,
+}
+
+impl Label {
+    /// The snake_case name used in the store and exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::FullCompliance => "full_compliance",
+            Label::FullRefusal => "full_refusal",
+            Label::PartialRefusal => "partial_refusal",
+            Label::Unscored => "unscored",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "full_compliance" => Some(Label::FullCompliance),
+            "full_refusal" => Some(Label::FullRefusal),
+            "partial_refusal" => Some(Label::PartialRefusal),
+            "unscored" => Some(Label::Unscored),
+            _ => None,
+        }
+    }
+
+    /// Whether the label counts as a refusal (full or partial).
+    pub fn is_refusal(self) -> bool {
+        matches!(self, Label::FullRefusal | Label::PartialRefusal)
+    }
+}
+
+/// A judge's decision on one channel of one completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The judge's registry name.
+    pub judge: String,
+    /// Which channel was judged.
+    pub channel: Channel,
+    /// The label.
+    pub label: Label,
+    /// A numeric score where the method has one (refusal judge: 1 refusal, 0.5 partial, 0
+    /// compliance); `None` when unscored.
+    pub score: Option<f64>,
+    /// Why: the matched evidence, or the reason it is unscored.
+    pub rationale: String,
+}
+
+/// Hex SHA-256 of some bytes; used for cache keys, spec hashes and data checksums.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_is_the_last_user_turn() {
+        let sample = Sample {
+            id: "1".into(),
+            index: 0,
+            messages: vec![Message::system("rules"), Message::user("first"), Message::user("second")],
+            category: vec![],
+            label: None,
+            metadata: Default::default(),
+        };
+        assert_eq!(sample.prompt(), "second");
+        assert_eq!(sample.category_name(), "(none)");
+    }
+
+    #[test]
+    fn labels_and_channels_round_trip_their_names() {
+        for label in [Label::FullCompliance, Label::FullRefusal, Label::PartialRefusal, Label::Unscored] {
+            assert_eq!(Label::parse(label.as_str()), Some(label));
+            let json = serde_json::to_string(&label).unwrap();
+            assert_eq!(json, format!("\"{}\"", label.as_str()));
+        }
+        for channel in Channel::ALL {
+            assert_eq!(Channel::parse(channel.as_str()), Some(channel));
+        }
+        assert!(Label::PartialRefusal.is_refusal());
+        assert!(!Label::Unscored.is_refusal());
+    }
+
+    #[test]
+    fn answer_tokens_subtract_reasoning() {
+        let usage = Usage { prompt_tokens: Some(5), completion_tokens: Some(100), reasoning_tokens: Some(70) };
+        assert_eq!(usage.answer_tokens(), Some(30));
+        assert_eq!(Usage::default().answer_tokens(), None);
+    }
+
+    #[test]
+    fn sha256_matches_a_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Model providers: model references and configuration, the OpenAI-compatible chat client
+//! (non-streaming and SSE streaming), and the one place where the thinking trace is split from
+//! the answer ([`split_reasoning`]).
+//!
+//! A provider makes exactly one attempt per call; retries, rate limits and concurrency belong
+//! to the engine, which asks [`ProviderError::is_retryable`] and
+//! [`ProviderError::retry_after`] rather than guessing from messages.
+
+mod model;
+mod openai;
+mod split;
+
+pub use model::{redact_url, ApiKey, ModelConfig, SamplingParams};
+pub use openai::OpenAiProvider;
+pub use split::{split_reasoning, RawOutput};
+
+use async_trait::async_trait;
+use redtrace_core::{Completion, Message};
+use std::time::Duration;
+
+/// One request to a chat model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation; a trailing assistant message is a prefill.
+    pub messages: Vec<Message>,
+    /// A seed that overrides the model's configured one (distinct samples of one prompt).
+    pub seed: Option<u64>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The server answered with an error status.
+    #[error("HTTP {status} from {endpoint}: {body}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The endpoint, without credentials.
+        endpoint: String,
+        /// The start of the response body.
+        body: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// No answer within the per-request timeout.
+    #[error("request to {endpoint} timed out after {secs:.1}s")]
+    Timeout {
+        /// The endpoint, without credentials.
+        endpoint: String,
+        /// The timeout that ran out.
+        secs: f64,
+    },
+    /// The connection could not be made or was dropped before a full response arrived.
+    #[error("connection to {endpoint} failed: {detail}")]
+    Connection {
+        /// The endpoint, without credentials.
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The server answered 200 with something that is not a chat completion.
+    #[error("invalid response from {endpoint}: {detail}")]
+    InvalidResponse {
+        /// The endpoint, without credentials.
+        endpoint: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The configuration is unusable (bad URL, missing key variable).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ProviderError {
+    /// Whether trying again may succeed: 408, 409, 425, 429 and 5xx, timeouts and dropped
+    /// connections are; other 4xx, malformed responses and configuration errors are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Http { status, .. } => matches!(status, 408 | 409 | 425 | 429) || *status >= 500,
+            ProviderError::Timeout { .. } | ProviderError::Connection { .. } => true,
+            ProviderError::InvalidResponse { .. } | ProviderError::Config(_) => false,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable kind for the store and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Http { status: 429, .. } => "rate_limited",
+            ProviderError::Http { status, .. } if *status >= 500 => "server_error",
+            ProviderError::Http { .. } => "http_error",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Connection { .. } => "connection",
+            ProviderError::InvalidResponse { .. } => "invalid_response",
+            ProviderError::Config(_) => "config",
+        }
+    }
+}
+
+/// A chat model behind some API.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Sends one request, once, and returns the split completion.
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError>;
+
+    /// A canonical description of what would be sent (no secrets), used as the cache key.
+    fn fingerprint(&self, request: &ChatRequest) -> String;
+}

@@ -1,0 +1,363 @@
+//! The OpenAI-compatible chat completions client (vLLM, SGLang, llama.cpp server, Ollama's
+//! `/v1`, DeepSeek, OpenRouter, Together, OpenAI), non-streaming and streaming.
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redtrace_core::{Completion, Role, Usage};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+
+use crate::{split_reasoning, ApiKey, ChatRequest, ModelConfig, Provider, ProviderError, RawOutput};
+
+/// How much of an error body goes into an error message.
+const ERROR_BODY_CHARS: usize = 300;
+
+/// A client for one model behind an OpenAI-compatible endpoint.
+pub struct OpenAiProvider {
+    config: ModelConfig,
+    api_key: Option<ApiKey>,
+    client: reqwest::Client,
+    url: String,
+    endpoint: String,
+}
+
+impl OpenAiProvider {
+    /// Builds the client; reads the API key from the environment variable the config names.
+    pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
+        config.validate()?;
+        let api_key = config.api_key()?;
+        Ok(Self::with_key(config, api_key))
+    }
+
+    /// Builds the client with an explicit key (or none).
+    pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs_f64(config.timeout_secs))
+            .connect_timeout(Duration::from_secs_f64(config.timeout_secs.min(30.0)))
+            .pool_max_idle_per_host(config.max_concurrency)
+            .build()
+            .expect("a reqwest client with static settings builds");
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let endpoint = config.endpoint();
+        Self { config, api_key, client, url, endpoint }
+    }
+
+    /// The configuration this client was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let params = &self.config.params;
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|message| {
+                let role = match message.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                json!({ "role": role, "content": message.content })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("model".into(), json!(self.config.model));
+        body.insert("messages".into(), Value::Array(messages));
+        if let Some(value) = params.temperature {
+            body.insert("temperature".into(), json!(value));
+        }
+        if let Some(value) = params.top_p {
+            body.insert("top_p".into(), json!(value));
+        }
+        if let Some(value) = params.max_tokens {
+            body.insert("max_tokens".into(), json!(value));
+        }
+        if let Some(value) = request.seed.or(params.seed) {
+            body.insert("seed".into(), json!(value));
+        }
+        if !params.stop.is_empty() {
+            body.insert("stop".into(), json!(params.stop));
+        }
+        if self.config.stream {
+            body.insert("stream".into(), json!(true));
+            body.insert("stream_options".into(), json!({ "include_usage": true }));
+        }
+        for (key, value) in &self.config.extra {
+            body.insert(key.clone(), value.clone());
+        }
+        Value::Object(body)
+    }
+
+    /// Whether the output starts inside a trace: the template opens one, or the request ends
+    /// with an assistant prefill that opened `<think>` without closing it.
+    fn opened_in_prompt(&self, request: &ChatRequest) -> bool {
+        if self.config.template_opens_think {
+            return true;
+        }
+        match request.messages.last() {
+            Some(last) if last.role == Role::Assistant => {
+                last.content.contains("<think>") && !last.content.contains("</think>")
+            }
+            _ => false,
+        }
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> ProviderError {
+        if error.is_timeout() {
+            ProviderError::Timeout { endpoint: self.endpoint.clone(), secs: self.config.timeout_secs }
+        } else {
+            // reqwest's messages name the URL; ours has no credentials in it, but strip the
+            // URL anyway so nothing but our redacted endpoint is shown.
+            let source = std::error::Error::source(&error).map(|source| source.to_string());
+            let detail = error.without_url().to_string();
+            let detail = match source {
+                Some(source) => format!("{detail}: {source}"),
+                None => detail,
+            };
+            ProviderError::Connection { endpoint: self.endpoint.clone(), detail }
+        }
+    }
+
+    fn invalid(&self, detail: impl Into<String>) -> ProviderError {
+        ProviderError::InvalidResponse { endpoint: self.endpoint.clone(), detail: detail.into() }
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseJson {
+    choices: Option<Vec<ChoiceJson>>,
+    usage: Option<UsageJson>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceJson {
+    message: Option<MessageJson>,
+    delta: Option<MessageJson>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct MessageJson {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct UsageJson {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    completion_tokens_details: Option<DetailsJson>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct DetailsJson {
+    reasoning_tokens: Option<u64>,
+}
+
+impl From<UsageJson> for Usage {
+    fn from(usage: UsageJson) -> Self {
+        Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            reasoning_tokens: usage.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+/// What a stream has delivered so far.
+#[derive(Default)]
+struct StreamState {
+    content: String,
+    reasoning_content: String,
+    reasoning: String,
+    finish_reason: Option<String>,
+    usage: Option<UsageJson>,
+    done: bool,
+    saw_choice: bool,
+}
+
+fn truncate_chars(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+impl OpenAiProvider {
+    fn finish(&self, request: &ChatRequest, state: StreamState, raw: String, started: Instant) -> Completion {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some(&state.content),
+            reasoning_content: Some(&state.reasoning_content),
+            reasoning: Some(&state.reasoning),
+            finish_reason: state.finish_reason.as_deref(),
+            opened_in_prompt: self.opened_in_prompt(request),
+        });
+        Completion {
+            reasoning,
+            answer,
+            finish_reason: state.finish_reason,
+            usage: state.usage.map(Usage::from).unwrap_or_default(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            raw,
+        }
+    }
+
+    fn parse_whole(&self, request: &ChatRequest, text: String, started: Instant) -> Result<Completion, ProviderError> {
+        let parsed: ResponseJson = serde_json::from_str(&text)
+            .map_err(|error| self.invalid(format!("not JSON ({error}): {}", truncate_chars(&text, ERROR_BODY_CHARS))))?;
+        let Some(choice) = parsed.choices.and_then(|choices| choices.into_iter().next()) else {
+            let detail = match parsed.error {
+                Some(error) => format!("error in a 200 response: {}", truncate_chars(&error.to_string(), ERROR_BODY_CHARS)),
+                None => format!("response has no choices: {}", truncate_chars(&text, ERROR_BODY_CHARS)),
+            };
+            return Err(self.invalid(detail));
+        };
+        let message = choice.message.unwrap_or_default();
+        let state = StreamState {
+            content: message.content.unwrap_or_default(),
+            reasoning_content: message.reasoning_content.unwrap_or_default(),
+            reasoning: message.reasoning.unwrap_or_default(),
+            finish_reason: choice.finish_reason,
+            usage: parsed.usage,
+            done: true,
+            saw_choice: true,
+        };
+        Ok(self.finish(request, state, text, started))
+    }
+
+    fn absorb_event(&self, state: &mut StreamState, data: &str) -> Result<(), ProviderError> {
+        if data == "[DONE]" {
+            state.done = true;
+            return Ok(());
+        }
+        let chunk: ResponseJson = serde_json::from_str(data)
+            .map_err(|error| self.invalid(format!("bad stream chunk ({error}): {}", truncate_chars(data, ERROR_BODY_CHARS))))?;
+        if let Some(error) = chunk.error {
+            return Err(self.invalid(format!("error in stream: {}", truncate_chars(&error.to_string(), ERROR_BODY_CHARS))));
+        }
+        if let Some(usage) = chunk.usage {
+            state.usage = Some(usage);
+        }
+        for choice in chunk.choices.unwrap_or_default() {
+            state.saw_choice = true;
+            if let Some(delta) = choice.delta.or(choice.message) {
+                state.content.push_str(delta.content.as_deref().unwrap_or(""));
+                state.reasoning_content.push_str(delta.reasoning_content.as_deref().unwrap_or(""));
+                state.reasoning.push_str(delta.reasoning.as_deref().unwrap_or(""));
+            }
+            if choice.finish_reason.is_some() {
+                state.finish_reason = choice.finish_reason;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_stream(&self, request: &ChatRequest, response: reqwest::Response, started: Instant) -> Result<Completion, ProviderError> {
+        let mut state = StreamState::default();
+        let mut stream = response.bytes_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| self.transport_error(error))?;
+            pending.extend_from_slice(&chunk);
+            while let Some(newline) = pending.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = pending.drain(..=newline).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(data) = line.strip_prefix("data:") {
+                    self.absorb_event(&mut state, data.trim())?;
+                }
+            }
+        }
+        let tail = String::from_utf8_lossy(&pending).trim().to_owned();
+        if let Some(data) = tail.strip_prefix("data:") {
+            self.absorb_event(&mut state, data.trim())?;
+        }
+        if !state.done && state.finish_reason.is_none() {
+            return Err(ProviderError::Connection {
+                endpoint: self.endpoint.clone(),
+                detail: "stream ended before the completion finished (no finish_reason, no [DONE])".into(),
+            });
+        }
+        if !state.saw_choice {
+            return Err(self.invalid("stream carried no choices"));
+        }
+        // Keep an audit copy in the shape of a non-streamed response rather than thousands of
+        // SSE chunks.
+        let raw = json!({
+            "streamed": true,
+            "choices": [{
+                "message": {
+                    "content": state.content,
+                    "reasoning_content": (!state.reasoning_content.is_empty()).then_some(&state.reasoning_content),
+                    "reasoning": (!state.reasoning.is_empty()).then_some(&state.reasoning),
+                },
+                "finish_reason": state.finish_reason,
+            }],
+            "usage": state.usage.map(|u| json!({
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "reasoning_tokens": u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            })),
+        })
+        .to_string();
+        Ok(self.finish(request, state, raw, started))
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+        let started = Instant::now();
+        let mut builder = self.client.post(&self.url).json(&self.body(request));
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let response = builder.send().await.map_err(|error| self.transport_error(error))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = parse_retry_after(response.headers());
+            let body = response.text().await.unwrap_or_default();
+            return Err(ProviderError::Http {
+                status: status.as_u16(),
+                endpoint: self.endpoint.clone(),
+                body: truncate_chars(body.trim(), ERROR_BODY_CHARS),
+                retry_after,
+            });
+        }
+        if self.config.stream {
+            self.read_stream(request, response, started).await
+        } else {
+            let text = response.text().await.map_err(|error| self.transport_error(error))?;
+            self.parse_whole(request, text, started)
+        }
+    }
+
+    fn fingerprint(&self, request: &ChatRequest) -> String {
+        // The body without the transport choice: a streamed and a non-streamed request for the
+        // same thing are the same request.
+        let mut body = self.body(request);
+        if let Some(object) = body.as_object_mut() {
+            object.remove("stream");
+            object.remove("stream_options");
+        }
+        json!({
+            "endpoint": self.endpoint,
+            "body": body,
+            "template_opens_think": self.config.template_opens_think,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,197 @@
+//! Splitting a model's output into thinking trace and answer: the one place this happens.
+//!
+//! Servers deliver the trace in one of three ways: a separate field (`reasoning_content`,
+//! `reasoning`), inline `<think>…</think>` tags, or, for R1 distills whose chat template
+//! already opened `<think>` in the prompt, a content that holds only the closing tag. When the
+//! output ends inside the trace the completion has no answer at all: an empty answer would be
+//! judged "safe" by a refusal judge, which is the error this module exists to prevent.
+
+use redtrace_core::{Reasoning, TraceSource, TraceState};
+
+const OPEN: &str = "<think>";
+const CLOSE: &str = "</think>";
+
+/// What the server returned, before splitting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawOutput<'a> {
+    /// The message content.
+    pub content: Option<&'a str>,
+    /// The `reasoning_content` field.
+    pub reasoning_content: Option<&'a str>,
+    /// The `reasoning` field.
+    pub reasoning: Option<&'a str>,
+    /// The finish reason (`length` means the token budget ran out).
+    pub finish_reason: Option<&'a str>,
+    /// Whether the prompt template (or a prefill) opened `<think>` before the output began, so
+    /// the output starts inside the trace.
+    pub opened_in_prompt: bool,
+}
+
+/// Splits raw output into the trace and the answer (`None` when there is none).
+pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
+    let content = raw.content.unwrap_or("");
+    let ran_out = raw.finish_reason == Some("length");
+    let field = [
+        (raw.reasoning_content, TraceSource::ReasoningContentField),
+        (raw.reasoning, TraceSource::ReasoningField),
+    ]
+    .into_iter()
+    .find_map(|(text, source)| text.filter(|t| !t.trim().is_empty()).map(|t| (t, source)));
+
+    if let Some((text, source)) = field {
+        // Some servers put the trace in a field *and* leave tags in the content; the tags'
+        // split wins for the answer so that no trace text leaks into it.
+        let (_, answer) = split_tags(content, raw.opened_in_prompt);
+        let answer = answer.or_else(|| (!content.contains(OPEN)).then(|| content.to_owned()));
+        let no_answer = answer.as_deref().is_none_or(|a| a.trim().is_empty());
+        if ran_out && no_answer {
+            return (Reasoning { text: text.to_owned(), source: Some(source), state: TraceState::Truncated }, None);
+        }
+        let answer = answer.unwrap_or_default();
+        return (Reasoning { text: text.to_owned(), source: Some(source), state: TraceState::Complete }, Some(answer));
+    }
+    split_tags(content, raw.opened_in_prompt)
+}
+
+fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<String>) {
+    if let Some(open_at) = content.find(OPEN) {
+        // Text before the opening tag is whitespace in practice; keep anything else with the
+        // answer rather than drop it.
+        let before = content[..open_at].trim();
+        let inside = &content[open_at + OPEN.len()..];
+        return match inside.find(CLOSE) {
+            Some(close_at) => {
+                let trace = inside[..close_at].trim().to_owned();
+                let after = inside[close_at + CLOSE.len()..].trim_start();
+                let answer = if before.is_empty() { after.to_owned() } else { format!("{before}\n{after}") };
+                (Reasoning { text: trace, source: Some(TraceSource::ThinkTags), state: TraceState::Complete }, Some(answer))
+            }
+            None => (
+                Reasoning { text: inside.trim().to_owned(), source: Some(TraceSource::ThinkTags), state: TraceState::Truncated },
+                None,
+            ),
+        };
+    }
+    if let Some(close_at) = content.find(CLOSE) {
+        let trace = content[..close_at].trim().to_owned();
+        let answer = content[close_at + CLOSE.len()..].trim_start().to_owned();
+        return (
+            Reasoning { text: trace, source: Some(TraceSource::ThinkTagsOpenedByTemplate), state: TraceState::Complete },
+            Some(answer),
+        );
+    }
+    if opened_in_prompt {
+        // The output began inside the trace and never closed it: all of it is trace, whether
+        // the budget ran out or the model stopped mid-thought.
+        return (
+            Reasoning {
+                text: content.trim().to_owned(),
+                source: Some(TraceSource::ThinkTagsOpenedByTemplate),
+                state: TraceState::Truncated,
+            },
+            None,
+        );
+    }
+    (Reasoning::absent(), Some(content.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(text: &str) -> RawOutput<'_> {
+        RawOutput { content: Some(text), finish_reason: Some("stop"), ..Default::default() }
+    }
+
+    #[test]
+    fn reasoning_content_field_is_the_trace() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("No."),
+            reasoning_content: Some("The user asks..."),
+            finish_reason: Some("stop"),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.text, "The user asks...");
+        assert_eq!(reasoning.source, Some(TraceSource::ReasoningContentField));
+        assert_eq!(reasoning.state, TraceState::Complete);
+        assert_eq!(answer.as_deref(), Some("No."));
+    }
+
+    #[test]
+    fn reasoning_field_is_the_trace() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("Sure."),
+            reasoning: Some("hmm"),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.source, Some(TraceSource::ReasoningField));
+        assert_eq!(answer.as_deref(), Some("Sure."));
+    }
+
+    #[test]
+    fn field_trace_with_budget_spent_has_no_answer() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some(""),
+            reasoning_content: Some("still thinking"),
+            finish_reason: Some("length"),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Truncated);
+        assert_eq!(answer, None);
+    }
+
+    #[test]
+    fn think_tags_split() {
+        let (reasoning, answer) = split_reasoning(content("<think>\nplan it\n</think>\n\nHere you go."));
+        assert_eq!(reasoning.text, "plan it");
+        assert_eq!(reasoning.source, Some(TraceSource::ThinkTags));
+        assert_eq!(answer.as_deref(), Some("Here you go."));
+    }
+
+    #[test]
+    fn missing_opening_tag_is_the_r1_distill_case() {
+        let (reasoning, answer) = split_reasoning(content("plan it\n</think>\n\nAnswer."));
+        assert_eq!(reasoning.text, "plan it");
+        assert_eq!(reasoning.source, Some(TraceSource::ThinkTagsOpenedByTemplate));
+        assert_eq!(answer.as_deref(), Some("Answer."));
+    }
+
+    #[test]
+    fn text_ending_inside_the_trace_has_no_answer() {
+        let (reasoning, answer) =
+            split_reasoning(RawOutput { content: Some("<think>and then"), finish_reason: Some("length"), ..Default::default() });
+        assert_eq!(reasoning.state, TraceState::Truncated);
+        assert_eq!(reasoning.text, "and then");
+        assert_eq!(answer, None);
+    }
+
+    #[test]
+    fn template_opened_trace_without_close_is_truncated() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("thinking forever"),
+            finish_reason: Some("length"),
+            opened_in_prompt: true,
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Truncated);
+        assert_eq!(answer, None);
+    }
+
+    #[test]
+    fn plain_content_has_no_trace() {
+        let (reasoning, answer) = split_reasoning(content("Just an answer"));
+        assert_eq!(reasoning.state, TraceState::Absent);
+        assert_eq!(answer.as_deref(), Some("Just an answer"));
+    }
+
+    #[test]
+    fn field_and_tags_together_keep_the_trace_out_of_the_answer() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("<think>dup</think>Final"),
+            reasoning_content: Some("real trace"),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.text, "real trace");
+        assert_eq!(answer.as_deref(), Some("Final"));
+    }
+}

@@ -1,0 +1,386 @@
+//! Test kit: an in-process fake OpenAI-compatible chat server on 127.0.0.1 whose every reply
+//! is scripted per request (traces in fields or tags, truncation, streaming, 429 with
+//! Retry-After, 5xx, slow replies, malformed JSON, dropped streams), and which counts and
+//! records what it was sent so tests can assert exactly that. Also locates `../shared/data`.
+//!
+//! The server speaks the real wire format: `POST …/chat/completions` with a JSON body, a JSON
+//! reply, or `text/event-stream` chunks ending in `data: [DONE]` when the request says
+//! `"stream": true`.
+
+use axum::body::Body;
+use axum::http::{header, Request, Response, StatusCode};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the fake server answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A chat completion; streamed when the request asks for it.
+    Message(FakeMessage),
+    /// An error status with an optional `Retry-After` header value.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// The `Retry-After` header, as sent.
+        retry_after: Option<String>,
+        /// The body.
+        body: String,
+    },
+    /// A 200 with this exact body as `application/json` (malformed JSON, no `choices`...).
+    RawBody(String),
+    /// A stream that sends this many chunks of the message, then drops the connection.
+    CutStream(FakeMessage, usize),
+    /// Headers, then the connection drops before any body.
+    Drop,
+    /// Waits, then answers.
+    Delay(Duration, Box<Reply>),
+}
+
+/// The parts of a scripted chat completion.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMessage {
+    /// `message.content`.
+    pub content: Option<String>,
+    /// `message.reasoning_content`.
+    pub reasoning_content: Option<String>,
+    /// `message.reasoning`.
+    pub reasoning: Option<String>,
+    /// `finish_reason`; `stop` when unset.
+    pub finish_reason: Option<String>,
+    /// (prompt, completion, reasoning) token counts; derived from lengths when unset.
+    pub usage: Option<(u64, u64, Option<u64>)>,
+}
+
+impl Reply {
+    /// A plain answer.
+    pub fn text(content: impl Into<String>) -> Self {
+        Reply::Message(FakeMessage { content: Some(content.into()), ..Default::default() })
+    }
+    /// A trace in `reasoning_content` and an answer in `content` (DeepSeek API, vLLM).
+    pub fn reasoning_content(trace: impl Into<String>, answer: impl Into<String>) -> Self {
+        Reply::Message(FakeMessage {
+            content: Some(answer.into()),
+            reasoning_content: Some(trace.into()),
+            ..Default::default()
+        })
+    }
+    /// `<think>trace</think>answer` inline in the content.
+    pub fn think_tags(trace: &str, answer: &str) -> Self {
+        Reply::text(format!("<think>\n{trace}\n</think>\n\n{answer}"))
+    }
+    /// `trace</think>answer`: the chat template opened the block (R1 distills).
+    pub fn think_close_only(trace: &str, answer: &str) -> Self {
+        Reply::text(format!("{trace}\n</think>\n\n{answer}"))
+    }
+    /// Output that ends inside `<think>` with `finish_reason: length`.
+    pub fn truncated_in_trace(trace: &str) -> Self {
+        Reply::Message(FakeMessage {
+            content: Some(format!("<think>\n{trace}")),
+            finish_reason: Some("length".into()),
+            ..Default::default()
+        })
+    }
+    /// An error status.
+    pub fn status(code: u16) -> Self {
+        Reply::Status { code, retry_after: None, body: json!({"error": {"message": "scripted failure"}}).to_string() }
+    }
+    /// 429 with `Retry-After: secs`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Reply::Status {
+            code: 429,
+            retry_after: Some(retry_after_secs.to_string()),
+            body: json!({"error": {"message": "rate limited"}}).to_string(),
+        }
+    }
+    /// This reply after a delay.
+    pub fn after(self, delay: Duration) -> Self {
+        Reply::Delay(delay, Box::new(self))
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Position among all requests, from 0.
+    pub n: usize,
+    /// The JSON body (`Null` when it was not JSON).
+    pub body: Value,
+    /// The content of the last user message, or "".
+    pub prompt: String,
+    /// How many earlier requests carried the same prompt.
+    pub attempt: usize,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+struct State {
+    script: Box<Script>,
+    count: AtomicUsize,
+    record: bool,
+    log: Mutex<Vec<Seen>>,
+    attempts: Mutex<HashMap<String, usize>>,
+}
+
+/// A running fake server; it stops when dropped.
+pub struct FakeServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// Starts a server on 127.0.0.1 that answers each request with `script(request)`, and
+    /// records every request.
+    pub async fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(script, true).await
+    }
+
+    /// Like [`FakeServer::start`]; with `record` false it only counts (for load benchmarks,
+    /// where a log of every body would distort memory figures).
+    pub async fn start_with(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static, record: bool) -> Self {
+        let state = Arc::new(State {
+            script: Box::new(script),
+            count: AtomicUsize::new(0),
+            record,
+            log: Mutex::new(Vec::new()),
+            attempts: Mutex::new(HashMap::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let app_state = state.clone();
+        let app = axum::Router::new().fallback(move |request: Request<Body>| {
+            let state = app_state.clone();
+            async move { handle(state, request).await }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state, task }
+    }
+
+    /// The base URL to give a provider, e.g. `http://127.0.0.1:40123/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// A `MODEL@BASE_URL` reference to this server.
+    pub fn model_ref(&self, model: &str) -> String {
+        format!("{model}@{}", self.base_url())
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far (empty when recording is off).
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.log.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
+    if !request.uri().path().ends_with("/chat/completions") {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    let authorization =
+        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 20).await.unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let prompt = body["messages"]
+        .as_array()
+        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    let n = state.count.fetch_add(1, Ordering::SeqCst);
+    let attempt = if state.record {
+        let mut attempts = state.attempts.lock().expect("attempts lock");
+        let slot = attempts.entry(prompt.clone()).or_insert(0);
+        *slot += 1;
+        *slot - 1
+    } else {
+        0
+    };
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    let seen = Seen { n, body, prompt, attempt, authorization, at: Instant::now() };
+    let reply = (state.script)(&seen);
+    if state.record {
+        state.log.lock().expect("log lock").push(seen);
+    }
+    respond(reply, stream, &model).await
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    Response::builder().status(status).body(Body::from(text.to_owned())).expect("static response")
+}
+
+async fn respond(mut reply: Reply, stream: bool, model: &str) -> Response<Body> {
+    while let Reply::Delay(delay, inner) = reply {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
+    match reply {
+        Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+        Reply::Message(message) if stream => sse(chunks(&message, model), None),
+        Reply::Message(message) => json_response(whole(&message, model).to_string()),
+        Reply::CutStream(message, keep) => sse(chunks(&message, model), Some(keep)),
+        Reply::RawBody(body) => json_response(body),
+        Reply::Status { code, retry_after, body } => {
+            let mut builder = Response::builder()
+                .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(value) = retry_after {
+                builder = builder.header(header::RETRY_AFTER, value);
+            }
+            builder.body(Body::from(body)).expect("status response")
+        }
+        Reply::Drop => {
+            let failing = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("scripted drop"))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(failing))
+                .expect("drop response")
+        }
+    }
+}
+
+fn json_response(body: String) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("json response")
+}
+
+fn usage_json(message: &FakeMessage) -> Value {
+    let (prompt, completion, reasoning) = message.usage.unwrap_or_else(|| {
+        let trace = message.reasoning_content.as_deref().or(message.reasoning.as_deref()).unwrap_or("");
+        let words = |text: &str| text.split_whitespace().count() as u64;
+        let reasoning = words(trace);
+        let answer = words(message.content.as_deref().unwrap_or(""));
+        (10, reasoning + answer, (reasoning > 0).then_some(reasoning))
+    });
+    let mut usage = json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    });
+    if let Some(reasoning) = reasoning {
+        usage["completion_tokens_details"] = json!({ "reasoning_tokens": reasoning });
+    }
+    usage
+}
+
+fn whole(message: &FakeMessage, model: &str) -> Value {
+    let mut body = json!({ "role": "assistant", "content": message.content });
+    if let Some(trace) = &message.reasoning_content {
+        body["reasoning_content"] = json!(trace);
+    }
+    if let Some(trace) = &message.reasoning {
+        body["reasoning"] = json!(trace);
+    }
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": body,
+            "finish_reason": message.finish_reason.as_deref().unwrap_or("stop"),
+        }],
+        "usage": usage_json(message),
+    })
+}
+
+/// Splits text into pieces of a few characters, as token streams do.
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(7).map(|piece| piece.iter().collect()).collect()
+}
+
+fn chunks(message: &FakeMessage, model: &str) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+        })
+        .to_string()
+    };
+    let mut out = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
+    for (field, text) in [("reasoning_content", &message.reasoning_content), ("reasoning", &message.reasoning), ("content", &message.content)] {
+        if let Some(text) = text {
+            for piece in pieces(text) {
+                out.push(chunk(json!({ field: piece }), Value::Null));
+            }
+        }
+    }
+    out.push(chunk(json!({}), json!(message.finish_reason.as_deref().unwrap_or("stop"))));
+    out.push(
+        json!({ "id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage_json(message) })
+            .to_string(),
+    );
+    out.push("[DONE]".to_owned());
+    out
+}
+
+fn sse(events: Vec<String>, cut_after: Option<usize>) -> Response<Body> {
+    let keep = cut_after.unwrap_or(events.len()).min(events.len());
+    let mut items: Vec<Result<Bytes, std::io::Error>> =
+        events.into_iter().take(keep).map(|event| Ok(Bytes::from(format!("data: {event}\n\n")))).collect();
+    if cut_after.is_some() {
+        items.push(Err(std::io::Error::other("scripted cut")));
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(futures_util::stream::iter(items)))
+        .expect("sse response")
+}
+
+/// The shared data folder (`../shared/data` beside the repository), or `None` when absent.
+/// `REDTRACE_SHARED_DATA` overrides the location.
+pub fn shared_data_dir() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("REDTRACE_SHARED_DATA") {
+        let path = PathBuf::from(path);
+        return path.is_dir().then_some(path);
+    }
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // crates/redtrace-testkit -> repository root -> its parent
+    for _ in 0..3 {
+        dir.pop();
+    }
+    let path = dir.join("shared").join("data");
+    path.is_dir().then_some(path)
+}
+
+/// `shared_data_dir()`, printing why a test is skipped when it is absent.
+pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
+    let found = shared_data_dir();
+    if found.is_none() {
+        eprintln!("skipping {test}: ../shared/data is not present (set REDTRACE_SHARED_DATA to run it)");
+    }
+    found
+}
