@@ -1,1 +1,137 @@
-//! placeholder
+//! Benchmark data: the registry of known benchmarks ([`registry`]) and a loader for CSV, JSON
+//! and JSONL files with a field mapping, which yields [`Sample`]s one at a time (a 100,000-row
+//! file is never held in memory unless a seeded sample of it is asked for), plus the file's
+//! SHA-256 for the run's record.
+//!
+//! Every bad row is an error naming the file, the line (or item) and the field.
+
+mod loader;
+
+pub use loader::{open, DataError, FieldMap, Format, SampleReader};
+
+use std::path::{Path, PathBuf};
+
+/// The environment variable that says where data sets live when `--data-dir` is not given.
+pub const DATA_DIR_ENV: &str = "REDTRACE_DATA";
+
+/// A benchmark the registry knows: where its file lives under the data directory and how to
+/// read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchmarkSpec {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// One line about what it measures.
+    pub description: &'static str,
+    /// The file, relative to the data directory.
+    pub file: &'static str,
+    /// Where the file comes from, for error messages that tell a user how to get it.
+    pub origin: &'static str,
+    /// The data set's license.
+    pub license: &'static str,
+    /// How to read it.
+    pub fields: FieldMap,
+}
+
+/// Every benchmark the registry knows.
+pub fn registry() -> Vec<BenchmarkSpec> {
+    vec![BenchmarkSpec {
+        name: "xstest",
+        description: "XSTest: 250 safe prompts that look unsafe (over-refusal) and 200 unsafe contrasts, 10 types each",
+        file: "xstest/xstest_prompts.csv",
+        origin: "github.com/paul-rottger/xstest, file xstest_prompts.csv",
+        license: "CC-BY-4.0",
+        fields: FieldMap {
+            prompt: "prompt".into(),
+            id: Some("id".into()),
+            category: vec!["type".into()],
+            label: Some("label".into()),
+            system: None,
+        },
+    }]
+}
+
+/// Looks a benchmark up by name.
+pub fn find(name: &str) -> Option<BenchmarkSpec> {
+    registry().into_iter().find(|spec| spec.name == name)
+}
+
+/// Where a benchmark's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BenchSource {
+    /// A registry benchmark, read from the data directory.
+    Named(BenchmarkSpec),
+    /// A user's file with its own field mapping (`file:PATH`).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// How to read it.
+        fields: FieldMap,
+    },
+}
+
+impl BenchSource {
+    /// Parses a `--bench` value: a registry name or `file:PATH` (read with `fields`).
+    pub fn parse(text: &str, fields: FieldMap) -> Result<Self, DataError> {
+        if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(DataError::Spec("--bench file: needs a path, e.g. file:prompts.csv".into()));
+            }
+            return Ok(BenchSource::File { path: PathBuf::from(path), fields });
+        }
+        find(text).map(BenchSource::Named).ok_or_else(|| {
+            let known: Vec<&str> = registry().iter().map(|spec| spec.name).collect();
+            DataError::Spec(format!(
+                "unknown benchmark '{text}': known benchmarks are {}, or file:PATH for your own CSV/JSON/JSONL",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The name reports use: the registry name, or `file:PATH`.
+    pub fn name(&self) -> String {
+        match self {
+            BenchSource::Named(spec) => spec.name.to_owned(),
+            BenchSource::File { path, .. } => format!("file:{}", path.display()),
+        }
+    }
+
+    /// The file to read, given the data directory (needed only for registry benchmarks).
+    pub fn resolve(&self, data_dir: Option<&Path>) -> Result<(PathBuf, FieldMap), DataError> {
+        match self {
+            BenchSource::File { path, fields } => {
+                if !path.is_file() {
+                    return Err(DataError::Missing(format!("data file {} does not exist", path.display())));
+                }
+                Ok((path.clone(), fields.clone()))
+            }
+            BenchSource::Named(spec) => {
+                let Some(dir) = data_dir else {
+                    return Err(DataError::Missing(format!(
+                        "benchmark '{}' needs a data directory: pass --data-dir DIR (or set {DATA_DIR_ENV}) where {} lives (from {})",
+                        spec.name, spec.file, spec.origin
+                    )));
+                };
+                let path = dir.join(spec.file);
+                if !path.is_file() {
+                    return Err(DataError::Missing(format!(
+                        "benchmark '{}': {} not found under data directory {} (it comes from {})",
+                        spec.name,
+                        spec.file,
+                        dir.display(),
+                        spec.origin
+                    )));
+                }
+                Ok((path, spec.fields.clone()))
+            }
+        }
+    }
+}
+
+/// Options that pick which rows of a benchmark are used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Use at most this many rows.
+    pub limit: Option<usize>,
+    /// With a limit: pick the rows at random with this seed instead of the first ones.
+    pub sample_seed: Option<u64>,
+}

@@ -1,0 +1,385 @@
+//! Reading CSV, JSON and JSONL rows into samples through a field mapping.
+
+use rand::{Rng, SeedableRng};
+use redtrace_core::{Message, PromptLabel, Sample};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::Selection;
+
+/// Which columns (or keys) hold what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldMap {
+    /// The prompt (required).
+    pub prompt: String,
+    /// The id; the row number (from 1) when `None`.
+    pub id: Option<String>,
+    /// Category fields, most general first.
+    pub category: Vec<String>,
+    /// A field whose value says whether the prompt is safe or unsafe.
+    pub label: Option<String>,
+    /// A field holding a system prompt.
+    pub system: Option<String>,
+}
+
+impl Default for FieldMap {
+    fn default() -> Self {
+        Self { prompt: "prompt".into(), id: Some("id".into()), category: vec![], label: None, system: None }
+    }
+}
+
+/// File formats the loader reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file's extension names.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// What can be wrong with benchmark data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A benchmark name or option is wrong.
+    #[error("{0}")]
+    Spec(String),
+    /// A file is not where it should be.
+    #[error("{0}")]
+    Missing(String),
+    /// A file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A row is wrong.
+    #[error("{file}:{position}: {}{message}", field.as_ref().map(|f| format!("field '{f}': ")).unwrap_or_default())]
+    Row {
+        /// The file.
+        file: PathBuf,
+        /// `line N` or `item N`.
+        position: String,
+        /// The field at fault, if one is.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+type RawRow = (String, Map<String, Value>);
+
+enum Rows {
+    Csv(csv::StringRecordsIntoIter<File>, csv::StringRecord),
+    Jsonl(std::io::Lines<BufReader<File>>, u64),
+    Json(std::vec::IntoIter<Value>, u64),
+}
+
+/// Samples read from one file, in file order (or a seeded random subset, in file order).
+pub struct SampleReader {
+    file: PathBuf,
+    fields: FieldMap,
+    rows: Option<Rows>,
+    selected: Option<std::vec::IntoIter<Sample>>,
+    remaining: Option<usize>,
+    index: u64,
+    seen_ids: HashMap<String, String>,
+    checksum: String,
+    failed: bool,
+}
+
+impl SampleReader {
+    /// SHA-256 of the whole file, hex.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+}
+
+fn io_error(file: &Path, source: std::io::Error) -> DataError {
+    DataError::Io { file: file.to_owned(), source }
+}
+
+fn file_checksum(path: &Path) -> Result<String, DataError> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| io_error(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Opens a data file for reading samples.
+pub fn open(path: &Path, fields: &FieldMap, selection: Selection) -> Result<SampleReader, DataError> {
+    let format = Format::from_path(path).ok_or_else(|| {
+        DataError::Spec(format!("{}: unknown file type (expected .csv, .json or .jsonl)", path.display()))
+    })?;
+    let checksum = file_checksum(path)?;
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let rows = match format {
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+            let headers = reader
+                .headers()
+                .map_err(|e| DataError::Row {
+                    file: path.to_owned(),
+                    position: "line 1".into(),
+                    field: None,
+                    message: format!("bad CSV header: {e}"),
+                })?
+                .clone();
+            for field in required_fields(fields) {
+                if !headers.iter().any(|h| h == field) {
+                    return Err(DataError::Row {
+                        file: path.to_owned(),
+                        position: "line 1".into(),
+                        field: Some(field.to_owned()),
+                        message: format!("no such column (columns: {})", headers.iter().collect::<Vec<_>>().join(", ")),
+                    });
+                }
+            }
+            Rows::Csv(reader.into_records(), headers)
+        }
+        Format::Jsonl => Rows::Jsonl(BufReader::new(file).lines(), 0),
+        Format::Json => {
+            let value: Value = serde_json::from_reader(BufReader::new(file)).map_err(|e| DataError::Row {
+                file: path.to_owned(),
+                position: format!("line {}", e.line()),
+                field: None,
+                message: format!("not valid JSON: {e}"),
+            })?;
+            let Value::Array(items) = value else {
+                return Err(DataError::Spec(format!("{}: expected a JSON array of objects", path.display())));
+            };
+            Rows::Json(items.into_iter(), 0)
+        }
+    };
+    let mut reader = SampleReader {
+        file: path.to_owned(),
+        fields: fields.clone(),
+        rows: Some(rows),
+        selected: None,
+        remaining: selection.limit,
+        index: 0,
+        seen_ids: HashMap::new(),
+        checksum,
+        failed: false,
+    };
+    if let (Some(limit), Some(seed)) = (selection.limit, selection.sample_seed) {
+        reader.remaining = None;
+        reader.selected = Some(reservoir(&mut reader, limit, seed)?.into_iter());
+        reader.rows = None;
+    }
+    Ok(reader)
+}
+
+fn required_fields(fields: &FieldMap) -> impl Iterator<Item = &str> {
+    std::iter::once(fields.prompt.as_str())
+        .chain(fields.id.as_deref())
+        .chain(fields.category.iter().map(String::as_str))
+        .chain(fields.label.as_deref())
+        .chain(fields.system.as_deref())
+}
+
+/// A uniform random subset of `limit` rows (Algorithm R), returned in file order.
+fn reservoir(reader: &mut SampleReader, limit: usize, seed: u64) -> Result<Vec<Sample>, DataError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kept: Vec<Sample> = Vec::with_capacity(limit);
+    let mut seen = 0u64;
+    while let Some(sample) = reader.next_row() {
+        let sample = sample?;
+        seen += 1;
+        if kept.len() < limit {
+            kept.push(sample);
+        } else {
+            let slot = rng.gen_range(0..seen) as usize;
+            if slot < limit {
+                kept[slot] = sample;
+            }
+        }
+    }
+    kept.sort_by_key(|sample| sample.index);
+    Ok(kept)
+}
+
+impl SampleReader {
+    fn row_error(&self, position: &str, field: Option<&str>, message: impl Into<String>) -> DataError {
+        DataError::Row {
+            file: self.file.clone(),
+            position: position.to_owned(),
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    fn next_raw(&mut self) -> Option<Result<RawRow, DataError>> {
+        let file = self.file.clone();
+        match self.rows.as_mut()? {
+            Rows::Csv(records, headers) => {
+                let record = records.next()?;
+                Some(match record {
+                    Ok(record) => {
+                        let line = record.position().map(|p| p.line()).unwrap_or(0);
+                        let map = headers
+                            .iter()
+                            .zip(record.iter())
+                            .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
+                            .collect();
+                        Ok((format!("line {line}"), map))
+                    }
+                    Err(error) => {
+                        let line = error.position().map(|p| p.line()).unwrap_or(0);
+                        Err(DataError::Row { file, position: format!("line {line}"), field: None, message: format!("malformed CSV row: {error}") })
+                    }
+                })
+            }
+            Rows::Jsonl(lines, number) => loop {
+                let line = lines.next()?;
+                *number += 1;
+                let position = format!("line {number}");
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => return Some(Err(io_error(&file, e))),
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Some(match serde_json::from_str::<Value>(&line) {
+                    Ok(Value::Object(map)) => Ok((position, map)),
+                    Ok(_) => Err(DataError::Row { file, position, field: None, message: "expected a JSON object".into() }),
+                    Err(e) => Err(DataError::Row { file, position, field: None, message: format!("not valid JSON: {e}") }),
+                });
+            },
+            Rows::Json(items, number) => {
+                let item = items.next()?;
+                *number += 1;
+                let position = format!("item {number}");
+                Some(match item {
+                    Value::Object(map) => Ok((position, map)),
+                    _ => Err(DataError::Row { file, position, field: None, message: "expected a JSON object".into() }),
+                })
+            }
+        }
+    }
+
+    fn next_row(&mut self) -> Option<Result<Sample, DataError>> {
+        let raw = self.next_raw()?;
+        Some(raw.and_then(|(position, row)| self.to_sample(&position, row)))
+    }
+
+    fn to_sample(&mut self, position: &str, mut row: Map<String, Value>) -> Result<Sample, DataError> {
+        let fields = self.fields.clone();
+        let take_text = |row: &mut Map<String, Value>, field: &str, required: bool| -> Result<Option<String>, DataError> {
+            match row.remove(field) {
+                Some(Value::String(text)) => Ok(Some(text)),
+                Some(Value::Number(number)) => Ok(Some(number.to_string())),
+                Some(Value::Bool(flag)) => Ok(Some(flag.to_string())),
+                Some(Value::Null) | None if !required => Ok(None),
+                None => Err(self.row_error(position, Some(field), "missing")),
+                Some(other) => Err(self.row_error(position, Some(field), format!("expected text, found {other}"))),
+            }
+        };
+        let prompt = take_text(&mut row, &fields.prompt, true)?.unwrap_or_default();
+        let id = match &fields.id {
+            Some(field) => take_text(&mut row, field, true)?.unwrap_or_default(),
+            None => (self.index + 1).to_string(),
+        };
+        let mut category = Vec::new();
+        for field in &fields.category {
+            if let Some(value) = take_text(&mut row, field, true)? {
+                if !value.trim().is_empty() {
+                    category.push(value);
+                }
+            }
+        }
+        let label = match &fields.label {
+            Some(field) => match take_text(&mut row, field, true)? {
+                Some(value) => Some(parse_label(&value).ok_or_else(|| {
+                    self.row_error(position, Some(field), format!("'{value}' is not a label (expected safe/unsafe, benign/harmful)"))
+                })?),
+                None => None,
+            },
+            None => None,
+        };
+        let system = match &fields.system {
+            Some(field) => take_text(&mut row, field, false)?,
+            None => None,
+        };
+        if prompt.trim().is_empty() {
+            return Err(self.row_error(position, Some(&fields.prompt), "empty prompt"));
+        }
+        if id.trim().is_empty() {
+            return Err(self.row_error(position, fields.id.as_deref(), "empty id"));
+        }
+        if let Some(first) = self.seen_ids.get(&id) {
+            return Err(self.row_error(position, fields.id.as_deref(), format!("duplicate id '{id}' (first at {first})")));
+        }
+        self.seen_ids.insert(id.clone(), position.to_owned());
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = system.filter(|s| !s.trim().is_empty()) {
+            messages.push(Message::system(system));
+        }
+        messages.push(Message::user(prompt));
+        let sample = Sample { id, index: self.index, messages, category, label, metadata: row };
+        self.index += 1;
+        Ok(sample)
+    }
+}
+
+fn parse_label(value: &str) -> Option<PromptLabel> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "safe" | "benign" | "harmless" | "unharmful" => Some(PromptLabel::Safe),
+        "unsafe" | "harmful" => Some(PromptLabel::Unsafe),
+        _ => None,
+    }
+}
+
+impl Iterator for SampleReader {
+    type Item = Result<Sample, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if let Some(selected) = self.selected.as_mut() {
+            return selected.next().map(Ok);
+        }
+        if self.remaining == Some(0) {
+            return None;
+        }
+        let next = self.next_row()?;
+        match &next {
+            Ok(_) => {
+                if let Some(remaining) = self.remaining.as_mut() {
+                    *remaining -= 1;
+                }
+            }
+            // Stop after the first bad row: the caller reports it and aborts the load.
+            Err(_) => self.failed = true,
+        }
+        Some(next)
+    }
+}
