@@ -1,1 +1,514 @@
-//! placeholder
+//! The store: one SQLite file (bundled, WAL) holding runs with their frozen spec, the samples
+//! they used, every completion (or the error that stood in for it) and every verdict, plus
+//! the completion cache (any earlier successful completion with the same request hash) and
+//! streaming exports.
+//!
+//! Writes come in batches, each one transaction, so a crash loses at most the batch in
+//! flight and never leaves half a completion. Nothing here holds a whole run in memory:
+//! reads stream rows to a callback. API keys never reach this crate: specs name the
+//! environment variable, not its value.
+
+mod export;
+mod schema;
+
+pub use export::{write_jsonl, EXPORT_SCHEMA_VERSION};
+
+use redtrace_core::{Channel, Completion, Label, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("store {path}: corrupt value in {what}: {detail}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which table and column.
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A run reference matched nothing.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// A run's id.
+pub type RunId = i64;
+
+/// A run as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunInfo {
+    /// Its id.
+    pub id: RunId,
+    /// Hash of its identity-defining spec.
+    pub spec_hash: String,
+    /// When it was created (UTC, ISO 8601).
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// `running`, `complete`, `interrupted` or `failed`.
+    pub status: String,
+    /// The redtrace version that created it.
+    pub tool_version: String,
+    /// The frozen spec, JSON.
+    pub spec: String,
+    /// Completions stored (successful or not).
+    pub completions: u64,
+    /// Of which errors.
+    pub errors: u64,
+}
+
+/// Identifies one unit of work within a run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnitKey {
+    /// The target's name.
+    pub model: String,
+    /// The benchmark's name.
+    pub benchmark: String,
+    /// The sample's id.
+    pub sample_id: String,
+    /// Which of several completions for the same sample (from 0).
+    pub sample_k: u32,
+}
+
+/// The outcome of one unit, ready to store.
+#[derive(Debug, Clone)]
+pub struct UnitRecord {
+    /// Which unit.
+    pub key: UnitKey,
+    /// The cache key of the request.
+    pub request_hash: String,
+    /// The completion, or why there is none.
+    pub outcome: Result<Completion, UnitError>,
+    /// Attempts made (0 when served from the cache).
+    pub attempts: u32,
+    /// Served from the completion cache.
+    pub cached: bool,
+    /// Verdicts on the completion.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// A request that failed for good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitError {
+    /// A machine-readable kind (`rate_limited`, `timeout`, ...).
+    pub kind: String,
+    /// The message.
+    pub message: String,
+}
+
+/// One stored completion with its sample and verdicts, as reports and exports read it.
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    /// The run.
+    pub run_id: RunId,
+    /// Which unit.
+    pub key: UnitKey,
+    /// Position of the sample in its data file.
+    pub index: u64,
+    /// The sample's category path.
+    pub category: Vec<String>,
+    /// The benchmark's label for the prompt.
+    pub label: Option<PromptLabel>,
+    /// The messages sent (only when asked for).
+    pub messages: Option<Vec<redtrace_core::Message>>,
+    /// The completion, or the error.
+    pub outcome: Result<Completion, UnitError>,
+    /// Served from the cache.
+    pub cached: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Verdicts, in judge then channel order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// A handle on the store file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn enum_from<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let wrap = |source| StoreError::Sqlite { path: path.to_owned(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(StoreError::NotFound(format!(
+                    "store {}: folder {} does not exist",
+                    path.display(),
+                    parent.display()
+                )));
+            }
+        }
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(wrap)?;
+        schema::migrate(&conn).map_err(wrap)?;
+        Ok(Self { conn, path: path.to_owned() })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    fn corrupt(&self, what: &str, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), what: what.into(), detail: detail.into() }
+    }
+
+    /// The latest run with this spec hash, if any.
+    pub fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError> {
+        self.conn
+            .query_row("SELECT id FROM runs WHERE spec_hash = ?1 ORDER BY id DESC LIMIT 1", [spec_hash], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Creates a run.
+    pub fn create_run(&self, spec_hash: &str, spec_json: &str, tool_version: &str) -> Result<RunId, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (spec_hash, created_at, updated_at, status, tool_version, spec)
+                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), 'running', ?2, ?3)",
+                params![spec_hash, tool_version, spec_json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets a run's status (`running`, `complete`, `interrupted`, `failed`).
+    pub fn set_status(&self, run: RunId, status: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                params![run, status],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every run, newest first, with counts.
+    pub fn runs(&self) -> Result<Vec<RunInfo>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT r.id, r.spec_hash, r.created_at, r.updated_at, r.status, r.tool_version, r.spec,
+                        (SELECT COUNT(*) FROM completions c WHERE c.run_id = r.id),
+                        (SELECT COUNT(*) FROM completions c WHERE c.run_id = r.id AND c.error IS NOT NULL)
+                 FROM runs r ORDER BY r.id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(RunInfo {
+                    id: row.get(0)?,
+                    spec_hash: row.get(1)?,
+                    created_at: row.get(2)?,
+                    updated_at: row.get(3)?,
+                    status: row.get(4)?,
+                    tool_version: row.get(5)?,
+                    spec: row.get(6)?,
+                    completions: row.get::<_, i64>(7)? as u64,
+                    errors: row.get::<_, i64>(8)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Resolves `last` or a run id.
+    pub fn resolve_run(&self, reference: &str) -> Result<RunInfo, StoreError> {
+        let runs = self.runs()?;
+        let found = if reference == "last" {
+            runs.into_iter().next()
+        } else {
+            let id: RunId = reference.parse().map_err(|_| {
+                StoreError::NotFound(format!("run '{reference}' is neither 'last' nor a run id (see `redtrace runs`)"))
+            })?;
+            runs.into_iter().find(|run| run.id == id)
+        };
+        found.ok_or_else(|| {
+            StoreError::NotFound(format!("no run '{reference}' in {} (see `redtrace runs`)", self.path.display()))
+        })
+    }
+
+    /// Units of `run` that already have a successful completion.
+    pub fn answered(&self, run: RunId) -> Result<HashSet<UnitKey>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT model, benchmark, sample_id, sample_k FROM completions WHERE run_id = ?1 AND error IS NULL")
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([run], |row| {
+                Ok(UnitKey { model: row.get(0)?, benchmark: row.get(1)?, sample_id: row.get(2)?, sample_k: row.get(3)? })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<HashSet<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest successful completion of any run with this request hash.
+    pub fn cached(&self, request_hash: &str) -> Result<Option<Completion>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COMPLETION_COLUMNS} FROM completions c WHERE c.request_hash = ?1 AND c.error IS NULL ORDER BY c.id DESC LIMIT 1"
+            ))
+            .map_err(|e| self.err(e))?;
+        let mut rows = statement.query([request_hash]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(row) => Ok(Some(self.completion_from_row(row, 0)?.map_err(|_| self.corrupt("completions", "cached row is an error"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores samples of a benchmark for a run (ignoring those already stored).
+    pub fn insert_samples<'a>(&mut self, run: RunId, benchmark: &str, samples: impl IntoIterator<Item = &'a Sample>) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO samples (run_id, benchmark, sample_id, idx, category, label, messages, metadata)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            for sample in samples {
+                statement
+                    .execute(params![
+                        run,
+                        benchmark,
+                        sample.id,
+                        sample.index as i64,
+                        serde_json::to_string(&sample.category).unwrap_or_default(),
+                        sample.label.map(|l| enum_name(&l)),
+                        serde_json::to_string(&sample.messages).unwrap_or_default(),
+                        (!sample.metadata.is_empty()).then(|| serde_json::Value::Object(sample.metadata.clone()).to_string()),
+                    ])
+                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Stores a batch of unit outcomes in one transaction. A success replaces a stored error
+    /// for the same unit; a stored success is never replaced.
+    pub fn write_batch(&mut self, run: RunId, records: &[UnitRecord]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO completions (run_id, model, benchmark, sample_id, sample_k, request_hash,
+                        reasoning, reasoning_source, reasoning_state, answer, finish_reason,
+                        prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
+                        raw, error, error_kind, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                        strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+                     ON CONFLICT (run_id, model, benchmark, sample_id, sample_k) DO UPDATE SET
+                        request_hash = excluded.request_hash, reasoning = excluded.reasoning,
+                        reasoning_source = excluded.reasoning_source, reasoning_state = excluded.reasoning_state,
+                        answer = excluded.answer, finish_reason = excluded.finish_reason,
+                        prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
+                        reasoning_tokens = excluded.reasoning_tokens, latency_ms = excluded.latency_ms,
+                        attempts = completions.attempts + excluded.attempts, cached = excluded.cached,
+                        raw = excluded.raw, error = excluded.error, error_kind = excluded.error_kind,
+                        created_at = excluded.created_at
+                     WHERE completions.error IS NOT NULL
+                     RETURNING id",
+                )
+                .map_err(wrap)?;
+            let mut clear = tx.prepare_cached("DELETE FROM verdicts WHERE completion_id = ?1").map_err(wrap)?;
+            let mut verdict = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(wrap)?;
+            for record in records {
+                let key = &record.key;
+                let (completion, error) = match &record.outcome {
+                    Ok(completion) => (Some(completion), None),
+                    Err(error) => (None, Some(error)),
+                };
+                let id: Option<i64> = upsert
+                    .query_row(
+                        params![
+                            run,
+                            key.model,
+                            key.benchmark,
+                            key.sample_id,
+                            key.sample_k,
+                            record.request_hash,
+                            completion.map(|c| c.reasoning.text.as_str()).filter(|t| !t.is_empty()),
+                            completion.and_then(|c| c.reasoning.source.map(|s| enum_name(&s))),
+                            completion.map(|c| enum_name(&c.reasoning.state)).unwrap_or_else(|| "absent".into()),
+                            completion.and_then(|c| c.answer.as_deref()),
+                            completion.and_then(|c| c.finish_reason.as_deref()),
+                            completion.and_then(|c| c.usage.prompt_tokens.map(|v| v as i64)),
+                            completion.and_then(|c| c.usage.completion_tokens.map(|v| v as i64)),
+                            completion.and_then(|c| c.usage.reasoning_tokens.map(|v| v as i64)),
+                            completion.map(|c| c.latency_ms as i64),
+                            record.attempts,
+                            record.cached,
+                            completion.map(|c| c.raw.as_str()),
+                            error.map(|e| e.message.as_str()),
+                            error.map(|e| e.kind.as_str()),
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(wrap)?;
+                // No id: a success was already stored for this unit (a duplicate in flight at a
+                // crash); the stored one stands.
+                let Some(id) = id else { continue };
+                clear.execute([id]).map_err(wrap)?;
+                for v in &record.verdicts {
+                    verdict
+                        .execute(params![id, v.judge, v.channel.as_str(), v.label.as_str(), v.score, v.rationale])
+                        .map_err(wrap)?;
+                }
+            }
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    fn completion_from_row(&self, row: &rusqlite::Row<'_>, at: usize) -> Result<Result<Completion, UnitError>, StoreError> {
+        let get = |i: usize| -> Result<rusqlite::types::Value, StoreError> { row.get(at + i).map_err(|e| self.err(e)) };
+        let text = |i: usize| -> Result<Option<String>, StoreError> {
+            match get(i)? {
+                rusqlite::types::Value::Text(t) => Ok(Some(t)),
+                rusqlite::types::Value::Null => Ok(None),
+                other => Err(self.corrupt("completions", format!("expected text, found {other:?}"))),
+            }
+        };
+        let int = |i: usize| -> Result<Option<u64>, StoreError> {
+            match get(i)? {
+                rusqlite::types::Value::Integer(v) => Ok(Some(v as u64)),
+                rusqlite::types::Value::Null => Ok(None),
+                other => Err(self.corrupt("completions", format!("expected an integer, found {other:?}"))),
+            }
+        };
+        if let Some(message) = text(10)? {
+            return Ok(Err(UnitError { kind: text(11)?.unwrap_or_default(), message }));
+        }
+        let state_name = text(2)?.unwrap_or_default();
+        let state: TraceState =
+            enum_from(&state_name).ok_or_else(|| self.corrupt("completions.reasoning_state", state_name.clone()))?;
+        let source: Option<TraceSource> = match text(1)? {
+            Some(name) => Some(enum_from(&name).ok_or_else(|| self.corrupt("completions.reasoning_source", name))?),
+            None => None,
+        };
+        Ok(Ok(Completion {
+            reasoning: Reasoning { text: text(0)?.unwrap_or_default(), source, state },
+            answer: text(3)?,
+            finish_reason: text(4)?,
+            usage: Usage { prompt_tokens: int(5)?, completion_tokens: int(6)?, reasoning_tokens: int(7)? },
+            latency_ms: int(8)?.unwrap_or(0),
+            raw: text(9)?.unwrap_or_default(),
+        }))
+    }
+
+    /// Streams every completion of `run` with its sample and verdicts, in model, benchmark
+    /// and data order. `with_messages` also loads the messages sent (for exports).
+    pub fn for_each_result(
+        &self,
+        run: RunId,
+        with_messages: bool,
+        mut visit: impl FnMut(ResultRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let messages_column = if with_messages { "s.messages" } else { "NULL" };
+        let raw_column = if with_messages { "c.raw" } else { "NULL" };
+        let sql = format!(
+            "SELECT c.id, c.model, c.benchmark, c.sample_id, c.sample_k, c.cached, c.attempts,
+                    s.idx, s.category, s.label, {messages_column},
+                    c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
+                    c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, {raw_column},
+                    c.error, c.error_kind,
+                    v.judge, v.channel, v.label, v.score, v.rationale
+             FROM completions c
+             JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
+             LEFT JOIN verdicts v ON v.completion_id = c.id
+             WHERE c.run_id = ?1
+             ORDER BY c.model, c.benchmark, s.idx, c.sample_k, v.judge, v.channel"
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
+        let mut current: Option<(i64, ResultRow)> = None;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+            if current.as_ref().map(|(current_id, _)| *current_id) != Some(id) {
+                if let Some((_, done)) = current.take() {
+                    visit(done)?;
+                }
+                let category: String = row.get(8).map_err(|e| self.err(e))?;
+                let label: Option<String> = row.get(9).map_err(|e| self.err(e))?;
+                let messages: Option<String> = row.get(10).map_err(|e| self.err(e))?;
+                let result = ResultRow {
+                    run_id: run,
+                    key: UnitKey {
+                        model: row.get(1).map_err(|e| self.err(e))?,
+                        benchmark: row.get(2).map_err(|e| self.err(e))?,
+                        sample_id: row.get(3).map_err(|e| self.err(e))?,
+                        sample_k: row.get(4).map_err(|e| self.err(e))?,
+                    },
+                    cached: row.get(5).map_err(|e| self.err(e))?,
+                    attempts: row.get(6).map_err(|e| self.err(e))?,
+                    index: row.get::<_, i64>(7).map_err(|e| self.err(e))? as u64,
+                    category: serde_json::from_str(&category).map_err(|e| self.corrupt("samples.category", e.to_string()))?,
+                    label: label.and_then(|l| enum_from(&l)),
+                    messages: match messages {
+                        Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt("samples.messages", e.to_string()))?),
+                        None => None,
+                    },
+                    outcome: self.completion_from_row(row, 11)?,
+                    verdicts: Vec::new(),
+                };
+                current = Some((id, result));
+            }
+            let judge: Option<String> = row.get(23).map_err(|e| self.err(e))?;
+            if let (Some(judge), Some((_, result))) = (judge, current.as_mut()) {
+                let channel: String = row.get(24).map_err(|e| self.err(e))?;
+                let label: String = row.get(25).map_err(|e| self.err(e))?;
+                result.verdicts.push(Verdict {
+                    judge,
+                    channel: Channel::parse(&channel).ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
+                    label: Label::parse(&label).ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
+                    score: row.get(26).map_err(|e| self.err(e))?,
+                    rationale: row.get::<_, Option<String>>(27).map_err(|e| self.err(e))?.unwrap_or_default(),
+                });
+            }
+        }
+        if let Some((_, done)) = current.take() {
+            visit(done)?;
+        }
+        Ok(())
+    }
+}
+
+/// Columns `completion_from_row` reads, in order, from a `completions c` row.
+const COMPLETION_COLUMNS: &str = "c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
+     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind";
