@@ -1,1 +1,441 @@
-//! placeholder
+//! The runner: expands a plan (targets × benchmark samples × completions per prompt) into
+//! units, skips units already answered in the run (resume), serves identical requests from
+//! the completion cache, sends the rest with bounded concurrency per endpoint, an optional
+//! requests-per-minute limit and retries with backoff that honour `Retry-After`, judges each
+//! completion on every channel, and hands every outcome to a writer thread that commits in
+//! small batches. Per-unit failures are data, never fatal.
+//!
+//! Cancellation is an input ([`Shutdown`]): `stop` ends the intake of new units and lets
+//! in-flight requests finish; `abandon` also aborts those in flight. Either way the store is
+//! left consistent and the run can be resumed by running it again.
+
+mod limits;
+mod spec;
+
+pub use limits::{Backoff, RateLimiter};
+pub use spec::{BenchmarkRecord, RunSpec};
+
+use redtrace_core::{sha256_hex, Channel, Completion, Sample};
+use redtrace_judges::{judge_channel, Judge};
+use redtrace_providers::{ChatRequest, ModelConfig, Provider, ProviderError};
+use redtrace_store::{RunId, Store, StoreError, UnitError, UnitKey, UnitRecord};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A model to send requests to.
+pub struct Target {
+    /// Its resolved configuration (name, endpoint, limits).
+    pub config: ModelConfig,
+    /// The client.
+    pub provider: Arc<dyn Provider>,
+}
+
+/// A benchmark's samples, read lazily.
+pub struct BenchmarkInput {
+    /// Its name in the store and reports.
+    pub name: String,
+    /// The samples, in data order. An `Err` stops the run before anything more is sent.
+    pub samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send>,
+}
+
+/// Everything one run does.
+pub struct Plan {
+    /// The run in the store.
+    pub run: RunId,
+    /// Targets.
+    pub targets: Vec<Target>,
+    /// Benchmarks.
+    pub benchmarks: Vec<BenchmarkInput>,
+    /// Judges applied to every completion.
+    pub judges: Vec<Arc<dyn Judge>>,
+    /// Channels each judge scores.
+    pub channels: Vec<Channel>,
+    /// Completions per prompt (distinct seeds when above 1).
+    pub samples_per_prompt: u32,
+    /// Serve identical requests from earlier runs' completions.
+    pub use_cache: bool,
+    /// Total units, when known, for progress.
+    pub total_units: Option<u64>,
+}
+
+/// Tuning knobs that are not part of a run's identity.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Retry backoff.
+    pub backoff: Backoff,
+    /// Records per write transaction at most.
+    pub batch_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { backoff: Backoff::default(), batch_size: 512 }
+    }
+}
+
+/// How one unit ended, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitOutcome {
+    /// A new completion.
+    Answered,
+    /// Served from the completion cache.
+    Cached,
+    /// Already answered in this run (resume).
+    Skipped,
+    /// Failed after its retries.
+    Failed,
+}
+
+/// Where the engine reports progress; the binary draws a bar, tests count.
+pub trait Progress: Send + Sync {
+    /// The run starts; `total` units when known.
+    fn begin(&self, total: Option<u64>);
+    /// One unit ended.
+    fn unit(&self, outcome: UnitOutcome);
+    /// Something worth telling a person (stopping, waiting for a retry).
+    fn note(&self, message: &str);
+    /// The run ended.
+    fn end(&self);
+}
+
+/// A progress sink that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn begin(&self, _total: Option<u64>) {}
+    fn unit(&self, _outcome: UnitOutcome) {}
+    fn note(&self, _message: &str) {}
+    fn end(&self) {}
+}
+
+/// Cancellation inputs.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    /// Stop taking new units; let in-flight ones finish.
+    pub stop: CancellationToken,
+    /// Abort in-flight units too.
+    pub abandon: CancellationToken,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// New completions.
+    pub answered: u64,
+    /// Completions served from the cache.
+    pub cached: u64,
+    /// Units already answered in this run.
+    pub skipped: u64,
+    /// Units that failed after retries.
+    pub failed: u64,
+    /// HTTP requests sent (including retries).
+    pub requests: u64,
+    /// The run was stopped before all units were taken.
+    pub interrupted: bool,
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed; what was committed before stays.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A benchmark row was bad.
+    #[error("{0}")]
+    Data(String),
+}
+
+enum WriterMessage {
+    Sample(String, Sample),
+    Unit(UnitRecord),
+}
+
+/// The cache key of a request: what would be sent, and which completion of the prompt it is.
+pub fn request_hash(provider: &dyn Provider, request: &ChatRequest, sample_k: u32) -> String {
+    sha256_hex(format!("{}\u{1f}{sample_k}", provider.fingerprint(request)).as_bytes())
+}
+
+struct Endpoint {
+    permits: Arc<Semaphore>,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Runs a plan to the end (or until shut down), writing everything to the store at `db`.
+pub async fn run(
+    plan: Plan,
+    db: PathBuf,
+    options: EngineOptions,
+    progress: Arc<dyn Progress>,
+    shutdown: Shutdown,
+) -> Result<RunSummary, EngineError> {
+    let reader = Store::open(&db)?;
+    let answered = reader.answered(plan.run)?;
+    let run_id = plan.run;
+
+    // The writer owns its own connection on its own thread: SQLite writes are blocking, and a
+    // single writer batches them into few transactions. The bounded channel gives
+    // backpressure if the disk is slower than the network.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<WriterMessage>(4096);
+    let writer_db = db.clone();
+    let writer = std::thread::spawn(move || -> Result<(), StoreError> {
+        let mut store = Store::open(&writer_db)?;
+        let mut samples: Vec<(String, Sample)> = Vec::new();
+        let mut units: Vec<UnitRecord> = Vec::new();
+        let flush = |store: &mut Store, samples: &mut Vec<(String, Sample)>, units: &mut Vec<UnitRecord>| {
+            let mut by_benchmark: HashMap<&str, Vec<&Sample>> = HashMap::new();
+            for (benchmark, sample) in samples.iter() {
+                by_benchmark.entry(benchmark).or_default().push(sample);
+            }
+            for (benchmark, list) in by_benchmark {
+                store.insert_samples(run_id, benchmark, list)?;
+            }
+            samples.clear();
+            if !units.is_empty() {
+                store.write_batch(run_id, units)?;
+                units.clear();
+            }
+            Ok::<(), StoreError>(())
+        };
+        while let Some(message) = receiver.blocking_recv() {
+            // Take what else is already waiting, up to a batch: under load batches fill by
+            // themselves while the previous transaction commits; when idle, each record
+            // commits at once.
+            let mut next = Some(message);
+            while let Some(message) = next.take() {
+                match message {
+                    WriterMessage::Sample(benchmark, sample) => samples.push((benchmark, sample)),
+                    WriterMessage::Unit(record) => units.push(record),
+                }
+                if units.len() + samples.len() < options.batch_size {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            flush(&mut store, &mut samples, &mut units)?;
+        }
+        flush(&mut store, &mut samples, &mut units)
+    });
+
+    let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
+    let mut target_endpoints = Vec::new();
+    let mut spawn_capacity = 0usize;
+    for target in &plan.targets {
+        let endpoint = endpoints
+            .entry(target.config.endpoint())
+            .or_insert_with(|| {
+                spawn_capacity += target.config.max_concurrency;
+                Arc::new(Endpoint {
+                    permits: Arc::new(Semaphore::new(target.config.max_concurrency)),
+                    limiter: target.config.requests_per_minute.map(|rpm| Arc::new(RateLimiter::per_minute(rpm))),
+                })
+            })
+            .clone();
+        target_endpoints.push(endpoint);
+    }
+    // Tasks waiting for an endpoint permit are bounded too: twice the total concurrency.
+    let spawn_permits = Arc::new(Semaphore::new(spawn_capacity.max(1) * 2));
+    let judges = Arc::new(plan.judges);
+    let channels = Arc::new(plan.channels);
+    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut summary = RunSummary::default();
+    let mut tasks: JoinSet<UnitOutcome> = JoinSet::new();
+    let mut data_error = None;
+    progress.begin(plan.total_units);
+
+    let targets: Vec<(Arc<dyn Provider>, ModelConfig, Arc<Endpoint>)> = plan
+        .targets
+        .into_iter()
+        .zip(target_endpoints)
+        .map(|(target, endpoint)| (target.provider, target.config, endpoint))
+        .collect();
+
+    'intake: for benchmark in plan.benchmarks {
+        for sample in benchmark.samples {
+            let sample = match sample {
+                Ok(sample) => sample,
+                Err(error) => {
+                    data_error = Some(error);
+                    break 'intake;
+                }
+            };
+            if shutdown.stop.is_cancelled() {
+                break 'intake;
+            }
+            if sender.send(WriterMessage::Sample(benchmark.name.clone(), sample.clone())).await.is_err() {
+                break 'intake; // the writer failed; its error is reported below
+            }
+            let sample = Arc::new(sample);
+            for (provider, config, endpoint) in &targets {
+                for sample_k in 0..plan.samples_per_prompt {
+                    let key = UnitKey {
+                        model: config.name.clone(),
+                        benchmark: benchmark.name.clone(),
+                        sample_id: sample.id.clone(),
+                        sample_k,
+                    };
+                    if answered.contains(&key) {
+                        summary.skipped += 1;
+                        progress.unit(UnitOutcome::Skipped);
+                        continue;
+                    }
+                    let request = ChatRequest {
+                        messages: sample.messages.clone(),
+                        seed: (plan.samples_per_prompt > 1).then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
+                    };
+                    let hash = request_hash(provider.as_ref(), &request, sample_k);
+                    let cached = if plan.use_cache { reader.cached(&hash)? } else { None };
+                    let spawn_permit = tokio::select! {
+                        permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+                        _ = shutdown.stop.cancelled() => break 'intake,
+                    };
+                    while let Some(done) = tasks.try_join_next() {
+                        count(&mut summary, done);
+                    }
+                    let unit = Unit {
+                        key,
+                        request,
+                        hash,
+                        cached,
+                        sample: sample.clone(),
+                        provider: provider.clone(),
+                        max_retries: config.max_retries,
+                        endpoint: endpoint.clone(),
+                        judges: judges.clone(),
+                        channels: channels.clone(),
+                        backoff: options.backoff,
+                        requests: requests.clone(),
+                        sender: sender.clone(),
+                        progress: progress.clone(),
+                        abandon: shutdown.abandon.clone(),
+                    };
+                    tasks.spawn(async move {
+                        let _spawn_permit = spawn_permit;
+                        unit.run().await
+                    });
+                }
+            }
+        }
+    }
+    let interrupted = shutdown.stop.is_cancelled() || shutdown.abandon.is_cancelled();
+    if interrupted && !tasks.is_empty() {
+        progress.note(&format!("stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)", tasks.len()));
+    }
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(done) => count(&mut summary, done),
+                None => break,
+            },
+            _ = shutdown.abandon.cancelled() => {
+                tasks.abort_all();
+                while let Some(done) = tasks.join_next().await {
+                    count(&mut summary, done);
+                }
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .expect("joining the writer thread")
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    progress.end();
+    summary.requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+    summary.interrupted = interrupted || shutdown.abandon.is_cancelled();
+    written?;
+    if let Some(error) = data_error {
+        return Err(EngineError::Data(error));
+    }
+    Ok(summary)
+}
+
+fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinError>) {
+    match done {
+        Ok(UnitOutcome::Answered) => summary.answered += 1,
+        Ok(UnitOutcome::Cached) => summary.cached += 1,
+        Ok(UnitOutcome::Skipped) => summary.skipped += 1,
+        Ok(UnitOutcome::Failed) => summary.failed += 1,
+        // Aborted (abandoned) or panicked: nothing was stored for it; a resume redoes it.
+        Err(_) => {}
+    }
+}
+
+/// One unit of work, owned by its task.
+struct Unit {
+    key: UnitKey,
+    request: ChatRequest,
+    hash: String,
+    cached: Option<Completion>,
+    sample: Arc<Sample>,
+    provider: Arc<dyn Provider>,
+    max_retries: u32,
+    endpoint: Arc<Endpoint>,
+    judges: Arc<Vec<Arc<dyn Judge>>>,
+    channels: Arc<Vec<Channel>>,
+    backoff: Backoff,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    sender: tokio::sync::mpsc::Sender<WriterMessage>,
+    progress: Arc<dyn Progress>,
+    abandon: CancellationToken,
+}
+
+impl Unit {
+    async fn run(mut self) -> UnitOutcome {
+        let (outcome, attempts, cached) = match self.cached.take() {
+            Some(completion) => (Ok(completion), 0, true),
+            None => {
+                let (result, attempts) = self.call().await;
+                (result.map_err(|error| UnitError { kind: error.kind().to_owned(), message: error.to_string() }), attempts, false)
+            }
+        };
+        let mut verdicts = Vec::new();
+        if let Ok(completion) = &outcome {
+            for judge in self.judges.iter() {
+                for &channel in self.channels.iter() {
+                    verdicts.push(judge_channel(judge.as_ref(), &self.sample, completion, channel).await);
+                }
+            }
+        }
+        let result = match (&outcome, cached) {
+            (Err(_), _) => UnitOutcome::Failed,
+            (Ok(_), true) => UnitOutcome::Cached,
+            (Ok(_), false) => UnitOutcome::Answered,
+        };
+        let record = UnitRecord { key: self.key, request_hash: self.hash, outcome, attempts, cached, verdicts };
+        if self.sender.send(WriterMessage::Unit(record)).await.is_ok() {
+            self.progress.unit(result);
+        }
+        result
+    }
+
+    /// Sends the request, retrying what is retryable; returns the last result and the number
+    /// of attempts.
+    async fn call(&self) -> (Result<Completion, ProviderError>, u32) {
+        let _permit = self.endpoint.permits.clone().acquire_owned().await.expect("semaphore never closed");
+        let mut attempt = 0u32;
+        loop {
+            if let Some(limiter) = &self.endpoint.limiter {
+                limiter.wait().await;
+            }
+            attempt += 1;
+            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let error = match self.provider.complete(&self.request).await {
+                Ok(completion) => return (Ok(completion), attempt),
+                Err(error) => error,
+            };
+            if !error.is_retryable() || attempt > self.max_retries {
+                return (Err(error), attempt);
+            }
+            let delay = error.retry_after().unwrap_or_else(|| self.backoff.delay(attempt));
+            tracing::debug!(sample = %self.key.sample_id, attempt, ?delay, %error, "retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.abandon.cancelled() => return (Err(error), attempt),
+            }
+        }
+    }
+}

@@ -126,6 +126,8 @@ type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
 struct State {
     script: Box<Script>,
     count: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     record: bool,
     log: Mutex<Vec<Seen>>,
     attempts: Mutex<HashMap<String, usize>>,
@@ -151,6 +153,8 @@ impl FakeServer {
         let state = Arc::new(State {
             script: Box::new(script),
             count: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             record,
             log: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
@@ -181,6 +185,11 @@ impl FakeServer {
     /// Requests received so far.
     pub fn count(&self) -> usize {
         self.state.count.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at the same moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Every request received so far (empty when recording is off).
@@ -225,7 +234,11 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     if state.record {
         state.log.lock().expect("log lock").push(seen);
     }
-    respond(reply, stream, &model).await
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = respond(reply, stream, &model).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {

@@ -1,0 +1,296 @@
+//! The engine against the fake server: storage of every outcome, resume, cache, retries with
+//! Retry-After, random failures, concurrency and rate bounds, stop and abandon.
+
+use redtrace_core::{Channel, Label, Message, Sample};
+use redtrace_engine::{run, Backoff, BenchmarkInput, EngineOptions, NoProgress, Plan, RunSummary, Shutdown, Target};
+use redtrace_judges::by_name;
+use redtrace_providers::{ModelConfig, OpenAiProvider};
+use redtrace_store::{ResultRow, Store};
+use redtrace_testkit::{FakeServer, Reply};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn samples(n: usize) -> Vec<Sample> {
+    (0..n)
+        .map(|i| Sample {
+            id: format!("s{i}"),
+            index: i as u64,
+            messages: vec![Message::user(format!("prompt {i}"))],
+            category: vec![if i % 2 == 0 { "even" } else { "odd" }.into()],
+            label: None,
+            metadata: Default::default(),
+        })
+        .collect()
+}
+
+fn config(server: &FakeServer, concurrency: usize, retries: u32) -> ModelConfig {
+    let mut config = ModelConfig::new(server.base_url(), "fake-r1");
+    config.max_concurrency = concurrency;
+    config.max_retries = retries;
+    config.timeout_secs = 5.0;
+    config
+}
+
+fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
+    let provider = Arc::new(OpenAiProvider::with_key(config.clone(), None));
+    Plan {
+        run,
+        targets: vec![Target { config, provider }],
+        benchmarks: vec![BenchmarkInput { name: "bench".into(), samples: Box::new(samples(n).into_iter().map(Ok)) }],
+        judges: vec![by_name("refusal-rule").unwrap()],
+        channels: Channel::ALL.to_vec(),
+        samples_per_prompt: 1,
+        use_cache,
+        total_units: Some(n as u64),
+    }
+}
+
+fn fast() -> EngineOptions {
+    EngineOptions { backoff: Backoff { base: Duration::from_millis(5), max: Duration::from_millis(20) }, ..Default::default() }
+}
+
+async fn go(db: &Path, plan: Plan) -> RunSummary {
+    run(plan, db.to_owned(), fast(), Arc::new(NoProgress), Shutdown::default()).await.unwrap()
+}
+
+fn results(db: &Path, run: i64) -> Vec<ResultRow> {
+    let store = Store::open(db).unwrap();
+    let mut rows = Vec::new();
+    store
+        .for_each_result(run, false, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .unwrap();
+    rows
+}
+
+fn new_run(db: &Path, hash: &str) -> i64 {
+    Store::open(db).unwrap().create_run(hash, "{}", "test").unwrap()
+}
+
+#[tokio::test]
+async fn every_outcome_is_stored_and_judged_per_channel() {
+    let server = FakeServer::start(|seen| {
+        if seen.prompt.ends_with('3') {
+            Reply::truncated_in_trace("thinking until the budget runs out")
+        } else {
+            Reply::think_tags("The user asks something harmless. I will answer.", "I'm sorry, but I can't help with that.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let summary = go(&db, plan(run_id, config(&server, 4, 0), 12, true)).await;
+    assert_eq!((summary.answered, summary.failed, summary.requests), (12, 0, 12));
+    let rows = results(&db, run_id);
+    assert_eq!(rows.len(), 12);
+    let normal = &rows[0];
+    assert_eq!(normal.verdicts.len(), 2);
+    let answer = normal.verdicts.iter().find(|v| v.channel == Channel::Answer).unwrap();
+    let trace = normal.verdicts.iter().find(|v| v.channel == Channel::Reasoning).unwrap();
+    assert_eq!(answer.label, Label::FullRefusal);
+    assert_eq!(trace.label, Label::FullCompliance, "the trace is judged on its own text");
+    let truncated = rows.iter().find(|r| r.key.sample_id == "s3").unwrap();
+    assert_eq!(truncated.outcome.as_ref().unwrap().answer, None);
+    let verdict = truncated.verdicts.iter().find(|v| v.channel == Channel::Answer).unwrap();
+    assert_eq!(verdict.label, Label::Unscored, "no answer is never scored as a refusal or as safe");
+}
+
+#[tokio::test]
+async fn resume_sends_nothing_twice_and_the_cache_serves_new_runs() {
+    let server = FakeServer::start(|_| Reply::text("Sure, here it is.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    go(&db, plan(run_id, config(&server, 8, 0), 30, true)).await;
+    assert_eq!(server.count(), 30);
+
+    let again = go(&db, plan(run_id, config(&server, 8, 0), 30, true)).await;
+    assert_eq!((again.skipped, again.requests), (30, 0));
+    assert_eq!(server.count(), 30, "resume sends no request for answered samples");
+
+    let second = new_run(&db, "b");
+    let cached = go(&db, plan(second, config(&server, 8, 0), 30, true)).await;
+    assert_eq!((cached.cached, cached.requests), (30, 0));
+    assert!(results(&db, second).iter().all(|row| row.cached && row.verdicts.len() == 2));
+
+    let third = new_run(&db, "c");
+    let fresh = go(&db, plan(third, config(&server, 8, 0), 30, false)).await;
+    assert_eq!((fresh.answered, fresh.requests), (30, 30), "--no-cache bypasses the cache");
+}
+
+#[tokio::test]
+async fn rate_limited_for_a_while_then_ok_honours_retry_after() {
+    let server = FakeServer::start(|seen| {
+        if seen.attempt < 2 { Reply::too_many_requests(1) } else { Reply::text("fine") }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let summary = go(&db, plan(run_id, config(&server, 4, 5), 4, true)).await;
+    assert_eq!((summary.answered, summary.failed, summary.requests), (4, 0, 12));
+    let seen = server.requests();
+    for prompt in (0..4).map(|i| format!("prompt {i}")) {
+        let times: Vec<_> = seen.iter().filter(|s| s.prompt == prompt).map(|s| s.at).collect();
+        assert_eq!(times.len(), 3);
+        for pair in times.windows(2) {
+            // The backoff alone would wait at most 20 ms; Retry-After says 1 s.
+            assert!(pair[1] - pair[0] >= Duration::from_millis(950), "{:?}", pair[1] - pair[0]);
+        }
+    }
+    assert!(results(&db, run_id).iter().all(|row| row.attempts == 3));
+}
+
+/// Fails about one request in ten, decided by a hash of the prompt and attempt so the test is
+/// repeatable.
+fn flaky(prompt: &str, attempt: usize) -> bool {
+    let text = format!("{prompt}#{attempt}");
+    redtrace_core::sha256_hex(text.as_bytes()).as_bytes()[0] % 10 == 0
+}
+
+#[tokio::test]
+async fn random_failures_lose_no_sample_and_are_counted() {
+    let server = FakeServer::start(|seen| {
+        if flaky(&seen.prompt, seen.attempt) { Reply::status(500) } else { Reply::text("ok") }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let n = 200;
+    let expected_failures = (0..n).filter(|i| flaky(&format!("prompt {i}"), 0)).count() as u64;
+    assert!(expected_failures > 5, "the fixture fails some first attempts");
+
+    // Without retries: each first-attempt failure is an error row; nothing is lost.
+    let run_id = new_run(&db, "a");
+    let summary = go(&db, plan(run_id, config(&server, 16, 0), n, false)).await;
+    assert_eq!(summary.failed, expected_failures);
+    assert_eq!(summary.answered + summary.failed, n as u64);
+    let rows = results(&db, run_id);
+    assert_eq!(rows.len(), n);
+    let errors: Vec<_> = rows.iter().filter_map(|r| r.outcome.as_ref().err()).collect();
+    assert_eq!(errors.len() as u64, expected_failures);
+    assert!(errors.iter().all(|e| e.kind == "server_error" && e.message.contains("HTTP 500")));
+
+    // Running it again retries only the failed ones.
+    let before = server.count();
+    let again = go(&db, plan(run_id, config(&server, 16, 3), n, false)).await;
+    assert_eq!(again.skipped, n as u64 - expected_failures);
+    assert_eq!(again.answered, expected_failures);
+    assert!(server.count() - before >= expected_failures as usize);
+    assert!(results(&db, run_id).iter().all(|r| r.outcome.is_ok()));
+}
+
+#[tokio::test]
+async fn bad_responses_are_errors_not_retried() {
+    let server = FakeServer::start(|seen| match seen.prompt.as_str() {
+        "prompt 0" => Reply::RawBody(r#"{"object":"chat.completion"}"#.into()),
+        "prompt 1" => Reply::RawBody("{truncated".into()),
+        _ => Reply::text("ok"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let summary = go(&db, plan(run_id, config(&server, 2, 5), 3, false)).await;
+    assert_eq!((summary.failed, summary.answered, summary.requests), (2, 1, 3));
+    let rows = results(&db, run_id);
+    assert!(rows[0].outcome.as_ref().unwrap_err().message.contains("no choices"));
+    assert!(rows[1].outcome.as_ref().unwrap_err().message.contains("not JSON"));
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded_per_endpoint() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    go(&db, plan(run_id, config(&server, 3, 0), 24, false)).await;
+    assert_eq!(server.max_in_flight(), 3);
+}
+
+#[tokio::test]
+async fn requests_per_minute_are_spaced() {
+    let server = FakeServer::start(|_| Reply::text("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let mut config = config(&server, 8, 0);
+    config.requests_per_minute = Some(600); // one per 100 ms
+    go(&db, plan(run_id, config, 5, false)).await;
+    let mut times: Vec<_> = server.requests().iter().map(|s| s.at).collect();
+    times.sort();
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(90), "{:?}", pair[1] - pair[0]);
+    }
+}
+
+#[tokio::test]
+async fn stop_lets_in_flight_finish_and_a_rerun_completes_exactly_once() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(100))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let shutdown = Shutdown::default();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stopper.stop.cancel();
+    });
+    let n = 40;
+    let summary = run(plan(run_id, config(&server, 4, 0), n, false), db.clone(), fast(), Arc::new(NoProgress), shutdown)
+        .await
+        .unwrap();
+    assert!(summary.interrupted);
+    assert!(summary.answered > 0 && (summary.answered as usize) < n, "{summary:?}");
+    assert_eq!(summary.answered as usize, server.count(), "every request sent was allowed to finish and was stored");
+    assert_eq!(results(&db, run_id).len(), server.count());
+
+    let rest = go(&db, plan(run_id, config(&server, 4, 0), n, false)).await;
+    assert_eq!(rest.skipped, summary.answered);
+    assert_eq!(server.count(), n, "each sample requested exactly once over both runs");
+    assert_eq!(results(&db, run_id).len(), n);
+}
+
+#[tokio::test]
+async fn abandon_aborts_in_flight_requests() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_secs(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let shutdown = Shutdown::default();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.stop.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stopper.abandon.cancel();
+    });
+    let started = std::time::Instant::now();
+    let summary = run(plan(run_id, config(&server, 4, 0), 10, false), db.clone(), fast(), Arc::new(NoProgress), shutdown)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the 30 s replies");
+    assert!(summary.interrupted);
+    assert_eq!(summary.answered, 0);
+    assert!(results(&db, run_id).is_empty(), "abandoned requests leave no partial rows");
+    assert_eq!(Store::open(&db).unwrap().answered(run_id).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
+    let server = FakeServer::start(|_| Reply::text("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let mut plan = plan(run_id, config(&server, 1, 0), 0, false);
+    let good = samples(3).into_iter().map(Ok);
+    let rows: Vec<Result<Sample, String>> = good.chain(std::iter::once(Err("data.csv:line 5: malformed CSV row".to_string()))).collect();
+    plan.benchmarks = vec![BenchmarkInput { name: "bench".into(), samples: Box::new(rows.into_iter()) }];
+    let error = run(plan, db.clone(), fast(), Arc::new(NoProgress), Shutdown::default()).await.unwrap_err();
+    assert!(error.to_string().contains("data.csv:line 5"), "{error}");
+    assert_eq!(results(&db, run_id).len(), 3, "completions before the bad row are kept");
+}
