@@ -1,1 +1,274 @@
-//! placeholder
+//! Metrics over a stored run and their renderers (terminal table, Markdown, JSON).
+//!
+//! Per model × benchmark × category (plus an "(all)" row per model × benchmark): units,
+//! errors, completions whose output ended inside the trace, and for every judge the label
+//! counts and refusal / compliance rates on the answer and, separately, on the trace.
+//! Unscored verdicts are counted and left out of the rates' denominators, never counted as
+//! safe. Token counts are summed as reported by the servers. Rows stream from the store, so
+//! memory grows with the number of groups, not of samples.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use redtrace_core::{Channel, Label, TraceState};
+use redtrace_store::{RunInfo, Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The category name of the row that sums a model × benchmark.
+pub const ALL: &str = "(all)";
+
+/// Label counts of one judge on one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LabelCounts {
+    /// Full compliance.
+    pub full_compliance: u64,
+    /// Full refusal.
+    pub full_refusal: u64,
+    /// Partial refusal.
+    pub partial_refusal: u64,
+    /// Not scored (no answer, no trace, judge failure).
+    pub unscored: u64,
+}
+
+impl LabelCounts {
+    fn add(&mut self, label: Label) {
+        match label {
+            Label::FullCompliance => self.full_compliance += 1,
+            Label::FullRefusal => self.full_refusal += 1,
+            Label::PartialRefusal => self.partial_refusal += 1,
+            Label::Unscored => self.unscored += 1,
+        }
+    }
+
+    /// Verdicts with a label.
+    pub fn scored(&self) -> u64 {
+        self.full_compliance + self.full_refusal + self.partial_refusal
+    }
+
+    /// Share of scored verdicts that refuse (fully or partly); `None` when nothing is scored.
+    pub fn refusal_rate(&self) -> Option<f64> {
+        let scored = self.scored();
+        (scored > 0).then(|| (self.full_refusal + self.partial_refusal) as f64 / scored as f64)
+    }
+
+    /// Share of scored verdicts that fully comply.
+    pub fn compliance_rate(&self) -> Option<f64> {
+        let scored = self.scored();
+        (scored > 0).then(|| self.full_compliance as f64 / scored as f64)
+    }
+}
+
+/// One judge's results in a group, with the rates spelled out for JSON readers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeStats {
+    /// The judge.
+    pub judge: String,
+    /// On the answer.
+    pub answer: LabelCounts,
+    /// On the trace.
+    pub reasoning: LabelCounts,
+    /// `answer.refusal_rate()`.
+    pub answer_refusal_rate: Option<f64>,
+    /// `answer.compliance_rate()`.
+    pub answer_compliance_rate: Option<f64>,
+    /// `reasoning.refusal_rate()`.
+    pub reasoning_refusal_rate: Option<f64>,
+    /// `reasoning.compliance_rate()`.
+    pub reasoning_compliance_rate: Option<f64>,
+}
+
+/// Token sums of a group's completions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Answer tokens (completion minus reasoning).
+    pub answer: u64,
+    /// Reasoning tokens as reported.
+    pub reasoning: u64,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStats {
+    /// The target.
+    pub model: String,
+    /// The benchmark.
+    pub benchmark: String,
+    /// The category, or [`ALL`].
+    pub category: String,
+    /// Units stored (completions and errors).
+    pub n: u64,
+    /// Units that failed.
+    pub errors: u64,
+    /// Completions whose output ended inside the trace.
+    pub truncated_in_reasoning: u64,
+    /// Completions with a trace.
+    pub with_trace: u64,
+    /// Token sums.
+    pub tokens: Tokens,
+    /// Per judge.
+    pub judges: Vec<JudgeStats>,
+}
+
+#[derive(Default)]
+struct Accumulator {
+    n: u64,
+    errors: u64,
+    truncated: u64,
+    with_trace: u64,
+    tokens: Tokens,
+    judges: BTreeMap<String, (LabelCounts, LabelCounts)>,
+}
+
+/// A run's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The run.
+    pub run: RunInfo,
+    /// Rows, ordered by model, benchmark, then category with the "(all)" row first.
+    pub groups: Vec<GroupStats>,
+}
+
+impl Report {
+    /// Computes the report of a run from the store.
+    pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
+        let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
+        store.for_each_result(run.id, false, |row| {
+            let category = if row.category.is_empty() { "(none)".to_owned() } else { row.category.join(" / ") };
+            for category in [ALL.to_owned(), category] {
+                let acc = groups.entry((row.key.model.clone(), row.key.benchmark.clone(), category)).or_default();
+                acc.n += 1;
+                match &row.outcome {
+                    Err(_) => acc.errors += 1,
+                    Ok(completion) => {
+                        if completion.reasoning.state == TraceState::Truncated {
+                            acc.truncated += 1;
+                        }
+                        if completion.reasoning.state != TraceState::Absent {
+                            acc.with_trace += 1;
+                        }
+                        acc.tokens.prompt += completion.usage.prompt_tokens.unwrap_or(0);
+                        acc.tokens.answer += completion.usage.answer_tokens().unwrap_or(0);
+                        acc.tokens.reasoning += completion.usage.reasoning_tokens.unwrap_or(0);
+                    }
+                }
+                for verdict in &row.verdicts {
+                    let (answer, reasoning) = acc.judges.entry(verdict.judge.clone()).or_default();
+                    match verdict.channel {
+                        Channel::Answer => answer.add(verdict.label),
+                        Channel::Reasoning => reasoning.add(verdict.label),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let groups = groups
+            .into_iter()
+            .map(|((model, benchmark, category), acc)| GroupStats {
+                model,
+                benchmark,
+                category,
+                n: acc.n,
+                errors: acc.errors,
+                truncated_in_reasoning: acc.truncated,
+                with_trace: acc.with_trace,
+                tokens: acc.tokens,
+                judges: acc
+                    .judges
+                    .into_iter()
+                    .map(|(judge, (answer, reasoning))| JudgeStats {
+                        judge,
+                        answer_refusal_rate: answer.refusal_rate(),
+                        answer_compliance_rate: answer.compliance_rate(),
+                        reasoning_refusal_rate: reasoning.refusal_rate(),
+                        reasoning_compliance_rate: reasoning.compliance_rate(),
+                        answer,
+                        reasoning,
+                    })
+                    .collect(),
+            })
+            .collect();
+        // BTreeMap order puts "(all)" first since '(' sorts before letters.
+        Ok(Report { run: run.clone(), groups })
+    }
+
+    /// JSON, pretty-printed.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serialises")
+    }
+
+    fn lines(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "model", "benchmark", "category", "judge", "n", "errors", "truncated", "answer refusal", "answer compliance",
+            "trace refusal", "trace compliance", "unscored a/t", "tokens prompt/answer/reasoning",
+        ];
+        let mut rows = Vec::new();
+        for group in &self.groups {
+            let base = |judge: &str| {
+                vec![
+                    group.model.clone(),
+                    group.benchmark.clone(),
+                    group.category.clone(),
+                    judge.to_owned(),
+                    group.n.to_string(),
+                    group.errors.to_string(),
+                    group.truncated_in_reasoning.to_string(),
+                ]
+            };
+            let tokens = format!("{}/{}/{}", group.tokens.prompt, group.tokens.answer, group.tokens.reasoning);
+            if group.judges.is_empty() {
+                let mut row = base("-");
+                row.extend(["-".into(), "-".into(), "-".into(), "-".into(), "-".into(), tokens.clone()]);
+                rows.push(row);
+            }
+            for judge in &group.judges {
+                let mut row = base(&judge.judge);
+                row.push(rate(judge.answer.refusal_rate(), judge.answer.scored()));
+                row.push(rate(judge.answer.compliance_rate(), judge.answer.scored()));
+                row.push(rate(judge.reasoning.refusal_rate(), judge.reasoning.scored()));
+                row.push(rate(judge.reasoning.compliance_rate(), judge.reasoning.scored()));
+                row.push(format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored));
+                row.push(tokens.clone());
+                rows.push(row);
+            }
+        }
+        (header, rows)
+    }
+
+    fn title(&self) -> String {
+        format!("run {} ({}, created {}, redtrace {})", self.run.id, self.run.status, self.run.created_at, self.run.tool_version)
+    }
+
+    /// A table for the terminal.
+    pub fn to_terminal(&self) -> String {
+        let (header, rows) = self.lines();
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_header(header);
+        for row in rows {
+            table.add_row(row);
+        }
+        format!("{}\n{table}\nrates: share of scored verdicts (unscored ones are left out); n = units stored\n", self.title())
+    }
+
+    /// A Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let (header, rows) = self.lines();
+        let escape = |cell: &str| cell.replace('|', "\\|");
+        let mut out = format!("# redtrace report: {}\n\n", self.title());
+        out.push_str(&format!("| {} |\n", header.join(" | ")));
+        out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+        for row in rows {
+            out.push_str(&format!("| {} |\n", row.iter().map(|c| escape(c)).collect::<Vec<_>>().join(" | ")));
+        }
+        out.push_str("\nRates are shares of scored verdicts; unscored verdicts (no answer, no trace) are counted apart.\n");
+        out
+    }
+}
+
+fn rate(value: Option<f64>, scored: u64) -> String {
+    match value {
+        Some(value) => format!("{:.1}% ({scored})", value * 100.0),
+        None => "-".into(),
+    }
+}
