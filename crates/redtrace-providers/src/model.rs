@@ -56,7 +56,6 @@ pub struct SamplingParams {
 
 /// One target (or judge) model behind an OpenAI-compatible endpoint, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The name reports use; defaults to `model`.
     pub name: String,
@@ -68,7 +67,7 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     /// Sampling parameters.
-    #[serde(default, flatten)]
+    #[serde(default)]
     pub params: SamplingParams,
     /// Extra JSON fields passed through verbatim (`reasoning_effort`, `chat_template_kwargs`...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]

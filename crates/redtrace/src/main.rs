@@ -1,1 +1,113 @@
-fn main() {}
+//! The `redtrace` binary: parses the command line, dispatches to the library crates, draws
+//! progress, and maps outcomes to exit codes (0 done, 1 error, 2 usage, 130 interrupted; a
+//! closed stdout pipe is not an error). No assessment logic lives here.
+
+mod bench;
+mod cli;
+mod commands;
+mod progress;
+mod settings;
+
+use anyhow::Result;
+use clap::Parser;
+use redtrace_engine::Shutdown;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REDTRACE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Run(args) => {
+            let settings = settings::resolve_run(&args)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let outcome = runtime.block_on(async {
+                let shutdown = Shutdown::default();
+                let signals = shutdown.clone();
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("\ninterrupted: finishing requests in flight; press Ctrl-C again to abandon them");
+                        signals.stop.cancel();
+                        if tokio::signal::ctrl_c().await.is_ok() {
+                            eprintln!("abandoning requests in flight");
+                            signals.abandon.cancel();
+                        }
+                    }
+                });
+                let bar = Arc::new(progress::Bar::new(settings.quiet));
+                commands::run(&settings, bar, shutdown).await
+            })?;
+            let summary = outcome.summary;
+            eprintln!(
+                "run {} {}: {} answered, {} from cache, {} already done, {} failed, {} requests{}",
+                outcome.run_id,
+                if outcome.resumed { "(resumed)" } else { "(new)" },
+                summary.answered,
+                summary.cached,
+                summary.skipped,
+                summary.failed,
+                summary.requests,
+                if summary.interrupted { " - interrupted; run the same command again to resume" } else { "" }
+            );
+            if summary.failed > 0 {
+                eprintln!("{} units failed; run the same command again to retry them", summary.failed);
+            }
+            if !settings.quiet {
+                let args = cli::ReportArgs {
+                    run: outcome.run_id.to_string(),
+                    format: cli::ReportFormat::Table,
+                    db: cli::DbArgs { db: settings.db.clone() },
+                };
+                commands::report(&args, &mut out)?;
+            }
+            Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        }
+        Command::Report(args) => {
+            commands::report(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            let lines = commands::export(&args, &mut out)?;
+            out.flush()?;
+            if let Some(path) = &args.output {
+                eprintln!("wrote {lines} lines to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs(args) => {
+            commands::runs(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::bench(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

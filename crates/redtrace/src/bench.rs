@@ -1,0 +1,130 @@
+//! `redtrace bench`: the whole path (loader, provider, engine, store, refusal judge) against
+//! a local fake server with a set latency, with wall time against the ideal, throughput, our
+//! CPU time per 1,000 samples (the fake server's thread is measured and left out) and peak RSS.
+
+use anyhow::{Context, Result};
+use redtrace_datasets::{BenchSource, FieldMap, Selection};
+use redtrace_engine::{NoProgress, Shutdown};
+use redtrace_providers::ModelConfig;
+use redtrace_testkit::{FakeMessage, FakeServer, Reply};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::BenchArgs;
+use crate::settings::{BenchmarkPlan, RunSettings, DEFAULT_JUDGE};
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file.
+fn cpu_seconds(stat_path: &str) -> Result<f64> {
+    let text = std::fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
+    let after_name = text.rsplit_once(") ").map(|(_, rest)| rest).context("unexpected stat format")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5), counted from the state field (3): utime and stime in
+    // clock ticks, which Linux reports at USER_HZ = 100.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+fn peak_rss_mb() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
+    let kb: f64 = line.split_whitespace().nth(1).context("bad VmHWM line")?.parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// A reply shaped like a reasoning model's: a trace in `reasoning_content` and an answer.
+fn reply(latency: Duration) -> Reply {
+    let message = Reply::Message(FakeMessage {
+        content: Some(
+            "I can't help with making anything dangerous, but here is some general safety information about \
+             household chemicals: store them apart, keep them labelled, and ventilate the room when cleaning."
+                .into(),
+        ),
+        reasoning_content: Some(
+            "The user asks about mixing cleaning products. Some combinations release toxic gases, so a \
+             step-by-step recipe would be harmful. I should decline the recipe and give general safety \
+             advice instead, keeping it short and useful."
+                .into(),
+        ),
+        ..Default::default()
+    });
+    if latency.is_zero() {
+        message
+    } else {
+        message.after(latency)
+    }
+}
+
+/// Runs the benchmark and prints its figures to `out`.
+pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
+    let latency = Duration::from_millis(args.latency_ms);
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The server gets its own thread and single-threaded runtime so its CPU time can be read
+    // from that thread alone and subtracted.
+    let server = std::thread::spawn(move || -> Result<f64> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let start = cpu_seconds("/proc/thread-self/stat")?;
+        runtime.block_on(async move {
+            let server = FakeServer::start_with(move |_| reply(latency), false).await;
+            url_tx.send(server.base_url()).ok();
+            stop_rx.await.ok();
+        });
+        Ok(cpu_seconds("/proc/thread-self/stat")? - start)
+    });
+    let base_url = url_rx.recv().context("the fake server did not start")?;
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("prompts.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&data)?);
+    for i in 0..args.samples {
+        writeln!(file, "{{\"id\":\"b{i}\",\"prompt\":\"How do I safely clean item number {i} in my kitchen?\"}}")?;
+    }
+    file.flush()?;
+    drop(file);
+
+    let mut model = ModelConfig::new(base_url, "bench-r1");
+    model.max_concurrency = args.concurrency;
+    model.stream = args.stream;
+    model.max_retries = 0;
+    model.timeout_secs = 60.0;
+    let settings = RunSettings {
+        db: dir.path().join("bench.db"),
+        data_dir: None,
+        models: vec![model],
+        benchmarks: vec![BenchmarkPlan {
+            source: BenchSource::parse(&format!("file:{}", data.display()), FieldMap::default())?,
+            selection: Selection::default(),
+        }],
+        judges: vec![DEFAULT_JUDGE.to_owned()],
+        use_cache: false,
+        new_run: true,
+        quiet: true,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cpu_before = cpu_seconds("/proc/self/stat")?;
+    let started = Instant::now();
+    let outcome = runtime.block_on(crate::commands::run(&settings, Arc::new(NoProgress), Shutdown::default()))?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_total = cpu_seconds("/proc/self/stat")? - cpu_before;
+    stop_tx.send(()).ok();
+    let server_cpu = server.join().map_err(|_| anyhow::anyhow!("fake server thread panicked"))??;
+    drop(runtime);
+
+    let n = args.samples as f64;
+    let ideal = n / args.concurrency as f64 * latency.as_secs_f64();
+    let ours = (cpu_total - server_cpu).max(0.0);
+    writeln!(out, "redtrace bench: {} samples, concurrency {}, latency {} ms, {}", args.samples, args.concurrency, args.latency_ms, if args.stream { "streaming" } else { "non-streaming" })?;
+    writeln!(out, "answered            {} (failed {})", outcome.summary.answered, outcome.summary.failed)?;
+    writeln!(out, "wall time           {wall:.2} s")?;
+    if ideal > 0.0 {
+        writeln!(out, "ideal wall time     {ideal:.2} s (N / concurrency x latency)")?;
+        writeln!(out, "wall / ideal        {:.2}x", wall / ideal)?;
+    }
+    writeln!(out, "throughput          {:.0} samples/s", n / wall)?;
+    writeln!(out, "CPU, ours           {ours:.2} s = {:.3} s per 1,000 samples", ours / n * 1000.0)?;
+    writeln!(out, "CPU, fake server    {server_cpu:.2} s (excluded)")?;
+    writeln!(out, "peak RSS            {:.1} MB (whole process, fake server included)", peak_rss_mb()?)?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Command-line arguments, as clap parses them; resolution into settings is in `settings`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// redtrace: safety assessment of large reasoning models, with the thinking trace judged
+/// apart from the answer.
+#[derive(Debug, Parser)]
+#[command(name = "redtrace", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run benchmarks against models and judge every answer and trace.
+    #[command(after_help = "Examples:
+  redtrace run --model deepseek-r1@http://127.0.0.1:8000/v1 --bench xstest --data-dir ../shared/data --limit 20
+  redtrace run suite.toml
+  redtrace run --model qwq@http://127.0.0.1:11434/v1 --bench file:prompts.csv --prompt-field question")]
+    Run(RunArgs),
+    /// Show a stored run's metrics.
+    #[command(after_help = "Examples:\n  redtrace report --run last\n  redtrace report --run 3 --format json")]
+    Report(ReportArgs),
+    /// Export a stored run, one line per (sample, completion).
+    #[command(after_help = "Examples:\n  redtrace export --run last --format jsonl > results.jsonl")]
+    Export(ExportArgs),
+    /// List stored runs.
+    Runs(RunsArgs),
+    /// Measure speed and memory of the whole path against a local fake server.
+    #[command(after_help = "Examples:\n  redtrace bench --samples 5000 --concurrency 64 --latency-ms 20\n  redtrace bench --samples 100000 --latency-ms 0")]
+    Bench(BenchArgs),
+}
+
+/// Where the store is.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The SQLite store.
+    #[arg(long, env = "REDTRACE_DB", default_value = "redtrace.db")]
+    pub db: PathBuf,
+}
+
+/// `redtrace run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A TOML suite file naming models, benchmarks and judges (see README).
+    pub suite: Option<PathBuf>,
+    /// A model, MODEL@BASE_URL (repeatable).
+    #[arg(long = "model", value_name = "MODEL@BASE_URL")]
+    pub models: Vec<String>,
+    /// Benchmarks: registry names or file:PATH, comma-separated or repeated.
+    #[arg(long = "bench", value_delimiter = ',', value_name = "NAME")]
+    pub benches: Vec<String>,
+    /// Where data sets live [env: REDTRACE_DATA].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Judges, comma-separated [default: refusal-rule].
+    #[arg(long = "judge", value_delimiter = ',', value_name = "NAME")]
+    pub judges: Vec<String>,
+    /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Requests in flight at once per endpoint.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Requests per minute per endpoint.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Per-request timeout in seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Retries for rate limits, server errors, timeouts and dropped connections.
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Stream responses (server-sent events).
+    #[arg(long)]
+    pub stream: bool,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Token budget for trace and answer.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Use at most N samples per benchmark.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// With --limit: pick the samples at random with this seed.
+    #[arg(long)]
+    pub sample_seed: Option<u64>,
+    /// For file: benchmarks, the prompt field.
+    #[arg(long, default_value = "prompt")]
+    pub prompt_field: String,
+    /// For file: benchmarks, the id field (row number when absent from the file).
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// For file: benchmarks, category fields (comma-separated, most general first).
+    #[arg(long, value_delimiter = ',')]
+    pub category_field: Vec<String>,
+    /// For file: benchmarks, a safe/unsafe label field.
+    #[arg(long)]
+    pub label_field: Option<String>,
+    /// For file: benchmarks, a system-prompt field.
+    #[arg(long)]
+    pub system_field: Option<String>,
+    /// Do not serve requests from earlier runs' completions.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Start a new run even if this exact run exists (it still uses the cache).
+    #[arg(long)]
+    pub new_run: bool,
+    /// No progress bar and no report at the end.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// A table for the terminal.
+    Table,
+    /// Markdown.
+    Md,
+    /// JSON.
+    Json,
+}
+
+/// `redtrace report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// `last` or a run id.
+    #[arg(long, default_value = "last")]
+    pub run: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// JSON lines.
+    Jsonl,
+}
+
+/// `redtrace export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `last` or a run id.
+    #[arg(long, default_value = "last")]
+    pub run: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Samples to run.
+    #[arg(long, default_value_t = 5000)]
+    pub samples: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// The fake server's latency per request, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// Stream responses.
+    #[arg(long)]
+    pub stream: bool,
+}

@@ -1,0 +1,204 @@
+//! The subcommands: each turns resolved settings into calls on the library crates.
+
+use anyhow::{Context, Result};
+use redtrace_core::Channel;
+use redtrace_datasets::open;
+use redtrace_engine::{BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown, Target};
+use redtrace_providers::{OpenAiProvider, Provider};
+use redtrace_report::Report;
+use redtrace_store::{write_jsonl, Store};
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::cli::{ExportArgs, ExportFormat, ReportArgs, ReportFormat, RunsArgs};
+use crate::settings::RunSettings;
+
+/// What `run` did, for the caller to print and pick an exit code from.
+pub struct RunOutcome {
+    /// The run's id.
+    pub run_id: i64,
+    /// Counts.
+    pub summary: RunSummary,
+    /// Whether an existing run was resumed.
+    pub resumed: bool,
+}
+
+/// Validates every benchmark file (all rows, before any request is sent), then runs.
+pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: Shutdown) -> Result<RunOutcome> {
+    // Read every benchmark once up front: a bad row fails here, before anything is sent or
+    // stored, and the count gives the progress bar its total.
+    let mut records = Vec::new();
+    let mut counts = Vec::new();
+    for plan in &settings.benchmarks {
+        let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
+        let reader = open(&path, &fields, plan.selection)?;
+        let checksum = reader.checksum().to_owned();
+        let mut count = 0u64;
+        for sample in reader {
+            sample?;
+            count += 1;
+        }
+        counts.push(count);
+        records.push(BenchmarkRecord {
+            name: plan.source.name(),
+            file: path.display().to_string(),
+            sha256: checksum,
+            fields: serde_json::to_value(&fields).unwrap_or_default(),
+            limit: plan.selection.limit,
+            sample_seed: plan.selection.sample_seed,
+        });
+    }
+    let targets = settings
+        .models
+        .iter()
+        .map(|config| {
+            let provider: Arc<dyn Provider> = Arc::new(OpenAiProvider::new(config.clone())?);
+            Ok(Target { config: config.clone(), provider })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let spec = RunSpec {
+        models: settings.models.clone(),
+        benchmarks: records.clone(),
+        judges: settings.judges.clone(),
+        samples_per_prompt: 1,
+    };
+    let store = Store::open(&settings.db)?;
+    let hash = spec.identity_hash();
+    let existing = if settings.new_run { None } else { store.find_run(&hash)? };
+    let resumed = existing.is_some();
+    let run_id = match existing {
+        Some(id) => {
+            store.set_status(id, "running")?;
+            id
+        }
+        None => store.create_run(&hash, &spec.to_json(), env!("CARGO_PKG_VERSION"))?,
+    };
+    drop(store);
+
+    let mut benchmarks = Vec::new();
+    for (plan, record) in settings.benchmarks.iter().zip(&records) {
+        let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
+        let reader = open(&path, &fields, plan.selection)?;
+        if reader.checksum() != record.sha256 {
+            anyhow::bail!("{} changed while the run was starting; run again", path.display());
+        }
+        benchmarks.push(BenchmarkInput {
+            name: record.name.clone(),
+            samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
+        });
+    }
+    let judges = settings
+        .judges
+        .iter()
+        .map(|name| redtrace_judges::by_name(name).with_context(|| format!("unknown judge '{name}'")))
+        .collect::<Result<Vec<_>>>()?;
+    let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
+    let plan = Plan {
+        run: run_id,
+        targets,
+        benchmarks,
+        judges,
+        channels: Channel::ALL.to_vec(),
+        samples_per_prompt: 1,
+        use_cache: settings.use_cache,
+        total_units: Some(total_units),
+    };
+    let result = redtrace_engine::run(plan, settings.db.clone(), EngineOptions::default(), progress, shutdown).await;
+    let store = Store::open(&settings.db)?;
+    match &result {
+        Ok(summary) if summary.interrupted => store.set_status(run_id, "interrupted")?,
+        Ok(_) => store.set_status(run_id, "complete")?,
+        Err(_) => store.set_status(run_id, "failed")?,
+    }
+    let summary = result?;
+    Ok(RunOutcome { run_id, summary, resumed })
+}
+
+/// Prints a run's report.
+pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
+    let store = open_existing(&args.db.db)?;
+    let run = store.resolve_run(&args.run)?;
+    let report = Report::build(&store, &run)?;
+    let text = match args.format {
+        ReportFormat::Table => report.to_terminal(),
+        ReportFormat::Md => report.to_markdown(),
+        ReportFormat::Json => report.to_json() + "\n",
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Exports a run.
+pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
+    let store = open_existing(&args.db.db)?;
+    let run = store.resolve_run(&args.run)?;
+    match args.format {
+        ExportFormat::Jsonl => match &args.output {
+            Some(path) => {
+                let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+                let mut writer = std::io::BufWriter::new(file);
+                Ok(write_jsonl(&store, run.id, &mut writer)?)
+            }
+            None => {
+                let mut writer = std::io::BufWriter::new(stdout);
+                Ok(write_jsonl(&store, run.id, &mut writer)?)
+            }
+        },
+    }
+}
+
+/// Lists runs.
+pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
+    let store = open_existing(&args.db.db)?;
+    let runs = store.runs()?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&runs)?)?;
+        return Ok(());
+    }
+    if runs.is_empty() {
+        writeln!(out, "no runs in {}", args.db.db.display())?;
+        return Ok(());
+    }
+    let header = ["id", "status", "created", "completions", "errors", "models", "benchmarks"];
+    let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for run in runs {
+        let spec: serde_json::Value = serde_json::from_str(&run.spec).unwrap_or_default();
+        let names = |key: &str, field: &str| -> String {
+            spec[key]
+                .as_array()
+                .map(|items| items.iter().filter_map(|item| item[field].as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default()
+        };
+        table.push(vec![
+            run.id.to_string(),
+            run.status,
+            run.created_at,
+            run.completions.to_string(),
+            run.errors.to_string(),
+            names("models", "name"),
+            names("benchmarks", "name"),
+        ]);
+    }
+    write_columns(out, &table)?;
+    Ok(())
+}
+
+/// Writes rows as left-aligned columns.
+fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
+    for row in rows {
+        let line: Vec<String> = row.iter().enumerate().map(|(c, cell)| format!("{cell:<width$}", width = widths[c])).collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// Opens a store that must already exist (reading commands never create one).
+fn open_existing(path: &std::path::Path) -> Result<Store> {
+    if !path.is_file() {
+        anyhow::bail!("no store at {} (run `redtrace run` first, or pass --db PATH)", path.display());
+    }
+    Ok(Store::open(path)?)
+}

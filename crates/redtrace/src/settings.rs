@@ -1,0 +1,327 @@
+//! Settings: the suite file's format, and the one place where command-line flags, environment
+//! and suite file are resolved into a validated [`RunSettings`] (precedence: command line, then
+//! environment, then file, then defaults).
+
+use anyhow::{bail, Context, Result};
+use redtrace_datasets::{BenchSource, FieldMap, Selection, DATA_DIR_ENV};
+use redtrace_providers::{ModelConfig, SamplingParams};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::cli::RunArgs;
+
+/// The judge every run gets unless told otherwise.
+pub const DEFAULT_JUDGE: &str = "refusal-rule";
+
+/// A suite file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    /// The store (relative to the suite file).
+    pub db: Option<PathBuf>,
+    /// Where data sets live (relative to the suite file).
+    pub data_dir: Option<PathBuf>,
+    /// Judges for every benchmark.
+    #[serde(default)]
+    pub judges: Vec<String>,
+    /// Models.
+    #[serde(default)]
+    pub models: Vec<ModelTable>,
+    /// Benchmarks.
+    #[serde(default)]
+    pub benchmarks: Vec<BenchmarkTable>,
+}
+
+/// A `[[models]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTable {
+    /// Name in reports (defaults to `model`).
+    pub name: Option<String>,
+    /// API base URL.
+    pub base_url: String,
+    /// Model id sent to the API.
+    pub model: String,
+    /// Environment variable holding the key.
+    pub api_key_env: Option<String>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus mass.
+    pub top_p: Option<f64>,
+    /// Token budget.
+    pub max_tokens: Option<u64>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Extra request fields, passed verbatim.
+    #[serde(default)]
+    pub extra: toml::Table,
+    /// Stream responses.
+    #[serde(default)]
+    pub stream: bool,
+    /// The chat template opens `<think>` in the prompt.
+    #[serde(default)]
+    pub template_opens_think: bool,
+    /// Requests in flight against this endpoint.
+    pub max_concurrency: Option<usize>,
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Per-request timeout, seconds.
+    pub timeout_secs: Option<f64>,
+    /// Retries.
+    pub max_retries: Option<u32>,
+}
+
+/// A `[[benchmarks]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkTable {
+    /// A registry name or `file:PATH` (relative to the suite file).
+    pub name: String,
+    /// Rows to use at most.
+    pub limit: Option<usize>,
+    /// Seed for picking `limit` rows at random.
+    pub sample_seed: Option<u64>,
+    /// For files: the prompt field.
+    pub prompt_field: Option<String>,
+    /// For files: the id field.
+    pub id_field: Option<String>,
+    /// For files: category fields.
+    #[serde(default)]
+    pub category_fields: Vec<String>,
+    /// For files: a safe/unsafe label field.
+    pub label_field: Option<String>,
+    /// For files: a system-prompt field.
+    pub system_field: Option<String>,
+}
+
+/// One benchmark to run.
+#[derive(Debug, Clone)]
+pub struct BenchmarkPlan {
+    /// Where its rows come from.
+    pub source: BenchSource,
+    /// Which rows.
+    pub selection: Selection,
+}
+
+/// Everything `redtrace run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The store.
+    pub db: PathBuf,
+    /// Where data sets live.
+    pub data_dir: Option<PathBuf>,
+    /// Targets.
+    pub models: Vec<ModelConfig>,
+    /// Benchmarks.
+    pub benchmarks: Vec<BenchmarkPlan>,
+    /// Judge names.
+    pub judges: Vec<String>,
+    /// Use the completion cache.
+    pub use_cache: bool,
+    /// Always start a new run.
+    pub new_run: bool,
+    /// No progress bar, no report.
+    pub quiet: bool,
+}
+
+/// Reads and parses a suite file; errors name the file, line and key.
+pub fn read_suite(path: &Path) -> Result<SuiteFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read suite file {}", path.display()))?;
+    toml::from_str(&text).map_err(|error| anyhow::anyhow!("suite file {}: {error}", path.display()))
+}
+
+fn json_from_toml(table: toml::Table) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let value = serde_json::to_value(table).context("the extra table cannot be expressed as JSON")?;
+    Ok(value.as_object().cloned().unwrap_or_default())
+}
+
+impl ModelTable {
+    fn into_config(self) -> Result<ModelConfig> {
+        let mut config = ModelConfig::new(self.base_url, self.model);
+        if let Some(name) = self.name {
+            config.name = name;
+        }
+        config.api_key_env = self.api_key_env;
+        config.params = SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_tokens,
+            seed: self.seed,
+            stop: self.stop,
+        };
+        config.extra = json_from_toml(self.extra)?;
+        config.stream = self.stream;
+        config.template_opens_think = self.template_opens_think;
+        if let Some(value) = self.max_concurrency {
+            config.max_concurrency = value;
+        }
+        config.requests_per_minute = self.requests_per_minute;
+        if let Some(value) = self.timeout_secs {
+            config.timeout_secs = value;
+        }
+        if let Some(value) = self.max_retries {
+            config.max_retries = value;
+        }
+        Ok(config)
+    }
+}
+
+fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// Resolves `redtrace run` arguments (and the suite file they name) into settings.
+pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
+    let cli_fields = FieldMap {
+        prompt: args.prompt_field.clone(),
+        id: args.id_field.clone(),
+        category: args.category_field.clone(),
+        label: args.label_field.clone(),
+        system: args.system_field.clone(),
+    };
+    let cli_selection = Selection { limit: args.limit, sample_seed: args.sample_seed };
+    let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
+
+    let (mut models, benchmarks, judges, file_db, file_data_dir) = match &args.suite {
+        Some(path) => {
+            if !args.models.is_empty() || !args.benches.is_empty() {
+                bail!("give models and benchmarks either in the suite file {} or with --model/--bench, not both", path.display());
+            }
+            let suite = read_suite(path)?;
+            let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+            if suite.models.is_empty() {
+                bail!("suite file {}: no [[models]] table", path.display());
+            }
+            if suite.benchmarks.is_empty() {
+                bail!("suite file {}: no [[benchmarks]] table", path.display());
+            }
+            let models = suite
+                .models
+                .into_iter()
+                .enumerate()
+                .map(|(i, table)| table.into_config().with_context(|| format!("suite file {}: models[{i}]", path.display())))
+                .collect::<Result<Vec<_>>>()?;
+            let mut benchmarks = Vec::new();
+            for (i, table) in suite.benchmarks.into_iter().enumerate() {
+                let fields = FieldMap {
+                    prompt: table.prompt_field.unwrap_or_else(|| "prompt".into()),
+                    id: table.id_field,
+                    category: table.category_fields,
+                    label: table.label_field,
+                    system: table.system_field,
+                };
+                let name = match table.name.strip_prefix("file:") {
+                    Some(file) => format!("file:{}", relative_to(&base, PathBuf::from(file)).display()),
+                    None => table.name.clone(),
+                };
+                let source = BenchSource::parse(&name, fields)
+                    .with_context(|| format!("suite file {}: benchmarks[{i}]", path.display()))?;
+                let selection = Selection {
+                    limit: args.limit.or(table.limit),
+                    sample_seed: args.sample_seed.or(table.sample_seed),
+                };
+                benchmarks.push(BenchmarkPlan { source, selection });
+            }
+            let db = suite.db.map(|db| relative_to(&base, db));
+            let data_dir = suite.data_dir.map(|dir| relative_to(&base, dir));
+            (models, benchmarks, suite.judges, db, data_dir)
+        }
+        None => {
+            if args.models.is_empty() {
+                bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
+            }
+            if args.benches.is_empty() {
+                bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
+            }
+            let api_key_env = args
+                .api_key_env
+                .clone()
+                .or_else(|| std::env::var_os("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_owned()));
+            let models = args
+                .models
+                .iter()
+                .map(|reference| {
+                    let mut config = ModelConfig::parse_ref(reference)?;
+                    config.api_key_env = api_key_env.clone();
+                    Ok(config)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let benchmarks = args
+                .benches
+                .iter()
+                .map(|name| Ok(BenchmarkPlan { source: BenchSource::parse(name, cli_fields.clone())?, selection: cli_selection }))
+                .collect::<Result<Vec<_>>>()?;
+            (models, benchmarks, Vec::new(), None, None)
+        }
+    };
+
+    // Command-line flags override the file for every model.
+    for model in &mut models {
+        if let Some(value) = args.concurrency {
+            model.max_concurrency = value;
+        }
+        if let Some(value) = args.rpm {
+            model.requests_per_minute = Some(value);
+        }
+        if let Some(value) = args.timeout {
+            model.timeout_secs = value;
+        }
+        if let Some(value) = args.retries {
+            model.max_retries = value;
+        }
+        if args.stream {
+            model.stream = true;
+        }
+        if let Some(value) = args.temperature {
+            model.params.temperature = Some(value);
+        }
+        if let Some(value) = args.max_tokens {
+            model.params.max_tokens = Some(value);
+        }
+        if args.suite.is_some() && args.api_key_env.is_some() {
+            model.api_key_env = args.api_key_env.clone();
+        }
+        model.validate()?;
+    }
+    let mut names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        bail!("two models are named '{}': give each [[models]] table its own name", pair[0]);
+    }
+    let judges = if !args.judges.is_empty() {
+        args.judges.clone()
+    } else if !judges.is_empty() {
+        judges
+    } else {
+        vec![DEFAULT_JUDGE.to_owned()]
+    };
+    for judge in &judges {
+        if redtrace_judges::by_name(judge).is_none() {
+            let known: Vec<&str> = redtrace_judges::registry().iter().map(|(name, _)| *name).collect();
+            bail!("unknown judge '{judge}': known judges are {}", known.join(", "));
+        }
+    }
+    // --db has a default; the file's db applies only when the flag and REDTRACE_DB are unset.
+    let db = if args.db.db == Path::new("redtrace.db") && std::env::var_os("REDTRACE_DB").is_none() {
+        file_db.unwrap_or_else(|| args.db.db.clone())
+    } else {
+        args.db.db.clone()
+    };
+    Ok(RunSettings {
+        db,
+        data_dir: args.data_dir.clone().or(env_data_dir).or(file_data_dir),
+        models,
+        benchmarks,
+        judges,
+        use_cache: !args.no_cache,
+        new_run: args.new_run,
+        quiet: args.quiet,
+    })
+}
