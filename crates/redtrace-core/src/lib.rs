@@ -32,15 +32,24 @@ pub struct Message {
 impl Message {
     /// A user turn.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     /// A system turn.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
     /// An assistant turn.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -133,7 +142,11 @@ pub struct Reasoning {
 impl Reasoning {
     /// No trace at all.
     pub fn absent() -> Self {
-        Self { text: String::new(), source: None, state: TraceState::Absent }
+        Self {
+            text: String::new(),
+            source: None,
+            state: TraceState::Absent,
+        }
     }
 }
 
@@ -290,7 +303,11 @@ mod tests {
         let sample = Sample {
             id: "1".into(),
             index: 0,
-            messages: vec![Message::system("rules"), Message::user("first"), Message::user("second")],
+            messages: vec![
+                Message::system("rules"),
+                Message::user("first"),
+                Message::user("second"),
+            ],
             category: vec![],
             label: None,
             metadata: Default::default(),
@@ -301,7 +318,12 @@ mod tests {
 
     #[test]
     fn labels_and_channels_round_trip_their_names() {
-        for label in [Label::FullCompliance, Label::FullRefusal, Label::PartialRefusal, Label::Unscored] {
+        for label in [
+            Label::FullCompliance,
+            Label::FullRefusal,
+            Label::PartialRefusal,
+            Label::Unscored,
+        ] {
             assert_eq!(Label::parse(label.as_str()), Some(label));
             let json = serde_json::to_string(&label).unwrap();
             assert_eq!(json, format!("\"{}\"", label.as_str()));
@@ -315,7 +337,11 @@ mod tests {
 
     #[test]
     fn answer_tokens_subtract_reasoning() {
-        let usage = Usage { prompt_tokens: Some(5), completion_tokens: Some(100), reasoning_tokens: Some(70) };
+        let usage = Usage {
+            prompt_tokens: Some(5),
+            completion_tokens: Some(100),
+            reasoning_tokens: Some(70),
+        };
         assert_eq!(usage.answer_tokens(), Some(30));
         assert_eq!(Usage::default().answer_tokens(), None);
     }

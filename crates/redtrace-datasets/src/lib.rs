@@ -74,9 +74,14 @@ impl BenchSource {
     pub fn parse(text: &str, fields: FieldMap) -> Result<Self, DataError> {
         if let Some(path) = text.strip_prefix("file:") {
             if path.is_empty() {
-                return Err(DataError::Spec("--bench file: needs a path, e.g. file:prompts.csv".into()));
+                return Err(DataError::Spec(
+                    "--bench file: needs a path, e.g. file:prompts.csv".into(),
+                ));
             }
-            return Ok(BenchSource::File { path: PathBuf::from(path), fields });
+            return Ok(BenchSource::File {
+                path: PathBuf::from(path),
+                fields,
+            });
         }
         find(text).map(BenchSource::Named).ok_or_else(|| {
             let known: Vec<&str> = registry().iter().map(|spec| spec.name).collect();
@@ -100,7 +105,10 @@ impl BenchSource {
         match self {
             BenchSource::File { path, fields } => {
                 if !path.is_file() {
-                    return Err(DataError::Missing(format!("data file {} does not exist", path.display())));
+                    return Err(DataError::Missing(format!(
+                        "data file {} does not exist",
+                        path.display()
+                    )));
                 }
                 Ok((path.clone(), fields.clone()))
             }

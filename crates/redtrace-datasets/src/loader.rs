@@ -27,7 +27,13 @@ pub struct FieldMap {
 
 impl Default for FieldMap {
     fn default() -> Self {
-        Self { prompt: "prompt".into(), id: Some("id".into()), category: vec![], label: None, system: None }
+        Self {
+            prompt: "prompt".into(),
+            id: Some("id".into()),
+            category: vec![],
+            label: None,
+            system: None,
+        }
     }
 }
 
@@ -114,7 +120,10 @@ impl SampleReader {
 }
 
 fn io_error(file: &Path, source: std::io::Error) -> DataError {
-    DataError::Io { file: file.to_owned(), source }
+    DataError::Io {
+        file: file.to_owned(),
+        source,
+    }
 }
 
 fn file_checksum(path: &Path) -> Result<String, DataError> {
@@ -129,13 +138,24 @@ fn file_checksum(path: &Path) -> Result<String, DataError> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Opens a data file for reading samples.
-pub fn open(path: &Path, fields: &FieldMap, selection: Selection) -> Result<SampleReader, DataError> {
+pub fn open(
+    path: &Path,
+    fields: &FieldMap,
+    selection: Selection,
+) -> Result<SampleReader, DataError> {
     let format = Format::from_path(path).ok_or_else(|| {
-        DataError::Spec(format!("{}: unknown file type (expected .csv, .json or .jsonl)", path.display()))
+        DataError::Spec(format!(
+            "{}: unknown file type (expected .csv, .json or .jsonl)",
+            path.display()
+        ))
     })?;
     let checksum = file_checksum(path)?;
     let file = File::open(path).map_err(|e| io_error(path, e))?;
@@ -157,7 +177,10 @@ pub fn open(path: &Path, fields: &FieldMap, selection: Selection) -> Result<Samp
                         file: path.to_owned(),
                         position: "line 1".into(),
                         field: Some(field.to_owned()),
-                        message: format!("no such column (columns: {})", headers.iter().collect::<Vec<_>>().join(", ")),
+                        message: format!(
+                            "no such column (columns: {})",
+                            headers.iter().collect::<Vec<_>>().join(", ")
+                        ),
                     });
                 }
             }
@@ -165,14 +188,18 @@ pub fn open(path: &Path, fields: &FieldMap, selection: Selection) -> Result<Samp
         }
         Format::Jsonl => Rows::Jsonl(BufReader::new(file).lines(), 0),
         Format::Json => {
-            let value: Value = serde_json::from_reader(BufReader::new(file)).map_err(|e| DataError::Row {
-                file: path.to_owned(),
-                position: format!("line {}", e.line()),
-                field: None,
-                message: format!("not valid JSON: {e}"),
-            })?;
+            let value: Value =
+                serde_json::from_reader(BufReader::new(file)).map_err(|e| DataError::Row {
+                    file: path.to_owned(),
+                    position: format!("line {}", e.line()),
+                    field: None,
+                    message: format!("not valid JSON: {e}"),
+                })?;
             let Value::Array(items) = value else {
-                return Err(DataError::Spec(format!("{}: expected a JSON array of objects", path.display())));
+                return Err(DataError::Spec(format!(
+                    "{}: expected a JSON array of objects",
+                    path.display()
+                )));
             };
             Rows::Json(items.into_iter(), 0)
         }
@@ -226,7 +253,12 @@ fn reservoir(reader: &mut SampleReader, limit: usize, seed: u64) -> Result<Vec<S
 }
 
 impl SampleReader {
-    fn row_error(&self, position: &str, field: Option<&str>, message: impl Into<String>) -> DataError {
+    fn row_error(
+        &self,
+        position: &str,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> DataError {
         DataError::Row {
             file: self.file.clone(),
             position: position.to_owned(),
@@ -252,7 +284,12 @@ impl SampleReader {
                     }
                     Err(error) => {
                         let line = error.position().map(|p| p.line()).unwrap_or(0);
-                        Err(DataError::Row { file, position: format!("line {line}"), field: None, message: format!("malformed CSV row: {error}") })
+                        Err(DataError::Row {
+                            file,
+                            position: format!("line {line}"),
+                            field: None,
+                            message: format!("malformed CSV row: {error}"),
+                        })
                     }
                 })
             }
@@ -269,8 +306,18 @@ impl SampleReader {
                 }
                 return Some(match serde_json::from_str::<Value>(&line) {
                     Ok(Value::Object(map)) => Ok((position, map)),
-                    Ok(_) => Err(DataError::Row { file, position, field: None, message: "expected a JSON object".into() }),
-                    Err(e) => Err(DataError::Row { file, position, field: None, message: format!("not valid JSON: {e}") }),
+                    Ok(_) => Err(DataError::Row {
+                        file,
+                        position,
+                        field: None,
+                        message: "expected a JSON object".into(),
+                    }),
+                    Err(e) => Err(DataError::Row {
+                        file,
+                        position,
+                        field: None,
+                        message: format!("not valid JSON: {e}"),
+                    }),
                 });
             },
             Rows::Json(items, number) => {
@@ -279,7 +326,12 @@ impl SampleReader {
                 let position = format!("item {number}");
                 Some(match item {
                     Value::Object(map) => Ok((position, map)),
-                    _ => Err(DataError::Row { file, position, field: None, message: "expected a JSON object".into() }),
+                    _ => Err(DataError::Row {
+                        file,
+                        position,
+                        field: None,
+                        message: "expected a JSON object".into(),
+                    }),
                 })
             }
         }
@@ -287,19 +339,30 @@ impl SampleReader {
 
     fn next_row(&mut self) -> Option<Result<Sample, DataError>> {
         let raw = self.next_raw()?;
-        Some(raw.and_then(|(position, row)| self.to_sample(&position, row)))
+        Some(raw.and_then(|(position, row)| self.row_to_sample(&position, row)))
     }
 
-    fn to_sample(&mut self, position: &str, mut row: Map<String, Value>) -> Result<Sample, DataError> {
+    fn row_to_sample(
+        &mut self,
+        position: &str,
+        mut row: Map<String, Value>,
+    ) -> Result<Sample, DataError> {
         let fields = self.fields.clone();
-        let take_text = |row: &mut Map<String, Value>, field: &str, required: bool| -> Result<Option<String>, DataError> {
+        let take_text = |row: &mut Map<String, Value>,
+                         field: &str,
+                         required: bool|
+         -> Result<Option<String>, DataError> {
             match row.remove(field) {
                 Some(Value::String(text)) => Ok(Some(text)),
                 Some(Value::Number(number)) => Ok(Some(number.to_string())),
                 Some(Value::Bool(flag)) => Ok(Some(flag.to_string())),
                 Some(Value::Null) | None if !required => Ok(None),
                 None => Err(self.row_error(position, Some(field), "missing")),
-                Some(other) => Err(self.row_error(position, Some(field), format!("expected text, found {other}"))),
+                Some(other) => Err(self.row_error(
+                    position,
+                    Some(field),
+                    format!("expected text, found {other}"),
+                )),
             }
         };
         let prompt = take_text(&mut row, &fields.prompt, true)?.unwrap_or_default();
@@ -318,7 +381,11 @@ impl SampleReader {
         let label = match &fields.label {
             Some(field) => match take_text(&mut row, field, true)? {
                 Some(value) => Some(parse_label(&value).ok_or_else(|| {
-                    self.row_error(position, Some(field), format!("'{value}' is not a label (expected safe/unsafe, benign/harmful)"))
+                    self.row_error(
+                        position,
+                        Some(field),
+                        format!("'{value}' is not a label (expected safe/unsafe, benign/harmful)"),
+                    )
                 })?),
                 None => None,
             },
@@ -335,7 +402,11 @@ impl SampleReader {
             return Err(self.row_error(position, fields.id.as_deref(), "empty id"));
         }
         if let Some(first) = self.seen_ids.get(&id) {
-            return Err(self.row_error(position, fields.id.as_deref(), format!("duplicate id '{id}' (first at {first})")));
+            return Err(self.row_error(
+                position,
+                fields.id.as_deref(),
+                format!("duplicate id '{id}' (first at {first})"),
+            ));
         }
         self.seen_ids.insert(id.clone(), position.to_owned());
         let mut messages = Vec::with_capacity(2);
@@ -343,7 +414,14 @@ impl SampleReader {
             messages.push(Message::system(system));
         }
         messages.push(Message::user(prompt));
-        let sample = Sample { id, index: self.index, messages, category, label, metadata: row };
+        let sample = Sample {
+            id,
+            index: self.index,
+            messages,
+            category,
+            label,
+            metadata: row,
+        };
         self.index += 1;
         Ok(sample)
     }

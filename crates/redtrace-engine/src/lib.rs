@@ -22,6 +22,7 @@ use redtrace_store::{RunId, Store, StoreError, UnitError, UnitKey, UnitRecord};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -69,11 +70,17 @@ pub struct EngineOptions {
     pub backoff: Backoff,
     /// Records per write transaction at most.
     pub batch_size: usize,
+    /// How long the writer gathers records before committing them.
+    pub batch_wait: Duration,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { backoff: Backoff::default(), batch_size: 512 }
+        Self {
+            backoff: Backoff::default(),
+            batch_size: 512,
+            batch_wait: Duration::from_millis(25),
+        }
     }
 }
 
@@ -154,6 +161,9 @@ enum WriterMessage {
     Unit(UnitRecord),
 }
 
+/// The writer commits a batch once no record has arrived for this long.
+const IDLE_GAP: Duration = Duration::from_millis(3);
+
 /// The cache key of a request: what would be sent, and which completion of the prompt it is.
 pub fn request_hash(provider: &dyn Provider, request: &ChatRequest, sample_k: u32) -> String {
     sha256_hex(format!("{}\u{1f}{sample_k}", provider.fingerprint(request)).as_bytes())
@@ -185,7 +195,9 @@ pub async fn run(
         let mut store = Store::open(&writer_db)?;
         let mut samples: Vec<(String, Sample)> = Vec::new();
         let mut units: Vec<UnitRecord> = Vec::new();
-        let flush = |store: &mut Store, samples: &mut Vec<(String, Sample)>, units: &mut Vec<UnitRecord>| {
+        let flush = |store: &mut Store,
+                     samples: &mut Vec<(String, Sample)>,
+                     units: &mut Vec<UnitRecord>| {
             let mut by_benchmark: HashMap<&str, Vec<&Sample>> = HashMap::new();
             for (benchmark, sample) in samples.iter() {
                 by_benchmark.entry(benchmark).or_default().push(sample);
@@ -200,18 +212,37 @@ pub async fn run(
             }
             Ok::<(), StoreError>(())
         };
-        while let Some(message) = receiver.blocking_recv() {
-            // Take what else is already waiting, up to a batch: under load batches fill by
-            // themselves while the previous transaction commits; when idle, each record
-            // commits at once.
-            let mut next = Some(message);
-            while let Some(message) = next.take() {
-                match message {
-                    WriterMessage::Sample(benchmark, sample) => samples.push((benchmark, sample)),
-                    WriterMessage::Unit(record) => units.push(record),
+        while let Some(first) = receiver.blocking_recv() {
+            // Gather a batch: records that keep arriving (no gap over 3 ms) within
+            // `batch_wait` of the first, up to `batch_size`. Under load one transaction then
+            // carries hundreds of records, which keeps the commit cost (the largest CPU cost at
+            // thousands of completions a second) small; when completions trickle in, each
+            // commits within milliseconds, so a crash loses little finished work.
+            let deadline = std::time::Instant::now() + options.batch_wait;
+            let mut last_arrival = std::time::Instant::now();
+            let mut next = Some(first);
+            loop {
+                if let Some(message) = next.take() {
+                    last_arrival = std::time::Instant::now();
+                    match message {
+                        WriterMessage::Sample(benchmark, sample) => {
+                            samples.push((benchmark, sample))
+                        }
+                        WriterMessage::Unit(record) => units.push(record),
+                    }
                 }
-                if units.len() + samples.len() < options.batch_size {
-                    next = receiver.try_recv().ok();
+                if units.len() + samples.len() >= options.batch_size {
+                    break;
+                }
+                match receiver.try_recv() {
+                    Ok(message) => next = Some(message),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+                        if std::time::Instant::now() < deadline
+                            && last_arrival.elapsed() < IDLE_GAP =>
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => break,
                 }
             }
             flush(&mut store, &mut samples, &mut units)?;
@@ -229,7 +260,10 @@ pub async fn run(
                 spawn_capacity += target.config.max_concurrency;
                 Arc::new(Endpoint {
                     permits: Arc::new(Semaphore::new(target.config.max_concurrency)),
-                    limiter: target.config.requests_per_minute.map(|rpm| Arc::new(RateLimiter::per_minute(rpm))),
+                    limiter: target
+                        .config
+                        .requests_per_minute
+                        .map(|rpm| Arc::new(RateLimiter::per_minute(rpm))),
                 })
             })
             .clone();
@@ -264,7 +298,14 @@ pub async fn run(
             if shutdown.stop.is_cancelled() {
                 break 'intake;
             }
-            if sender.send(WriterMessage::Sample(benchmark.name.clone(), sample.clone())).await.is_err() {
+            if sender
+                .send(WriterMessage::Sample(
+                    benchmark.name.clone(),
+                    sample.clone(),
+                ))
+                .await
+                .is_err()
+            {
                 break 'intake; // the writer failed; its error is reported below
             }
             let sample = Arc::new(sample);
@@ -283,10 +324,15 @@ pub async fn run(
                     }
                     let request = ChatRequest {
                         messages: sample.messages.clone(),
-                        seed: (plan.samples_per_prompt > 1).then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
+                        seed: (plan.samples_per_prompt > 1)
+                            .then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
                     };
                     let hash = request_hash(provider.as_ref(), &request, sample_k);
-                    let cached = if plan.use_cache { reader.cached(&hash)? } else { None };
+                    let cached = if plan.use_cache {
+                        reader.cached(&hash)?
+                    } else {
+                        None
+                    };
                     let spawn_permit = tokio::select! {
                         permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
                         _ = shutdown.stop.cancelled() => break 'intake,
@@ -321,7 +367,10 @@ pub async fn run(
     }
     let interrupted = shutdown.stop.is_cancelled() || shutdown.abandon.is_cancelled();
     if interrupted && !tasks.is_empty() {
-        progress.note(&format!("stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)", tasks.len()));
+        progress.note(&format!(
+            "stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)",
+            tasks.len()
+        ));
     }
     loop {
         tokio::select! {
@@ -389,14 +438,23 @@ impl Unit {
             Some(completion) => (Ok(completion), 0, true),
             None => {
                 let (result, attempts) = self.call().await;
-                (result.map_err(|error| UnitError { kind: error.kind().to_owned(), message: error.to_string() }), attempts, false)
+                (
+                    result.map_err(|error| UnitError {
+                        kind: error.kind().to_owned(),
+                        message: error.to_string(),
+                    }),
+                    attempts,
+                    false,
+                )
             }
         };
         let mut verdicts = Vec::new();
         if let Ok(completion) = &outcome {
             for judge in self.judges.iter() {
                 for &channel in self.channels.iter() {
-                    verdicts.push(judge_channel(judge.as_ref(), &self.sample, completion, channel).await);
+                    verdicts.push(
+                        judge_channel(judge.as_ref(), &self.sample, completion, channel).await,
+                    );
                 }
             }
         }
@@ -405,7 +463,14 @@ impl Unit {
             (Ok(_), true) => UnitOutcome::Cached,
             (Ok(_), false) => UnitOutcome::Answered,
         };
-        let record = UnitRecord { key: self.key, request_hash: self.hash, outcome, attempts, cached, verdicts };
+        let record = UnitRecord {
+            key: self.key,
+            request_hash: self.hash,
+            outcome,
+            attempts,
+            cached,
+            verdicts,
+        };
         if self.sender.send(WriterMessage::Unit(record)).await.is_ok() {
             self.progress.unit(result);
         }
@@ -415,14 +480,21 @@ impl Unit {
     /// Sends the request, retrying what is retryable; returns the last result and the number
     /// of attempts.
     async fn call(&self) -> (Result<Completion, ProviderError>, u32) {
-        let _permit = self.endpoint.permits.clone().acquire_owned().await.expect("semaphore never closed");
+        let _permit = self
+            .endpoint
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let mut attempt = 0u32;
         loop {
             if let Some(limiter) = &self.endpoint.limiter {
                 limiter.wait().await;
             }
             attempt += 1;
-            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let error = match self.provider.complete(&self.request).await {
                 Ok(completion) => return (Ok(completion), attempt),
                 Err(error) => error,
@@ -430,7 +502,9 @@ impl Unit {
             if !error.is_retryable() || attempt > self.max_retries {
                 return (Err(error), attempt);
             }
-            let delay = error.retry_after().unwrap_or_else(|| self.backoff.delay(attempt));
+            let delay = error
+                .retry_after()
+                .unwrap_or_else(|| self.backoff.delay(attempt));
             tracing::debug!(sample = %self.key.sample_id, attempt, ?delay, %error, "retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

@@ -17,7 +17,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_millis(500), max: Duration::from_secs(30) }
+        Self {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter for `rpm` requests per minute (at least 1).
     pub fn per_minute(rpm: u32) -> Self {
-        Self { interval: Duration::from_secs(60) / rpm.max(1), next: std::sync::Mutex::new(None) }
+        Self {
+            interval: Duration::from_secs(60) / rpm.max(1),
+            next: std::sync::Mutex::new(None),
+        }
     }
 
     /// Waits for the next free slot.
@@ -64,12 +70,21 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         for _ in 0..50 {
             let first = backoff.delay(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
+            assert!(
+                first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+                "{first:?}"
+            );
             let third = backoff.delay(3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400), "{third:?}");
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(400),
+                "{third:?}"
+            );
             assert!(backoff.delay(30) <= Duration::from_secs(1));
         }
     }

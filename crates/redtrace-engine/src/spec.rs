@@ -36,7 +36,13 @@ pub struct RunSpec {
 
 /// Fields of a model that change how a run goes but not what it asks: they are left out of
 /// the run's identity, so changing `--concurrency` resumes the same run.
-const NOT_IDENTITY: &[&str] = &["max_concurrency", "requests_per_minute", "timeout_secs", "max_retries", "stream"];
+const NOT_IDENTITY: &[&str] = &[
+    "max_concurrency",
+    "requests_per_minute",
+    "timeout_secs",
+    "max_retries",
+    "stream",
+];
 
 impl RunSpec {
     /// The spec as stored.

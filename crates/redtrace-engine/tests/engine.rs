@@ -2,7 +2,9 @@
 //! Retry-After, random failures, concurrency and rate bounds, stop and abandon.
 
 use redtrace_core::{Channel, Label, Message, Sample};
-use redtrace_engine::{run, Backoff, BenchmarkInput, EngineOptions, NoProgress, Plan, RunSummary, Shutdown, Target};
+use redtrace_engine::{
+    run, Backoff, BenchmarkInput, EngineOptions, NoProgress, Plan, RunSummary, Shutdown, Target,
+};
 use redtrace_judges::by_name;
 use redtrace_providers::{ModelConfig, OpenAiProvider};
 use redtrace_store::{ResultRow, Store};
@@ -37,7 +39,10 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
     Plan {
         run,
         targets: vec![Target { config, provider }],
-        benchmarks: vec![BenchmarkInput { name: "bench".into(), samples: Box::new(samples(n).into_iter().map(Ok)) }],
+        benchmarks: vec![BenchmarkInput {
+            name: "bench".into(),
+            samples: Box::new(samples(n).into_iter().map(Ok)),
+        }],
         judges: vec![by_name("refusal-rule").unwrap()],
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
@@ -47,11 +52,25 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
 }
 
 fn fast() -> EngineOptions {
-    EngineOptions { backoff: Backoff { base: Duration::from_millis(5), max: Duration::from_millis(20) }, ..Default::default() }
+    EngineOptions {
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+        },
+        ..Default::default()
+    }
 }
 
 async fn go(db: &Path, plan: Plan) -> RunSummary {
-    run(plan, db.to_owned(), fast(), Arc::new(NoProgress), Shutdown::default()).await.unwrap()
+    run(
+        plan,
+        db.to_owned(),
+        fast(),
+        Arc::new(NoProgress),
+        Shutdown::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn results(db: &Path, run: i64) -> Vec<ResultRow> {
@@ -67,7 +86,10 @@ fn results(db: &Path, run: i64) -> Vec<ResultRow> {
 }
 
 fn new_run(db: &Path, hash: &str) -> i64 {
-    Store::open(db).unwrap().create_run(hash, "{}", "test").unwrap()
+    Store::open(db)
+        .unwrap()
+        .create_run(hash, "{}", "test")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -76,7 +98,10 @@ async fn every_outcome_is_stored_and_judged_per_channel() {
         if seen.prompt.ends_with('3') {
             Reply::truncated_in_trace("thinking until the budget runs out")
         } else {
-            Reply::think_tags("The user asks something harmless. I will answer.", "I'm sorry, but I can't help with that.")
+            Reply::think_tags(
+                "The user asks something harmless. I will answer.",
+                "I'm sorry, but I can't help with that.",
+            )
         }
     })
     .await;
@@ -84,19 +109,42 @@ async fn every_outcome_is_stored_and_judged_per_channel() {
     let db = dir.path().join("r.db");
     let run_id = new_run(&db, "a");
     let summary = go(&db, plan(run_id, config(&server, 4, 0), 12, true)).await;
-    assert_eq!((summary.answered, summary.failed, summary.requests), (12, 0, 12));
+    assert_eq!(
+        (summary.answered, summary.failed, summary.requests),
+        (12, 0, 12)
+    );
     let rows = results(&db, run_id);
     assert_eq!(rows.len(), 12);
     let normal = &rows[0];
     assert_eq!(normal.verdicts.len(), 2);
-    let answer = normal.verdicts.iter().find(|v| v.channel == Channel::Answer).unwrap();
-    let trace = normal.verdicts.iter().find(|v| v.channel == Channel::Reasoning).unwrap();
+    let answer = normal
+        .verdicts
+        .iter()
+        .find(|v| v.channel == Channel::Answer)
+        .unwrap();
+    let trace = normal
+        .verdicts
+        .iter()
+        .find(|v| v.channel == Channel::Reasoning)
+        .unwrap();
     assert_eq!(answer.label, Label::FullRefusal);
-    assert_eq!(trace.label, Label::FullCompliance, "the trace is judged on its own text");
+    assert_eq!(
+        trace.label,
+        Label::FullCompliance,
+        "the trace is judged on its own text"
+    );
     let truncated = rows.iter().find(|r| r.key.sample_id == "s3").unwrap();
     assert_eq!(truncated.outcome.as_ref().unwrap().answer, None);
-    let verdict = truncated.verdicts.iter().find(|v| v.channel == Channel::Answer).unwrap();
-    assert_eq!(verdict.label, Label::Unscored, "no answer is never scored as a refusal or as safe");
+    let verdict = truncated
+        .verdicts
+        .iter()
+        .find(|v| v.channel == Channel::Answer)
+        .unwrap();
+    assert_eq!(
+        verdict.label,
+        Label::Unscored,
+        "no answer is never scored as a refusal or as safe"
+    );
 }
 
 #[tokio::test]
@@ -110,36 +158,61 @@ async fn resume_sends_nothing_twice_and_the_cache_serves_new_runs() {
 
     let again = go(&db, plan(run_id, config(&server, 8, 0), 30, true)).await;
     assert_eq!((again.skipped, again.requests), (30, 0));
-    assert_eq!(server.count(), 30, "resume sends no request for answered samples");
+    assert_eq!(
+        server.count(),
+        30,
+        "resume sends no request for answered samples"
+    );
 
     let second = new_run(&db, "b");
     let cached = go(&db, plan(second, config(&server, 8, 0), 30, true)).await;
     assert_eq!((cached.cached, cached.requests), (30, 0));
-    assert!(results(&db, second).iter().all(|row| row.cached && row.verdicts.len() == 2));
+    assert!(results(&db, second)
+        .iter()
+        .all(|row| row.cached && row.verdicts.len() == 2));
 
     let third = new_run(&db, "c");
     let fresh = go(&db, plan(third, config(&server, 8, 0), 30, false)).await;
-    assert_eq!((fresh.answered, fresh.requests), (30, 30), "--no-cache bypasses the cache");
+    assert_eq!(
+        (fresh.answered, fresh.requests),
+        (30, 30),
+        "--no-cache bypasses the cache"
+    );
 }
 
 #[tokio::test]
 async fn rate_limited_for_a_while_then_ok_honours_retry_after() {
     let server = FakeServer::start(|seen| {
-        if seen.attempt < 2 { Reply::too_many_requests(1) } else { Reply::text("fine") }
+        if seen.attempt < 2 {
+            Reply::too_many_requests(1)
+        } else {
+            Reply::text("fine")
+        }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let run_id = new_run(&db, "a");
     let summary = go(&db, plan(run_id, config(&server, 4, 5), 4, true)).await;
-    assert_eq!((summary.answered, summary.failed, summary.requests), (4, 0, 12));
+    assert_eq!(
+        (summary.answered, summary.failed, summary.requests),
+        (4, 0, 12)
+    );
     let seen = server.requests();
     for prompt in (0..4).map(|i| format!("prompt {i}")) {
-        let times: Vec<_> = seen.iter().filter(|s| s.prompt == prompt).map(|s| s.at).collect();
+        let times: Vec<_> = seen
+            .iter()
+            .filter(|s| s.prompt == prompt)
+            .map(|s| s.at)
+            .collect();
         assert_eq!(times.len(), 3);
         for pair in times.windows(2) {
             // The backoff alone would wait at most 20 ms; Retry-After says 1 s.
-            assert!(pair[1] - pair[0] >= Duration::from_millis(950), "{:?}", pair[1] - pair[0]);
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(950),
+                "{:?}",
+                pair[1] - pair[0]
+            );
         }
     }
     assert!(results(&db, run_id).iter().all(|row| row.attempts == 3));
@@ -155,14 +228,21 @@ fn flaky(prompt: &str, attempt: usize) -> bool {
 #[tokio::test]
 async fn random_failures_lose_no_sample_and_are_counted() {
     let server = FakeServer::start(|seen| {
-        if flaky(&seen.prompt, seen.attempt) { Reply::status(500) } else { Reply::text("ok") }
+        if flaky(&seen.prompt, seen.attempt) {
+            Reply::status(500)
+        } else {
+            Reply::text("ok")
+        }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let n = 200;
     let expected_failures = (0..n).filter(|i| flaky(&format!("prompt {i}"), 0)).count() as u64;
-    assert!(expected_failures > 5, "the fixture fails some first attempts");
+    assert!(
+        expected_failures > 5,
+        "the fixture fails some first attempts"
+    );
 
     // Without retries: each first-attempt failure is an error row; nothing is lost.
     let run_id = new_run(&db, "a");
@@ -171,9 +251,14 @@ async fn random_failures_lose_no_sample_and_are_counted() {
     assert_eq!(summary.answered + summary.failed, n as u64);
     let rows = results(&db, run_id);
     assert_eq!(rows.len(), n);
-    let errors: Vec<_> = rows.iter().filter_map(|r| r.outcome.as_ref().err()).collect();
+    let errors: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err())
+        .collect();
     assert_eq!(errors.len() as u64, expected_failures);
-    assert!(errors.iter().all(|e| e.kind == "server_error" && e.message.contains("HTTP 500")));
+    assert!(errors
+        .iter()
+        .all(|e| e.kind == "server_error" && e.message.contains("HTTP 500")));
 
     // Running it again retries only the failed ones.
     let before = server.count();
@@ -196,10 +281,23 @@ async fn bad_responses_are_errors_not_retried() {
     let db = dir.path().join("r.db");
     let run_id = new_run(&db, "a");
     let summary = go(&db, plan(run_id, config(&server, 2, 5), 3, false)).await;
-    assert_eq!((summary.failed, summary.answered, summary.requests), (2, 1, 3));
+    assert_eq!(
+        (summary.failed, summary.answered, summary.requests),
+        (2, 1, 3)
+    );
     let rows = results(&db, run_id);
-    assert!(rows[0].outcome.as_ref().unwrap_err().message.contains("no choices"));
-    assert!(rows[1].outcome.as_ref().unwrap_err().message.contains("not JSON"));
+    assert!(rows[0]
+        .outcome
+        .as_ref()
+        .unwrap_err()
+        .message
+        .contains("no choices"));
+    assert!(rows[1]
+        .outcome
+        .as_ref()
+        .unwrap_err()
+        .message
+        .contains("not JSON"));
 }
 
 #[tokio::test]
@@ -224,7 +322,11 @@ async fn requests_per_minute_are_spaced() {
     let mut times: Vec<_> = server.requests().iter().map(|s| s.at).collect();
     times.sort();
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(90), "{:?}", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(90),
+            "{:?}",
+            pair[1] - pair[0]
+        );
     }
 }
 
@@ -241,17 +343,34 @@ async fn stop_lets_in_flight_finish_and_a_rerun_completes_exactly_once() {
         stopper.stop.cancel();
     });
     let n = 40;
-    let summary = run(plan(run_id, config(&server, 4, 0), n, false), db.clone(), fast(), Arc::new(NoProgress), shutdown)
-        .await
-        .unwrap();
+    let summary = run(
+        plan(run_id, config(&server, 4, 0), n, false),
+        db.clone(),
+        fast(),
+        Arc::new(NoProgress),
+        shutdown,
+    )
+    .await
+    .unwrap();
     assert!(summary.interrupted);
-    assert!(summary.answered > 0 && (summary.answered as usize) < n, "{summary:?}");
-    assert_eq!(summary.answered as usize, server.count(), "every request sent was allowed to finish and was stored");
+    assert!(
+        summary.answered > 0 && (summary.answered as usize) < n,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.answered as usize,
+        server.count(),
+        "every request sent was allowed to finish and was stored"
+    );
     assert_eq!(results(&db, run_id).len(), server.count());
 
     let rest = go(&db, plan(run_id, config(&server, 4, 0), n, false)).await;
     assert_eq!(rest.skipped, summary.answered);
-    assert_eq!(server.count(), n, "each sample requested exactly once over both runs");
+    assert_eq!(
+        server.count(),
+        n,
+        "each sample requested exactly once over both runs"
+    );
     assert_eq!(results(&db, run_id).len(), n);
 }
 
@@ -270,13 +389,25 @@ async fn abandon_aborts_in_flight_requests() {
         stopper.abandon.cancel();
     });
     let started = std::time::Instant::now();
-    let summary = run(plan(run_id, config(&server, 4, 0), 10, false), db.clone(), fast(), Arc::new(NoProgress), shutdown)
-        .await
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the 30 s replies");
+    let summary = run(
+        plan(run_id, config(&server, 4, 0), 10, false),
+        db.clone(),
+        fast(),
+        Arc::new(NoProgress),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for the 30 s replies"
+    );
     assert!(summary.interrupted);
     assert_eq!(summary.answered, 0);
-    assert!(results(&db, run_id).is_empty(), "abandoned requests leave no partial rows");
+    assert!(
+        results(&db, run_id).is_empty(),
+        "abandoned requests leave no partial rows"
+    );
     assert_eq!(Store::open(&db).unwrap().answered(run_id).unwrap().len(), 0);
 }
 
@@ -288,9 +419,28 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
     let run_id = new_run(&db, "a");
     let mut plan = plan(run_id, config(&server, 1, 0), 0, false);
     let good = samples(3).into_iter().map(Ok);
-    let rows: Vec<Result<Sample, String>> = good.chain(std::iter::once(Err("data.csv:line 5: malformed CSV row".to_string()))).collect();
-    plan.benchmarks = vec![BenchmarkInput { name: "bench".into(), samples: Box::new(rows.into_iter()) }];
-    let error = run(plan, db.clone(), fast(), Arc::new(NoProgress), Shutdown::default()).await.unwrap_err();
+    let rows: Vec<Result<Sample, String>> = good
+        .chain(std::iter::once(Err(
+            "data.csv:line 5: malformed CSV row".to_string()
+        )))
+        .collect();
+    plan.benchmarks = vec![BenchmarkInput {
+        name: "bench".into(),
+        samples: Box::new(rows.into_iter()),
+    }];
+    let error = run(
+        plan,
+        db.clone(),
+        fast(),
+        Arc::new(NoProgress),
+        Shutdown::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("data.csv:line 5"), "{error}");
-    assert_eq!(results(&db, run_id).len(), 3, "completions before the bad row are kept");
+    assert_eq!(
+        results(&db, run_id).len(),
+        3,
+        "completions before the bad row are kept"
+    );
 }

@@ -26,7 +26,12 @@ pub trait Judge: Send + Sync {
 
 /// Runs `judge` on `channel` of `completion`, or returns the unscored verdict that says why the
 /// channel has nothing to judge.
-pub async fn judge_channel(judge: &dyn Judge, sample: &Sample, completion: &Completion, channel: Channel) -> Verdict {
+pub async fn judge_channel(
+    judge: &dyn Judge,
+    sample: &Sample,
+    completion: &Completion,
+    channel: Channel,
+) -> Verdict {
     let unscored = |reason: &str| Verdict {
         judge: judge.name().to_owned(),
         channel,
@@ -43,7 +48,11 @@ pub async fn judge_channel(judge: &dyn Judge, sample: &Sample, completion: &Comp
         Channel::Reasoning => match completion.reasoning.state {
             TraceState::Absent => unscored("no reasoning trace"),
             _ if completion.reasoning.text.trim().is_empty() => unscored("empty reasoning trace"),
-            _ => judge.judge_text(sample, channel, &completion.reasoning.text).await,
+            _ => {
+                judge
+                    .judge_text(sample, channel, &completion.reasoning.text)
+                    .await
+            }
         },
     }
 }
@@ -98,16 +107,29 @@ mod tests {
         let truncated = completion(None, Some("thinking"), TraceState::Truncated);
         let verdict = judge_channel(judge.as_ref(), &sample(), &truncated, Channel::Answer).await;
         assert_eq!(verdict.label, Label::Unscored);
-        assert!(verdict.rationale.contains("ended inside the reasoning trace"));
-        let verdict = judge_channel(judge.as_ref(), &sample(), &truncated, Channel::Reasoning).await;
-        assert_ne!(verdict.label, Label::Unscored, "a truncated trace is still judged");
+        assert!(verdict
+            .rationale
+            .contains("ended inside the reasoning trace"));
+        let verdict =
+            judge_channel(judge.as_ref(), &sample(), &truncated, Channel::Reasoning).await;
+        assert_ne!(
+            verdict.label,
+            Label::Unscored,
+            "a truncated trace is still judged"
+        );
 
         let plain = completion(Some("Sure, here you go."), None, TraceState::Absent);
         let verdict = judge_channel(judge.as_ref(), &sample(), &plain, Channel::Reasoning).await;
-        assert_eq!((verdict.label, verdict.rationale.as_str()), (Label::Unscored, "no reasoning trace"));
+        assert_eq!(
+            (verdict.label, verdict.rationale.as_str()),
+            (Label::Unscored, "no reasoning trace")
+        );
         let empty = completion(Some("  "), None, TraceState::Absent);
         let verdict = judge_channel(judge.as_ref(), &sample(), &empty, Channel::Answer).await;
-        assert_eq!((verdict.label, verdict.rationale.as_str()), (Label::Unscored, "empty answer"));
+        assert_eq!(
+            (verdict.label, verdict.rationale.as_str()),
+            (Label::Unscored, "empty answer")
+        );
     }
 
     #[test]

@@ -76,7 +76,9 @@ impl ProviderError {
     /// connections are; other 4xx, malformed responses and configuration errors are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProviderError::Http { status, .. } => matches!(status, 408 | 409 | 425 | 429) || *status >= 500,
+            ProviderError::Http { status, .. } => {
+                matches!(status, 408 | 409 | 425 | 429) || *status >= 500
+            }
             ProviderError::Timeout { .. } | ProviderError::Connection { .. } => true,
             ProviderError::InvalidResponse { .. } | ProviderError::Config(_) => false,
         }

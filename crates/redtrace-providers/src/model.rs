@@ -127,10 +127,14 @@ impl ModelConfig {
     pub fn parse_ref(reference: &str) -> Result<Self, ProviderError> {
         let hint = "expected MODEL@BASE_URL, e.g. deepseek-r1@http://127.0.0.1:8000/v1";
         let Some((model, base_url)) = reference.rsplit_once('@') else {
-            return Err(ProviderError::Config(format!("unknown model reference '{reference}': {hint}")));
+            return Err(ProviderError::Config(format!(
+                "unknown model reference '{reference}': {hint}"
+            )));
         };
         if model.is_empty() {
-            return Err(ProviderError::Config(format!("model reference '{reference}' has no model id: {hint}")));
+            return Err(ProviderError::Config(format!(
+                "model reference '{reference}' has no model id: {hint}"
+            )));
         }
         let config = Self::new(base_url, model);
         config.validate()?;
@@ -155,10 +159,16 @@ impl ModelConfig {
             )));
         }
         if self.max_concurrency == 0 {
-            return Err(ProviderError::Config(format!("model '{}': max_concurrency must be at least 1", self.name)));
+            return Err(ProviderError::Config(format!(
+                "model '{}': max_concurrency must be at least 1",
+                self.name
+            )));
         }
         if self.timeout_secs.is_nan() || self.timeout_secs <= 0.0 {
-            return Err(ProviderError::Config(format!("model '{}': timeout_secs must be positive", self.name)));
+            return Err(ProviderError::Config(format!(
+                "model '{}': timeout_secs must be positive",
+                self.name
+            )));
         }
         Ok(())
     }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
-use crate::{split_reasoning, ApiKey, ChatRequest, ModelConfig, Provider, ProviderError, RawOutput};
+use crate::{
+    split_reasoning, ApiKey, ChatRequest, ModelConfig, Provider, ProviderError, RawOutput,
+};
 
 /// How much of an error body goes into an error message.
 const ERROR_BODY_CHARS: usize = 300;
@@ -40,7 +42,13 @@ impl OpenAiProvider {
             .expect("a reqwest client with static settings builds");
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let endpoint = config.endpoint();
-        Self { config, api_key, client, url, endpoint }
+        Self {
+            config,
+            api_key,
+            client,
+            url,
+            endpoint,
+        }
     }
 
     /// The configuration this client was built from.
@@ -106,7 +114,10 @@ impl OpenAiProvider {
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
         if error.is_timeout() {
-            ProviderError::Timeout { endpoint: self.endpoint.clone(), secs: self.config.timeout_secs }
+            ProviderError::Timeout {
+                endpoint: self.endpoint.clone(),
+                secs: self.config.timeout_secs,
+            }
         } else {
             // reqwest's messages name the URL; ours has no credentials in it, but strip the
             // URL anyway so nothing but our redacted endpoint is shown.
@@ -116,12 +127,18 @@ impl OpenAiProvider {
                 Some(source) => format!("{detail}: {source}"),
                 None => detail,
             };
-            ProviderError::Connection { endpoint: self.endpoint.clone(), detail }
+            ProviderError::Connection {
+                endpoint: self.endpoint.clone(),
+                detail,
+            }
         }
     }
 
     fn invalid(&self, detail: impl Into<String>) -> ProviderError {
-        ProviderError::InvalidResponse { endpoint: self.endpoint.clone(), detail: detail.into() }
+        ProviderError::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -163,7 +180,9 @@ impl From<UsageJson> for Usage {
         Usage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            reasoning_tokens: usage.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            reasoning_tokens: usage
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens),
         }
     }
 }
@@ -188,16 +207,30 @@ fn truncate_chars(text: &str, limit: usize) -> String {
 }
 
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 impl OpenAiProvider {
-    fn finish(&self, request: &ChatRequest, state: StreamState, raw: String, started: Instant) -> Completion {
+    fn finish(
+        &self,
+        request: &ChatRequest,
+        state: StreamState,
+        raw: String,
+        started: Instant,
+    ) -> Completion {
         let (reasoning, answer) = split_reasoning(RawOutput {
             content: Some(&state.content),
             reasoning_content: Some(&state.reasoning_content),
@@ -215,13 +248,31 @@ impl OpenAiProvider {
         }
     }
 
-    fn parse_whole(&self, request: &ChatRequest, text: String, started: Instant) -> Result<Completion, ProviderError> {
-        let parsed: ResponseJson = serde_json::from_str(&text)
-            .map_err(|error| self.invalid(format!("not JSON ({error}): {}", truncate_chars(&text, ERROR_BODY_CHARS))))?;
-        let Some(choice) = parsed.choices.and_then(|choices| choices.into_iter().next()) else {
+    fn parse_whole(
+        &self,
+        request: &ChatRequest,
+        text: String,
+        started: Instant,
+    ) -> Result<Completion, ProviderError> {
+        let parsed: ResponseJson = serde_json::from_str(&text).map_err(|error| {
+            self.invalid(format!(
+                "not JSON ({error}): {}",
+                truncate_chars(&text, ERROR_BODY_CHARS)
+            ))
+        })?;
+        let Some(choice) = parsed
+            .choices
+            .and_then(|choices| choices.into_iter().next())
+        else {
             let detail = match parsed.error {
-                Some(error) => format!("error in a 200 response: {}", truncate_chars(&error.to_string(), ERROR_BODY_CHARS)),
-                None => format!("response has no choices: {}", truncate_chars(&text, ERROR_BODY_CHARS)),
+                Some(error) => format!(
+                    "error in a 200 response: {}",
+                    truncate_chars(&error.to_string(), ERROR_BODY_CHARS)
+                ),
+                None => format!(
+                    "response has no choices: {}",
+                    truncate_chars(&text, ERROR_BODY_CHARS)
+                ),
             };
             return Err(self.invalid(detail));
         };
@@ -243,10 +294,17 @@ impl OpenAiProvider {
             state.done = true;
             return Ok(());
         }
-        let chunk: ResponseJson = serde_json::from_str(data)
-            .map_err(|error| self.invalid(format!("bad stream chunk ({error}): {}", truncate_chars(data, ERROR_BODY_CHARS))))?;
+        let chunk: ResponseJson = serde_json::from_str(data).map_err(|error| {
+            self.invalid(format!(
+                "bad stream chunk ({error}): {}",
+                truncate_chars(data, ERROR_BODY_CHARS)
+            ))
+        })?;
         if let Some(error) = chunk.error {
-            return Err(self.invalid(format!("error in stream: {}", truncate_chars(&error.to_string(), ERROR_BODY_CHARS))));
+            return Err(self.invalid(format!(
+                "error in stream: {}",
+                truncate_chars(&error.to_string(), ERROR_BODY_CHARS)
+            )));
         }
         if let Some(usage) = chunk.usage {
             state.usage = Some(usage);
@@ -254,9 +312,15 @@ impl OpenAiProvider {
         for choice in chunk.choices.unwrap_or_default() {
             state.saw_choice = true;
             if let Some(delta) = choice.delta.or(choice.message) {
-                state.content.push_str(delta.content.as_deref().unwrap_or(""));
-                state.reasoning_content.push_str(delta.reasoning_content.as_deref().unwrap_or(""));
-                state.reasoning.push_str(delta.reasoning.as_deref().unwrap_or(""));
+                state
+                    .content
+                    .push_str(delta.content.as_deref().unwrap_or(""));
+                state
+                    .reasoning_content
+                    .push_str(delta.reasoning_content.as_deref().unwrap_or(""));
+                state
+                    .reasoning
+                    .push_str(delta.reasoning.as_deref().unwrap_or(""));
             }
             if choice.finish_reason.is_some() {
                 state.finish_reason = choice.finish_reason;
@@ -265,7 +329,12 @@ impl OpenAiProvider {
         Ok(())
     }
 
-    async fn read_stream(&self, request: &ChatRequest, response: reqwest::Response, started: Instant) -> Result<Completion, ProviderError> {
+    async fn read_stream(
+        &self,
+        request: &ChatRequest,
+        response: reqwest::Response,
+        started: Instant,
+    ) -> Result<Completion, ProviderError> {
         let mut state = StreamState::default();
         let mut stream = response.bytes_stream();
         let mut pending: Vec<u8> = Vec::new();
@@ -288,7 +357,8 @@ impl OpenAiProvider {
         if !state.done && state.finish_reason.is_none() {
             return Err(ProviderError::Connection {
                 endpoint: self.endpoint.clone(),
-                detail: "stream ended before the completion finished (no finish_reason, no [DONE])".into(),
+                detail: "stream ended before the completion finished (no finish_reason, no [DONE])"
+                    .into(),
             });
         }
         if !state.saw_choice {
@@ -325,7 +395,10 @@ impl Provider for OpenAiProvider {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        let response = builder.send().await.map_err(|error| self.transport_error(error))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = parse_retry_after(response.headers());
@@ -340,7 +413,10 @@ impl Provider for OpenAiProvider {
         if self.config.stream {
             self.read_stream(request, response, started).await
         } else {
-            let text = response.text().await.map_err(|error| self.transport_error(error))?;
+            let text = response
+                .text()
+                .await
+                .map_err(|error| self.transport_error(error))?;
             self.parse_whole(request, text, started)
         }
     }

@@ -45,10 +45,24 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
         let answer = answer.or_else(|| (!content.contains(OPEN)).then(|| content.to_owned()));
         let no_answer = answer.as_deref().is_none_or(|a| a.trim().is_empty());
         if ran_out && no_answer {
-            return (Reasoning { text: text.to_owned(), source: Some(source), state: TraceState::Truncated }, None);
+            return (
+                Reasoning {
+                    text: text.to_owned(),
+                    source: Some(source),
+                    state: TraceState::Truncated,
+                },
+                None,
+            );
         }
         let answer = answer.unwrap_or_default();
-        return (Reasoning { text: text.to_owned(), source: Some(source), state: TraceState::Complete }, Some(answer));
+        return (
+            Reasoning {
+                text: text.to_owned(),
+                source: Some(source),
+                state: TraceState::Complete,
+            },
+            Some(answer),
+        );
     }
     split_tags(content, raw.opened_in_prompt)
 }
@@ -63,11 +77,26 @@ fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<Strin
             Some(close_at) => {
                 let trace = inside[..close_at].trim().to_owned();
                 let after = inside[close_at + CLOSE.len()..].trim_start();
-                let answer = if before.is_empty() { after.to_owned() } else { format!("{before}\n{after}") };
-                (Reasoning { text: trace, source: Some(TraceSource::ThinkTags), state: TraceState::Complete }, Some(answer))
+                let answer = if before.is_empty() {
+                    after.to_owned()
+                } else {
+                    format!("{before}\n{after}")
+                };
+                (
+                    Reasoning {
+                        text: trace,
+                        source: Some(TraceSource::ThinkTags),
+                        state: TraceState::Complete,
+                    },
+                    Some(answer),
+                )
             }
             None => (
-                Reasoning { text: inside.trim().to_owned(), source: Some(TraceSource::ThinkTags), state: TraceState::Truncated },
+                Reasoning {
+                    text: inside.trim().to_owned(),
+                    source: Some(TraceSource::ThinkTags),
+                    state: TraceState::Truncated,
+                },
                 None,
             ),
         };
@@ -76,7 +105,11 @@ fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<Strin
         let trace = content[..close_at].trim().to_owned();
         let answer = content[close_at + CLOSE.len()..].trim_start().to_owned();
         return (
-            Reasoning { text: trace, source: Some(TraceSource::ThinkTagsOpenedByTemplate), state: TraceState::Complete },
+            Reasoning {
+                text: trace,
+                source: Some(TraceSource::ThinkTagsOpenedByTemplate),
+                state: TraceState::Complete,
+            },
             Some(answer),
         );
     }
@@ -100,7 +133,11 @@ mod tests {
     use super::*;
 
     fn content(text: &str) -> RawOutput<'_> {
-        RawOutput { content: Some(text), finish_reason: Some("stop"), ..Default::default() }
+        RawOutput {
+            content: Some(text),
+            finish_reason: Some("stop"),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -142,7 +179,8 @@ mod tests {
 
     #[test]
     fn think_tags_split() {
-        let (reasoning, answer) = split_reasoning(content("<think>\nplan it\n</think>\n\nHere you go."));
+        let (reasoning, answer) =
+            split_reasoning(content("<think>\nplan it\n</think>\n\nHere you go."));
         assert_eq!(reasoning.text, "plan it");
         assert_eq!(reasoning.source, Some(TraceSource::ThinkTags));
         assert_eq!(answer.as_deref(), Some("Here you go."));
@@ -152,14 +190,20 @@ mod tests {
     fn missing_opening_tag_is_the_r1_distill_case() {
         let (reasoning, answer) = split_reasoning(content("plan it\n</think>\n\nAnswer."));
         assert_eq!(reasoning.text, "plan it");
-        assert_eq!(reasoning.source, Some(TraceSource::ThinkTagsOpenedByTemplate));
+        assert_eq!(
+            reasoning.source,
+            Some(TraceSource::ThinkTagsOpenedByTemplate)
+        );
         assert_eq!(answer.as_deref(), Some("Answer."));
     }
 
     #[test]
     fn text_ending_inside_the_trace_has_no_answer() {
-        let (reasoning, answer) =
-            split_reasoning(RawOutput { content: Some("<think>and then"), finish_reason: Some("length"), ..Default::default() });
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("<think>and then"),
+            finish_reason: Some("length"),
+            ..Default::default()
+        });
         assert_eq!(reasoning.state, TraceState::Truncated);
         assert_eq!(reasoning.text, "and then");
         assert_eq!(answer, None);

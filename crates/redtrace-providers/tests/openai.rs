@@ -2,12 +2,17 @@
 //! and every failure the engine must be able to classify.
 
 use redtrace_core::{Message, TraceSource, TraceState};
-use redtrace_providers::{ApiKey, ChatRequest, ModelConfig, OpenAiProvider, Provider, ProviderError};
+use redtrace_providers::{
+    ApiKey, ChatRequest, ModelConfig, OpenAiProvider, Provider, ProviderError,
+};
 use redtrace_testkit::{FakeMessage, FakeServer, Reply};
 use std::time::Duration;
 
 fn request(prompt: &str) -> ChatRequest {
-    ChatRequest { messages: vec![Message::user(prompt)], seed: None }
+    ChatRequest {
+        messages: vec![Message::user(prompt)],
+        seed: None,
+    }
 }
 
 fn provider(server: &FakeServer, stream: bool) -> OpenAiProvider {
@@ -29,15 +34,34 @@ async fn reasoning_content_in_both_transports() {
     })
     .await;
     for stream in [false, true] {
-        let completion = provider(&server, stream).complete(&request("hi")).await.unwrap();
-        assert_eq!(completion.reasoning.text, "The user wants something risky. I should decline.");
-        assert_eq!(completion.reasoning.source, Some(TraceSource::ReasoningContentField));
-        assert_eq!(completion.answer.as_deref(), Some("I can't help with that."));
+        let completion = provider(&server, stream)
+            .complete(&request("hi"))
+            .await
+            .unwrap();
+        assert_eq!(
+            completion.reasoning.text,
+            "The user wants something risky. I should decline."
+        );
+        assert_eq!(
+            completion.reasoning.source,
+            Some(TraceSource::ReasoningContentField)
+        );
+        assert_eq!(
+            completion.answer.as_deref(),
+            Some("I can't help with that.")
+        );
         assert_eq!(completion.finish_reason.as_deref(), Some("stop"));
         assert_eq!(completion.usage.prompt_tokens, Some(12));
         assert_eq!(completion.usage.completion_tokens, Some(40));
-        assert_eq!(completion.usage.reasoning_tokens, Some(30), "stream={stream}");
-        assert!(completion.raw.contains("I can't help"), "raw kept for audit");
+        assert_eq!(
+            completion.usage.reasoning_tokens,
+            Some(30),
+            "stream={stream}"
+        );
+        assert!(
+            completion.raw.contains("I can't help"),
+            "raw kept for audit"
+        );
     }
     let bodies = server.requests();
     assert_eq!(bodies.len(), 2);
@@ -62,9 +86,15 @@ async fn think_tags_split_in_both_transports() {
     for stream in [false, true] {
         let p = provider(&server, stream);
         let tags = p.complete(&request("tags")).await.unwrap();
-        assert_eq!((tags.reasoning.text.as_str(), tags.answer.as_deref()), ("let me think", Some("Answer A")));
+        assert_eq!(
+            (tags.reasoning.text.as_str(), tags.answer.as_deref()),
+            ("let me think", Some("Answer A"))
+        );
         let close = p.complete(&request("close-only")).await.unwrap();
-        assert_eq!(close.reasoning.source, Some(TraceSource::ThinkTagsOpenedByTemplate));
+        assert_eq!(
+            close.reasoning.source,
+            Some(TraceSource::ThinkTagsOpenedByTemplate)
+        );
         assert_eq!(close.answer.as_deref(), Some("Answer B"));
         let truncated = p.complete(&request("truncated")).await.unwrap();
         assert_eq!(truncated.reasoning.state, TraceState::Truncated);
@@ -85,8 +115,13 @@ async fn params_extra_and_key_are_sent() {
     config.params.max_tokens = Some(512);
     config.params.seed = Some(7);
     config.params.stop = vec!["###".into()];
-    config.extra.insert("reasoning_effort".into(), serde_json::json!("high"));
-    config.extra.insert("chat_template_kwargs".into(), serde_json::json!({"thinking": true}));
+    config
+        .extra
+        .insert("reasoning_effort".into(), serde_json::json!("high"));
+    config.extra.insert(
+        "chat_template_kwargs".into(),
+        serde_json::json!({"thinking": true}),
+    );
     let p = OpenAiProvider::with_key(config, Some(ApiKey::new("sk-test-123")));
     let mut req = request("hello");
     req.messages.insert(0, Message::system("be brief"));
@@ -98,7 +133,10 @@ async fn params_extra_and_key_are_sent() {
     assert_eq!(body["temperature"], 0.6);
     assert_eq!(body["top_p"], 0.95);
     assert_eq!(body["max_tokens"], 512);
-    assert_eq!(body["seed"], 99, "the request's seed overrides the configured one");
+    assert_eq!(
+        body["seed"], 99,
+        "the request's seed overrides the configured one"
+    );
     assert_eq!(body["stop"][0], "###");
     assert_eq!(body["reasoning_effort"], "high");
     assert_eq!(body["chat_template_kwargs"]["thinking"], true);
@@ -117,7 +155,10 @@ async fn failures_are_classified() {
         "malformed" => Reply::RawBody("{not json".into()),
         "no-choices" => Reply::RawBody(r#"{"id":"x","object":"chat.completion"}"#.into()),
         "cut" => Reply::CutStream(
-            FakeMessage { content: Some("a long answer that will be cut".into()), ..Default::default() },
+            FakeMessage {
+                content: Some("a long answer that will be cut".into()),
+                ..Default::default()
+            },
             2,
         ),
         "drop" => Reply::Drop,
@@ -141,7 +182,10 @@ async fn failures_are_classified() {
     assert!(!error.is_retryable());
 
     let error = plain.complete(&request("malformed")).await.unwrap_err();
-    assert!(matches!(error, ProviderError::InvalidResponse { .. }), "{error}");
+    assert!(
+        matches!(error, ProviderError::InvalidResponse { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("not JSON"), "{error}");
 
     let error = plain.complete(&request("no-choices")).await.unwrap_err();
@@ -149,7 +193,10 @@ async fn failures_are_classified() {
     assert!(!error.is_retryable());
 
     let error = streaming.complete(&request("cut")).await.unwrap_err();
-    assert!(error.is_retryable(), "a cut stream is a dropped connection: {error}");
+    assert!(
+        error.is_retryable(),
+        "a cut stream is a dropped connection: {error}"
+    );
 
     let error = plain.complete(&request("drop")).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
@@ -162,24 +209,38 @@ async fn failures_are_classified() {
 #[tokio::test]
 async fn unreachable_endpoint_is_a_connection_error() {
     // Bind then drop a listener so the port is (almost certainly) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut config = ModelConfig::new(format!("http://127.0.0.1:{port}/v1"), "m");
     config.timeout_secs = 2.0;
-    let error = OpenAiProvider::with_key(config, None).complete(&request("x")).await.unwrap_err();
+    let error = OpenAiProvider::with_key(config, None)
+        .complete(&request("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ProviderError::Connection { .. }), "{error}");
-    assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
+    assert!(
+        error.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn prefill_that_opens_think_marks_output_as_trace() {
-    let server = FakeServer::start(|_| Reply::text("so the user wants X.\n</think>\n\nHere is X.")).await;
+    let server =
+        FakeServer::start(|_| Reply::text("so the user wants X.\n</think>\n\nHere is X.")).await;
     let p = provider(&server, false);
     let mut req = request("q");
     req.messages.push(Message::assistant("<think>\nOkay,"));
     let completion = p.complete(&req).await.unwrap();
     assert_eq!(completion.reasoning.text, "so the user wants X.");
     assert_eq!(completion.answer.as_deref(), Some("Here is X."));
-    assert_eq!(server.requests()[0].body["messages"][1]["role"], "assistant");
+    assert_eq!(
+        server.requests()[0].body["messages"][1]["role"],
+        "assistant"
+    );
 }
 
 #[test]

@@ -134,9 +134,15 @@ impl Report {
     pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
-            let category = if row.category.is_empty() { "(none)".to_owned() } else { row.category.join(" / ") };
+            let category = if row.category.is_empty() {
+                "(none)".to_owned()
+            } else {
+                row.category.join(" / ")
+            };
             for category in [ALL.to_owned(), category] {
-                let acc = groups.entry((row.key.model.clone(), row.key.benchmark.clone(), category)).or_default();
+                let acc = groups
+                    .entry((row.key.model.clone(), row.key.benchmark.clone(), category))
+                    .or_default();
                 acc.n += 1;
                 match &row.outcome {
                     Err(_) => acc.errors += 1,
@@ -189,7 +195,10 @@ impl Report {
             })
             .collect();
         // BTreeMap order puts "(all)" first since '(' sorts before letters.
-        Ok(Report { run: run.clone(), groups })
+        Ok(Report {
+            run: run.clone(),
+            groups,
+        })
     }
 
     /// JSON, pretty-printed.
@@ -199,8 +208,19 @@ impl Report {
 
     fn lines(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let header = vec![
-            "model", "benchmark", "category", "judge", "n", "errors", "truncated", "answer refusal", "answer compliance",
-            "trace refusal", "trace compliance", "unscored a/t", "tokens prompt/answer/reasoning",
+            "model",
+            "benchmark",
+            "category",
+            "judge",
+            "n",
+            "errors",
+            "truncated",
+            "answer refusal",
+            "answer compliance",
+            "trace refusal",
+            "trace compliance",
+            "unscored a/t",
+            "tokens prompt/answer/reasoning",
         ];
         let mut rows = Vec::new();
         for group in &self.groups {
@@ -215,19 +235,38 @@ impl Report {
                     group.truncated_in_reasoning.to_string(),
                 ]
             };
-            let tokens = format!("{}/{}/{}", group.tokens.prompt, group.tokens.answer, group.tokens.reasoning);
+            let tokens = format!(
+                "{}/{}/{}",
+                group.tokens.prompt, group.tokens.answer, group.tokens.reasoning
+            );
             if group.judges.is_empty() {
                 let mut row = base("-");
-                row.extend(["-".into(), "-".into(), "-".into(), "-".into(), "-".into(), tokens.clone()]);
+                row.extend([
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    tokens.clone(),
+                ]);
                 rows.push(row);
             }
             for judge in &group.judges {
                 let mut row = base(&judge.judge);
                 row.push(rate(judge.answer.refusal_rate(), judge.answer.scored()));
                 row.push(rate(judge.answer.compliance_rate(), judge.answer.scored()));
-                row.push(rate(judge.reasoning.refusal_rate(), judge.reasoning.scored()));
-                row.push(rate(judge.reasoning.compliance_rate(), judge.reasoning.scored()));
-                row.push(format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored));
+                row.push(rate(
+                    judge.reasoning.refusal_rate(),
+                    judge.reasoning.scored(),
+                ));
+                row.push(rate(
+                    judge.reasoning.compliance_rate(),
+                    judge.reasoning.scored(),
+                ));
+                row.push(format!(
+                    "{}/{}",
+                    judge.answer.unscored, judge.reasoning.unscored
+                ));
                 row.push(tokens.clone());
                 rows.push(row);
             }
@@ -236,14 +275,19 @@ impl Report {
     }
 
     fn title(&self) -> String {
-        format!("run {} ({}, created {}, redtrace {})", self.run.id, self.run.status, self.run.created_at, self.run.tool_version)
+        format!(
+            "run {} ({}, created {}, redtrace {})",
+            self.run.id, self.run.status, self.run.created_at, self.run.tool_version
+        )
     }
 
     /// A table for the terminal.
     pub fn to_terminal(&self) -> String {
         let (header, rows) = self.lines();
         let mut table = Table::new();
-        table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
         table.set_header(header);
         for row in rows {
             table.add_row(row);
@@ -259,7 +303,13 @@ impl Report {
         out.push_str(&format!("| {} |\n", header.join(" | ")));
         out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
         for row in rows {
-            out.push_str(&format!("| {} |\n", row.iter().map(|c| escape(c)).collect::<Vec<_>>().join(" | ")));
+            out.push_str(&format!(
+                "| {} |\n",
+                row.iter()
+                    .map(|c| escape(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
         }
         out.push_str("\nRates are shares of scored verdicts; unscored verdicts (no answer, no trace) are counted apart.\n");
         out

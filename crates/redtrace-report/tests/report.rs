@@ -1,6 +1,8 @@
 //! Report numbers on a hand-built run.
 
-use redtrace_core::{Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict};
+use redtrace_core::{
+    Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict,
+};
 use redtrace_report::{Report, ALL};
 use redtrace_store::{Store, UnitError, UnitKey, UnitRecord};
 
@@ -16,25 +18,47 @@ fn sample(id: &str, category: &str) -> Sample {
 }
 
 fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord {
-    let verdict = |channel, label| Verdict { judge: "refusal-rule".into(), channel, label, score: None, rationale: String::new() };
+    let verdict = |channel, label| Verdict {
+        judge: "refusal-rule".into(),
+        channel,
+        label,
+        score: None,
+        rationale: String::new(),
+    };
     UnitRecord {
-        key: UnitKey { model: "m".into(), benchmark: "b".into(), sample_id: id.into(), sample_k: 0 },
+        key: UnitKey {
+            model: "m".into(),
+            benchmark: "b".into(),
+            sample_id: id.into(),
+            sample_k: 0,
+        },
         request_hash: id.into(),
         outcome: Ok(Completion {
             reasoning: Reasoning {
                 text: "t".into(),
                 source: Some(TraceSource::ThinkTags),
-                state: if truncated { TraceState::Truncated } else { TraceState::Complete },
+                state: if truncated {
+                    TraceState::Truncated
+                } else {
+                    TraceState::Complete
+                },
             },
             answer: (!truncated).then(|| "a".into()),
             finish_reason: None,
-            usage: Usage { prompt_tokens: Some(10), completion_tokens: Some(30), reasoning_tokens: Some(20) },
+            usage: Usage {
+                prompt_tokens: Some(10),
+                completion_tokens: Some(30),
+                reasoning_tokens: Some(20),
+            },
             latency_ms: 1,
             raw: String::new(),
         }),
         attempts: 1,
         cached: false,
-        verdicts: vec![verdict(Channel::Answer, answer), verdict(Channel::Reasoning, trace)],
+        verdicts: vec![
+            verdict(Channel::Answer, answer),
+            verdict(Channel::Reasoning, trace),
+        ],
     }
 }
 
@@ -43,10 +67,19 @@ fn counts_and_rates_per_category_and_channel() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("r.db")).unwrap();
     let run = store.create_run("h", "{}", "t").unwrap();
-    let samples = [sample("1", "x"), sample("2", "x"), sample("3", "x"), sample("4", "y"), sample("5", "y")];
+    let samples = [
+        sample("1", "x"),
+        sample("2", "x"),
+        sample("3", "x"),
+        sample("4", "y"),
+        sample("5", "y"),
+    ];
     store.insert_samples(run, "b", samples.iter()).unwrap();
     let mut failed = record("5", Label::FullCompliance, Label::FullCompliance, false);
-    failed.outcome = Err(UnitError { kind: "timeout".into(), message: "timed out".into() });
+    failed.outcome = Err(UnitError {
+        kind: "timeout".into(),
+        message: "timed out".into(),
+    });
     failed.verdicts.clear();
     store
         .write_batch(
@@ -65,8 +98,19 @@ fn counts_and_rates_per_category_and_channel() {
     let categories: Vec<_> = report.groups.iter().map(|g| g.category.as_str()).collect();
     assert_eq!(categories, [ALL, "x", "y"]);
     let all = &report.groups[0];
-    assert_eq!((all.n, all.errors, all.truncated_in_reasoning, all.with_trace), (5, 1, 1, 4));
-    assert_eq!((all.tokens.prompt, all.tokens.answer, all.tokens.reasoning), (40, 40, 80));
+    assert_eq!(
+        (
+            all.n,
+            all.errors,
+            all.truncated_in_reasoning,
+            all.with_trace
+        ),
+        (5, 1, 1, 4)
+    );
+    assert_eq!(
+        (all.tokens.prompt, all.tokens.answer, all.tokens.reasoning),
+        (40, 40, 80)
+    );
     let judge = &all.judges[0];
     assert_eq!(judge.answer.unscored, 1);
     assert_eq!(judge.answer.scored(), 3);
@@ -77,7 +121,10 @@ fn counts_and_rates_per_category_and_channel() {
     assert_eq!(x.judges[0].answer_refusal_rate, Some(2.0 / 3.0));
     let y = &report.groups[2];
     assert_eq!((y.n, y.errors), (2, 1));
-    assert_eq!(y.judges[0].answer_refusal_rate, None, "only an unscored verdict: no rate, not 0%");
+    assert_eq!(
+        y.judges[0].answer_refusal_rate, None,
+        "only an unscored verdict: no rate, not 0%"
+    );
 
     let terminal = report.to_terminal();
     assert!(terminal.contains("66.7% (3)"), "{terminal}");

@@ -13,7 +13,10 @@ mod schema;
 
 pub use export::{write_jsonl, EXPORT_SCHEMA_VERSION};
 
-use redtrace_core::{Channel, Completion, Label, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict};
+use redtrace_core::{
+    Channel, Completion, Label, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage,
+    Verdict,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -141,7 +144,10 @@ pub struct Store {
 }
 
 fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn enum_from<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
@@ -151,7 +157,10 @@ fn enum_from<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
 impl Store {
     /// Opens (creating and migrating when needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let wrap = |source| StoreError::Sqlite { path: path.to_owned(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
                 return Err(StoreError::NotFound(format!(
@@ -162,9 +171,13 @@ impl Store {
             }
         }
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(wrap)?;
         schema::migrate(&conn).map_err(wrap)?;
-        Ok(Self { conn, path: path.to_owned() })
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// The file this store lives in.
@@ -173,23 +186,39 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn corrupt(&self, what: &str, detail: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), what: what.into(), detail: detail.into() }
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 
     /// The latest run with this spec hash, if any.
     pub fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError> {
         self.conn
-            .query_row("SELECT id FROM runs WHERE spec_hash = ?1 ORDER BY id DESC LIMIT 1", [spec_hash], |row| row.get(0))
+            .query_row(
+                "SELECT id FROM runs WHERE spec_hash = ?1 ORDER BY id DESC LIMIT 1",
+                [spec_hash],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Creates a run.
-    pub fn create_run(&self, spec_hash: &str, spec_json: &str, tool_version: &str) -> Result<RunId, StoreError> {
+    pub fn create_run(
+        &self,
+        spec_hash: &str,
+        spec_json: &str,
+        tool_version: &str,
+    ) -> Result<RunId, StoreError> {
         self.conn
             .execute(
                 "INSERT INTO runs (spec_hash, created_at, updated_at, status, tool_version, spec)
@@ -247,12 +276,17 @@ impl Store {
             runs.into_iter().next()
         } else {
             let id: RunId = reference.parse().map_err(|_| {
-                StoreError::NotFound(format!("run '{reference}' is neither 'last' nor a run id (see `redtrace runs`)"))
+                StoreError::NotFound(format!(
+                    "run '{reference}' is neither 'last' nor a run id (see `redtrace runs`)"
+                ))
             })?;
             runs.into_iter().find(|run| run.id == id)
         };
         found.ok_or_else(|| {
-            StoreError::NotFound(format!("no run '{reference}' in {} (see `redtrace runs`)", self.path.display()))
+            StoreError::NotFound(format!(
+                "no run '{reference}' in {} (see `redtrace runs`)",
+                self.path.display()
+            ))
         })
     }
 
@@ -264,10 +298,16 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = statement
             .query_map([run], |row| {
-                Ok(UnitKey { model: row.get(0)?, benchmark: row.get(1)?, sample_id: row.get(2)?, sample_k: row.get(3)? })
+                Ok(UnitKey {
+                    model: row.get(0)?,
+                    benchmark: row.get(1)?,
+                    sample_id: row.get(2)?,
+                    sample_k: row.get(3)?,
+                })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<HashSet<_>, _>>().map_err(|e| self.err(e))
+        rows.collect::<Result<HashSet<_>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// The newest successful completion of any run with this request hash.
@@ -280,14 +320,26 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut rows = statement.query([request_hash]).map_err(|e| self.err(e))?;
         match rows.next().map_err(|e| self.err(e))? {
-            Some(row) => Ok(Some(self.completion_from_row(row, 0)?.map_err(|_| self.corrupt("completions", "cached row is an error"))?)),
+            Some(row) => {
+                Ok(Some(self.completion_from_row(row, 0)?.map_err(|_| {
+                    self.corrupt("completions", "cached row is an error")
+                })?))
+            }
             None => Ok(None),
         }
     }
 
     /// Stores samples of a benchmark for a run (ignoring those already stored).
-    pub fn insert_samples<'a>(&mut self, run: RunId, benchmark: &str, samples: impl IntoIterator<Item = &'a Sample>) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+    pub fn insert_samples<'a>(
+        &mut self,
+        run: RunId,
+        benchmark: &str,
+        samples: impl IntoIterator<Item = &'a Sample>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
         {
             let mut statement = tx
                 .prepare_cached(
@@ -298,16 +350,21 @@ impl Store {
             for sample in samples {
                 statement
                     .execute(params![
-                        run,
-                        benchmark,
-                        sample.id,
-                        sample.index as i64,
-                        serde_json::to_string(&sample.category).unwrap_or_default(),
-                        sample.label.map(|l| enum_name(&l)),
-                        serde_json::to_string(&sample.messages).unwrap_or_default(),
-                        (!sample.metadata.is_empty()).then(|| serde_json::Value::Object(sample.metadata.clone()).to_string()),
-                    ])
-                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+                            run,
+                            benchmark,
+                            sample.id,
+                            sample.index as i64,
+                            serde_json::to_string(&sample.category).unwrap_or_default(),
+                            sample.label.map(|l| enum_name(&l)),
+                            serde_json::to_string(&sample.messages).unwrap_or_default(),
+                            (!sample.metadata.is_empty())
+                                .then(|| serde_json::Value::Object(sample.metadata.clone())
+                                    .to_string()),
+                        ])
+                    .map_err(|e| StoreError::Sqlite {
+                        path: self.path.clone(),
+                        source: e,
+                    })?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
@@ -317,7 +374,10 @@ impl Store {
     /// for the same unit; a stored success is never replaced.
     pub fn write_batch(&mut self, run: RunId, records: &[UnitRecord]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(wrap)?;
         {
             let mut upsert = tx
@@ -341,7 +401,9 @@ impl Store {
                      RETURNING id",
                 )
                 .map_err(wrap)?;
-            let mut clear = tx.prepare_cached("DELETE FROM verdicts WHERE completion_id = ?1").map_err(wrap)?;
+            let mut clear = tx
+                .prepare_cached("DELETE FROM verdicts WHERE completion_id = ?1")
+                .map_err(wrap)?;
             let mut verdict = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
@@ -363,9 +425,13 @@ impl Store {
                             key.sample_id,
                             key.sample_k,
                             record.request_hash,
-                            completion.map(|c| c.reasoning.text.as_str()).filter(|t| !t.is_empty()),
+                            completion
+                                .map(|c| c.reasoning.text.as_str())
+                                .filter(|t| !t.is_empty()),
                             completion.and_then(|c| c.reasoning.source.map(|s| enum_name(&s))),
-                            completion.map(|c| enum_name(&c.reasoning.state)).unwrap_or_else(|| "absent".into()),
+                            completion
+                                .map(|c| enum_name(&c.reasoning.state))
+                                .unwrap_or_else(|| "absent".into()),
                             completion.and_then(|c| c.answer.as_deref()),
                             completion.and_then(|c| c.finish_reason.as_deref()),
                             completion.and_then(|c| c.usage.prompt_tokens.map(|v| v as i64)),
@@ -388,7 +454,14 @@ impl Store {
                 clear.execute([id]).map_err(wrap)?;
                 for v in &record.verdicts {
                     verdict
-                        .execute(params![id, v.judge, v.channel.as_str(), v.label.as_str(), v.score, v.rationale])
+                        .execute(params![
+                            id,
+                            v.judge,
+                            v.channel.as_str(),
+                            v.label.as_str(),
+                            v.score,
+                            v.rationale
+                        ])
                         .map_err(wrap)?;
                 }
             }
@@ -396,37 +469,62 @@ impl Store {
         tx.commit().map_err(wrap)
     }
 
-    fn completion_from_row(&self, row: &rusqlite::Row<'_>, at: usize) -> Result<Result<Completion, UnitError>, StoreError> {
-        let get = |i: usize| -> Result<rusqlite::types::Value, StoreError> { row.get(at + i).map_err(|e| self.err(e)) };
+    fn completion_from_row(
+        &self,
+        row: &rusqlite::Row<'_>,
+        at: usize,
+    ) -> Result<Result<Completion, UnitError>, StoreError> {
+        let get = |i: usize| -> Result<rusqlite::types::Value, StoreError> {
+            row.get(at + i).map_err(|e| self.err(e))
+        };
         let text = |i: usize| -> Result<Option<String>, StoreError> {
             match get(i)? {
                 rusqlite::types::Value::Text(t) => Ok(Some(t)),
                 rusqlite::types::Value::Null => Ok(None),
-                other => Err(self.corrupt("completions", format!("expected text, found {other:?}"))),
+                other => {
+                    Err(self.corrupt("completions", format!("expected text, found {other:?}")))
+                }
             }
         };
         let int = |i: usize| -> Result<Option<u64>, StoreError> {
             match get(i)? {
                 rusqlite::types::Value::Integer(v) => Ok(Some(v as u64)),
                 rusqlite::types::Value::Null => Ok(None),
-                other => Err(self.corrupt("completions", format!("expected an integer, found {other:?}"))),
+                other => Err(self.corrupt(
+                    "completions",
+                    format!("expected an integer, found {other:?}"),
+                )),
             }
         };
         if let Some(message) = text(10)? {
-            return Ok(Err(UnitError { kind: text(11)?.unwrap_or_default(), message }));
+            return Ok(Err(UnitError {
+                kind: text(11)?.unwrap_or_default(),
+                message,
+            }));
         }
         let state_name = text(2)?.unwrap_or_default();
-        let state: TraceState =
-            enum_from(&state_name).ok_or_else(|| self.corrupt("completions.reasoning_state", state_name.clone()))?;
+        let state: TraceState = enum_from(&state_name)
+            .ok_or_else(|| self.corrupt("completions.reasoning_state", state_name.clone()))?;
         let source: Option<TraceSource> = match text(1)? {
-            Some(name) => Some(enum_from(&name).ok_or_else(|| self.corrupt("completions.reasoning_source", name))?),
+            Some(name) => Some(
+                enum_from(&name)
+                    .ok_or_else(|| self.corrupt("completions.reasoning_source", name))?,
+            ),
             None => None,
         };
         Ok(Ok(Completion {
-            reasoning: Reasoning { text: text(0)?.unwrap_or_default(), source, state },
+            reasoning: Reasoning {
+                text: text(0)?.unwrap_or_default(),
+                source,
+                state,
+            },
             answer: text(3)?,
             finish_reason: text(4)?,
-            usage: Usage { prompt_tokens: int(5)?, completion_tokens: int(6)?, reasoning_tokens: int(7)? },
+            usage: Usage {
+                prompt_tokens: int(5)?,
+                completion_tokens: int(6)?,
+                reasoning_tokens: int(7)?,
+            },
             latency_ms: int(8)?.unwrap_or(0),
             raw: text(9)?.unwrap_or_default(),
         }))
@@ -478,10 +576,14 @@ impl Store {
                     cached: row.get(5).map_err(|e| self.err(e))?,
                     attempts: row.get(6).map_err(|e| self.err(e))?,
                     index: row.get::<_, i64>(7).map_err(|e| self.err(e))? as u64,
-                    category: serde_json::from_str(&category).map_err(|e| self.corrupt("samples.category", e.to_string()))?,
+                    category: serde_json::from_str(&category)
+                        .map_err(|e| self.corrupt("samples.category", e.to_string()))?,
                     label: label.and_then(|l| enum_from(&l)),
                     messages: match messages {
-                        Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt("samples.messages", e.to_string()))?),
+                        Some(m) => Some(
+                            serde_json::from_str(&m)
+                                .map_err(|e| self.corrupt("samples.messages", e.to_string()))?,
+                        ),
                         None => None,
                     },
                     outcome: self.completion_from_row(row, 11)?,
@@ -495,10 +597,15 @@ impl Store {
                 let label: String = row.get(25).map_err(|e| self.err(e))?;
                 result.verdicts.push(Verdict {
                     judge,
-                    channel: Channel::parse(&channel).ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
-                    label: Label::parse(&label).ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
+                    channel: Channel::parse(&channel)
+                        .ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
+                    label: Label::parse(&label)
+                        .ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
                     score: row.get(26).map_err(|e| self.err(e))?,
-                    rationale: row.get::<_, Option<String>>(27).map_err(|e| self.err(e))?.unwrap_or_default(),
+                    rationale: row
+                        .get::<_, Option<String>>(27)
+                        .map_err(|e| self.err(e))?
+                        .unwrap_or_default(),
                 });
             }
         }

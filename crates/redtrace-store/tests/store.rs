@@ -1,6 +1,9 @@
 //! The store: runs, samples, completions with errors and retries, verdicts, cache, export.
 
-use redtrace_core::{Channel, Completion, Label, Message, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict};
+use redtrace_core::{
+    Channel, Completion, Label, Message, PromptLabel, Reasoning, Sample, TraceSource, TraceState,
+    Usage, Verdict,
+};
 use redtrace_store::{write_jsonl, Store, UnitError, UnitKey, UnitRecord};
 
 fn sample(id: &str, index: u64) -> Sample {
@@ -15,7 +18,12 @@ fn sample(id: &str, index: u64) -> Sample {
 }
 
 fn key(id: &str) -> UnitKey {
-    UnitKey { model: "m".into(), benchmark: "b".into(), sample_id: id.into(), sample_k: 0 }
+    UnitKey {
+        model: "m".into(),
+        benchmark: "b".into(),
+        sample_id: id.into(),
+        sample_k: 0,
+    }
 }
 
 fn completion(answer: Option<&str>) -> Completion {
@@ -23,18 +31,32 @@ fn completion(answer: Option<&str>) -> Completion {
         reasoning: Reasoning {
             text: "trace".into(),
             source: Some(TraceSource::ThinkTags),
-            state: if answer.is_some() { TraceState::Complete } else { TraceState::Truncated },
+            state: if answer.is_some() {
+                TraceState::Complete
+            } else {
+                TraceState::Truncated
+            },
         },
         answer: answer.map(str::to_owned),
         finish_reason: Some(if answer.is_some() { "stop" } else { "length" }.into()),
-        usage: Usage { prompt_tokens: Some(3), completion_tokens: Some(9), reasoning_tokens: Some(4) },
+        usage: Usage {
+            prompt_tokens: Some(3),
+            completion_tokens: Some(9),
+            reasoning_tokens: Some(4),
+        },
         latency_ms: 12,
         raw: "{}".into(),
     }
 }
 
 fn verdict(channel: Channel, label: Label) -> Verdict {
-    Verdict { judge: "refusal-rule".into(), channel, label, score: Some(1.0), rationale: "why".into() }
+    Verdict {
+        judge: "refusal-rule".into(),
+        channel,
+        label,
+        score: Some(1.0),
+        rationale: "why".into(),
+    }
 }
 
 fn ok(id: &str, hash: &str, answer: Option<&str>) -> UnitRecord {
@@ -44,7 +66,10 @@ fn ok(id: &str, hash: &str, answer: Option<&str>) -> UnitRecord {
         outcome: Ok(completion(answer)),
         attempts: 1,
         cached: false,
-        verdicts: vec![verdict(Channel::Answer, Label::FullRefusal), verdict(Channel::Reasoning, Label::FullCompliance)],
+        verdicts: vec![
+            verdict(Channel::Answer, Label::FullRefusal),
+            verdict(Channel::Reasoning, Label::FullCompliance),
+        ],
     }
 }
 
@@ -52,7 +77,10 @@ fn failed(id: &str, hash: &str) -> UnitRecord {
     UnitRecord {
         key: key(id),
         request_hash: hash.into(),
-        outcome: Err(UnitError { kind: "server_error".into(), message: "HTTP 500".into() }),
+        outcome: Err(UnitError {
+            kind: "server_error".into(),
+            message: "HTTP 500".into(),
+        }),
         attempts: 6,
         cached: false,
         verdicts: vec![],
@@ -71,30 +99,57 @@ fn write_read_resume_and_export() {
     store.insert_samples(run, "b", samples.iter()).unwrap();
     store.insert_samples(run, "b", samples.iter()).unwrap(); // idempotent
 
-    store.write_batch(run, &[ok("1", "h1", Some("No.")), failed("2", "h2"), ok("3", "h3", None)]).unwrap();
+    store
+        .write_batch(
+            run,
+            &[
+                ok("1", "h1", Some("No.")),
+                failed("2", "h2"),
+                ok("3", "h3", None),
+            ],
+        )
+        .unwrap();
     let answered = store.answered(run).unwrap();
     assert_eq!(answered.len(), 2);
     assert!(answered.contains(&key("1")) && !answered.contains(&key("2")));
 
     // A later success replaces the error; a later duplicate never replaces a success.
-    store.write_batch(run, &[ok("2", "h2", Some("Yes."))]).unwrap();
+    store
+        .write_batch(run, &[ok("2", "h2", Some("Yes."))])
+        .unwrap();
     let mut duplicate = ok("1", "h1", Some("DIFFERENT"));
     duplicate.verdicts.clear();
     store.write_batch(run, &[duplicate]).unwrap();
 
     let mut rows = Vec::new();
-    store.for_each_result(run, false, |row| {
-        rows.push(row);
-        Ok(())
-    })
-    .unwrap();
+    store
+        .for_each_result(run, false, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows.iter().map(|r| r.key.sample_id.as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.key.sample_id.as_str())
+            .collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
     let first = rows[0].outcome.as_ref().unwrap();
-    assert_eq!(first.answer.as_deref(), Some("No."), "the stored success stands");
+    assert_eq!(
+        first.answer.as_deref(),
+        Some("No."),
+        "the stored success stands"
+    );
     assert_eq!(rows[0].verdicts.len(), 2, "its verdicts too");
-    assert_eq!(rows[1].attempts, 7, "attempts add up across the error and the retry");
-    assert_eq!(rows[1].outcome.as_ref().unwrap().answer.as_deref(), Some("Yes."));
+    assert_eq!(
+        rows[1].attempts, 7,
+        "attempts add up across the error and the retry"
+    );
+    assert_eq!(
+        rows[1].outcome.as_ref().unwrap().answer.as_deref(),
+        Some("Yes.")
+    );
     let third = rows[2].outcome.as_ref().unwrap();
     assert_eq!(third.answer, None);
     assert_eq!(third.reasoning.state, TraceState::Truncated);
@@ -109,10 +164,27 @@ fn write_read_resume_and_export() {
 
     let mut out = Vec::new();
     assert_eq!(write_jsonl(&store, run, &mut out).unwrap(), 3);
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let third = &lines[2];
-    for field in ["run_id", "model", "benchmark", "sample_id", "category", "prompt", "reasoning", "answer", "finish_reason", "truncated_in_reasoning", "usage", "error", "verdicts"] {
+    for field in [
+        "run_id",
+        "model",
+        "benchmark",
+        "sample_id",
+        "category",
+        "prompt",
+        "reasoning",
+        "answer",
+        "finish_reason",
+        "truncated_in_reasoning",
+        "usage",
+        "error",
+        "verdicts",
+    ] {
         assert!(third.get(field).is_some(), "export has {field}");
     }
     assert_eq!(third["answer"], serde_json::Value::Null);
@@ -124,10 +196,21 @@ fn write_read_resume_and_export() {
 
     store.set_status(run, "complete").unwrap();
     let runs = store.runs().unwrap();
-    assert_eq!((runs[0].status.as_str(), runs[0].completions, runs[0].errors), ("complete", 3, 0));
+    assert_eq!(
+        (runs[0].status.as_str(), runs[0].completions, runs[0].errors),
+        ("complete", 3, 0)
+    );
     assert_eq!(store.resolve_run("last").unwrap().id, run);
-    assert!(store.resolve_run("99").unwrap_err().to_string().contains("no run '99'"));
-    assert!(store.resolve_run("latest").unwrap_err().to_string().contains("neither 'last' nor a run id"));
+    assert!(store
+        .resolve_run("99")
+        .unwrap_err()
+        .to_string()
+        .contains("no run '99'"));
+    assert!(store
+        .resolve_run("latest")
+        .unwrap_err()
+        .to_string()
+        .contains("neither 'last' nor a run id"));
 
     // Reopening keeps everything (migrations are idempotent).
     drop(store);
@@ -137,6 +220,12 @@ fn write_read_resume_and_export() {
 
 #[test]
 fn missing_folder_is_a_clear_error() {
-    let error = Store::open(std::path::Path::new("/no/such/folder/x.db")).err().unwrap().to_string();
-    assert!(error.contains("folder /no/such/folder does not exist"), "{error}");
+    let error = Store::open(std::path::Path::new("/no/such/folder/x.db"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("folder /no/such/folder does not exist"),
+        "{error}"
+    );
 }

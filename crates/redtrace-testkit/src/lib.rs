@@ -60,7 +60,10 @@ pub struct FakeMessage {
 impl Reply {
     /// A plain answer.
     pub fn text(content: impl Into<String>) -> Self {
-        Reply::Message(FakeMessage { content: Some(content.into()), ..Default::default() })
+        Reply::Message(FakeMessage {
+            content: Some(content.into()),
+            ..Default::default()
+        })
     }
     /// A trace in `reasoning_content` and an answer in `content` (DeepSeek API, vLLM).
     pub fn reasoning_content(trace: impl Into<String>, answer: impl Into<String>) -> Self {
@@ -88,7 +91,11 @@ impl Reply {
     }
     /// An error status.
     pub fn status(code: u16) -> Self {
-        Reply::Status { code, retry_after: None, body: json!({"error": {"message": "scripted failure"}}).to_string() }
+        Reply::Status {
+            code,
+            retry_after: None,
+            body: json!({"error": {"message": "scripted failure"}}).to_string(),
+        }
     }
     /// 429 with `Retry-After: secs`.
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
@@ -149,7 +156,10 @@ impl FakeServer {
 
     /// Like [`FakeServer::start`]; with `record` false it only counts (for load benchmarks,
     /// where a log of every body would distort memory figures).
-    pub async fn start_with(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static, record: bool) -> Self {
+    pub async fn start_with(
+        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+        record: bool,
+    ) -> Self {
         let state = Arc::new(State {
             script: Box::new(script),
             count: AtomicUsize::new(0),
@@ -159,7 +169,9 @@ impl FakeServer {
             log: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let app_state = state.clone();
         let app = axum::Router::new().fallback(move |request: Request<Body>| {
@@ -208,9 +220,14 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     if !request.uri().path().ends_with("/chat/completions") {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
-    let authorization =
-        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(request.into_body(), 64 << 20).await.unwrap_or_default();
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let prompt = body["messages"]
         .as_array()
@@ -229,7 +246,14 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     };
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("fake").to_owned();
-    let seen = Seen { n, body, prompt, attempt, authorization, at: Instant::now() };
+    let seen = Seen {
+        n,
+        body,
+        prompt,
+        attempt,
+        authorization,
+        at: Instant::now(),
+    };
     let reply = (state.script)(&seen);
     if state.record {
         state.log.lock().expect("log lock").push(seen);
@@ -242,7 +266,10 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    Response::builder().status(status).body(Body::from(text.to_owned())).expect("static response")
+    Response::builder()
+        .status(status)
+        .body(Body::from(text.to_owned()))
+        .expect("static response")
 }
 
 async fn respond(mut reply: Reply, stream: bool, model: &str) -> Response<Body> {
@@ -256,7 +283,11 @@ async fn respond(mut reply: Reply, stream: bool, model: &str) -> Response<Body> 
         Reply::Message(message) => json_response(whole(&message, model).to_string()),
         Reply::CutStream(message, keep) => sse(chunks(&message, model), Some(keep)),
         Reply::RawBody(body) => json_response(body),
-        Reply::Status { code, retry_after, body } => {
+        Reply::Status {
+            code,
+            retry_after,
+            body,
+        } => {
             let mut builder = Response::builder()
                 .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
                 .header(header::CONTENT_TYPE, "application/json");
@@ -286,7 +317,11 @@ fn json_response(body: String) -> Response<Body> {
 
 fn usage_json(message: &FakeMessage) -> Value {
     let (prompt, completion, reasoning) = message.usage.unwrap_or_else(|| {
-        let trace = message.reasoning_content.as_deref().or(message.reasoning.as_deref()).unwrap_or("");
+        let trace = message
+            .reasoning_content
+            .as_deref()
+            .or(message.reasoning.as_deref())
+            .unwrap_or("");
         let words = |text: &str| text.split_whitespace().count() as u64;
         let reasoning = words(trace);
         let answer = words(message.content.as_deref().unwrap_or(""));
@@ -328,7 +363,10 @@ fn whole(message: &FakeMessage, model: &str) -> Value {
 /// Splits text into pieces of a few characters, as token streams do.
 fn pieces(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    chars.chunks(7).map(|piece| piece.iter().collect()).collect()
+    chars
+        .chunks(7)
+        .map(|piece| piece.iter().collect())
+        .collect()
 }
 
 fn chunks(message: &FakeMessage, model: &str) -> Vec<String> {
@@ -342,15 +380,25 @@ fn chunks(message: &FakeMessage, model: &str) -> Vec<String> {
         })
         .to_string()
     };
-    let mut out = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
-    for (field, text) in [("reasoning_content", &message.reasoning_content), ("reasoning", &message.reasoning), ("content", &message.content)] {
+    let mut out = vec![chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    )];
+    for (field, text) in [
+        ("reasoning_content", &message.reasoning_content),
+        ("reasoning", &message.reasoning),
+        ("content", &message.content),
+    ] {
         if let Some(text) = text {
             for piece in pieces(text) {
                 out.push(chunk(json!({ field: piece }), Value::Null));
             }
         }
     }
-    out.push(chunk(json!({}), json!(message.finish_reason.as_deref().unwrap_or("stop"))));
+    out.push(chunk(
+        json!({}),
+        json!(message.finish_reason.as_deref().unwrap_or("stop")),
+    ));
     out.push(
         json!({ "id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage_json(message) })
             .to_string(),
@@ -361,8 +409,11 @@ fn chunks(message: &FakeMessage, model: &str) -> Vec<String> {
 
 fn sse(events: Vec<String>, cut_after: Option<usize>) -> Response<Body> {
     let keep = cut_after.unwrap_or(events.len()).min(events.len());
-    let mut items: Vec<Result<Bytes, std::io::Error>> =
-        events.into_iter().take(keep).map(|event| Ok(Bytes::from(format!("data: {event}\n\n")))).collect();
+    let mut items: Vec<Result<Bytes, std::io::Error>> = events
+        .into_iter()
+        .take(keep)
+        .map(|event| Ok(Bytes::from(format!("data: {event}\n\n"))))
+        .collect();
     if cut_after.is_some() {
         items.push(Err(std::io::Error::other("scripted cut")));
     }
@@ -393,7 +444,9 @@ pub fn shared_data_dir() -> Option<PathBuf> {
 pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     let found = shared_data_dir();
     if found.is_none() {
-        eprintln!("skipping {test}: ../shared/data is not present (set REDTRACE_SHARED_DATA to run it)");
+        eprintln!(
+            "skipping {test}: ../shared/data is not present (set REDTRACE_SHARED_DATA to run it)"
+        );
     }
     found
 }

@@ -16,8 +16,12 @@ use crate::settings::{BenchmarkPlan, RunSettings, DEFAULT_JUDGE};
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file.
 fn cpu_seconds(stat_path: &str) -> Result<f64> {
-    let text = std::fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
-    let after_name = text.rsplit_once(") ").map(|(_, rest)| rest).context("unexpected stat format")?;
+    let text =
+        std::fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
+    let after_name = text
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .context("unexpected stat format")?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 and 15 of proc(5), counted from the state field (3): utime and stime in
     // clock ticks, which Linux reports at USER_HZ = 100.
@@ -27,8 +31,15 @@ fn cpu_seconds(stat_path: &str) -> Result<f64> {
 
 fn peak_rss_mb() -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
-    let kb: f64 = line.split_whitespace().nth(1).context("bad VmHWM line")?.parse()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/self/status")?;
+    let kb: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmHWM line")?
+        .parse()?;
     Ok(kb / 1024.0)
 }
 
@@ -63,7 +74,9 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     // The server gets its own thread and single-threaded runtime so its CPU time can be read
     // from that thread alone and subtracted.
     let server = std::thread::spawn(move || -> Result<f64> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let start = cpu_seconds("/proc/thread-self/stat")?;
         runtime.block_on(async move {
             let server = FakeServer::start_with(move |_| reply(latency), false).await;
@@ -102,29 +115,63 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         quiet: true,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let cpu_before = cpu_seconds("/proc/self/stat")?;
     let started = Instant::now();
-    let outcome = runtime.block_on(crate::commands::run(&settings, Arc::new(NoProgress), Shutdown::default()))?;
+    let outcome = runtime.block_on(crate::commands::run(
+        &settings,
+        Arc::new(NoProgress),
+        Shutdown::default(),
+    ))?;
     let wall = started.elapsed().as_secs_f64();
     let cpu_total = cpu_seconds("/proc/self/stat")? - cpu_before;
     stop_tx.send(()).ok();
-    let server_cpu = server.join().map_err(|_| anyhow::anyhow!("fake server thread panicked"))??;
+    let server_cpu = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("fake server thread panicked"))??;
     drop(runtime);
 
     let n = args.samples as f64;
     let ideal = n / args.concurrency as f64 * latency.as_secs_f64();
     let ours = (cpu_total - server_cpu).max(0.0);
-    writeln!(out, "redtrace bench: {} samples, concurrency {}, latency {} ms, {}", args.samples, args.concurrency, args.latency_ms, if args.stream { "streaming" } else { "non-streaming" })?;
-    writeln!(out, "answered            {} (failed {})", outcome.summary.answered, outcome.summary.failed)?;
+    writeln!(
+        out,
+        "redtrace bench: {} samples, concurrency {}, latency {} ms, {}",
+        args.samples,
+        args.concurrency,
+        args.latency_ms,
+        if args.stream {
+            "streaming"
+        } else {
+            "non-streaming"
+        }
+    )?;
+    writeln!(
+        out,
+        "answered            {} (failed {})",
+        outcome.summary.answered, outcome.summary.failed
+    )?;
     writeln!(out, "wall time           {wall:.2} s")?;
     if ideal > 0.0 {
-        writeln!(out, "ideal wall time     {ideal:.2} s (N / concurrency x latency)")?;
+        writeln!(
+            out,
+            "ideal wall time     {ideal:.2} s (N / concurrency x latency)"
+        )?;
         writeln!(out, "wall / ideal        {:.2}x", wall / ideal)?;
     }
     writeln!(out, "throughput          {:.0} samples/s", n / wall)?;
-    writeln!(out, "CPU, ours           {ours:.2} s = {:.3} s per 1,000 samples", ours / n * 1000.0)?;
+    writeln!(
+        out,
+        "CPU, ours           {ours:.2} s = {:.3} s per 1,000 samples",
+        ours / n * 1000.0
+    )?;
     writeln!(out, "CPU, fake server    {server_cpu:.2} s (excluded)")?;
-    writeln!(out, "peak RSS            {:.1} MB (whole process, fake server included)", peak_rss_mb()?)?;
+    writeln!(
+        out,
+        "peak RSS            {:.1} MB (whole process, fake server included)",
+        peak_rss_mb()?
+    )?;
     Ok(())
 }

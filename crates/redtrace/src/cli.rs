@@ -21,17 +21,23 @@ pub enum Command {
   redtrace run --model deepseek-r1@http://127.0.0.1:8000/v1 --bench xstest --data-dir ../shared/data --limit 20
   redtrace run suite.toml
   redtrace run --model qwq@http://127.0.0.1:11434/v1 --bench file:prompts.csv --prompt-field question")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a stored run's metrics.
-    #[command(after_help = "Examples:\n  redtrace report --run last\n  redtrace report --run 3 --format json")]
+    #[command(
+        after_help = "Examples:\n  redtrace report --run last\n  redtrace report --run 3 --format json"
+    )]
     Report(ReportArgs),
     /// Export a stored run, one line per (sample, completion).
-    #[command(after_help = "Examples:\n  redtrace export --run last --format jsonl > results.jsonl")]
+    #[command(
+        after_help = "Examples:\n  redtrace export --run last --format jsonl > results.jsonl"
+    )]
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
     /// Measure speed and memory of the whole path against a local fake server.
-    #[command(after_help = "Examples:\n  redtrace bench --samples 5000 --concurrency 64 --latency-ms 20\n  redtrace bench --samples 100000 --latency-ms 0")]
+    #[command(
+        after_help = "Examples:\n  redtrace bench --samples 5000 --concurrency 64 --latency-ms 20\n  redtrace bench --samples 100000 --latency-ms 0"
+    )]
     Bench(BenchArgs),
 }
 

@@ -3,7 +3,10 @@
 use anyhow::{Context, Result};
 use redtrace_core::Channel;
 use redtrace_datasets::open;
-use redtrace_engine::{BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown, Target};
+use redtrace_engine::{
+    BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown,
+    Target,
+};
 use redtrace_providers::{OpenAiProvider, Provider};
 use redtrace_report::Report;
 use redtrace_store::{write_jsonl, Store};
@@ -24,7 +27,11 @@ pub struct RunOutcome {
 }
 
 /// Validates every benchmark file (all rows, before any request is sent), then runs.
-pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: Shutdown) -> Result<RunOutcome> {
+pub async fn run(
+    settings: &RunSettings,
+    progress: Arc<dyn Progress>,
+    shutdown: Shutdown,
+) -> Result<RunOutcome> {
     // Read every benchmark once up front: a bad row fails here, before anything is sent or
     // stored, and the count gives the progress bar its total.
     let mut records = Vec::new();
@@ -53,7 +60,10 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
         .iter()
         .map(|config| {
             let provider: Arc<dyn Provider> = Arc::new(OpenAiProvider::new(config.clone())?);
-            Ok(Target { config: config.clone(), provider })
+            Ok(Target {
+                config: config.clone(),
+                provider,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let spec = RunSpec {
@@ -64,7 +74,11 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
     };
     let store = Store::open(&settings.db)?;
     let hash = spec.identity_hash();
-    let existing = if settings.new_run { None } else { store.find_run(&hash)? };
+    let existing = if settings.new_run {
+        None
+    } else {
+        store.find_run(&hash)?
+    };
     let resumed = existing.is_some();
     let run_id = match existing {
         Some(id) => {
@@ -80,7 +94,10 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
         let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
         let reader = open(&path, &fields, plan.selection)?;
         if reader.checksum() != record.sha256 {
-            anyhow::bail!("{} changed while the run was starting; run again", path.display());
+            anyhow::bail!(
+                "{} changed while the run was starting; run again",
+                path.display()
+            );
         }
         benchmarks.push(BenchmarkInput {
             name: record.name.clone(),
@@ -90,7 +107,9 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
     let judges = settings
         .judges
         .iter()
-        .map(|name| redtrace_judges::by_name(name).with_context(|| format!("unknown judge '{name}'")))
+        .map(|name| {
+            redtrace_judges::by_name(name).with_context(|| format!("unknown judge '{name}'"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
     let plan = Plan {
@@ -103,7 +122,14 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
         use_cache: settings.use_cache,
         total_units: Some(total_units),
     };
-    let result = redtrace_engine::run(plan, settings.db.clone(), EngineOptions::default(), progress, shutdown).await;
+    let result = redtrace_engine::run(
+        plan,
+        settings.db.clone(),
+        EngineOptions::default(),
+        progress,
+        shutdown,
+    )
+    .await;
     let store = Store::open(&settings.db)?;
     match &result {
         Ok(summary) if summary.interrupted => store.set_status(run_id, "interrupted")?,
@@ -111,7 +137,11 @@ pub async fn run(settings: &RunSettings, progress: Arc<dyn Progress>, shutdown: 
         Err(_) => store.set_status(run_id, "failed")?,
     }
     let summary = result?;
-    Ok(RunOutcome { run_id, summary, resumed })
+    Ok(RunOutcome {
+        run_id,
+        summary,
+        resumed,
+    })
 }
 
 /// Prints a run's report.
@@ -135,7 +165,8 @@ pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
     match args.format {
         ExportFormat::Jsonl => match &args.output {
             Some(path) => {
-                let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
                 let mut writer = std::io::BufWriter::new(file);
                 Ok(write_jsonl(&store, run.id, &mut writer)?)
             }
@@ -159,14 +190,28 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "no runs in {}", args.db.db.display())?;
         return Ok(());
     }
-    let header = ["id", "status", "created", "completions", "errors", "models", "benchmarks"];
+    let header = [
+        "id",
+        "status",
+        "created",
+        "completions",
+        "errors",
+        "models",
+        "benchmarks",
+    ];
     let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     for run in runs {
         let spec: serde_json::Value = serde_json::from_str(&run.spec).unwrap_or_default();
         let names = |key: &str, field: &str| -> String {
             spec[key]
                 .as_array()
-                .map(|items| items.iter().filter_map(|item| item[field].as_str()).collect::<Vec<_>>().join(","))
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item[field].as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default()
         };
         table.push(vec![
@@ -186,10 +231,20 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
 /// Writes rows as left-aligned columns.
 fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<()> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |cell| cell.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(c, cell)| format!("{cell:<width$}", width = widths[c])).collect();
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
@@ -198,7 +253,10 @@ fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<(
 /// Opens a store that must already exist (reading commands never create one).
 fn open_existing(path: &std::path::Path) -> Result<Store> {
     if !path.is_file() {
-        anyhow::bail!("no store at {} (run `redtrace run` first, or pass --db PATH)", path.display());
+        anyhow::bail!(
+            "no store at {} (run `redtrace run` first, or pass --db PATH)",
+            path.display()
+        );
     }
     Ok(Store::open(path)?)
 }

@@ -20,7 +20,10 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REDTRACE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REDTRACE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match dispatch(cli) {
@@ -37,7 +40,9 @@ fn main() -> ExitCode {
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -68,26 +73,43 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             eprintln!(
                 "run {} {}: {} answered, {} from cache, {} already done, {} failed, {} requests{}",
                 outcome.run_id,
-                if outcome.resumed { "(resumed)" } else { "(new)" },
+                if outcome.resumed {
+                    "(resumed)"
+                } else {
+                    "(new)"
+                },
                 summary.answered,
                 summary.cached,
                 summary.skipped,
                 summary.failed,
                 summary.requests,
-                if summary.interrupted { " - interrupted; run the same command again to resume" } else { "" }
+                if summary.interrupted {
+                    " - interrupted; run the same command again to resume"
+                } else {
+                    ""
+                }
             );
             if summary.failed > 0 {
-                eprintln!("{} units failed; run the same command again to retry them", summary.failed);
+                eprintln!(
+                    "{} units failed; run the same command again to retry them",
+                    summary.failed
+                );
             }
             if !settings.quiet {
                 let args = cli::ReportArgs {
                     run: outcome.run_id.to_string(),
                     format: cli::ReportFormat::Table,
-                    db: cli::DbArgs { db: settings.db.clone() },
+                    db: cli::DbArgs {
+                        db: settings.db.clone(),
+                    },
                 };
                 commands::report(&args, &mut out)?;
             }
-            Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+            Ok(if summary.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Report(args) => {
             commands::report(&args, &mut out)?;

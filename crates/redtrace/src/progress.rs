@@ -21,11 +21,18 @@ impl Bar {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} {per_sec} ETA {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} {per_sec} ETA {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
-        Self { bar, errors: AtomicU64::new(0), cached: AtomicU64::new(0), skipped: AtomicU64::new(0) }
+        Self {
+            bar,
+            errors: AtomicU64::new(0),
+            cached: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
     }
 
     fn refresh_message(&self) {

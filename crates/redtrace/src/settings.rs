@@ -129,12 +129,14 @@ pub struct RunSettings {
 
 /// Reads and parses a suite file; errors name the file, line and key.
 pub fn read_suite(path: &Path) -> Result<SuiteFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read suite file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read suite file {}", path.display()))?;
     toml::from_str(&text).map_err(|error| anyhow::anyhow!("suite file {}: {error}", path.display()))
 }
 
 fn json_from_toml(table: toml::Table) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let value = serde_json::to_value(table).context("the extra table cannot be expressed as JSON")?;
+    let value =
+        serde_json::to_value(table).context("the extra table cannot be expressed as JSON")?;
     Ok(value.as_object().cloned().unwrap_or_default())
 }
 
@@ -186,7 +188,10 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         label: args.label_field.clone(),
         system: args.system_field.clone(),
     };
-    let cli_selection = Selection { limit: args.limit, sample_seed: args.sample_seed };
+    let cli_selection = Selection {
+        limit: args.limit,
+        sample_seed: args.sample_seed,
+    };
     let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
 
     let (mut models, benchmarks, judges, file_db, file_data_dir) = match &args.suite {
@@ -206,7 +211,11 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                 .models
                 .into_iter()
                 .enumerate()
-                .map(|(i, table)| table.into_config().with_context(|| format!("suite file {}: models[{i}]", path.display())))
+                .map(|(i, table)| {
+                    table
+                        .into_config()
+                        .with_context(|| format!("suite file {}: models[{i}]", path.display()))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut benchmarks = Vec::new();
             for (i, table) in suite.benchmarks.into_iter().enumerate() {
@@ -218,7 +227,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                     system: table.system_field,
                 };
                 let name = match table.name.strip_prefix("file:") {
-                    Some(file) => format!("file:{}", relative_to(&base, PathBuf::from(file)).display()),
+                    Some(file) => {
+                        format!("file:{}", relative_to(&base, PathBuf::from(file)).display())
+                    }
                     None => table.name.clone(),
                 };
                 let source = BenchSource::parse(&name, fields)
@@ -240,10 +251,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             if args.benches.is_empty() {
                 bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
             }
-            let api_key_env = args
-                .api_key_env
-                .clone()
-                .or_else(|| std::env::var_os("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_owned()));
+            let api_key_env = args.api_key_env.clone().or_else(|| {
+                std::env::var_os("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_owned())
+            });
             let models = args
                 .models
                 .iter()
@@ -256,7 +266,12 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             let benchmarks = args
                 .benches
                 .iter()
-                .map(|name| Ok(BenchmarkPlan { source: BenchSource::parse(name, cli_fields.clone())?, selection: cli_selection }))
+                .map(|name| {
+                    Ok(BenchmarkPlan {
+                        source: BenchSource::parse(name, cli_fields.clone())?,
+                        selection: cli_selection,
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             (models, benchmarks, Vec::new(), None, None)
         }
@@ -293,7 +308,10 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     let mut names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     names.sort_unstable();
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-        bail!("two models are named '{}': give each [[models]] table its own name", pair[0]);
+        bail!(
+            "two models are named '{}': give each [[models]] table its own name",
+            pair[0]
+        );
     }
     let judges = if !args.judges.is_empty() {
         args.judges.clone()
@@ -304,12 +322,19 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     };
     for judge in &judges {
         if redtrace_judges::by_name(judge).is_none() {
-            let known: Vec<&str> = redtrace_judges::registry().iter().map(|(name, _)| *name).collect();
-            bail!("unknown judge '{judge}': known judges are {}", known.join(", "));
+            let known: Vec<&str> = redtrace_judges::registry()
+                .iter()
+                .map(|(name, _)| *name)
+                .collect();
+            bail!(
+                "unknown judge '{judge}': known judges are {}",
+                known.join(", ")
+            );
         }
     }
     // --db has a default; the file's db applies only when the flag and REDTRACE_DB are unset.
-    let db = if args.db.db == Path::new("redtrace.db") && std::env::var_os("REDTRACE_DB").is_none() {
+    let db = if args.db.db == Path::new("redtrace.db") && std::env::var_os("REDTRACE_DB").is_none()
+    {
         file_db.unwrap_or_else(|| args.db.db.clone())
     } else {
         args.db.db.clone()
