@@ -95,6 +95,9 @@ pub enum UnitOutcome {
     Skipped,
     /// Failed after its retries.
     Failed,
+    /// Never sent: the run was stopped while it waited for its turn. Nothing is stored; a
+    /// resume sends it.
+    Unsent,
 }
 
 /// Where the engine reports progress; the binary draws a bar, tests count.
@@ -274,6 +277,7 @@ pub async fn run(
     let judges = Arc::new(plan.judges);
     let channels = Arc::new(plan.channels);
     let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let in_flight = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut summary = RunSummary::default();
     let mut tasks: JoinSet<UnitOutcome> = JoinSet::new();
     let mut data_error = None;
@@ -355,7 +359,9 @@ pub async fn run(
                         requests: requests.clone(),
                         sender: sender.clone(),
                         progress: progress.clone(),
+                        stop: shutdown.stop.clone(),
                         abandon: shutdown.abandon.clone(),
+                        in_flight: in_flight.clone(),
                     };
                     tasks.spawn(async move {
                         let _spawn_permit = spawn_permit;
@@ -367,9 +373,12 @@ pub async fn run(
     }
     let interrupted = shutdown.stop.is_cancelled() || shutdown.abandon.is_cancelled();
     if interrupted && !tasks.is_empty() {
+        // Give units waiting for a permit a moment to see the stop and leave, so the count
+        // shown is of requests really in flight.
+        tokio::task::yield_now().await;
         progress.note(&format!(
             "stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)",
-            tasks.len()
+            in_flight.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
     loop {
@@ -408,6 +417,7 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
         Ok(UnitOutcome::Cached) => summary.cached += 1,
         Ok(UnitOutcome::Skipped) => summary.skipped += 1,
         Ok(UnitOutcome::Failed) => summary.failed += 1,
+        Ok(UnitOutcome::Unsent) => {}
         // Aborted (abandoned) or panicked: nothing was stored for it; a resume redoes it.
         Err(_) => {}
     }
@@ -429,7 +439,25 @@ struct Unit {
     requests: Arc<std::sync::atomic::AtomicU64>,
     sender: tokio::sync::mpsc::Sender<WriterMessage>,
     progress: Arc<dyn Progress>,
+    stop: CancellationToken,
     abandon: CancellationToken,
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicU64>);
+
+impl InFlight {
+    fn new(counter: &Arc<std::sync::atomic::AtomicU64>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Unit {
@@ -437,7 +465,9 @@ impl Unit {
         let (outcome, attempts, cached) = match self.cached.take() {
             Some(completion) => (Ok(completion), 0, true),
             None => {
-                let (result, attempts) = self.call().await;
+                let Some((result, attempts)) = self.call().await else {
+                    return UnitOutcome::Unsent;
+                };
                 (
                     result.map_err(|error| UnitError {
                         kind: error.kind().to_owned(),
@@ -478,15 +508,19 @@ impl Unit {
     }
 
     /// Sends the request, retrying what is retryable; returns the last result and the number
-    /// of attempts.
-    async fn call(&self) -> (Result<Completion, ProviderError>, u32) {
-        let _permit = self
-            .endpoint
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+    /// of attempts, or `None` when the run was stopped before the request could start.
+    async fn call(&self) -> Option<(Result<Completion, ProviderError>, u32)> {
+        // A unit still waiting for its turn when the run is stopped is not in flight: it
+        // leaves without sending anything.
+        let _permit = tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return None,
+            permit = self.endpoint.permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let _in_flight = InFlight::new(&self.in_flight);
         let mut attempt = 0u32;
         loop {
             if let Some(limiter) = &self.endpoint.limiter {
@@ -496,11 +530,11 @@ impl Unit {
             self.requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let error = match self.provider.complete(&self.request).await {
-                Ok(completion) => return (Ok(completion), attempt),
+                Ok(completion) => return Some((Ok(completion), attempt)),
                 Err(error) => error,
             };
             if !error.is_retryable() || attempt > self.max_retries {
-                return (Err(error), attempt);
+                return Some((Err(error), attempt));
             }
             let delay = error
                 .retry_after()
@@ -508,7 +542,7 @@ impl Unit {
             tracing::debug!(sample = %self.key.sample_id, attempt, ?delay, %error, "retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.abandon.cancelled() => return (Err(error), attempt),
+                _ = self.abandon.cancelled() => return Some((Err(error), attempt)),
             }
         }
     }

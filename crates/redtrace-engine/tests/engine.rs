@@ -332,15 +332,19 @@ async fn requests_per_minute_are_spaced() {
 
 #[tokio::test]
 async fn stop_lets_in_flight_finish_and_a_rerun_completes_exactly_once() {
-    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(100))).await;
+    let server =
+        Arc::new(FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(100))).await);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let run_id = new_run(&db, "a");
     let shutdown = Shutdown::default();
     let stopper = shutdown.clone();
-    tokio::spawn(async move {
+    let watched = server.clone();
+    // Requests go out in waves of 4 every 100 ms; stop between two waves.
+    let sent_at_stop = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(250)).await;
         stopper.stop.cancel();
+        watched.count()
     });
     let n = 40;
     let summary = run(
@@ -352,15 +356,21 @@ async fn stop_lets_in_flight_finish_and_a_rerun_completes_exactly_once() {
     )
     .await
     .unwrap();
+    let sent_at_stop = sent_at_stop.await.unwrap();
     assert!(summary.interrupted);
     assert!(
         summary.answered > 0 && (summary.answered as usize) < n,
         "{summary:?}"
     );
     assert_eq!(
+        server.count(),
+        sent_at_stop,
+        "nothing is sent after the stop, though more units were queued"
+    );
+    assert_eq!(
         summary.answered as usize,
         server.count(),
-        "every request sent was allowed to finish and was stored"
+        "every request in flight was allowed to finish and was stored"
     );
     assert_eq!(results(&db, run_id).len(), server.count());
 

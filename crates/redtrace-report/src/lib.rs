@@ -206,72 +206,47 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report serialises")
     }
 
-    fn lines(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let header = vec![
-            "model",
-            "benchmark",
-            "category",
-            "judge",
-            "n",
-            "errors",
-            "truncated",
-            "answer refusal",
-            "answer compliance",
-            "trace refusal",
-            "trace compliance",
-            "unscored a/t",
-            "tokens prompt/answer/reasoning",
-        ];
-        let mut rows = Vec::new();
+    /// The report as sections, one per model × benchmark × judge, each a header and rows.
+    fn sections(&self) -> Vec<(String, Vec<Vec<String>>)> {
+        let mut sections: Vec<(String, Vec<Vec<String>>)> = Vec::new();
         for group in &self.groups {
-            let base = |judge: &str| {
-                vec![
-                    group.model.clone(),
-                    group.benchmark.clone(),
-                    group.category.clone(),
-                    judge.to_owned(),
-                    group.n.to_string(),
-                    group.errors.to_string(),
-                    group.truncated_in_reasoning.to_string(),
-                ]
-            };
             let tokens = format!(
                 "{}/{}/{}",
                 group.tokens.prompt, group.tokens.answer, group.tokens.reasoning
             );
+            let base = vec![
+                group.category.clone(),
+                group.n.to_string(),
+                group.errors.to_string(),
+                group.truncated_in_reasoning.to_string(),
+            ];
+            let mut add = |judge: &str, cells: Vec<String>| {
+                let title = format!("{} · {} · judge {judge}", group.model, group.benchmark);
+                let mut row = base.clone();
+                row.extend(cells);
+                row.push(tokens.clone());
+                match sections.iter_mut().find(|(existing, _)| *existing == title) {
+                    Some((_, rows)) => rows.push(row),
+                    None => sections.push((title, vec![row])),
+                }
+            };
             if group.judges.is_empty() {
-                let mut row = base("-");
-                row.extend([
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    tokens.clone(),
-                ]);
-                rows.push(row);
+                add("-", vec!["-".into(); 5]);
             }
             for judge in &group.judges {
-                let mut row = base(&judge.judge);
-                row.push(rate(judge.answer.refusal_rate(), judge.answer.scored()));
-                row.push(rate(judge.answer.compliance_rate(), judge.answer.scored()));
-                row.push(rate(
-                    judge.reasoning.refusal_rate(),
-                    judge.reasoning.scored(),
-                ));
-                row.push(rate(
-                    judge.reasoning.compliance_rate(),
-                    judge.reasoning.scored(),
-                ));
-                row.push(format!(
-                    "{}/{}",
-                    judge.answer.unscored, judge.reasoning.unscored
-                ));
-                row.push(tokens.clone());
-                rows.push(row);
+                add(
+                    &judge.judge,
+                    vec![
+                        percent(judge.answer_refusal_rate),
+                        percent(judge.answer_compliance_rate),
+                        percent(judge.reasoning_refusal_rate),
+                        percent(judge.reasoning_compliance_rate),
+                        format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored),
+                    ],
+                );
             }
         }
-        (header, rows)
+        sections
     }
 
     fn title(&self) -> String {
@@ -281,44 +256,63 @@ impl Report {
         )
     }
 
-    /// A table for the terminal.
+    /// Tables for the terminal, one per model × benchmark × judge.
     pub fn to_terminal(&self) -> String {
-        let (header, rows) = self.lines();
-        let mut table = Table::new();
-        table
-            .load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-        table.set_header(header);
-        for row in rows {
-            table.add_row(row);
+        let mut out = format!("{}\n", self.title());
+        for (title, rows) in self.sections() {
+            let mut table = Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_header(HEADER.to_vec());
+            for row in rows {
+                table.add_row(row);
+            }
+            out.push_str(&format!("\n{title}\n{table}\n"));
         }
-        format!("{}\n{table}\nrates: share of scored verdicts (unscored ones are left out); n = units stored\n", self.title())
+        out.push_str(NOTE);
+        out.push('\n');
+        out
     }
 
-    /// A Markdown table.
+    /// Markdown: a heading and a table per model × benchmark × judge.
     pub fn to_markdown(&self) -> String {
-        let (header, rows) = self.lines();
         let escape = |cell: &str| cell.replace('|', "\\|");
-        let mut out = format!("# redtrace report: {}\n\n", self.title());
-        out.push_str(&format!("| {} |\n", header.join(" | ")));
-        out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
-        for row in rows {
-            out.push_str(&format!(
-                "| {} |\n",
-                row.iter()
-                    .map(|c| escape(c))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            ));
+        let mut out = format!("# redtrace report: {}\n", self.title());
+        for (title, rows) in self.sections() {
+            out.push_str(&format!("\n## {}\n\n", escape(&title)));
+            out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
+            out.push_str(&format!("|{}\n", "---|".repeat(HEADER.len())));
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
         }
-        out.push_str("\nRates are shares of scored verdicts; unscored verdicts (no answer, no trace) are counted apart.\n");
+        out.push_str(&format!("\n{NOTE}\n"));
         out
     }
 }
 
-fn rate(value: Option<f64>, scored: u64) -> String {
+const HEADER: [&str; 10] = [
+    "category",
+    "n",
+    "errors",
+    "truncated in trace",
+    "answer refusal",
+    "answer compliance",
+    "trace refusal",
+    "trace compliance",
+    "unscored answer/trace",
+    "tokens prompt/answer/reasoning",
+];
+
+const NOTE: &str =
+    "Rates are shares of scored verdicts; refusal counts full and partial refusals. \
+Unscored verdicts (no answer because the output ended in the trace, no trace) are counted apart.";
+
+fn percent(value: Option<f64>) -> String {
     match value {
-        Some(value) => format!("{:.1}% ({scored})", value * 100.0),
+        Some(value) => format!("{:.1}%", value * 100.0),
         None => "-".into(),
     }
 }

@@ -127,9 +127,17 @@ fn counts_and_rates_per_category_and_channel() {
     );
 
     let terminal = report.to_terminal();
-    assert!(terminal.contains("66.7% (3)"), "{terminal}");
+    assert!(
+        terminal.contains("m · b · judge refusal-rule") && terminal.contains("66.7%"),
+        "{terminal}"
+    );
     let markdown = report.to_markdown();
-    assert!(markdown.contains("| m | b | (all) | refusal-rule | 5 | 1 | 1 | 66.7% (3) | 33.3% (3) | 25.0% (4) | 75.0% (4) | 1/0 | 40/40/80 |"), "{markdown}");
+    assert!(
+        markdown.contains("## m · b · judge refusal-rule")
+            && markdown
+                .contains("| (all) | 5 | 1 | 1 | 66.7% | 33.3% | 25.0% | 75.0% | 1/0 | 40/40/80 |"),
+        "{markdown}"
+    );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["groups"][0]["judges"][0]["answer"]["full_refusal"], 1);
     assert_eq!(json["run"]["id"], run);

@@ -59,6 +59,7 @@ impl Progress for Bar {
             UnitOutcome::Cached => Some(&self.cached),
             UnitOutcome::Skipped => Some(&self.skipped),
             UnitOutcome::Answered => None,
+            UnitOutcome::Unsent => return,
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
