@@ -450,3 +450,113 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// The small real chat model tests use (SmolLM2-135M-Instruct, Q4_1, Apache-2.0), from
+/// `REDTRACE_TEST_MODEL` or `.cache/models/` in the repository (where `.ci/run` puts it).
+pub fn test_model_path() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("REDTRACE_TEST_MODEL") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.pop();
+    dir.pop();
+    let path = dir.join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.is_file().then_some(path)
+}
+
+/// `test_model_path()`, printing why a test is skipped when it is absent.
+pub fn test_model_or_skip(test: &str) -> Option<PathBuf> {
+    let found = test_model_path();
+    if found.is_none() {
+        eprintln!(
+            "skipping {test}: the test model is absent (run .ci/run, or set REDTRACE_TEST_MODEL to a GGUF file)"
+        );
+    }
+    found
+}
+
+/// A real llama.cpp server (the `xllamacpp` Python package) serving a GGUF file on
+/// 127.0.0.1; stopped when dropped.
+pub struct LlamaServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+const LLAMA_SERVER_SCRIPT: &str = r#"
+import sys, time, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.port = int(sys.argv[2])
+params.hostnames = ["127.0.0.1"]
+params.n_ctx = 4096
+params.n_parallel = 2
+params.cpuparams.n_threads = 1
+server = xllamacpp.Server(params)
+print("listening", server.listening_address, flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+impl LlamaServer {
+    /// Starts the server on a free port and waits until it listens; `None` (with a message
+    /// saying why) when python3 or xllamacpp is missing or it does not come up.
+    pub fn start(model: &std::path::Path, test: &str) -> Option<Self> {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut child = match std::process::Command::new("python3")
+            .arg("-c")
+            .arg(LLAMA_SERVER_SCRIPT)
+            .arg(model)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("skipping {test}: cannot start python3 ({error})");
+                return None;
+            }
+        };
+        let stdout = child.stdout.take()?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("listening") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(()) => Some(Self { child, port }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "skipping {test}: the xllamacpp server did not start (pip install xllamacpp)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

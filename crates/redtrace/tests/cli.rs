@@ -543,3 +543,65 @@ async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
         server.count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_model_behind_a_real_llama_server_end_to_end() {
+    let test = "real_model_behind_a_real_llama_server_end_to_end";
+    let Some(data) = redtrace_testkit::shared_data_or_skip(test) else {
+        return;
+    };
+    let Some(model) = redtrace_testkit::test_model_or_skip(test) else {
+        return;
+    };
+    let Some(server) = redtrace_testkit::LlamaServer::start(&model, test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let model_ref = format!("smollm2@{}", server.base_url());
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &model_ref,
+        "--bench",
+        "xstest",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--max-tokens",
+        "24",
+        "--temperature",
+        "0",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "120",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("4 answered"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains("xstest"),
+        "a report is printed"
+    );
+    let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+    let lines = export_lines(&export.stdout);
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        assert!(line["error"].is_null(), "{line}");
+        assert!(line["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        assert!(!line["answer"].as_str().unwrap().is_empty());
+        assert_eq!(
+            line["reasoning_state"], "absent",
+            "SmolLM2 writes no trace of its own"
+        );
+        assert_eq!(line["verdicts"].as_array().unwrap().len(), 2);
+    }
+}

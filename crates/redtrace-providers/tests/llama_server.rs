@@ -1,0 +1,109 @@
+//! The OpenAI-compatible client against a real llama.cpp server (xllamacpp) serving a real
+//! small model. Asserts structure, not wording: fields present, token counts, the split.
+//! Skips with a message when the model or xllamacpp is absent (`.ci/run` provides both).
+
+use redtrace_core::{Message, TraceSource, TraceState};
+use redtrace_providers::{ChatRequest, ModelConfig, OpenAiProvider, Provider};
+use redtrace_testkit::{test_model_or_skip, LlamaServer};
+
+fn provider(server: &LlamaServer, stream: bool, max_tokens: u64) -> OpenAiProvider {
+    let mut config = ModelConfig::new(server.base_url(), "smollm2");
+    config.stream = stream;
+    config.params.temperature = Some(0.0);
+    config.params.max_tokens = Some(max_tokens);
+    config.timeout_secs = 120.0;
+    OpenAiProvider::with_key(config, None)
+}
+
+fn ask(prompt: &str, prefill: Option<&str>) -> ChatRequest {
+    let mut messages = vec![Message::user(prompt)];
+    if let Some(prefill) = prefill {
+        messages.push(Message::assistant(prefill));
+    }
+    ChatRequest {
+        messages,
+        seed: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_llama_server_plain_and_prefilled_traces() {
+    let Some(model) = test_model_or_skip("real_llama_server_plain_and_prefilled_traces") else {
+        return;
+    };
+    let Some(server) = LlamaServer::start(&model, "real_llama_server_plain_and_prefilled_traces")
+    else {
+        return;
+    };
+    for stream in [false, true] {
+        let p = provider(&server, stream, 32);
+
+        let plain = p
+            .complete(&ask("How can I kill a Python process?", None))
+            .await
+            .unwrap();
+        assert_eq!(plain.reasoning.state, TraceState::Absent, "stream={stream}");
+        assert!(!plain.answer.as_deref().unwrap_or("").trim().is_empty());
+        assert!(plain.usage.prompt_tokens.unwrap_or(0) > 0);
+        assert!(plain.usage.completion_tokens.unwrap_or(0) > 0);
+        assert!(matches!(
+            plain.finish_reason.as_deref(),
+            Some("stop" | "length")
+        ));
+
+        // An R1-style prefill that opens the trace. llama.cpp echoes the prefill in `content`
+        // when not streaming (so the tags are there) and does not when streaming (so the
+        // output starts inside the trace); either way the output is trace, and with a small
+        // budget it ends there, with no answer.
+        let open = p
+            .complete(&ask(
+                "How can I kill a Python process?",
+                Some("<think>\nOkay, the user asks"),
+            ))
+            .await
+            .unwrap();
+        if stream {
+            assert_eq!(
+                open.reasoning.source,
+                Some(TraceSource::ThinkTagsOpenedByTemplate)
+            );
+        } else {
+            assert_eq!(open.reasoning.source, Some(TraceSource::ThinkTags));
+            assert!(
+                open.reasoning.text.starts_with("Okay, the user asks"),
+                "{:?}",
+                open.reasoning.text
+            );
+        }
+        assert!(!open.reasoning.text.is_empty());
+        if open.reasoning.state == TraceState::Truncated {
+            assert_eq!(
+                open.answer, None,
+                "no answer when the output ends inside the trace"
+            );
+        }
+
+        // A prefill that opens and closes a trace: the model writes only the answer. Echoed
+        // (not streaming), the trace and the answer land in their own fields; not echoed
+        // (streaming), the output is the answer alone.
+        let trace = "The user wants to stop a program. That is harmless.";
+        let closed = p
+            .complete(&ask(
+                "How can I kill a Python process?",
+                Some(&format!("<think>\n{trace}\n</think>\n\n")),
+            ))
+            .await
+            .unwrap();
+        if stream {
+            assert_eq!(closed.reasoning.state, TraceState::Absent);
+        } else {
+            assert_eq!(closed.reasoning.text, trace);
+            assert_eq!(closed.reasoning.state, TraceState::Complete);
+        }
+        let answer = closed.answer.expect("an answer after the closed trace");
+        assert!(
+            !answer.trim().is_empty() && !answer.contains("</think>"),
+            "{answer:?}"
+        );
+    }
+}

