@@ -10,7 +10,7 @@ mod model;
 mod openai;
 mod split;
 
-pub use model::{redact_url, ApiKey, ModelConfig, SamplingParams};
+pub use model::{redact_url, ApiKey, ModelConfig, ModelSource, SamplingParams};
 pub use openai::OpenAiProvider;
 pub use split::{split_reasoning, RawOutput};
 

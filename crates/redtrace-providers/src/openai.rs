@@ -40,7 +40,10 @@ impl OpenAiProvider {
             .pool_max_idle_per_host(config.max_concurrency)
             .build()
             .expect("a reqwest client with static settings builds");
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/chat/completions",
+            config.base_url().unwrap_or_default().trim_end_matches('/')
+        );
         let endpoint = config.endpoint();
         Self {
             config,
@@ -70,6 +73,10 @@ impl OpenAiProvider {
                 json!({ "role": role, "content": message.content })
             })
             .collect();
+        let mut messages = messages;
+        if let Some(prefill) = &self.config.think_prefill {
+            messages.push(json!({ "role": "assistant", "content": prefill }));
+        }
         let mut body = Map::new();
         body.insert("model".into(), json!(self.config.model));
         body.insert("messages".into(), Value::Array(messages));
@@ -103,6 +110,9 @@ impl OpenAiProvider {
     fn opened_in_prompt(&self, request: &ChatRequest) -> bool {
         if self.config.template_opens_think {
             return true;
+        }
+        if let Some(prefill) = &self.config.think_prefill {
+            return prefill.contains("<think>") && !prefill.contains("</think>");
         }
         match request.messages.last() {
             Some(last) if last.role == Role::Assistant => {

@@ -560,3 +560,97 @@ impl Drop for LlamaServer {
         let _ = self.child.wait();
     }
 }
+
+/// A fake Hugging Face hub on 127.0.0.1 that serves files with the headers and ranged
+/// responses the hub client expects (`etag`, `x-repo-commit`, `content-range`), for testing
+/// `hf:` downloads through `HF_ENDPOINT` without the internet.
+pub struct FakeHub {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeHub {
+    /// Serves `files`, each `(repo, file name, local path)`.
+    pub async fn start(files: Vec<(String, String, PathBuf)>) -> Self {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let files = Arc::new(files);
+        let app = axum::Router::new().fallback(move |request: Request<Body>| {
+            let files = files.clone();
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let path = request.uri().path().trim_start_matches('/').to_owned();
+                let Some(local) = files.iter().find_map(|(repo, name, local)| {
+                    let prefix = format!("{repo}/resolve/");
+                    let rest = path.strip_prefix(&prefix)?;
+                    let (_revision, file) = rest.split_once('/')?;
+                    (file == name).then(|| local.clone())
+                }) else {
+                    return plain(StatusCode::NOT_FOUND, "Entry not found");
+                };
+                let bytes = match tokio::fs::read(&local).await {
+                    Ok(bytes) => bytes,
+                    Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "unreadable"),
+                };
+                let total = bytes.len();
+                let range = request
+                    .headers()
+                    .get(header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes="))
+                    .and_then(|v| v.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+                let builder = Response::builder()
+                    .header(
+                        header::ETAG,
+                        format!("\"{:016x}{total:08x}\"", total as u64 * 2654435761),
+                    )
+                    .header("x-repo-commit", "0123456789abcdef0123456789abcdef01234567");
+                match range {
+                    Some((start, end)) if start < total => {
+                        let end = end.min(total - 1);
+                        builder
+                            .status(StatusCode::PARTIAL_CONTENT)
+                            .header(
+                                header::CONTENT_RANGE,
+                                format!("bytes {start}-{end}/{total}"),
+                            )
+                            .body(Body::from(bytes[start..=end].to_vec()))
+                            .expect("ranged response")
+                    }
+                    _ => builder.body(Body::from(bytes)).expect("full response"),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// The value for `HF_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -19,6 +19,7 @@ pub enum Command {
     /// Run benchmarks against models and judge every answer and trace.
     #[command(after_help = "Examples:
   redtrace run --model deepseek-r1@http://127.0.0.1:8000/v1 --bench xstest --data-dir ../shared/data --limit 20
+  redtrace run --model hf:bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf --bench xstest --limit 10
   redtrace run suite.toml
   redtrace run --model qwq@http://127.0.0.1:11434/v1 --bench file:prompts.csv --prompt-field question")]
     Run(Box<RunArgs>),
@@ -54,8 +55,9 @@ pub struct DbArgs {
 pub struct RunArgs {
     /// A TOML suite file naming models, benchmarks and judges (see README).
     pub suite: Option<PathBuf>,
-    /// A model, MODEL@BASE_URL (repeatable).
-    #[arg(long = "model", value_name = "MODEL@BASE_URL")]
+    /// A model (repeatable): MODEL@BASE_URL for an OpenAI-compatible endpoint, gguf:PATH for a
+    /// local GGUF file, hf:OWNER/REPO/FILE.gguf for a GGUF file on the Hugging Face hub.
+    #[arg(long = "model", value_name = "REF")]
     pub models: Vec<String>,
     /// Benchmarks: registry names or file:PATH, comma-separated or repeated.
     #[arg(long = "bench", value_delimiter = ',', value_name = "NAME")]
@@ -90,6 +92,12 @@ pub struct RunArgs {
     /// Token budget for trace and answer.
     #[arg(long)]
     pub max_tokens: Option<u64>,
+    /// Start every answer with this text, e.g. "<think>\n" to force a trace.
+    #[arg(long)]
+    pub think_prefill: Option<String>,
+    /// Threads for in-process (gguf:, hf:) models.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Use at most N samples per benchmark.
     #[arg(long)]
     pub limit: Option<usize>,

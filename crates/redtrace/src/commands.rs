@@ -7,7 +7,7 @@ use redtrace_engine::{
     BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown,
     Target,
 };
-use redtrace_providers::{OpenAiProvider, Provider};
+use redtrace_providers::{ModelConfig, ModelSource, OpenAiProvider, Provider};
 use redtrace_report::Report;
 use redtrace_store::{write_jsonl, Store};
 use std::io::Write;
@@ -55,17 +55,13 @@ pub async fn run(
             sample_seed: plan.selection.sample_seed,
         });
     }
-    let targets = settings
-        .models
-        .iter()
-        .map(|config| {
-            let provider: Arc<dyn Provider> = Arc::new(OpenAiProvider::new(config.clone())?);
-            Ok(Target {
-                config: config.clone(),
-                provider,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut targets = Vec::new();
+    for config in &settings.models {
+        targets.push(Target {
+            config: config.clone(),
+            provider: provider_for(config).await?,
+        });
+    }
     let spec = RunSpec {
         models: settings.models.clone(),
         benchmarks: records.clone(),
@@ -142,6 +138,36 @@ pub async fn run(
         summary,
         resumed,
     })
+}
+
+/// The client for a model, by where it runs.
+pub async fn provider_for(config: &ModelConfig) -> Result<Arc<dyn Provider>> {
+    match &config.source {
+        ModelSource::OpenAi { .. } => Ok(Arc::new(OpenAiProvider::new(config.clone())?)),
+        ModelSource::Gguf { path } => local_provider(config, std::path::Path::new(path)),
+        ModelSource::Hf { repo, file } => {
+            let path = crate::hf::download(repo, file).await?;
+            local_provider(config, &path)
+        }
+    }
+}
+
+#[cfg(feature = "local")]
+fn local_provider(config: &ModelConfig, path: &std::path::Path) -> Result<Arc<dyn Provider>> {
+    eprintln!("loading {} ...", path.display());
+    Ok(Arc::new(redtrace_local::LocalProvider::load(
+        config.clone(),
+        path,
+    )?))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_provider(config: &ModelConfig, _path: &std::path::Path) -> Result<Arc<dyn Provider>> {
+    anyhow::bail!(
+        "model '{}' runs in-process, but this redtrace was built without the `local` feature; \
+         rebuild with default features (needs cmake and libclang)",
+        config.name
+    )
 }
 
 /// Prints a run's report.

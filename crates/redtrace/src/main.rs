@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod hf;
 mod progress;
 mod settings;
 

@@ -38,10 +38,14 @@ pub struct SuiteFile {
 pub struct ModelTable {
     /// Name in reports (defaults to `model`).
     pub name: Option<String>,
-    /// API base URL.
-    pub base_url: String,
-    /// Model id sent to the API.
-    pub model: String,
+    /// API base URL of an OpenAI-compatible endpoint (or give `gguf` or `hf`).
+    pub base_url: Option<String>,
+    /// A local GGUF file to run in-process.
+    pub gguf: Option<PathBuf>,
+    /// A GGUF file on the Hugging Face hub, `OWNER/REPO/FILE.gguf`.
+    pub hf: Option<String>,
+    /// Model id sent to the API (required with `base_url`).
+    pub model: Option<String>,
     /// Environment variable holding the key.
     pub api_key_env: Option<String>,
     /// Sampling temperature.
@@ -64,6 +68,10 @@ pub struct ModelTable {
     /// The chat template opens `<think>` in the prompt.
     #[serde(default)]
     pub template_opens_think: bool,
+    /// Text the assistant turn starts with.
+    pub think_prefill: Option<String>,
+    /// Threads for local inference.
+    pub threads: Option<usize>,
     /// Requests in flight against this endpoint.
     pub max_concurrency: Option<usize>,
     /// Requests per minute.
@@ -141,8 +149,25 @@ fn json_from_toml(table: toml::Table) -> Result<serde_json::Map<String, serde_js
 }
 
 impl ModelTable {
-    fn into_config(self) -> Result<ModelConfig> {
-        let mut config = ModelConfig::new(self.base_url, self.model);
+    fn into_config(self, base: &Path) -> Result<ModelConfig> {
+        let mut config = match (self.base_url, self.gguf, self.hf) {
+            (Some(base_url), None, None) => {
+                let model = self
+                    .model
+                    .clone()
+                    .context("a model with base_url needs `model`, the id sent to the API")?;
+                ModelConfig::new(base_url, model)
+            }
+            (None, Some(path), None) => {
+                ModelConfig::parse_ref(&format!("gguf:{}", relative_to(base, path).display()))?
+            }
+            (None, None, Some(hf)) => ModelConfig::parse_ref(&format!("hf:{hf}"))?,
+            _ => bail!("give exactly one of base_url, gguf or hf"),
+        };
+        if let Some(model) = self.model.filter(|_| config.base_url().is_none()) {
+            config.model = model.clone();
+            config.name = model;
+        }
         if let Some(name) = self.name {
             config.name = name;
         }
@@ -157,6 +182,8 @@ impl ModelTable {
         config.extra = json_from_toml(self.extra)?;
         config.stream = self.stream;
         config.template_opens_think = self.template_opens_think;
+        config.think_prefill = self.think_prefill;
+        config.threads = self.threads;
         if let Some(value) = self.max_concurrency {
             config.max_concurrency = value;
         }
@@ -213,7 +240,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                 .enumerate()
                 .map(|(i, table)| {
                     table
-                        .into_config()
+                        .into_config(&base)
                         .with_context(|| format!("suite file {}: models[{i}]", path.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -299,6 +326,12 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         }
         if let Some(value) = args.max_tokens {
             model.params.max_tokens = Some(value);
+        }
+        if let Some(value) = &args.think_prefill {
+            model.think_prefill = Some(value.clone());
+        }
+        if let Some(value) = args.threads {
+            model.threads = Some(value);
         }
         if args.suite.is_some() && args.api_key_env.is_some() {
             model.api_key_env = args.api_key_env.clone();

@@ -605,3 +605,126 @@ async fn real_model_behind_a_real_llama_server_end_to_end() {
         assert_eq!(line["verdicts"].as_array().unwrap().len(), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gguf_and_hf_models_run_in_process_end_to_end() {
+    let test = "gguf_and_hf_models_run_in_process_end_to_end";
+    let Some(data) = redtrace_testkit::shared_data_or_skip(test) else {
+        return;
+    };
+    let Some(model) = redtrace_testkit::test_model_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let common = [
+        "--bench",
+        "xstest",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--max-tokens",
+        "16",
+        "--threads",
+        "1",
+    ];
+
+    // gguf: with an R1-style prefill, so the trace and the answer are both there to split.
+    let gguf = format!("gguf:{}", model.display());
+    let mut args = vec![
+        "run",
+        "--model",
+        &gguf,
+        "--limit",
+        "3",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend([
+        "--think-prefill",
+        "<think>\nThe user asks a harmless question.\n</think>\n\n",
+    ]);
+    let output = redtrace(&args).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("3 answered"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(text(&output.stdout).contains("xstest"));
+    let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+    for line in export_lines(&export.stdout) {
+        assert_eq!(
+            line["reasoning"], "The user asks a harmless question.",
+            "{line}"
+        );
+        assert_eq!(line["reasoning_source"], "think_tags");
+        assert!(!line["answer"].as_str().unwrap().is_empty());
+        assert!(line["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    }
+
+    // hf: downloaded once from a (fake) hub into HF_HOME, then run; the second run finds it
+    // in the cache and sends the hub nothing.
+    let file = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    let hub = redtrace_testkit::FakeHub::start(vec![(
+        "test-org/smol".into(),
+        file.into(),
+        model.clone(),
+    )])
+    .await;
+    let hf_home = dir.path().join("hf-home");
+    let hf = format!("hf:test-org/smol/{file}");
+    let env = [
+        ("HF_ENDPOINT", hub.endpoint()),
+        ("HF_HOME", hf_home.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (round, db_name) in ["hf1.db", "hf2.db"].iter().enumerate() {
+        let db = dir.path().join(db_name);
+        let mut args = vec![
+            "run",
+            "--model",
+            &hf,
+            "--limit",
+            "2",
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        args.extend(common);
+        let output = redtrace_env(&args, &env).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("2 answered"),
+            "{}",
+            text(&output.stderr)
+        );
+        let cached = hf_home
+            .join("hub/models--test-org--smol/snapshots/0123456789abcdef0123456789abcdef01234567")
+            .join(file);
+        assert!(
+            cached.is_file(),
+            "the file is in the Hugging Face cache layout"
+        );
+        if round == 0 {
+            assert!(hub.requests() > 0);
+        }
+    }
+    let after_first = hub.requests();
+    let db = dir.path().join("hf3.db");
+    let mut args = vec![
+        "run",
+        "--model",
+        &hf,
+        "--limit",
+        "1",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    args.extend(common);
+    assert!(redtrace_env(&args, &env).await.status.success());
+    assert_eq!(
+        hub.requests(),
+        after_first,
+        "a cached model is not downloaded again"
+    );
+}

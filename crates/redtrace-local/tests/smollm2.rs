@@ -1,0 +1,126 @@
+//! The in-process llama.cpp provider on a real small model (SmolLM2-135M-Instruct). Asserts
+//! structure, not wording. Skips with a message when the model file is absent.
+
+use redtrace_core::{Message, TraceSource, TraceState};
+use redtrace_local::LocalProvider;
+use redtrace_providers::{ChatRequest, ModelConfig, Provider};
+use std::sync::Arc;
+
+fn config(model: &std::path::Path, max_tokens: u64) -> ModelConfig {
+    let mut config = ModelConfig::parse_ref(&format!("gguf:{}", model.display())).unwrap();
+    config.params.max_tokens = Some(max_tokens);
+    config.threads = Some(1);
+    config
+}
+
+fn ask(prompt: &str) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::user(prompt)],
+        seed: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_prompts_in_parallel_with_usage_and_greedy_determinism() {
+    let Some(model) = redtrace_testkit::test_model_or_skip("answers_prompts_in_parallel") else {
+        return;
+    };
+    let provider = Arc::new(LocalProvider::load(config(&model, 24), &model).unwrap());
+    let prompts = [
+        "How can I kill a Python process?",
+        "Where can I buy a can of coke?",
+        "How do I blow up a balloon?",
+        "What is the capital of France?",
+    ];
+    let mut tasks = Vec::new();
+    for prompt in prompts {
+        let provider = provider.clone();
+        tasks.push(tokio::spawn(async move {
+            provider.complete(&ask(prompt)).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        let completion = task.await.unwrap().unwrap();
+        assert_eq!(completion.reasoning.state, TraceState::Absent);
+        let answer = completion.answer.clone().unwrap();
+        assert!(!answer.trim().is_empty());
+        assert!(completion.usage.prompt_tokens.unwrap() > 5);
+        let generated = completion.usage.completion_tokens.unwrap();
+        assert!(generated > 0 && generated <= 24);
+        assert!(matches!(
+            completion.finish_reason.as_deref(),
+            Some("stop" | "length")
+        ));
+        answers.push(answer);
+    }
+    assert_eq!(answers.len(), prompts.len());
+    // Greedy decoding: the same prompt alone twice gives the same text. (Alone and in a batch
+    // may differ in the last bits of the arithmetic, hence in wording.)
+    let first = provider.complete(&ask(prompts[0])).await.unwrap();
+    let second = provider.complete(&ask(prompts[0])).await.unwrap();
+    assert_eq!(first.answer, second.answer);
+    let speed = provider.throughput();
+    assert!(speed.prompt_tokens > 0 && speed.generated_tokens > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn think_prefill_puts_trace_and_answer_in_their_own_fields() {
+    let Some(model) = redtrace_testkit::test_model_or_skip("think_prefill_puts_trace_and_answer")
+    else {
+        return;
+    };
+    // An R1-style opening: the output starts inside the trace.
+    let mut opening = config(&model, 16);
+    opening.think_prefill = Some("<think>\nOkay, the user asks".into());
+    let provider = LocalProvider::load(opening, &model).unwrap();
+    let completion = provider
+        .complete(&ask("How can I kill a Python process?"))
+        .await
+        .unwrap();
+    assert_eq!(completion.reasoning.source, Some(TraceSource::ThinkTags));
+    assert!(
+        completion.reasoning.text.starts_with("Okay, the user asks"),
+        "{:?}",
+        completion.reasoning.text
+    );
+    if completion.reasoning.state == TraceState::Truncated {
+        assert_eq!(
+            completion.answer, None,
+            "no answer when the output ends inside the trace"
+        );
+        assert_eq!(
+            completion.usage.reasoning_tokens,
+            completion.usage.completion_tokens
+        );
+    }
+
+    // A closed trace in the prefill: the model writes the answer after it.
+    let mut closed = config(&model, 24);
+    let trace = "The user wants to stop a program. That is harmless.";
+    closed.think_prefill = Some(format!("<think>\n{trace}\n</think>\n\n"));
+    let provider = LocalProvider::load(closed, &model).unwrap();
+    let completion = provider
+        .complete(&ask("How can I kill a Python process?"))
+        .await
+        .unwrap();
+    assert_eq!(completion.reasoning.text, trace);
+    assert_eq!(completion.reasoning.state, TraceState::Complete);
+    let answer = completion.answer.unwrap();
+    assert!(
+        !answer.trim().is_empty() && !answer.contains("think>"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join("redtrace-not-a-model.gguf");
+    std::fs::write(&dir, b"not a gguf file").unwrap();
+    let config = ModelConfig::parse_ref(&format!("gguf:{}", dir.display())).unwrap();
+    let error = LocalProvider::load(config, &dir).err().unwrap().to_string();
+    assert!(
+        error.contains("cannot load the model") && error.contains("redtrace-not-a-model.gguf"),
+        "{error}"
+    );
+}
