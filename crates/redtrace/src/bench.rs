@@ -68,6 +68,9 @@ fn reply(latency: Duration) -> Reply {
 
 /// Runs the benchmark and prints its figures to `out`.
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(path) = &args.gguf {
+        return bench_local(args, path, out);
+    }
     let latency = Duration::from_millis(args.latency_ms);
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -174,4 +177,74 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         peak_rss_mb()?
     )?;
     Ok(())
+}
+
+#[cfg(feature = "local")]
+fn bench_local(args: &BenchArgs, path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
+    use redtrace_core::Message;
+    use redtrace_providers::{ChatRequest, Provider};
+    let mut config = ModelConfig::parse_ref(&format!("gguf:{}", path.display()))?;
+    config.max_concurrency = args.concurrency;
+    config.params.max_tokens = Some(args.max_tokens);
+    config.threads = args.threads;
+    let load_started = Instant::now();
+    let provider = Arc::new(redtrace_local::LocalProvider::load(config, path)?);
+    let load = load_started.elapsed().as_secs_f64();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let started = Instant::now();
+    let completions = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..args.samples {
+            let provider = provider.clone();
+            let prompt =
+                format!("In two sentences, how do I safely clean item number {i} in my kitchen?");
+            tasks.push(tokio::spawn(async move {
+                provider
+                    .complete(&ChatRequest {
+                        messages: vec![Message::user(prompt)],
+                        seed: None,
+                    })
+                    .await
+            }));
+        }
+        let mut done = 0usize;
+        for task in tasks {
+            task.await??;
+            done += 1;
+        }
+        Ok::<usize, anyhow::Error>(done)
+    })?;
+    let wall = started.elapsed().as_secs_f64();
+    let speed = provider.throughput();
+    writeln!(
+        out,
+        "redtrace bench (in-process llama.cpp): {}",
+        path.display()
+    )?;
+    writeln!(
+        out,
+        "prompts             {completions}, {} sequences decoded together, up to {} tokens each",
+        args.concurrency, args.max_tokens
+    )?;
+    writeln!(out, "model load          {load:.2} s")?;
+    writeln!(out, "wall time           {wall:.2} s")?;
+    writeln!(
+        out,
+        "prompt              {} tokens, {:.0} tokens/s",
+        speed.prompt_tokens,
+        speed.prompt_tokens as f64 / speed.prompt_seconds.max(1e-9)
+    )?;
+    writeln!(
+        out,
+        "generation          {} tokens, {:.0} tokens/s",
+        speed.generated_tokens,
+        speed.generated_tokens as f64 / speed.generation_seconds.max(1e-9)
+    )?;
+    writeln!(out, "peak RSS            {:.1} MB", peak_rss_mb()?)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "local"))]
+fn bench_local(_args: &BenchArgs, _path: &std::path::Path, _out: &mut dyn Write) -> Result<()> {
+    anyhow::bail!("this redtrace was built without the `local` feature")
 }

@@ -208,4 +208,14 @@ pub struct BenchArgs {
     /// Stream responses.
     #[arg(long)]
     pub stream: bool,
+    /// Instead, measure in-process inference of this GGUF file: prompt and generation tokens
+    /// per second over --samples prompts, --concurrency sequences decoded together.
+    #[arg(long, value_name = "PATH")]
+    pub gguf: Option<std::path::PathBuf>,
+    /// With --gguf: tokens to generate per prompt.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u64,
+    /// With --gguf: threads (default suited to the machine).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
