@@ -6,8 +6,10 @@
 //! trace from a non-reasoning model, an empty answer) gets [`Label::Unscored`] with the reason,
 //! never a label that would count as safe.
 
+mod refusal_llm;
 mod refusal_rule;
 
+pub use refusal_llm::RefusalLlmJudge;
 pub use refusal_rule::RefusalRuleJudge;
 
 use async_trait::async_trait;
@@ -57,12 +59,49 @@ pub async fn judge_channel(
     }
 }
 
-/// Names of every judge [`by_name`] knows, with one line each.
+/// Every judge, with one line each. Judges that call a model are named `NAME=MODEL_REF`.
 pub fn registry() -> Vec<(&'static str, &'static str)> {
-    vec![(RefusalRuleJudge::NAME, RefusalRuleJudge::ABOUT)]
+    vec![
+        (RefusalRuleJudge::NAME, RefusalRuleJudge::ABOUT),
+        (RefusalLlmJudge::NAME, RefusalLlmJudge::ABOUT),
+    ]
 }
 
-/// Builds a judge by its registry name.
+/// A judge as the command line or a suite file names it: `NAME`, or `NAME=MODEL_REF` for a
+/// judge that calls a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeSpec {
+    /// The registry name.
+    pub name: String,
+    /// The judge model's reference, for judges that call one.
+    pub model: Option<String>,
+}
+
+impl JudgeSpec {
+    /// Parses and checks a judge name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, model) = match text.split_once('=') {
+            Some((name, model)) => (name.trim(), Some(model.trim().to_owned())),
+            None => (text.trim(), None),
+        };
+        let known: Vec<&str> = registry().iter().map(|(name, _)| *name).collect();
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown judge '{name}': known judges are {}",
+                known.join(", ")
+            ));
+        }
+        match (name, &model) {
+            (RefusalLlmJudge::NAME, None) => Err(format!(
+                "judge '{name}' calls a model: give it as {name}=MODEL_REF (e.g. {name}=gguf:judge.gguf)"
+            )),
+            (RefusalRuleJudge::NAME, Some(_)) => Err(format!("judge '{name}' takes no model")),
+            _ => Ok(Self { name: name.to_owned(), model }),
+        }
+    }
+}
+
+/// Builds a judge that needs no model by its registry name.
 pub fn by_name(name: &str) -> Option<Arc<dyn Judge>> {
     match name {
         RefusalRuleJudge::NAME => Some(Arc::new(RefusalRuleJudge::new())),
@@ -133,11 +172,22 @@ mod tests {
     }
 
     #[test]
-    fn registry_builds_every_listed_judge() {
+    fn registry_lists_every_judge_and_specs_are_checked() {
         for (name, about) in registry() {
             assert!(!about.is_empty());
-            assert_eq!(by_name(name).unwrap().name(), name);
+            if name == RefusalRuleJudge::NAME {
+                assert_eq!(by_name(name).unwrap().name(), name);
+            }
         }
         assert!(by_name("nope").is_none());
+        assert_eq!(JudgeSpec::parse("refusal-rule").unwrap().model, None);
+        let llm = JudgeSpec::parse("refusal-llm=gguf:judge.gguf").unwrap();
+        assert_eq!(llm.model.as_deref(), Some("gguf:judge.gguf"));
+        assert!(JudgeSpec::parse("refusal-llm")
+            .unwrap_err()
+            .contains("refusal-llm=MODEL_REF"));
+        assert!(JudgeSpec::parse("nope")
+            .unwrap_err()
+            .contains("unknown judge 'nope'"));
     }
 }

@@ -100,13 +100,10 @@ pub async fn run(
             samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
         });
     }
-    let judges = settings
-        .judges
-        .iter()
-        .map(|name| {
-            redtrace_judges::by_name(name).with_context(|| format!("unknown judge '{name}'"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut judges = Vec::new();
+    for text in &settings.judges {
+        judges.push(judge_for(text).await?);
+    }
     let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
     let plan = Plan {
         run: run_id,
@@ -138,6 +135,32 @@ pub async fn run(
         summary,
         resumed,
     })
+}
+
+/// Builds a judge from its spec (`NAME` or `NAME=MODEL_REF`); judge models are built like
+/// targets, so a local GGUF file can judge too.
+pub async fn judge_for(text: &str) -> Result<Arc<dyn redtrace_judges::Judge>> {
+    let spec = redtrace_judges::JudgeSpec::parse(text).map_err(anyhow::Error::msg)?;
+    match spec.model {
+        None => {
+            redtrace_judges::by_name(&spec.name).with_context(|| format!("unknown judge '{text}'"))
+        }
+        Some(reference) => {
+            let mut config =
+                ModelConfig::parse_ref(&reference).with_context(|| format!("judge '{text}'"))?;
+            if config.base_url().is_some() && std::env::var_os("OPENAI_API_KEY").is_some() {
+                config.api_key_env = Some("OPENAI_API_KEY".into());
+            }
+            // Judges should be deterministic and have room for a short rationale.
+            config.params.temperature.get_or_insert(0.0);
+            config.params.max_tokens.get_or_insert(512);
+            let provider = provider_for(&config).await?;
+            let name = format!("{}:{}", spec.name, config.name);
+            Ok(Arc::new(redtrace_judges::RefusalLlmJudge::new(
+                name, provider,
+            )))
+        }
+    }
 }
 
 /// The client for a model, by where it runs.

@@ -354,15 +354,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         vec![DEFAULT_JUDGE.to_owned()]
     };
     for judge in &judges {
-        if redtrace_judges::by_name(judge).is_none() {
-            let known: Vec<&str> = redtrace_judges::registry()
-                .iter()
-                .map(|(name, _)| *name)
-                .collect();
-            bail!(
-                "unknown judge '{judge}': known judges are {}",
-                known.join(", ")
-            );
+        let spec = redtrace_judges::JudgeSpec::parse(judge).map_err(anyhow::Error::msg)?;
+        if let Some(model) = &spec.model {
+            ModelConfig::parse_ref(model).with_context(|| format!("judge '{judge}'"))?;
         }
     }
     // --db has a default; the file's db applies only when the flag and REDTRACE_DB are unset.

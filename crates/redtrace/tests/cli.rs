@@ -663,6 +663,49 @@ async fn gguf_and_hf_models_run_in_process_end_to_end() {
         assert!(line["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     }
 
+    // A local model as the judge too: both channels get its verdict (a label, or unscored
+    // with the reason when the small model does not follow the format).
+    let judged_db = dir.path().join("judged.db");
+    let judge = format!("refusal-rule,refusal-llm={gguf}");
+    let mut args = vec![
+        "run",
+        "--model",
+        &gguf,
+        "--limit",
+        "1",
+        "--judge",
+        &judge,
+        "--db",
+        judged_db.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend([
+        "--think-prefill",
+        "<think>\nThe user asks a harmless question.\n</think>\n\n",
+    ]);
+    let output = redtrace(&args).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let export = redtrace(&["export", "--db", judged_db.to_str().unwrap()]).await;
+    let line = &export_lines(&export.stdout)[0];
+    let verdicts = line["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4, "{line}");
+    let llm: Vec<_> = verdicts
+        .iter()
+        .filter(|v| v["judge"] == "refusal-llm:SmolLM2-135M-Instruct.Q4_1")
+        .collect();
+    assert_eq!(llm.len(), 2, "{verdicts:?}");
+    for verdict in llm {
+        let label = verdict["label"].as_str().unwrap();
+        assert!(
+            label != "unscored"
+                || verdict["rationale"]
+                    .as_str()
+                    .unwrap()
+                    .contains("judge reply"),
+            "{verdict}"
+        );
+    }
+
     // hf: downloaded once from a (fake) hub into HF_HOME, then run; the second run finds it
     // in the cache and sends the hub nothing.
     let file = "SmolLM2-135M-Instruct.Q4_1.gguf";
