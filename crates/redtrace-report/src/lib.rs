@@ -7,10 +7,17 @@
 //! safe. Token counts are summed as reported by the servers. Rows stream from the store, so
 //! memory grows with the number of groups, not of samples.
 
+mod compare;
+pub mod stats;
+
+pub use compare::{CompareRow, Comparison};
+pub use stats::Interval;
+
 use comfy_table::{presets, ContentArrangement, Table};
 use redtrace_core::{Channel, Label, TraceState};
 use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
+use stats::wilson;
 use std::collections::BTreeMap;
 
 /// The category name of the row that sums a model × benchmark.
@@ -74,6 +81,14 @@ pub struct JudgeStats {
     pub reasoning_refusal_rate: Option<f64>,
     /// `reasoning.compliance_rate()`.
     pub reasoning_compliance_rate: Option<f64>,
+    /// 95% Wilson interval of `answer_refusal_rate`.
+    pub answer_refusal_ci: Option<Interval>,
+    /// 95% Wilson interval of `answer_compliance_rate`.
+    pub answer_compliance_ci: Option<Interval>,
+    /// 95% Wilson interval of `reasoning_refusal_rate`.
+    pub reasoning_refusal_ci: Option<Interval>,
+    /// 95% Wilson interval of `reasoning_compliance_rate`.
+    pub reasoning_compliance_ci: Option<Interval>,
 }
 
 /// Token sums of a group's completions.
@@ -188,6 +203,19 @@ impl Report {
                         answer_compliance_rate: answer.compliance_rate(),
                         reasoning_refusal_rate: reasoning.refusal_rate(),
                         reasoning_compliance_rate: reasoning.compliance_rate(),
+                        answer_refusal_ci: wilson(
+                            answer.full_refusal + answer.partial_refusal,
+                            answer.scored(),
+                        ),
+                        answer_compliance_ci: wilson(answer.full_compliance, answer.scored()),
+                        reasoning_refusal_ci: wilson(
+                            reasoning.full_refusal + reasoning.partial_refusal,
+                            reasoning.scored(),
+                        ),
+                        reasoning_compliance_ci: wilson(
+                            reasoning.full_compliance,
+                            reasoning.scored(),
+                        ),
                         answer,
                         reasoning,
                     })
@@ -237,10 +265,13 @@ impl Report {
                 add(
                     &judge.judge,
                     vec![
-                        percent(judge.answer_refusal_rate),
-                        percent(judge.answer_compliance_rate),
-                        percent(judge.reasoning_refusal_rate),
-                        percent(judge.reasoning_compliance_rate),
+                        percent(judge.answer_refusal_rate, judge.answer_refusal_ci),
+                        percent(judge.answer_compliance_rate, judge.answer_compliance_ci),
+                        percent(judge.reasoning_refusal_rate, judge.reasoning_refusal_ci),
+                        percent(
+                            judge.reasoning_compliance_rate,
+                            judge.reasoning_compliance_ci,
+                        ),
                         format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored),
                     ],
                 );
@@ -307,12 +338,19 @@ const HEADER: [&str; 10] = [
 ];
 
 const NOTE: &str =
-    "Rates are shares of scored verdicts; refusal counts full and partial refusals. \
+    "Rates are shares of scored verdicts, with 95% Wilson intervals in brackets; refusal counts \
+full and partial refusals. \
 Unscored verdicts (no answer because the output ended in the trace, no trace) are counted apart.";
 
-fn percent(value: Option<f64>) -> String {
-    match value {
-        Some(value) => format!("{:.1}%", value * 100.0),
-        None => "-".into(),
+fn percent(value: Option<f64>, interval: Option<Interval>) -> String {
+    match (value, interval) {
+        (Some(value), Some(ci)) => format!(
+            "{:.1}% [{:.1}, {:.1}]",
+            value * 100.0,
+            ci.low * 100.0,
+            ci.high * 100.0
+        ),
+        (Some(value), None) => format!("{:.1}%", value * 100.0),
+        _ => "-".into(),
     }
 }

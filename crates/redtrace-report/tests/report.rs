@@ -135,10 +135,99 @@ fn counts_and_rates_per_category_and_channel() {
     assert!(
         markdown.contains("## m · b · judge refusal-rule")
             && markdown
-                .contains("| (all) | 5 | 1 | 1 | 66.7% | 33.3% | 25.0% | 75.0% | 1/0 | 40/40/80 |"),
+                .contains("| (all) | 5 | 1 | 1 | 66.7% [20.8, 93.9] | 33.3% [6.1, 79.2] | 25.0% [4.6, 69.9] | 75.0% [30.1, 95.4] | 1/0 | 40/40/80 |"),
         "{markdown}"
     );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["groups"][0]["judges"][0]["answer"]["full_refusal"], 1);
     assert_eq!(json["run"]["id"], run);
+}
+
+fn run_with(store: &mut Store, hash: &str, model: &str, refuse: impl Fn(usize) -> bool) -> i64 {
+    let run = store.create_run(hash, "{}", "t").unwrap();
+    let samples: Vec<Sample> = (0..30)
+        .map(|i| sample(&i.to_string(), if i < 20 { "x" } else { "y" }))
+        .collect();
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    let records: Vec<UnitRecord> = (0..30)
+        .map(|i| {
+            let label = if refuse(i) {
+                Label::FullRefusal
+            } else {
+                Label::FullCompliance
+            };
+            let mut record = record(&i.to_string(), label, label, false);
+            record.key.model = model.into();
+            record
+        })
+        .collect();
+    store.write_batch(run, &records).unwrap();
+    run
+}
+
+#[test]
+fn paired_comparison_with_mcnemar_and_holm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("c.db")).unwrap();
+    // A refuses everything in x and half of y; B refuses nothing in x and the same half of y.
+    let a = run_with(&mut store, "a", "model-a", |i| i < 20 || i % 2 == 0);
+    let b = run_with(&mut store, "b", "model-b", |i| i >= 20 && i % 2 == 0);
+    let runs = store.runs().unwrap();
+    let (run_a, run_b) = (
+        runs.iter().find(|r| r.id == a).unwrap(),
+        runs.iter().find(|r| r.id == b).unwrap(),
+    );
+    let comparison = redtrace_report::Comparison::build(&store, run_a, run_b).unwrap();
+    assert!(
+        comparison.paired_across_models,
+        "one model each: paired across models"
+    );
+    let row = |category: &str| {
+        comparison
+            .rows
+            .iter()
+            .find(|r| r.category == category && r.channel == Channel::Answer)
+            .unwrap()
+            .clone()
+    };
+    let x = row("x");
+    assert_eq!(
+        (x.pairs, x.only_base_refused, x.only_other_refused),
+        (20, 20, 0)
+    );
+    assert_eq!((x.base_rate, x.other_rate, x.difference), (1.0, 0.0, -1.0));
+    assert!((x.p_value - 2.0 * 0.5f64.powi(20)).abs() < 1e-12);
+    assert!(x.significant);
+    let y = row("y");
+    assert_eq!(
+        (
+            y.pairs,
+            y.only_base_refused,
+            y.only_other_refused,
+            y.p_value
+        ),
+        (10, 0, 0, 1.0)
+    );
+    assert!(!y.significant);
+    assert!(
+        (x.p_holm - 2.0 * x.p_value).abs() < 1e-12,
+        "Holm doubles the smaller of two p-values"
+    );
+    let all = row(ALL);
+    assert_eq!(all.pairs, 30);
+    assert!(comparison.to_terminal().contains("-100.0 pts *"));
+    assert!(comparison.to_markdown().contains(
+        "| b | x | refusal-rule | answer | 20 | 100.0% | 0.0% | -100.0 pts * | 20 / 0 |"
+    ));
+
+    // Rates in the report carry Wilson intervals.
+    let report = Report::build(&store, run_a).unwrap();
+    let judge = &report.groups[0].judges[0];
+    let ci = judge.answer_refusal_ci.unwrap();
+    assert!(ci.low < judge.answer_refusal_rate.unwrap() && ci.high <= 1.0);
+    assert!(
+        report.to_terminal().contains("83.3% ["),
+        "{}",
+        report.to_terminal()
+    );
 }

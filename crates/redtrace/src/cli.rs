@@ -35,6 +35,9 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// How many samples a wanted interval width needs, from a pilot rate.
+    #[command(after_help = "Examples:\n  redtrace plan --rate 0.12 --width 0.10")]
+    Plan(PlanArgs),
     /// Measure speed and memory of the whole path against a local fake server.
     #[command(
         after_help = "Examples:\n  redtrace bench --samples 5000 --concurrency 64 --latency-ms 20\n  redtrace bench --samples 100000 --latency-ms 0"
@@ -153,9 +156,23 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Also compare with this run (`last` or an id), paired on the same samples.
+    #[arg(long, value_name = "RUN")]
+    pub compare: Option<String>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// `redtrace plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The rate a pilot run measured (0 to 1), e.g. 0.12.
+    #[arg(long)]
+    pub rate: f64,
+    /// The full width of the 95% interval wanted (0 to 1), e.g. 0.10 for ±5 points.
+    #[arg(long)]
+    pub width: f64,
 }
 
 /// Export formats.

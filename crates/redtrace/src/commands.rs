@@ -193,17 +193,67 @@ fn local_provider(config: &ModelConfig, _path: &std::path::Path) -> Result<Arc<d
     )
 }
 
-/// Prints a run's report.
+/// Prints a run's report, and its comparison with another run when asked.
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.db.db)?;
     let run = store.resolve_run(&args.run)?;
     let report = Report::build(&store, &run)?;
+    let comparison = match &args.compare {
+        Some(other) => {
+            let other = store.resolve_run(other)?;
+            Some(redtrace_report::Comparison::build(&store, &run, &other)?)
+        }
+        None => None,
+    };
     let text = match args.format {
-        ReportFormat::Table => report.to_terminal(),
-        ReportFormat::Md => report.to_markdown(),
-        ReportFormat::Json => report.to_json() + "\n",
+        ReportFormat::Table => {
+            report.to_terminal()
+                + &comparison
+                    .as_ref()
+                    .map(|c| c.to_terminal())
+                    .unwrap_or_default()
+        }
+        ReportFormat::Md => {
+            report.to_markdown()
+                + &comparison
+                    .as_ref()
+                    .map(|c| c.to_markdown())
+                    .unwrap_or_default()
+        }
+        ReportFormat::Json => match &comparison {
+            None => report.to_json() + "\n",
+            Some(comparison) => {
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "report": report, "comparison": comparison }),
+                )? + "\n"
+            }
+        },
     };
     out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Prints the sample size a wanted interval width needs.
+pub fn plan(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.rate) {
+        anyhow::bail!(
+            "--rate must be between 0 and 1 (a share, e.g. 0.12), got {}",
+            args.rate
+        );
+    }
+    if !(args.width > 0.0 && args.width < 1.0) {
+        anyhow::bail!(
+            "--width must be between 0 and 1 (e.g. 0.10 for ±5 points), got {}",
+            args.width
+        );
+    }
+    let n = redtrace_report::stats::samples_for_width(args.rate, args.width);
+    writeln!(
+        out,
+        "{n} samples per group give a 95% interval about {:.1} points wide around {:.1}% (Wilson; more near 50%)",
+        args.width * 100.0,
+        args.rate * 100.0
+    )?;
     Ok(())
 }
 

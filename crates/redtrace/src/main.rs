@@ -100,6 +100,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let args = cli::ReportArgs {
                     run: outcome.run_id.to_string(),
                     format: cli::ReportFormat::Table,
+                    compare: None,
                     db: cli::DbArgs {
                         db: settings.db.clone(),
                     },
@@ -122,6 +123,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if let Some(path) = &args.output {
                 eprintln!("wrote {lines} lines to {}", path.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            commands::plan(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs(args) => {

@@ -771,3 +771,94 @@ async fn gguf_and_hf_models_run_in_process_end_to_end() {
         "a cached model is not downloaded again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_two_runs_and_plan_a_sample_size() {
+    let server = FakeServer::start(|seen| {
+        if seen.body["model"] == "strict" {
+            Reply::text("I'm sorry, but I can't help with that.")
+        } else {
+            Reply::text("Sure, here is how.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("prompt,kind\n");
+    for i in 0..12 {
+        csv.push_str(&format!("question {i},{}\n", if i < 6 { "a" } else { "b" }));
+    }
+    let csv = write(dir.path(), "q.csv", &csv);
+    let db = dir.path().join("r.db");
+    let bench = format!("file:{}", csv.display());
+    for model in ["strict", "lenient"] {
+        let output = redtrace(&[
+            "run",
+            "--model",
+            &server.model_ref(model),
+            "--bench",
+            &bench,
+            "--category-field",
+            "kind",
+            "--db",
+            db.to_str().unwrap(),
+            "--quiet",
+        ])
+        .await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let output = redtrace(&[
+        "report",
+        "--run",
+        "1",
+        "--compare",
+        "2",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("comparison: run 2 (B) against run 1 (A)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-100.0 pts *"), "{stdout}");
+    let json = redtrace(&[
+        "report",
+        "--run",
+        "1",
+        "--compare",
+        "2",
+        "--format",
+        "json",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let all = value["comparison"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["category"] == "(all)" && r["channel"] == "answer")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (all["pairs"].as_u64(), all["only_base_refused"].as_u64()),
+        (Some(12), Some(12))
+    );
+    assert!(
+        value["report"]["groups"][0]["judges"][0]["answer_refusal_ci"]["low"]
+            .as_f64()
+            .unwrap()
+            > 0.7
+    );
+
+    let plan = redtrace(&["plan", "--rate", "0.5", "--width", "0.1"]).await;
+    assert!(
+        text(&plan.stdout).starts_with("385 samples"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let bad = redtrace(&["plan", "--rate", "12", "--width", "0.1"]).await;
+    assert!(text(&bad.stderr).contains("--rate must be between 0 and 1"));
+}

@@ -1,0 +1,295 @@
+//! Paired comparison of two runs on the same samples (two models, a model before and after a
+//! change, two reasoning settings): per benchmark × category × judge × channel, the refusal
+//! rates of both on the samples both have a scored verdict for, their difference, McNemar's
+//! exact test on the discordant pairs, and Holm's correction across the categories of each
+//! benchmark × judge × channel.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use redtrace_core::Channel;
+use redtrace_store::{RunInfo, Store, StoreError};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::stats::{holm, mcnemar_exact};
+use crate::ALL;
+
+/// One compared cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareRow {
+    /// The benchmark.
+    pub benchmark: String,
+    /// The category, or "(all)".
+    pub category: String,
+    /// The judge.
+    pub judge: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Samples with a scored verdict in both runs.
+    pub pairs: u64,
+    /// Refusal rate of the base run on those pairs.
+    pub base_rate: f64,
+    /// Refusal rate of the other run on those pairs.
+    pub other_rate: f64,
+    /// `other_rate - base_rate`.
+    pub difference: f64,
+    /// Pairs where only the base run refused.
+    pub only_base_refused: u64,
+    /// Pairs where only the other run refused.
+    pub only_other_refused: u64,
+    /// McNemar's exact two-sided p-value.
+    pub p_value: f64,
+    /// The p-value after Holm's correction across the categories of this benchmark × judge ×
+    /// channel (equal to `p_value` on the "(all)" row).
+    pub p_holm: f64,
+    /// `p_holm < 0.05`.
+    pub significant: bool,
+}
+
+/// A comparison of two runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The base run (A).
+    pub base: i64,
+    /// The other run (B).
+    pub other: i64,
+    /// Whether samples were paired across different model names (each run has one model).
+    pub paired_across_models: bool,
+    /// The rows, "(all)" first within each benchmark × judge × channel.
+    pub rows: Vec<CompareRow>,
+}
+
+#[derive(Default)]
+struct Cell {
+    pairs: u64,
+    base: u64,
+    other: u64,
+    only_base: u64,
+    only_other: u64,
+}
+
+type PairKey = (String, String, String, u32, String, Channel);
+
+impl Comparison {
+    /// Compares `other` against `base`.
+    pub fn build(store: &Store, base: &RunInfo, other: &RunInfo) -> Result<Self, StoreError> {
+        let models = |run: &RunInfo| -> Result<HashSet<String>, StoreError> {
+            let mut names = HashSet::new();
+            store.for_each_result(run.id, false, |row| {
+                names.insert(row.key.model);
+                Ok(())
+            })?;
+            Ok(names)
+        };
+        let (base_models, other_models) = (models(base)?, models(other)?);
+        // Two one-model runs compare their models with each other; otherwise models pair by
+        // name.
+        let across =
+            base_models.len() == 1 && other_models.len() == 1 && base_models != other_models;
+        let model_key = |model: &str| {
+            if across {
+                String::new()
+            } else {
+                model.to_owned()
+            }
+        };
+
+        let mut other_refused: HashMap<PairKey, bool> = HashMap::new();
+        store.for_each_result(other.id, false, |row| {
+            for verdict in row
+                .verdicts
+                .iter()
+                .filter(|v| v.label != redtrace_core::Label::Unscored)
+            {
+                other_refused.insert(
+                    (
+                        model_key(&row.key.model),
+                        row.key.benchmark.clone(),
+                        row.key.sample_id.clone(),
+                        row.key.sample_k,
+                        verdict.judge.clone(),
+                        verdict.channel,
+                    ),
+                    verdict.label.is_refusal(),
+                );
+            }
+            Ok(())
+        })?;
+        let mut cells: BTreeMap<(String, String, Channel, String), Cell> = BTreeMap::new();
+        store.for_each_result(base.id, false, |row| {
+            let category = if row.category.is_empty() {
+                "(none)".to_owned()
+            } else {
+                row.category.join(" / ")
+            };
+            for verdict in row
+                .verdicts
+                .iter()
+                .filter(|v| v.label != redtrace_core::Label::Unscored)
+            {
+                let key = (
+                    model_key(&row.key.model),
+                    row.key.benchmark.clone(),
+                    row.key.sample_id.clone(),
+                    row.key.sample_k,
+                    verdict.judge.clone(),
+                    verdict.channel,
+                );
+                let Some(&other) = other_refused.get(&key) else {
+                    continue;
+                };
+                let base_refused = verdict.label.is_refusal();
+                for category in [ALL.to_owned(), category.clone()] {
+                    let cell = cells
+                        .entry((
+                            row.key.benchmark.clone(),
+                            verdict.judge.clone(),
+                            verdict.channel,
+                            category,
+                        ))
+                        .or_default();
+                    cell.pairs += 1;
+                    cell.base += u64::from(base_refused);
+                    cell.other += u64::from(other);
+                    cell.only_base += u64::from(base_refused && !other);
+                    cell.only_other += u64::from(other && !base_refused);
+                }
+            }
+            Ok(())
+        })?;
+        let mut rows: Vec<CompareRow> = cells
+            .into_iter()
+            .map(|((benchmark, judge, channel, category), cell)| {
+                let pairs = cell.pairs as f64;
+                let p_value = mcnemar_exact(cell.only_base, cell.only_other);
+                CompareRow {
+                    benchmark,
+                    category,
+                    judge,
+                    channel,
+                    pairs: cell.pairs,
+                    base_rate: cell.base as f64 / pairs,
+                    other_rate: cell.other as f64 / pairs,
+                    difference: (cell.other as f64 - cell.base as f64) / pairs,
+                    only_base_refused: cell.only_base,
+                    only_other_refused: cell.only_other,
+                    p_value,
+                    p_holm: p_value,
+                    significant: false,
+                }
+            })
+            .collect();
+        // Holm across categories within each benchmark × judge × channel.
+        let mut families: BTreeMap<(String, String, Channel), Vec<usize>> = BTreeMap::new();
+        for (index, row) in rows.iter().enumerate() {
+            if row.category != ALL {
+                families
+                    .entry((row.benchmark.clone(), row.judge.clone(), row.channel))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        for members in families.values() {
+            let adjusted = holm(&members.iter().map(|&i| rows[i].p_value).collect::<Vec<_>>());
+            for (&index, p) in members.iter().zip(adjusted) {
+                rows[index].p_holm = p;
+            }
+        }
+        for row in &mut rows {
+            row.significant = row.p_holm < 0.05;
+        }
+        Ok(Self {
+            base: base.id,
+            other: other.id,
+            paired_across_models: across,
+            rows,
+        })
+    }
+
+    fn cells(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "benchmark",
+            "category",
+            "judge",
+            "channel",
+            "pairs",
+            "refusal A",
+            "refusal B",
+            "B - A",
+            "only A / only B",
+            "p (McNemar)",
+            "p (Holm)",
+        ];
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                vec![
+                    row.benchmark.clone(),
+                    row.category.clone(),
+                    row.judge.clone(),
+                    row.channel.as_str().to_owned(),
+                    row.pairs.to_string(),
+                    format!("{:.1}%", row.base_rate * 100.0),
+                    format!("{:.1}%", row.other_rate * 100.0),
+                    format!(
+                        "{:+.1} pts{}",
+                        row.difference * 100.0,
+                        if row.significant { " *" } else { "" }
+                    ),
+                    format!("{} / {}", row.only_base_refused, row.only_other_refused),
+                    format!("{:.3}", row.p_value),
+                    format!("{:.3}", row.p_holm),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    fn title(&self) -> String {
+        format!(
+            "comparison: run {} (B) against run {} (A), paired by {}",
+            self.other,
+            self.base,
+            if self.paired_across_models {
+                "benchmark and sample"
+            } else {
+                "model, benchmark and sample"
+            }
+        )
+    }
+
+    const NOTE: &'static str =
+        "Refusal rates on the samples both runs scored; * marks a difference significant at 5% \
+after Holm's correction across the categories of a benchmark, judge and channel.";
+
+    /// A table for the terminal.
+    pub fn to_terminal(&self) -> String {
+        let (header, rows) = self.cells();
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_header(header);
+        for row in rows {
+            table.add_row(row);
+        }
+        format!("\n{}\n{table}\n{}\n", self.title(), Self::NOTE)
+    }
+
+    /// A Markdown section.
+    pub fn to_markdown(&self) -> String {
+        let (header, rows) = self.cells();
+        let mut out = format!(
+            "\n## {}\n\n| {} |\n|{}\n",
+            self.title(),
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for row in rows {
+            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out.push_str(&format!("\n{}\n", Self::NOTE));
+        out
+    }
+}
