@@ -11,7 +11,9 @@
 mod export;
 mod schema;
 
-pub use export::{write_jsonl, EXPORT_SCHEMA_VERSION};
+pub use export::{
+    parquet_schema, write_csv, write_jsonl, write_parquet, EXPORT_SCHEMA_VERSION, PARQUET_BATCH,
+};
 
 use redtrace_core::{
     Channel, Completion, Label, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage,

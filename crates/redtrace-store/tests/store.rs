@@ -229,3 +229,96 @@ fn missing_folder_is_a_clear_error() {
         "{error}"
     );
 }
+
+#[test]
+fn csv_and_parquet_exports_read_back() {
+    use arrow_array::{Array, BooleanArray, StringArray, UInt64Array};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+    let run = store.create_run("h", "{}", "t").unwrap();
+    let samples = [sample("1", 0), sample("2", 1), sample("3", 2)];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    store
+        .write_batch(
+            run,
+            &[
+                ok("1", "h1", Some("No, \"quoted\", and\nmultiline.")),
+                failed("2", "h2"),
+                ok("3", "h3", None),
+            ],
+        )
+        .unwrap();
+
+    let mut csv_bytes = Vec::new();
+    assert_eq!(
+        redtrace_store::write_csv(&store, run, &mut csv_bytes).unwrap(),
+        3
+    );
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[0], "schema_version");
+    assert_eq!(headers.len(), 25);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    assert_eq!(
+        &rows[0][column("answer")],
+        "No, \"quoted\", and\nmultiline."
+    );
+    assert_eq!(&rows[1][column("error_kind")], "server_error");
+    assert_eq!(&rows[2][column("truncated_in_reasoning")], "true");
+    assert_eq!(&rows[2][column("answer")], "");
+    let verdicts: serde_json::Value = serde_json::from_str(&rows[0][column("verdicts")]).unwrap();
+    assert_eq!(verdicts[0]["label"], "full_refusal");
+
+    // Parquet, read back with the parquet crate's own reader.
+    let path = dir.path().join("out.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    assert_eq!(redtrace_store::write_parquet(&store, run, file).unwrap(), 3);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let batch = &batches[0];
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let strings = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let answers = strings("answer");
+    assert_eq!(answers.value(0), "No, \"quoted\", and\nmultiline.");
+    assert!(
+        answers.is_null(1) && answers.is_null(2),
+        "no answer is null, not empty"
+    );
+    assert_eq!(strings("error_kind").value(1), "server_error");
+    assert_eq!(strings("category").value(0), "homonyms");
+    let truncated = batch
+        .column_by_name("truncated_in_reasoning")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap()
+        .clone();
+    assert!(truncated.value(2) && !truncated.value(0));
+    let reasoning_tokens = batch
+        .column_by_name("reasoning_tokens")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .unwrap()
+        .clone();
+    assert_eq!(reasoning_tokens.value(2), 4);
+    assert!(reasoning_tokens.is_null(1));
+    assert_eq!(
+        batch.schema().as_ref(),
+        redtrace_store::parquet_schema().as_ref()
+    );
+}

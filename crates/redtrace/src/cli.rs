@@ -178,8 +178,12 @@ pub struct PlanArgs {
 /// Export formats.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// JSON lines.
+    /// JSON lines, one object per (sample, completion), nested.
     Jsonl,
+    /// CSV with a header row, flat.
+    Csv,
+    /// Parquet (needs --output), flat, snappy-compressed.
+    Parquet,
 }
 
 /// `redtrace export`.

@@ -9,7 +9,7 @@ use redtrace_engine::{
 };
 use redtrace_providers::{ModelConfig, ModelSource, OpenAiProvider, Provider};
 use redtrace_report::Report;
-use redtrace_store::{write_jsonl, Store};
+use redtrace_store::{write_csv, write_jsonl, write_parquet, Store};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -257,24 +257,42 @@ pub fn plan(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Exports a run.
+/// Exports a run, streaming.
 pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
     let store = open_existing(&args.db.db)?;
     let run = store.resolve_run(&args.run)?;
-    match args.format {
-        ExportFormat::Jsonl => match &args.output {
-            Some(path) => {
-                let file = std::fs::File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                let mut writer = std::io::BufWriter::new(file);
-                Ok(write_jsonl(&store, run.id, &mut writer)?)
-            }
-            None => {
-                let mut writer = std::io::BufWriter::new(stdout);
-                Ok(write_jsonl(&store, run.id, &mut writer)?)
-            }
-        },
-    }
+    let create = |path: &std::path::Path| {
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
+    };
+    let written = match (args.format, &args.output) {
+        (ExportFormat::Parquet, None) => {
+            anyhow::bail!("Parquet is binary: give --output FILE (e.g. --output results.parquet)")
+        }
+        (ExportFormat::Parquet, Some(path)) => {
+            write_parquet(&store, run.id, std::io::BufWriter::new(create(path)?))?
+        }
+        (format, Some(path)) => {
+            let mut writer = std::io::BufWriter::new(create(path)?);
+            let written = text_export(&store, run.id, format, &mut writer)?;
+            writer.flush()?;
+            written
+        }
+        (format, None) => {
+            let mut writer = std::io::BufWriter::new(stdout);
+            let written = text_export(&store, run.id, format, &mut writer)?;
+            writer.flush()?;
+            written
+        }
+    };
+    Ok(written)
+}
+
+fn text_export(store: &Store, run: i64, format: ExportFormat, out: &mut dyn Write) -> Result<u64> {
+    Ok(match format {
+        ExportFormat::Jsonl => write_jsonl(store, run, out)?,
+        ExportFormat::Csv => write_csv(store, run, out)?,
+        ExportFormat::Parquet => unreachable!("Parquet is written to a file"),
+    })
 }
 
 /// Lists runs.

@@ -121,7 +121,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let lines = commands::export(&args, &mut out)?;
             out.flush()?;
             if let Some(path) = &args.output {
-                eprintln!("wrote {lines} lines to {}", path.display());
+                eprintln!("wrote {lines} records to {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -197,6 +197,36 @@ async fn xstest_end_to_end_with_report_export_and_resume() {
         std::fs::read_to_string(&out_file).unwrap().lines().count(),
         10
     );
+
+    let csv = redtrace(&["export", "--format", "csv", "--db", db.to_str().unwrap()]).await;
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_slice());
+    assert_eq!(reader.records().count(), 10);
+    let refused = redtrace(&[
+        "export",
+        "--format",
+        "parquet",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        text(&refused.stderr).contains("give --output FILE"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let parquet = dir.path().join("out.parquet");
+    let written = redtrace(&[
+        "export",
+        "--format",
+        "parquet",
+        "-o",
+        parquet.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
