@@ -71,6 +71,9 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(path) = &args.gguf {
         return bench_local(args, path, out);
     }
+    if let Some(verdicts) = args.report_verdicts {
+        return bench_report(verdicts, out);
+    }
     let latency = Duration::from_millis(args.latency_ms);
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -247,4 +250,111 @@ fn bench_local(args: &BenchArgs, path: &std::path::Path, out: &mut dyn Write) ->
 #[cfg(not(feature = "local"))]
 fn bench_local(_args: &BenchArgs, _path: &std::path::Path, _out: &mut dyn Write) -> Result<()> {
     anyhow::bail!("this redtrace was built without the `local` feature")
+}
+
+/// Fills a store with `verdicts` verdicts (answer and trace of `verdicts / 2` completions,
+/// 20 categories), then times the report and a Parquet export over it.
+fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
+    use redtrace_core::{
+        Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage,
+        Verdict,
+    };
+    use redtrace_store::{Store, UnitKey, UnitRecord};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("report-bench.db");
+    let mut store = Store::open(&path)?;
+    let run = store.create_run("report-bench", "{}", env!("CARGO_PKG_VERSION"))?;
+    let completions = verdicts.div_ceil(2);
+    let fill_started = Instant::now();
+    let chunk = 10_000u64;
+    let mut start = 0u64;
+    while start < completions {
+        let end = (start + chunk).min(completions);
+        let samples: Vec<Sample> = (start..end)
+            .map(|i| Sample {
+                id: i.to_string(),
+                index: i,
+                messages: vec![Message::user(format!("prompt {i}"))],
+                category: vec![format!("category {:02}", i % 20)],
+                label: None,
+                metadata: Default::default(),
+            })
+            .collect();
+        store.insert_samples(run, "bench", samples.iter())?;
+        let records: Vec<UnitRecord> = (start..end)
+            .map(|i| {
+                let label = |refuse: bool| {
+                    if refuse {
+                        Label::FullRefusal
+                    } else {
+                        Label::FullCompliance
+                    }
+                };
+                let verdict = |channel, refuse| Verdict {
+                    judge: "refusal-rule".into(),
+                    channel,
+                    label: label(refuse),
+                    score: Some(if refuse { 1.0 } else { 0.0 }),
+                    rationale: "no refusal in the opening".into(),
+                };
+                UnitRecord {
+                    key: UnitKey {
+                        model: "m".into(),
+                        benchmark: "bench".into(),
+                        sample_id: i.to_string(),
+                        sample_k: 0,
+                    },
+                    request_hash: format!("{i:016x}"),
+                    outcome: Ok(Completion {
+                        reasoning: Reasoning {
+                            text: "The user asks.".into(),
+                            source: Some(TraceSource::ThinkTags),
+                            state: TraceState::Complete,
+                        },
+                        answer: Some("Here is an answer of moderate length.".into()),
+                        finish_reason: Some("stop".into()),
+                        usage: Usage {
+                            prompt_tokens: Some(12),
+                            completion_tokens: Some(40),
+                            reasoning_tokens: Some(10),
+                        },
+                        latency_ms: 20,
+                        raw: String::new(),
+                    }),
+                    attempts: 1,
+                    cached: false,
+                    verdicts: vec![
+                        verdict(Channel::Answer, i % 3 == 0),
+                        verdict(Channel::Reasoning, i % 5 == 0),
+                    ],
+                }
+            })
+            .collect();
+        store.write_batch(run, &records)?;
+        start = end;
+    }
+    let fill = fill_started.elapsed().as_secs_f64();
+    let rss_before = peak_rss_mb()?;
+    let info = store.resolve_run(&run.to_string())?;
+    let report_started = Instant::now();
+    let report = redtrace_report::Report::build(&store, &info)?;
+    let report_seconds = report_started.elapsed().as_secs_f64();
+    let rss_after_report = peak_rss_mb()?;
+    let export_started = Instant::now();
+    let exported = redtrace_store::write_parquet(&store, run, std::io::sink())?;
+    let export_seconds = export_started.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "redtrace bench: report over {} verdicts ({completions} completions, {} rows)",
+        completions * 2,
+        report.groups.len()
+    )?;
+    writeln!(out, "store filled in      {fill:.1} s")?;
+    writeln!(out, "report built in      {report_seconds:.2} s")?;
+    writeln!(
+        out,
+        "Parquet export of {exported} records in {export_seconds:.2} s"
+    )?;
+    writeln!(out, "peak RSS             {rss_before:.1} MB after filling, {rss_after_report:.1} MB after the report, {:.1} MB at the end", peak_rss_mb()?)?;
+    Ok(())
 }

@@ -239,4 +239,8 @@ pub struct BenchArgs {
     /// With --gguf: threads (default suited to the machine).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Instead, measure report generation over a store holding this many verdicts (two per
+    /// completion: answer and trace).
+    #[arg(long, value_name = "N")]
+    pub report_verdicts: Option<u64>,
 }
