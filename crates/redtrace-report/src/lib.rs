@@ -8,6 +8,7 @@
 //! memory grows with the number of groups, not of samples.
 
 mod compare;
+mod html;
 pub mod stats;
 
 pub use compare::{CompareRow, Comparison};

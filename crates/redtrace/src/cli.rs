@@ -145,6 +145,8 @@ pub enum ReportFormat {
     Md,
     /// JSON.
     Json,
+    /// One self-contained HTML file (no script, no network).
+    Html,
 }
 
 /// `redtrace report`.

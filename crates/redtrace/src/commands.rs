@@ -220,6 +220,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
                     .map(|c| c.to_markdown())
                     .unwrap_or_default()
         }
+        ReportFormat::Html => report.to_html(&store, comparison.as_ref())?,
         ReportFormat::Json => match &comparison {
             None => report.to_json() + "\n",
             Some(comparison) => {

@@ -892,3 +892,102 @@ async fn compare_two_runs_and_plan_a_sample_size() {
     let bad = redtrace(&["plan", "--rate", "12", "--width", "0.1"]).await;
     assert!(text(&bad.stderr).contains("--rate must be between 0 and 1"));
 }
+
+/// Headless Chromium from Debian's package, if installed.
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_report_escapes_hostile_model_output_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipping html_report_escapes_hostile_model_output: chromium is not installed (scripts/test.sh installs it)");
+        return;
+    };
+    let server = FakeServer::start(|seen| {
+        let hostile = match seen.prompt.as_str() {
+            "q1" => "<script>document.title='pwned'</script>",
+            "q2" => "<img src=x onerror=\"document.title='pwned'\">",
+            _ => "</pre></td></table></details><script>document.title='pwned'</script><b>bold?</b>",
+        };
+        Reply::think_tags(&format!("trace {hostile}"), &format!("answer {hostile}"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "q.csv",
+        "prompt,kind\nq1,<i>cat</i>\nq2,\"\"\"quoted\"\"\"\nq3,plain\n",
+    );
+    let db = dir.path().join("r.db");
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &server.model_ref("m<script>"),
+        "--bench",
+        &format!("file:{}", csv.display()),
+        "--category-field",
+        "kind",
+        "--db",
+        db.to_str().unwrap(),
+        "--quiet",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let html = redtrace(&["report", "--format", "html", "--db", db.to_str().unwrap()]).await;
+    assert!(html.status.success(), "{}", text(&html.stderr));
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &html.stdout).unwrap();
+    let source = text(&html.stdout);
+    assert!(
+        !source.contains("<script>") && !source.contains("<img"),
+        "model text is escaped"
+    );
+    assert!(source.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"));
+    assert!(source.contains("Content-Security-Policy"));
+
+    let profile = tempfile::tempdir().unwrap();
+    let dump = tokio::process::Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .await
+        .unwrap();
+    let dom = text(&dump.stdout);
+    assert!(
+        dom.contains("<title>redtrace report: run 1</title>"),
+        "no script changed the title: {}",
+        &dom[..dom.len().min(400)]
+    );
+    assert!(!dom.contains("pwned</title>"));
+    assert!(
+        !dom.contains("<img") && !dom.contains("<b>bold?</b>"),
+        "no markup from model output became elements"
+    );
+    assert!(
+        dom.contains("&lt;b&gt;bold?&lt;/b&gt;"),
+        "it is shown as text"
+    );
+    assert!(dom.contains("answer vs trace") && dom.contains("Example responses"));
+    let log = text(&dump.stderr);
+    assert!(
+        !log.contains("CONSOLE") && !log.contains("Refused to"),
+        "no console errors: {log}"
+    );
+}

@@ -1,0 +1,432 @@
+//! The self-contained HTML report: one file with inline CSS and inline SVG charts, no script
+//! and no network. A Content-Security-Policy that allows no script at all backs up the
+//! escaping: every piece of model output (and every name from a data file) goes through
+//! [`escape`].
+
+use redtrace_core::{Channel, Label};
+use redtrace_store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::{Comparison, Report, ALL};
+
+/// Example responses kept per model × benchmark × category.
+const EXAMPLES_PER_CELL: usize = 2;
+
+/// Characters of a trace or answer shown in an example.
+const EXAMPLE_CHARS: usize = 1500;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(EXAMPLE_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// An anchor id safe to put in an attribute, from any names.
+fn anchor(parts: &[&str]) -> String {
+    let joined = parts.join("-");
+    let id: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!(
+        "cell-{}-{}",
+        id,
+        &redtrace_core::sha256_hex(joined.as_bytes())[..8]
+    )
+}
+
+struct Example {
+    sample_id: String,
+    prompt: String,
+    reasoning: Option<String>,
+    answer: Option<String>,
+    error: Option<String>,
+    verdicts: Vec<(String, Channel, Label, String)>,
+}
+
+/// Answer label × trace label counts for one judge: the joint outcome of the two channels.
+#[derive(Default)]
+struct Joint {
+    counts: BTreeMap<(bool, bool), u64>,
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}\
+h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}\
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}\
+td.n{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#777;font-size:.85em}\
+pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:.5em;margin:.2em 0;max-height:20em;overflow:auto}\
+.trace{border-left:4px solid #c9a227}.answer{border-left:4px solid #2a7ab0}.meta{color:#555}\
+details{margin:.5em 0}.sig{font-weight:bold;color:#b00}";
+
+impl Report {
+    /// The report as one HTML document; example responses are read from `store`.
+    pub fn to_html(
+        &self,
+        store: &Store,
+        comparison: Option<&Comparison>,
+    ) -> Result<String, StoreError> {
+        let mut examples: BTreeMap<(String, String, String), Vec<Example>> = BTreeMap::new();
+        let mut joints: BTreeMap<(String, String, String), Joint> = BTreeMap::new();
+        store.for_each_result(self.run.id, true, |row| {
+            let category = if row.category.is_empty() {
+                "(none)".to_owned()
+            } else {
+                row.category.join(" / ")
+            };
+            let mut by_judge: BTreeMap<&str, (Option<Label>, Option<Label>)> = BTreeMap::new();
+            for verdict in &row.verdicts {
+                let entry = by_judge.entry(verdict.judge.as_str()).or_default();
+                match verdict.channel {
+                    Channel::Answer => entry.0 = Some(verdict.label),
+                    Channel::Reasoning => entry.1 = Some(verdict.label),
+                }
+            }
+            for (judge, labels) in by_judge {
+                if let (Some(answer), Some(trace)) = labels {
+                    if answer != Label::Unscored && trace != Label::Unscored {
+                        let joint = joints
+                            .entry((
+                                row.key.model.clone(),
+                                row.key.benchmark.clone(),
+                                judge.to_owned(),
+                            ))
+                            .or_default();
+                        *joint
+                            .counts
+                            .entry((trace.is_refusal(), answer.is_refusal()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            let cell = examples
+                .entry((row.key.model.clone(), row.key.benchmark.clone(), category))
+                .or_default();
+            if cell.len() < EXAMPLES_PER_CELL {
+                let prompt = row
+                    .messages
+                    .as_ref()
+                    .and_then(|m| m.iter().rev().find(|m| m.role == redtrace_core::Role::User))
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                let (reasoning, answer, error) = match &row.outcome {
+                    Ok(c) => (
+                        (!c.reasoning.text.is_empty()).then(|| c.reasoning.text.clone()),
+                        c.answer.clone(),
+                        None,
+                    ),
+                    Err(e) => (None, None, Some(format!("{}: {}", e.kind, e.message))),
+                };
+                cell.push(Example {
+                    sample_id: row.key.sample_id.clone(),
+                    prompt,
+                    reasoning,
+                    answer,
+                    error,
+                    verdicts: row
+                        .verdicts
+                        .iter()
+                        .map(|v| (v.judge.clone(), v.channel, v.label, v.rationale.clone()))
+                        .collect(),
+                });
+            }
+            Ok(())
+        })?;
+
+        let mut html = String::new();
+        let title = format!("redtrace report: run {}", self.run.id);
+        let _ = write!(
+            html,
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1>",
+            escape(&title),
+            escape(&title)
+        );
+        self.write_spec(&mut html);
+        for group_key in self.section_keys() {
+            self.write_section(&mut html, &group_key);
+            let (model, benchmark, judge) = &group_key;
+            if let Some(joint) = joints.get(&(model.clone(), benchmark.clone(), judge.clone())) {
+                write_joint(&mut html, joint);
+            }
+        }
+        if let Some(comparison) = comparison {
+            write_comparison(&mut html, comparison);
+        }
+        html.push_str("<h2 id=\"examples\">Example responses</h2>");
+        for ((model, benchmark, category), list) in &examples {
+            let _ = write!(
+                html,
+                "<h3 id=\"{}\">{} · {} · {}</h3>",
+                anchor(&[model, benchmark, category]),
+                escape(model),
+                escape(benchmark),
+                escape(category)
+            );
+            for example in list {
+                write_example(&mut html, example);
+            }
+        }
+        html.push_str("</body></html>\n");
+        Ok(html)
+    }
+
+    fn write_spec(&self, html: &mut String) {
+        let spec: serde_json::Value = serde_json::from_str(&self.run.spec).unwrap_or_default();
+        let _ = write!(
+            html,
+            "<p class=\"meta\">Status {} · created {} · redtrace {} · spec hash <code>{}</code></p><h2>Run</h2><table><tr><th>models</th><td>",
+            escape(&self.run.status),
+            escape(&self.run.created_at),
+            escape(&self.run.tool_version),
+            escape(&self.run.spec_hash[..self.run.spec_hash.len().min(16)])
+        );
+        for model in spec["models"].as_array().into_iter().flatten() {
+            let _ = write!(
+                html,
+                "{} <span class=\"ci\">({})</span><br>",
+                escape(model["name"].as_str().unwrap_or("?")),
+                escape(&model["source"].to_string())
+            );
+        }
+        html.push_str("</td></tr><tr><th>benchmarks</th><td>");
+        for benchmark in spec["benchmarks"].as_array().into_iter().flatten() {
+            let _ = write!(
+                html,
+                "{} <span class=\"ci\">sha256 {}</span><br>",
+                escape(benchmark["name"].as_str().unwrap_or("?")),
+                escape(benchmark["sha256"].as_str().unwrap_or("?"))
+            );
+        }
+        html.push_str("</td></tr><tr><th>judges</th><td>");
+        for judge in spec["judges"].as_array().into_iter().flatten() {
+            let _ = write!(html, "{}<br>", escape(judge.as_str().unwrap_or("?")));
+        }
+        html.push_str("</td></tr></table>");
+    }
+
+    fn section_keys(&self) -> Vec<(String, String, String)> {
+        let mut keys = Vec::new();
+        for group in &self.groups {
+            for judge in &group.judges {
+                let key = (
+                    group.model.clone(),
+                    group.benchmark.clone(),
+                    judge.judge.clone(),
+                );
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    fn write_section(
+        &self,
+        html: &mut String,
+        (model, benchmark, judge): &(String, String, String),
+    ) {
+        let _ = write!(
+            html,
+            "<h2>{} · {} · judge {}</h2>",
+            escape(model),
+            escape(benchmark),
+            escape(judge)
+        );
+        html.push_str(
+            "<table><tr><th>category</th><th>n</th><th>errors</th><th>truncated in trace</th><th>answer refusal</th>\
+             <th>trace refusal</th><th>answer vs trace (refusal rate)</th><th>unscored a/t</th><th>examples</th></tr>",
+        );
+        for group in self
+            .groups
+            .iter()
+            .filter(|g| &g.model == model && &g.benchmark == benchmark)
+        {
+            let Some(stats) = group.judges.iter().find(|j| &j.judge == judge) else {
+                continue;
+            };
+            let rate = |value: Option<f64>, ci: Option<crate::Interval>| match (value, ci) {
+                (Some(v), Some(ci)) => format!(
+                    "{:.1}% <span class=\"ci\">[{:.1}, {:.1}]</span>",
+                    v * 100.0,
+                    ci.low * 100.0,
+                    ci.high * 100.0
+                ),
+                _ => "–".into(),
+            };
+            let link = if group.category == ALL {
+                String::new()
+            } else {
+                format!(
+                    "<a href=\"#{}\">see</a>",
+                    anchor(&[model, benchmark, &group.category])
+                )
+            };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}/{}</td><td>{link}</td></tr>",
+                escape(&group.category),
+                group.n,
+                group.errors,
+                group.truncated_in_reasoning,
+                rate(stats.answer_refusal_rate, stats.answer_refusal_ci),
+                rate(stats.reasoning_refusal_rate, stats.reasoning_refusal_ci),
+                bars(stats.answer_refusal_rate, stats.reasoning_refusal_rate),
+                stats.answer.unscored,
+                stats.reasoning.unscored,
+            );
+        }
+        html.push_str("</table>");
+    }
+}
+
+/// Two horizontal bars (answer, trace) as inline SVG.
+fn bars(answer: Option<f64>, trace: Option<f64>) -> String {
+    let bar = |y: u32, value: Option<f64>, colour: &str| match value {
+        Some(v) => format!(
+            "<rect x=\"0\" y=\"{y}\" width=\"{:.1}\" height=\"8\" fill=\"{colour}\"/>",
+            v * 160.0
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<svg width=\"162\" height=\"20\" role=\"img\" aria-label=\"answer and trace refusal rates\">\
+         <rect x=\"0\" y=\"0\" width=\"160\" height=\"20\" fill=\"#f4f4f4\"/>{}{}</svg>",
+        bar(1, answer, "#2a7ab0"),
+        bar(11, trace, "#c9a227")
+    )
+}
+
+fn write_joint(html: &mut String, joint: &Joint) {
+    let count =
+        |trace: bool, answer: bool| joint.counts.get(&(trace, answer)).copied().unwrap_or(0);
+    let _ = write!(
+        html,
+        "<details open><summary>Trace vs answer, same judge (both scored)</summary><table>\
+         <tr><th></th><th>answer complies</th><th>answer refuses</th></tr>\
+         <tr><th>trace complies</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\">(trace went along, answer refused)</span></td></tr>\
+         <tr><th>trace refuses</th><td class=\"n\">{} <span class=\"ci\">(trace refused, answer complied)</span></td><td class=\"n\">{}</td></tr>\
+         </table></details>",
+        count(false, false),
+        count(false, true),
+        count(true, false),
+        count(true, true)
+    );
+}
+
+fn write_comparison(html: &mut String, comparison: &Comparison) {
+    let _ = write!(
+        html,
+        "<h2>Comparison: run {} (B) against run {} (A)</h2><table><tr><th>benchmark</th><th>category</th><th>judge</th>\
+         <th>channel</th><th>pairs</th><th>refusal A</th><th>refusal B</th><th>B − A</th><th>p (McNemar)</th><th>p (Holm)</th></tr>",
+        comparison.other, comparison.base
+    );
+    for row in &comparison.rows {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}%</td>\
+             <td class=\"n\">{:.1}%</td><td class=\"n{}\">{:+.1} pts</td><td class=\"n\">{:.3}</td><td class=\"n\">{:.3}</td></tr>",
+            escape(&row.benchmark),
+            escape(&row.category),
+            escape(&row.judge),
+            row.channel.as_str(),
+            row.pairs,
+            row.base_rate * 100.0,
+            row.other_rate * 100.0,
+            if row.significant { " sig" } else { "" },
+            row.difference * 100.0,
+            row.p_value,
+            row.p_holm
+        );
+    }
+    html.push_str("</table><p class=\"meta\">Bold red: significant at 5% after Holm's correction across categories.</p>");
+}
+
+fn write_example(html: &mut String, example: &Example) {
+    let _ = write!(
+        html,
+        "<details><summary>sample {}: {}</summary>",
+        escape(&example.sample_id),
+        escape(&clip(&example.prompt))
+    );
+    if let Some(error) = &example.error {
+        let _ = write!(html, "<p class=\"meta\">error: {}</p>", escape(error));
+    }
+    match &example.reasoning {
+        Some(trace) => {
+            let _ = write!(
+                html,
+                "<p class=\"meta\">trace</p><pre class=\"trace\">{}</pre>",
+                escape(&clip(trace))
+            );
+        }
+        None => html.push_str("<p class=\"meta\">no trace</p>"),
+    }
+    match &example.answer {
+        Some(answer) => {
+            let _ = write!(
+                html,
+                "<p class=\"meta\">answer</p><pre class=\"answer\">{}</pre>",
+                escape(&clip(answer))
+            );
+        }
+        None => html.push_str("<p class=\"meta\">no answer</p>"),
+    }
+    html.push_str("<table><tr><th>judge</th><th>channel</th><th>label</th><th>rationale</th></tr>");
+    for (judge, channel, label, rationale) in &example.verdicts {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(judge),
+            channel.as_str(),
+            label.as_str(),
+            escape(&clip(rationale))
+        );
+    }
+    html.push_str("</table></details>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_that_could_open_markup() {
+        assert_eq!(
+            escape("<script>a&b</script>\"'"),
+            "&lt;script&gt;a&amp;b&lt;/script&gt;&quot;&#39;"
+        );
+        let id = anchor(&["m\"><script>", "b", "c"]);
+        assert!(
+            id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{id}"
+        );
+    }
+}
