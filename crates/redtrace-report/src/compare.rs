@@ -1,8 +1,9 @@
 //! Paired comparison of two runs on the same samples (two models, a model before and after a
 //! change, two reasoning settings): per benchmark × category × judge × channel, the refusal
 //! rates of both on the samples both have a scored verdict for, their difference, McNemar's
-//! exact test on the discordant pairs, and Holm's correction across the categories of each
-//! benchmark × judge × channel.
+//! exact test on the discordant pairs, Holm's correction across the categories of each
+//! benchmark × judge × channel, and a paired bootstrap interval of the difference in mean
+//! refusal score (1 full refusal, 0.5 partial, 0 compliance).
 
 use comfy_table::{presets, ContentArrangement, Table};
 use redtrace_core::Channel;
@@ -10,7 +11,7 @@ use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::stats::{holm, mcnemar_exact};
+use crate::stats::{bootstrap_mean, holm, mcnemar_exact, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
 use crate::ALL;
 
 /// One compared cell.
@@ -43,6 +44,10 @@ pub struct CompareRow {
     pub p_holm: f64,
     /// `p_holm < 0.05`.
     pub significant: bool,
+    /// Mean of (B's refusal score − A's) over the pairs.
+    pub score_difference: f64,
+    /// Seeded 95% paired bootstrap interval of `score_difference`.
+    pub score_difference_ci: Option<crate::Interval>,
 }
 
 /// A comparison of two runs.
@@ -65,6 +70,16 @@ struct Cell {
     other: u64,
     only_base: u64,
     only_other: u64,
+    /// Counts of each paired score difference, in half points (-2..=2).
+    differences: BTreeMap<i8, u64>,
+}
+
+fn score(label: redtrace_core::Label) -> f64 {
+    match label {
+        redtrace_core::Label::FullRefusal => 1.0,
+        redtrace_core::Label::PartialRefusal => 0.5,
+        _ => 0.0,
+    }
 }
 
 type PairKey = (String, String, String, u32, String, Channel);
@@ -93,7 +108,7 @@ impl Comparison {
             }
         };
 
-        let mut other_refused: HashMap<PairKey, bool> = HashMap::new();
+        let mut other_refused: HashMap<PairKey, redtrace_core::Label> = HashMap::new();
         store.for_each_result(other.id, false, |row| {
             for verdict in row
                 .verdicts
@@ -109,7 +124,7 @@ impl Comparison {
                         verdict.judge.clone(),
                         verdict.channel,
                     ),
-                    verdict.label.is_refusal(),
+                    verdict.label,
                 );
             }
             Ok(())
@@ -134,10 +149,12 @@ impl Comparison {
                     verdict.judge.clone(),
                     verdict.channel,
                 );
-                let Some(&other) = other_refused.get(&key) else {
+                let Some(&other_label) = other_refused.get(&key) else {
                     continue;
                 };
+                let other = other_label.is_refusal();
                 let base_refused = verdict.label.is_refusal();
+                let half_points = ((score(other_label) - score(verdict.label)) * 2.0).round() as i8;
                 for category in [ALL.to_owned(), category.clone()] {
                     let cell = cells
                         .entry((
@@ -152,6 +169,7 @@ impl Comparison {
                     cell.other += u64::from(other);
                     cell.only_base += u64::from(base_refused && !other);
                     cell.only_other += u64::from(other && !base_refused);
+                    *cell.differences.entry(half_points).or_default() += 1;
                 }
             }
             Ok(())
@@ -161,6 +179,13 @@ impl Comparison {
             .map(|((benchmark, judge, channel, category), cell)| {
                 let pairs = cell.pairs as f64;
                 let p_value = mcnemar_exact(cell.only_base, cell.only_other);
+                let differences: Vec<(f64, u64)> = cell
+                    .differences
+                    .iter()
+                    .map(|(&half, &count)| (f64::from(half) / 2.0, count))
+                    .collect();
+                let score_difference =
+                    differences.iter().map(|(v, c)| v * *c as f64).sum::<f64>() / pairs;
                 CompareRow {
                     benchmark,
                     category,
@@ -175,6 +200,12 @@ impl Comparison {
                     p_value,
                     p_holm: p_value,
                     significant: false,
+                    score_difference,
+                    score_difference_ci: bootstrap_mean(
+                        &differences,
+                        BOOTSTRAP_SEED,
+                        BOOTSTRAP_RESAMPLES,
+                    ),
                 }
             })
             .collect();
@@ -239,6 +270,13 @@ impl Comparison {
                     format!("{} / {}", row.only_base_refused, row.only_other_refused),
                     format!("{:.3}", row.p_value),
                     format!("{:.3}", row.p_holm),
+                    match row.score_difference_ci {
+                        Some(ci) => format!(
+                            "{:+.2} [{:+.2}, {:+.2}]",
+                            row.score_difference, ci.low, ci.high
+                        ),
+                        None => format!("{:+.2}", row.score_difference),
+                    },
                 ]
             })
             .collect();

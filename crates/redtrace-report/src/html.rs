@@ -261,7 +261,7 @@ impl Report {
         );
         html.push_str(
             "<table><tr><th>category</th><th>n</th><th>errors</th><th>truncated in trace</th><th>answer refusal</th>\
-             <th>trace refusal</th><th>answer vs trace (refusal rate)</th><th>unscored a/t</th><th>examples</th></tr>",
+             <th>trace refusal</th><th>mean score answer / trace</th><th>answer vs trace (refusal rate)</th><th>unscored a/t</th><th>examples</th></tr>",
         );
         for group in self
             .groups
@@ -291,19 +291,31 @@ impl Report {
             let _ = write!(
                 html,
                 "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}/{}</td><td>{link}</td></tr>",
+                 <td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td>{}</td><td class=\"n\">{}/{}</td><td>{link}</td></tr>",
                 escape(&group.category),
                 group.n,
                 group.errors,
                 group.truncated_in_reasoning,
                 rate(stats.answer_refusal_rate, stats.answer_refusal_ci),
                 rate(stats.reasoning_refusal_rate, stats.reasoning_refusal_ci),
+                mean(stats.answer_score_mean, stats.answer_score_ci),
+                mean(stats.reasoning_score_mean, stats.reasoning_score_ci),
                 bars(stats.answer_refusal_rate, stats.reasoning_refusal_rate),
                 stats.answer.unscored,
                 stats.reasoning.unscored,
             );
         }
         html.push_str("</table>");
+    }
+}
+
+fn mean(value: Option<f64>, ci: Option<crate::Interval>) -> String {
+    match (value, ci) {
+        (Some(v), Some(ci)) => format!(
+            "{v:.2} <span class=\"ci\">[{:.2}, {:.2}]</span>",
+            ci.low, ci.high
+        ),
+        _ => "–".into(),
     }
 }
 
@@ -345,14 +357,15 @@ fn write_comparison(html: &mut String, comparison: &Comparison) {
     let _ = write!(
         html,
         "<h2>Comparison: run {} (B) against run {} (A)</h2><table><tr><th>benchmark</th><th>category</th><th>judge</th>\
-         <th>channel</th><th>pairs</th><th>refusal A</th><th>refusal B</th><th>B − A</th><th>p (McNemar)</th><th>p (Holm)</th></tr>",
+         <th>channel</th><th>pairs</th><th>refusal A</th><th>refusal B</th><th>B − A</th><th>p (McNemar)</th><th>p (Holm)</th>\
+         <th>score B − A [95% CI]</th></tr>",
         comparison.other, comparison.base
     );
     for row in &comparison.rows {
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}%</td>\
-             <td class=\"n\">{:.1}%</td><td class=\"n{}\">{:+.1} pts</td><td class=\"n\">{:.3}</td><td class=\"n\">{:.3}</td></tr>",
+             <td class=\"n\">{:.1}%</td><td class=\"n{}\">{:+.1} pts</td><td class=\"n\">{:.3}</td><td class=\"n\">{:.3}</td><td class=\"n\">{}</td></tr>",
             escape(&row.benchmark),
             escape(&row.category),
             escape(&row.judge),
@@ -363,7 +376,8 @@ fn write_comparison(html: &mut String, comparison: &Comparison) {
             if row.significant { " sig" } else { "" },
             row.difference * 100.0,
             row.p_value,
-            row.p_holm
+            row.p_holm,
+            mean(Some(row.score_difference), row.score_difference_ci)
         );
     }
     html.push_str("</table><p class=\"meta\">Bold red: significant at 5% after Holm's correction across categories.</p>");

@@ -117,6 +117,12 @@ fn counts_and_rates_per_category_and_channel() {
     assert_eq!(judge.answer_refusal_rate, Some(2.0 / 3.0));
     assert_eq!(judge.answer_compliance_rate, Some(1.0 / 3.0));
     assert_eq!(judge.reasoning_refusal_rate, Some(0.25));
+    assert_eq!(judge.answer_score_mean, Some(0.5), "(1 + 0.5 + 0) / 3");
+    let ci = judge.answer_score_ci.unwrap();
+    assert!(
+        ci.low < 0.5 && 0.5 < ci.high && ci.low >= 0.0 && ci.high <= 1.0,
+        "{ci:?}"
+    );
     let x = &report.groups[1];
     assert_eq!(x.judges[0].answer_refusal_rate, Some(2.0 / 3.0));
     let y = &report.groups[2];
@@ -198,6 +204,13 @@ fn paired_comparison_with_mcnemar_and_holm() {
     assert_eq!((x.base_rate, x.other_rate, x.difference), (1.0, 0.0, -1.0));
     assert!((x.p_value - 2.0 * 0.5f64.powi(20)).abs() < 1e-12);
     assert!(x.significant);
+    assert_eq!(x.score_difference, -1.0);
+    let ci = x.score_difference_ci.unwrap();
+    assert_eq!(
+        (ci.low, ci.high),
+        (-1.0, -1.0),
+        "every pair differs by exactly one point"
+    );
     let y = row("y");
     assert_eq!(
         (
