@@ -15,7 +15,8 @@ use crate::Selection;
 pub struct FieldMap {
     /// The prompt (required).
     pub prompt: String,
-    /// The id; the row number (from 1) when `None`.
+    /// The id field; when `None`, an `id` column if the row has one, else the row number
+    /// (from 1).
     pub id: Option<String>,
     /// Category fields, most general first.
     pub category: Vec<String>,
@@ -368,7 +369,10 @@ impl SampleReader {
         let prompt = take_text(&mut row, &fields.prompt, true)?.unwrap_or_default();
         let id = match &fields.id {
             Some(field) => take_text(&mut row, field, true)?.unwrap_or_default(),
-            None => (self.index + 1).to_string(),
+            // No id field named: the `id` column where the row has one, else the row number.
+            None => take_text(&mut row, "id", false)?
+                .filter(|id| !id.trim().is_empty())
+                .unwrap_or_else(|| (self.index + 1).to_string()),
         };
         let mut category = Vec::new();
         for field in &fields.category {
