@@ -100,13 +100,22 @@ impl Comparison {
         // name.
         let across =
             base_models.len() == 1 && other_models.len() == 1 && base_models != other_models;
-        let model_key = |model: &str| {
-            if across {
-                String::new()
-            } else {
-                model.to_owned()
-            }
-        };
+        // What pairs a verdict of one run with a verdict of the other.
+        let pair_key =
+            |row: &redtrace_store::ResultRow, verdict: &redtrace_core::Verdict| -> PairKey {
+                (
+                    if across {
+                        String::new()
+                    } else {
+                        row.key.model.clone()
+                    },
+                    row.key.benchmark.clone(),
+                    row.key.sample_id.clone(),
+                    row.key.sample_k,
+                    verdict.judge.clone(),
+                    verdict.channel,
+                )
+            };
 
         let mut other_refused: HashMap<PairKey, redtrace_core::Label> = HashMap::new();
         store.for_each_result(other.id, false, |row| {
@@ -115,41 +124,19 @@ impl Comparison {
                 .iter()
                 .filter(|v| v.label != redtrace_core::Label::Unscored)
             {
-                other_refused.insert(
-                    (
-                        model_key(&row.key.model),
-                        row.key.benchmark.clone(),
-                        row.key.sample_id.clone(),
-                        row.key.sample_k,
-                        verdict.judge.clone(),
-                        verdict.channel,
-                    ),
-                    verdict.label,
-                );
+                other_refused.insert(pair_key(&row, verdict), verdict.label);
             }
             Ok(())
         })?;
         let mut cells: BTreeMap<(String, String, Channel, String), Cell> = BTreeMap::new();
         store.for_each_result(base.id, false, |row| {
-            let category = if row.category.is_empty() {
-                "(none)".to_owned()
-            } else {
-                row.category.join(" / ")
-            };
+            let category = row.category_name();
             for verdict in row
                 .verdicts
                 .iter()
                 .filter(|v| v.label != redtrace_core::Label::Unscored)
             {
-                let key = (
-                    model_key(&row.key.model),
-                    row.key.benchmark.clone(),
-                    row.key.sample_id.clone(),
-                    row.key.sample_k,
-                    verdict.judge.clone(),
-                    verdict.channel,
-                );
-                let Some(&other_label) = other_refused.get(&key) else {
+                let Some(&other_label) = other_refused.get(&pair_key(&row, verdict)) else {
                     continue;
                 };
                 let other = other_label.is_refusal();

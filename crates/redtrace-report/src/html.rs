@@ -92,11 +92,7 @@ impl Report {
         let mut examples: BTreeMap<(String, String, String), Vec<Example>> = BTreeMap::new();
         let mut joints: BTreeMap<(String, String, String), Joint> = BTreeMap::new();
         store.for_each_result(self.run.id, true, |row| {
-            let category = if row.category.is_empty() {
-                "(none)".to_owned()
-            } else {
-                row.category.join(" / ")
-            };
+            let category = row.category_name();
             let mut by_judge: BTreeMap<&str, (Option<Label>, Option<Label>)> = BTreeMap::new();
             for verdict in &row.verdicts {
                 let entry = by_judge.entry(verdict.judge.as_str()).or_default();

@@ -175,11 +175,7 @@ impl Report {
     pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
-            let category = if row.category.is_empty() {
-                "(none)".to_owned()
-            } else {
-                row.category.join(" / ")
-            };
+            let category = row.category_name();
             for category in [ALL.to_owned(), category] {
                 let acc = groups
                     .entry((row.key.model.clone(), row.key.benchmark.clone(), category))

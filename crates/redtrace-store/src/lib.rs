@@ -139,6 +139,17 @@ pub struct ResultRow {
     pub verdicts: Vec<Verdict>,
 }
 
+impl ResultRow {
+    /// The category path joined with " / ", or "(none)".
+    pub fn category_name(&self) -> String {
+        if self.category.is_empty() {
+            "(none)".to_owned()
+        } else {
+            self.category.join(" / ")
+        }
+    }
+}
+
 /// A handle on the store file.
 pub struct Store {
     conn: Connection,
