@@ -164,6 +164,7 @@ impl Report {
             escape(&title)
         );
         self.write_spec(&mut html);
+        self.write_heatmaps(&mut html);
         for group_key in self.section_keys() {
             self.write_section(&mut html, &group_key);
             let (model, benchmark, judge) = &group_key;
@@ -224,6 +225,81 @@ impl Report {
             let _ = write!(html, "{}<br>", escape(judge.as_str().unwrap_or("?")));
         }
         html.push_str("</td></tr></table>");
+    }
+
+    /// Per benchmark × judge × channel: categories down, models across, each cell shaded by its
+    /// refusal rate (the AIR-Bench level-2 view, for any benchmark).
+    fn write_heatmaps(&self, html: &mut String) {
+        let mut models: Vec<&str> = self.groups.iter().map(|g| g.model.as_str()).collect();
+        models.dedup();
+        let mut keys: Vec<(&str, &str)> = Vec::new();
+        for group in &self.groups {
+            for judge in &group.judges {
+                if !keys.contains(&(group.benchmark.as_str(), judge.judge.as_str())) {
+                    keys.push((group.benchmark.as_str(), judge.judge.as_str()));
+                }
+            }
+        }
+        for (benchmark, judge) in keys {
+            for channel in [Channel::Answer, Channel::Reasoning] {
+                let mut categories: Vec<&str> = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.benchmark == benchmark && g.category != ALL)
+                    .map(|g| g.category.as_str())
+                    .collect();
+                categories.sort_unstable();
+                categories.dedup();
+                let cell = |model: &str, category: &str| {
+                    self.groups
+                        .iter()
+                        .find(|g| {
+                            g.model == model && g.benchmark == benchmark && g.category == category
+                        })
+                        .and_then(|g| g.judges.iter().find(|j| j.judge == judge))
+                        .and_then(|j| match channel {
+                            Channel::Answer => j.answer_refusal_rate,
+                            Channel::Reasoning => j.reasoning_refusal_rate,
+                        })
+                };
+                if !categories
+                    .iter()
+                    .any(|c| models.iter().any(|m| cell(m, c).is_some()))
+                {
+                    continue;
+                }
+                let _ = write!(
+                    html,
+                    "<h2>Refusal rate by category: {} · {} · {}</h2><table class=\"heatmap\"><tr><th>category</th>",
+                    escape(benchmark),
+                    escape(judge),
+                    channel.as_str()
+                );
+                for model in &models {
+                    let _ = write!(html, "<th>{}</th>", escape(model));
+                }
+                html.push_str("</tr>");
+                for category in &categories {
+                    let _ = write!(html, "<tr><td>{}</td>", escape(category));
+                    for model in &models {
+                        match cell(model, category) {
+                            Some(rate) => {
+                                // White (0%) to a strong blue (100%).
+                                let shade = (255.0 - rate * 170.0).round() as u8;
+                                let _ = write!(
+                                    html,
+                                    "<td class=\"n\" style=\"background:rgb({shade},{shade},255)\">{:.0}%</td>",
+                                    rate * 100.0
+                                );
+                            }
+                            None => html.push_str("<td class=\"n\">–</td>"),
+                        }
+                    }
+                    html.push_str("</tr>");
+                }
+                html.push_str("</table>");
+            }
+        }
     }
 
     fn section_keys(&self) -> Vec<(String, String, String)> {

@@ -985,6 +985,10 @@ async fn html_report_escapes_hostile_model_output_in_a_real_browser() {
         "it is shown as text"
     );
     assert!(dom.contains("answer vs trace") && dom.contains("Example responses"));
+    assert!(
+        dom.contains("Refusal rate by category") && dom.contains("class=\"heatmap\""),
+        "the heatmap is there"
+    );
     let log = text(&dump.stderr);
     assert!(
         !log.contains("CONSOLE") && !log.contains("Refused to"),
