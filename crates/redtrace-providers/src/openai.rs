@@ -61,7 +61,7 @@ impl OpenAiProvider {
 
     fn body(&self, request: &ChatRequest) -> Value {
         let params = &self.config.params;
-        let messages: Vec<Value> = request
+        let mut messages: Vec<Value> = request
             .messages
             .iter()
             .map(|message| {
@@ -73,7 +73,6 @@ impl OpenAiProvider {
                 json!({ "role": role, "content": message.content })
             })
             .collect();
-        let mut messages = messages;
         if let Some(prefill) = &self.config.think_prefill {
             messages.push(json!({ "role": "assistant", "content": prefill }));
         }

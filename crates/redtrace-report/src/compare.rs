@@ -9,7 +9,7 @@ use comfy_table::{presets, ContentArrangement, Table};
 use redtrace_core::Channel;
 use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::stats::{bootstrap_mean, holm, mcnemar_exact, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
 use crate::ALL;
@@ -87,15 +87,7 @@ type PairKey = (String, String, String, u32, String, Channel);
 impl Comparison {
     /// Compares `other` against `base`.
     pub fn build(store: &Store, base: &RunInfo, other: &RunInfo) -> Result<Self, StoreError> {
-        let models = |run: &RunInfo| -> Result<HashSet<String>, StoreError> {
-            let mut names = HashSet::new();
-            store.for_each_result(run.id, false, |row| {
-                names.insert(row.key.model);
-                Ok(())
-            })?;
-            Ok(names)
-        };
-        let (base_models, other_models) = (models(base)?, models(other)?);
+        let (base_models, other_models) = (store.models(base.id)?, store.models(other.id)?);
         // Two one-model runs compare their models with each other; otherwise models pair by
         // name.
         let across =

@@ -30,7 +30,7 @@ pub const EXPORT_SCHEMA_VERSION: u32 = 1;
 pub const PARQUET_BATCH: usize = 4096;
 
 fn io_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::NotFound(format!("writing the export failed: {error}"))
+    StoreError::Export(error.to_string())
 }
 
 /// One result, flattened.

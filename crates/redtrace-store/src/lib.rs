@@ -47,6 +47,9 @@ pub enum StoreError {
     /// A run reference matched nothing.
     #[error("{0}")]
     NotFound(String),
+    /// Writing an export failed.
+    #[error("writing the export failed: {0}")]
+    Export(String),
 }
 
 /// A run's id.
@@ -251,6 +254,19 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// The distinct model names of a run's completions.
+    pub fn models(&self, run: RunId) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT DISTINCT model FROM completions WHERE run_id = ?1 ORDER BY model")
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([run], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<String>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Every run, newest first, with counts.
