@@ -9,6 +9,7 @@ mod loader;
 
 pub use loader::{open, DataError, FieldMap, Format, SampleReader};
 
+use redtrace_core::PromptLabel;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that says where data sets live when `--data-dir` is not given.
@@ -32,22 +33,100 @@ pub struct BenchmarkSpec {
     pub fields: FieldMap,
 }
 
+/// A field map for a file whose prompts are all harmful requests.
+fn harmful(prompt: &str, id: Option<&str>, category: &[&str]) -> FieldMap {
+    FieldMap {
+        prompt: prompt.into(),
+        id: id.map(Into::into),
+        category: category.iter().map(|c| (*c).into()).collect(),
+        label: None,
+        system: None,
+        fixed_label: Some(PromptLabel::Unsafe),
+    }
+}
+
 /// Every benchmark the registry knows.
 pub fn registry() -> Vec<BenchmarkSpec> {
-    vec![BenchmarkSpec {
-        name: "xstest",
-        description: "XSTest: 250 safe prompts that look unsafe (over-refusal) and 200 unsafe contrasts, 10 types each",
-        file: "xstest/xstest_prompts.csv",
-        origin: "github.com/paul-rottger/xstest, file xstest_prompts.csv",
-        license: "CC-BY-4.0",
-        fields: FieldMap {
-            prompt: "prompt".into(),
-            id: Some("id".into()),
-            category: vec!["type".into()],
-            label: Some("label".into()),
-            system: None,
+    vec![
+        BenchmarkSpec {
+            name: "xstest",
+            description: "XSTest: 250 safe prompts that look unsafe (over-refusal) and 200 unsafe contrasts, 10 types each",
+            file: "xstest/xstest_prompts.csv",
+            origin: "github.com/paul-rottger/xstest, file xstest_prompts.csv",
+            license: "CC-BY-4.0",
+            fields: FieldMap {
+                prompt: "prompt".into(),
+                id: Some("id".into()),
+                category: vec!["type".into()],
+                label: Some("label".into()),
+                system: None,
+                fixed_label: None,
+            },
         },
-    }]
+        BenchmarkSpec {
+            name: "airbench",
+            description: "AIR-Bench 2024: harmful requests in a 4-level risk taxonomy (reported per level-2 and level-3 category); the row's cate-idx picks its judge template",
+            file: "air_bench_2024/air_bench_prompts_partial_sample.csv",
+            origin: "huggingface.co/datasets/stanford-crfm/air-bench-2024 (this file: a 784-row sample of the 5,694 test prompts)",
+            license: "CC-BY-4.0",
+            fields: harmful("prompt", None, &["l2-name", "l3-name"]),
+        },
+        BenchmarkSpec {
+            name: "wildguardtest",
+            description: "WildGuardTest prompts with their human harm label (harmful: attack success; safe: over-refusal), by source subcategory",
+            file: "wildguardtest_partial/wildguardtest_prompts_partial_wizard101.json",
+            origin: "huggingface.co/datasets/allenai/wildguardmix, wildguardtest split (this file: 1,554 of 1,725 prompts)",
+            license: "ODC-BY",
+            fields: FieldMap {
+                prompt: "text".into(),
+                id: None,
+                category: vec!["source".into()],
+                label: Some("label".into()),
+                system: None,
+                fixed_label: None,
+            },
+        },
+        BenchmarkSpec {
+            name: "harmbench",
+            description: "HarmBench: 400 harmful text behaviours by semantic category",
+            file: "harmbench/harmbench_behaviors_text_all.csv",
+            origin: "github.com/centerforaisafety/HarmBench, data/behavior_datasets/harmbench_behaviors_text_all.csv",
+            license: "MIT",
+            fields: harmful("Behavior", Some("BehaviorID"), &["SemanticCategory"]),
+        },
+        BenchmarkSpec {
+            name: "advbench",
+            description: "AdvBench: 520 harmful behaviours",
+            file: "advbench/harmful_behaviors.csv",
+            origin: "github.com/llm-attacks/llm-attacks, data/advbench/harmful_behaviors.csv",
+            license: "MIT",
+            fields: harmful("goal", None, &[]),
+        },
+        BenchmarkSpec {
+            name: "jbb",
+            description: "JailbreakBench JBB-Behaviors: 100 harmful behaviours in 10 categories",
+            file: "jailbreakbench_jbb/harmful-behaviors.csv",
+            origin: "huggingface.co/datasets/JailbreakBench/JBB-Behaviors, data/harmful-behaviors.csv",
+            license: "MIT",
+            fields: harmful("Goal", Some("Index"), &["Category"]),
+        },
+        BenchmarkSpec {
+            name: "strongreject",
+            description: "StrongREJECT: 313 forbidden prompts in 6 categories",
+            file: "strongreject/data/strongreject_dataset.csv",
+            origin: "github.com/alexandrasouly/strongreject, strongreject_dataset/strongreject_dataset.csv",
+            license: "MIT",
+            fields: harmful("forbidden_prompt", None, &["category"]),
+        },
+        BenchmarkSpec {
+            name: "simplesafetytests",
+            description: "SimpleSafetyTests: 100 clearly harmful prompts in 5 harm areas",
+            file: "simplesafetytests/simplesafetytests_test_cases.csv",
+            origin: "huggingface.co/datasets/Bertievidgen/SimpleSafetyTests",
+            license: "CC-BY-4.0",
+            fields: harmful("prompts_final", Some("id"), &["harm_area"]),
+        },
+    ]
 }
 
 /// Looks a benchmark up by name.

@@ -24,6 +24,10 @@ pub struct FieldMap {
     pub label: Option<String>,
     /// A field holding a system prompt.
     pub system: Option<String>,
+    /// The label of every row, for a benchmark whose prompts are all of one kind (AdvBench:
+    /// all unsafe); a `label` field, where named, takes precedence.
+    #[serde(default)]
+    pub fixed_label: Option<PromptLabel>,
 }
 
 impl Default for FieldMap {
@@ -34,6 +38,7 @@ impl Default for FieldMap {
             category: vec![],
             label: None,
             system: None,
+            fixed_label: None,
         }
     }
 }
@@ -391,9 +396,9 @@ impl SampleReader {
                         format!("'{value}' is not a label (expected safe/unsafe, benign/harmful)"),
                     )
                 })?),
-                None => None,
+                None => fields.fixed_label,
             },
-            None => None,
+            None => fields.fixed_label,
         };
         let system = match &fields.system {
             Some(field) => take_text(&mut row, field, false)?,

@@ -43,6 +43,80 @@ fn xstest_from_shared_data() {
     );
 }
 
+/// Every registry benchmark reads from the shared data with its real row count, unique ids,
+/// non-empty prompts, the labels it promises and its category levels.
+#[test]
+fn every_registry_benchmark_loads_its_real_rows() {
+    let Some(data) = redtrace_testkit::shared_data_or_skip("every_registry_benchmark_loads") else {
+        return;
+    };
+    // name, rows, unsafe rows, categorised rows, category depth, distinct top-level categories
+    let expected = [
+        ("xstest", 450, 200, 450, 1, 18),
+        ("airbench", 784, 784, 690, 2, 16),
+        ("wildguardtest", 1554, 609, 1554, 1, 13),
+        ("harmbench", 400, 400, 400, 1, 7),
+        ("advbench", 520, 520, 0, 0, 0),
+        ("jbb", 100, 100, 100, 1, 10),
+        ("strongreject", 313, 313, 313, 1, 6),
+        ("simplesafetytests", 100, 100, 100, 1, 5),
+    ];
+    let names: Vec<&str> = redtrace_datasets::registry()
+        .iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        names,
+        expected.map(|e| e.0),
+        "a new benchmark needs a line here"
+    );
+    for (name, rows, unsafe_rows, categorised, depth, top) in expected {
+        let source = BenchSource::parse(name, FieldMap::default()).unwrap();
+        let (path, fields) = source.resolve(Some(&data)).unwrap();
+        let samples: Vec<_> = open(&path, &fields, Selection::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(samples.len(), rows, "{name}");
+        let ids: std::collections::HashSet<_> = samples.iter().map(|s| &s.id).collect();
+        assert_eq!(ids.len(), rows, "{name}: ids are unique");
+        assert!(
+            samples.iter().all(|s| !s.prompt().trim().is_empty()),
+            "{name}"
+        );
+        let harmful = samples
+            .iter()
+            .filter(|s| s.label == Some(PromptLabel::Unsafe))
+            .count();
+        assert_eq!(harmful, unsafe_rows, "{name}");
+        assert!(
+            samples.iter().all(|s| s.label.is_some()),
+            "{name}: every row labelled"
+        );
+        let with_category: Vec<_> = samples.iter().filter(|s| !s.category.is_empty()).collect();
+        assert_eq!(with_category.len(), categorised, "{name}");
+        assert!(
+            with_category.iter().all(|s| s.category.len() == depth),
+            "{name}"
+        );
+        let tops: std::collections::BTreeSet<_> = with_category
+            .iter()
+            .map(|s| s.category[0].as_str())
+            .collect();
+        assert_eq!(tops.len(), top, "{name}: {tops:?}");
+    }
+    // AIR-Bench keeps the level-4 index for its per-category judge template.
+    let source = BenchSource::parse("airbench", FieldMap::default()).unwrap();
+    let (path, fields) = source.resolve(Some(&data)).unwrap();
+    let first = open(&path, &fields, Selection::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata["cate-idx"], "1.1.1");
+    assert_eq!(first.category, ["Security Risks", "Confidentiality"]);
+}
+
 #[test]
 fn limit_and_seeded_sampling() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,6 +176,7 @@ fn json_and_jsonl_with_a_field_mapping() {
         category: vec!["area".into(), "sub".into()],
         label: Some("harm".into()),
         system: Some("sys".into()),
+        fixed_label: None,
     };
     let jsonl = write(
         dir.path(),

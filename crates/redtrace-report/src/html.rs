@@ -227,8 +227,8 @@ impl Report {
         html.push_str("</td></tr></table>");
     }
 
-    /// Per benchmark × judge × channel: categories down, models across, each cell shaded by its
-    /// refusal rate (the AIR-Bench level-2 view, for any benchmark).
+    /// Per benchmark × judge × channel: top-level categories down (AIR-Bench's level 2),
+    /// models across, each cell shaded by its refusal rate.
     fn write_heatmaps(&self, html: &mut String) {
         let mut models: Vec<&str> = self.groups.iter().map(|g| g.model.as_str()).collect();
         models.dedup();
@@ -245,7 +245,7 @@ impl Report {
                 let mut categories: Vec<&str> = self
                     .groups
                     .iter()
-                    .filter(|g| g.benchmark == benchmark && g.category != ALL)
+                    .filter(|g| g.benchmark == benchmark && g.depth == 1)
                     .map(|g| g.category.as_str())
                     .collect();
                 categories.sort_unstable();
@@ -352,7 +352,14 @@ impl Report {
                 ),
                 _ => "–".into(),
             };
-            let link = if group.category == ALL {
+            // Examples are kept per leaf category; a parent level has none of its own.
+            let is_parent = self.groups.iter().any(|g| {
+                g.model == group.model
+                    && g.benchmark == group.benchmark
+                    && g.depth == group.depth + 1
+                    && g.category.starts_with(&format!("{} / ", group.category))
+            });
+            let link = if group.category == ALL || is_parent {
                 String::new()
             } else {
                 format!(

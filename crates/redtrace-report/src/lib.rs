@@ -135,8 +135,11 @@ pub struct GroupStats {
     pub model: String,
     /// The benchmark.
     pub benchmark: String,
-    /// The category, or [`ALL`].
+    /// The category, or [`ALL`]; a level of a hierarchical category is its path joined with
+    /// " / ".
     pub category: String,
+    /// 0 for [`ALL`], 1 for a top-level category, 2 for its subcategories, and so on.
+    pub depth: usize,
     /// Units stored (completions and errors).
     pub n: u64,
     /// Units that failed.
@@ -153,6 +156,7 @@ pub struct GroupStats {
 
 #[derive(Default)]
 struct Accumulator {
+    depth: usize,
     n: u64,
     errors: u64,
     truncated: u64,
@@ -175,11 +179,12 @@ impl Report {
     pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
-            let category = row.category_name();
-            for category in [ALL.to_owned(), category] {
+            let levels = std::iter::once(ALL.to_owned()).chain(row.category_levels());
+            for (depth, category) in levels.enumerate() {
                 let acc = groups
                     .entry((row.key.model.clone(), row.key.benchmark.clone(), category))
                     .or_default();
+                acc.depth = depth;
                 acc.n += 1;
                 match &row.outcome {
                     Err(_) => acc.errors += 1,
@@ -211,6 +216,7 @@ impl Report {
                 model,
                 benchmark,
                 category,
+                depth: acc.depth,
                 n: acc.n,
                 errors: acc.errors,
                 truncated_in_reasoning: acc.truncated,

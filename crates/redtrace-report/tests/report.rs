@@ -244,3 +244,68 @@ fn paired_comparison_with_mcnemar_and_holm() {
         report.to_terminal()
     );
 }
+
+#[test]
+fn hierarchical_categories_are_reported_per_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+    let run = store.create_run("h", "{}", "t").unwrap();
+    let two_level = |id: &str, top: &str, sub: &str| Sample {
+        category: vec![top.into(), sub.into()],
+        ..sample(id, "unused")
+    };
+    let samples = [
+        two_level("1", "Privacy", "Unauthorized data"),
+        two_level("2", "Privacy", "Tracking"),
+        two_level("3", "Privacy", "Tracking"),
+        two_level("4", "Violence", "Weapons"),
+    ];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    let records: Vec<_> = [
+        ("1", Label::FullRefusal),
+        ("2", Label::FullCompliance),
+        ("3", Label::FullRefusal),
+        ("4", Label::FullRefusal),
+    ]
+    .into_iter()
+    .map(|(id, label)| record(id, label, label, false))
+    .collect();
+    store.write_batch(run, &records).unwrap();
+    let info = store.resolve_run("last").unwrap();
+    let report = Report::build(&store, &info).unwrap();
+    let rows: Vec<_> = report
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.category.as_str(),
+                g.depth,
+                g.n,
+                g.judges[0].answer_refusal_rate.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (ALL, 0, 4, 0.75),
+            ("Privacy", 1, 3, 2.0 / 3.0),
+            ("Privacy / Tracking", 2, 2, 0.5),
+            ("Privacy / Unauthorized data", 2, 1, 1.0),
+            ("Violence", 1, 1, 1.0),
+            ("Violence / Weapons", 2, 1, 1.0),
+        ]
+    );
+    // The heatmap shows the top level only; examples are linked from leaf rows only.
+    let html = report.to_html(&store, None).unwrap();
+    let heatmap = &html[html.find("class=\"heatmap\"").unwrap()..];
+    let heatmap = &heatmap[..heatmap.find("</table>").unwrap()];
+    assert!(heatmap.contains("<td>Privacy</td>") && heatmap.contains("67%"));
+    assert!(!heatmap.contains("Tracking"), "{heatmap}");
+    let privacy_row = &html[html
+        .find("<tr><td>Privacy</td><td class=\"n\">3</td>")
+        .unwrap()..];
+    let privacy_row = &privacy_row[..privacy_row.find("</tr>").unwrap()];
+    assert!(!privacy_row.contains("href"), "{privacy_row}");
+    assert!(html.contains("<tr><td>Privacy / Tracking</td>"));
+}

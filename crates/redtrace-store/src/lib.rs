@@ -151,6 +151,18 @@ impl ResultRow {
             self.category.join(" / ")
         }
     }
+
+    /// Every level of the category path, shortest first, each joined with " / ": for
+    /// `[l2, l3]`, `["l2", "l2 / l3"]`, so a hierarchical benchmark (AIR-Bench) is reported
+    /// per level-2 and per level-3 category. `["(none)"]` for a row without a category.
+    pub fn category_levels(&self) -> Vec<String> {
+        if self.category.is_empty() {
+            return vec!["(none)".to_owned()];
+        }
+        (1..=self.category.len())
+            .map(|depth| self.category[..depth].join(" / "))
+            .collect()
+    }
 }
 
 /// A handle on the store file.

@@ -214,6 +214,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         category: args.category_field.clone(),
         label: args.label_field.clone(),
         system: args.system_field.clone(),
+        fixed_label: None,
     };
     let cli_selection = Selection {
         limit: args.limit,
@@ -252,6 +253,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                     category: table.category_fields,
                     label: table.label_field,
                     system: table.system_field,
+                    fixed_label: None,
                 };
                 let name = match table.name.strip_prefix("file:") {
                     Some(file) => {
