@@ -9,6 +9,7 @@
 
 mod compare;
 mod html;
+pub use html::escape;
 pub mod stats;
 
 pub use compare::{CompareRow, Comparison};

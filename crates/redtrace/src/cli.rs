@@ -35,6 +35,13 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// Browse runs, metrics and samples in a local web viewer (live while a run writes).
+    #[command(after_help = "Examples:
+  redtrace view                      # http://127.0.0.1:8700
+  redtrace view --db suite.db --port 9000
+
+Keys on a sample page: j / → next, k / ← previous, u / Esc back to the list.")]
+    View(ViewArgs),
     /// How many samples a wanted interval width needs, from a pilot rate.
     #[command(after_help = "Examples:\n  redtrace plan --rate 0.12 --width 0.10")]
     Plan(PlanArgs),
@@ -211,6 +218,24 @@ pub struct RunsArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace view`.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// The port (0 picks a free one).
+    #[arg(long, default_value_t = 8700)]
+    pub port: u16,
+    /// The address to listen on. Anything but a loopback address serves every model output
+    /// in the store to the network, so it needs --allow-remote too.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Allow a non-loopback --host.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

@@ -13,7 +13,7 @@ use redtrace_store::{write_csv, write_jsonl, write_parquet, Store};
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::cli::{ExportArgs, ExportFormat, ReportArgs, ReportFormat, RunsArgs};
+use crate::cli::{ExportArgs, ExportFormat, ReportArgs, ReportFormat, RunsArgs, ViewArgs};
 use crate::settings::RunSettings;
 
 /// What `run` did, for the caller to print and pick an exit code from.
@@ -369,6 +369,47 @@ fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<(
 }
 
 /// Opens a store that must already exist (reading commands never create one).
+/// Serves the web viewer until interrupted.
+pub fn view(args: &ViewArgs) -> Result<()> {
+    let db = &args.db.db;
+    if !db.is_file() {
+        anyhow::bail!(
+            "no store at {} (run `redtrace run` first, or pass --db PATH)",
+            db.display()
+        );
+    }
+    if !args.host.is_loopback() {
+        if !args.allow_remote {
+            anyhow::bail!(
+                "--host {} is reachable from other machines and the viewer shows every prompt and \
+                 model output in the store, without authentication; add --allow-remote if that is meant",
+                args.host
+            );
+        }
+        eprintln!(
+            "warning: serving {} on {} without authentication: anyone who can reach this address can read every stored prompt and response",
+            db.display(),
+            args.host
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let address = std::net::SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let bound = listener.local_addr()?;
+        // The URL goes to stdout (one line, so scripts and tests can read it), the rest to stderr.
+        println!("http://{bound}/");
+        eprintln!("redtrace view: serving {} (Ctrl-C to stop)", db.display());
+        tokio::select! {
+            served = redtrace_view::serve(listener, db.clone()) => served?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}
+
 fn open_existing(path: &std::path::Path) -> Result<Store> {
     if !path.is_file() {
         anyhow::bail!(

@@ -133,6 +133,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::runs(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::View(args) => {
+            commands::view(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             bench::bench(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,156 @@
+//! Which samples the table and the sample pages show: the query string's filter, and the
+//! values a run offers for each filter field.
+
+use redtrace_core::{Channel, Label};
+use redtrace_store::ResultRow;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The filter of the samples table, from the query string. An empty field matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// The target model.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub model: Option<String>,
+    /// The benchmark.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub benchmark: Option<String>,
+    /// A category at any level ("Privacy" matches "Privacy / Tracking").
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub category: Option<String>,
+    /// The judge the verdict filters look at (any judge when empty).
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub judge: Option<String>,
+    /// The answer's label: a label name, or `refusal` for full or partial refusal.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub answer: Option<String>,
+    /// The trace's label, as for the answer.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub trace: Option<String>,
+    /// `only`: failed requests only; `none`: completions only.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub error: Option<String>,
+    /// The page of the table, from 0.
+    #[serde(default, skip_serializing)]
+    pub page: Option<usize>,
+}
+
+fn is_blank(value: &Option<String>) -> bool {
+    value.as_deref().is_none_or(|v| v.trim().is_empty())
+}
+
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The label choices offered for the verdict filters.
+pub const LABEL_CHOICES: [&str; 5] = [
+    "full_compliance",
+    "full_refusal",
+    "partial_refusal",
+    "refusal",
+    "unscored",
+];
+
+impl Filter {
+    /// Whether `row` passes.
+    pub fn matches(&self, row: &ResultRow) -> bool {
+        if set(&self.model).is_some_and(|m| m != row.key.model)
+            || set(&self.benchmark).is_some_and(|b| b != row.key.benchmark)
+        {
+            return false;
+        }
+        if let Some(category) = set(&self.category) {
+            if !row.category_levels().iter().any(|level| level == category) {
+                return false;
+            }
+        }
+        match set(&self.error) {
+            Some("only") if row.outcome.is_ok() => return false,
+            Some("none") if row.outcome.is_err() => return false,
+            _ => {}
+        }
+        let judge = set(&self.judge);
+        let has = |channel: Channel, wanted: &str| {
+            row.verdicts.iter().any(|verdict| {
+                verdict.channel == channel
+                    && judge.is_none_or(|j| j == verdict.judge)
+                    && match wanted {
+                        "refusal" => verdict.label.is_refusal(),
+                        name => Label::parse(name) == Some(verdict.label),
+                    }
+            })
+        };
+        if set(&self.answer).is_some_and(|wanted| !has(Channel::Answer, wanted)) {
+            return false;
+        }
+        if set(&self.trace).is_some_and(|wanted| !has(Channel::Reasoning, wanted)) {
+            return false;
+        }
+        true
+    }
+
+    /// The filter as a query string (without the page), for links that keep it.
+    pub fn query(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether any field is set.
+    pub fn is_empty(&self) -> bool {
+        self.query().is_empty()
+    }
+}
+
+/// The values present in a run, for the filter form's menus.
+#[derive(Debug, Default)]
+pub struct Choices {
+    /// Target models.
+    pub models: BTreeSet<String>,
+    /// Benchmarks.
+    pub benchmarks: BTreeSet<String>,
+    /// Judges.
+    pub judges: BTreeSet<String>,
+    /// Categories at every level.
+    pub categories: BTreeSet<String>,
+}
+
+impl Choices {
+    /// Notes the values of one row.
+    pub fn add(&mut self, row: &ResultRow) {
+        if !self.models.contains(&row.key.model) {
+            self.models.insert(row.key.model.clone());
+        }
+        if !self.benchmarks.contains(&row.key.benchmark) {
+            self.benchmarks.insert(row.key.benchmark.clone());
+        }
+        for verdict in &row.verdicts {
+            if !self.judges.contains(&verdict.judge) {
+                self.judges.insert(verdict.judge.clone());
+            }
+        }
+        for level in row.category_levels() {
+            self.categories.insert(level);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_string_round_trips_without_empty_fields_or_the_page() {
+        let filter = Filter {
+            model: Some("m & <x>".into()),
+            answer: Some("refusal".into()),
+            category: Some(" ".into()),
+            page: Some(3),
+            ..Filter::default()
+        };
+        let query = filter.query();
+        assert_eq!(query, "model=m+%26+%3Cx%3E&answer=refusal");
+        let back: Filter = serde_urlencoded::from_str(&query).unwrap();
+        assert_eq!(back.model.as_deref(), Some("m & <x>"));
+        assert!(Filter::default().is_empty());
+    }
+}

@@ -1,0 +1,153 @@
+//! The viewer's pages over a hand-built store, fetched over HTTP on loopback: status codes,
+//! security headers, escaping, filters (a parent category matches its subcategories), paging
+//! of the sample pages and the live refresh of a running run.
+
+use redtrace_core::{
+    Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict,
+};
+use redtrace_store::{Store, UnitKey, UnitRecord};
+
+fn sample(id: &str, category: &[&str]) -> Sample {
+    Sample {
+        id: id.into(),
+        index: id.parse().unwrap(),
+        messages: vec![Message::user(format!("question {id} <b>"))],
+        category: category.iter().map(|c| (*c).to_owned()).collect(),
+        label: None,
+        metadata: Default::default(),
+    }
+}
+
+fn record(id: &str, answer_label: Label) -> UnitRecord {
+    let verdict = |channel| Verdict {
+        judge: "refusal-rule".into(),
+        channel,
+        label: answer_label,
+        score: None,
+        rationale: "because <i>".into(),
+    };
+    UnitRecord {
+        key: UnitKey {
+            model: "m".into(),
+            benchmark: "b".into(),
+            sample_id: id.into(),
+            sample_k: 0,
+        },
+        request_hash: id.into(),
+        outcome: Ok(Completion {
+            reasoning: Reasoning {
+                text: format!("thinking {id}"),
+                source: Some(TraceSource::ThinkTags),
+                state: TraceState::Complete,
+            },
+            answer: Some(format!("answer {id} </pre><script>x()</script>")),
+            finish_reason: Some("stop".into()),
+            usage: Usage::default(),
+            latency_ms: 5,
+            raw: "{}".into(),
+        }),
+        attempts: 1,
+        cached: false,
+        verdicts: vec![verdict(Channel::Answer), verdict(Channel::Reasoning)],
+    }
+}
+
+async fn get(base: &str, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+#[tokio::test]
+async fn pages_filters_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut store = Store::open(&db).unwrap();
+    let run = store.create_run("h", "{\"models\":[]}", "t").unwrap();
+    let samples = [
+        sample("1", &["Privacy", "Tracking"]),
+        sample("2", &["Privacy", "Leaks"]),
+        sample("3", &["Violence", "Weapons"]),
+    ];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    store
+        .write_batch(
+            run,
+            &[
+                record("1", Label::FullRefusal),
+                record("2", Label::FullCompliance),
+                record("3", Label::FullCompliance),
+            ],
+        )
+        .unwrap();
+    store.set_status(run, "running").unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(redtrace_view::serve(listener, db.clone()));
+
+    let (status, body, headers) = get(&base, "/").await;
+    assert_eq!(status, 200);
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(body.contains("<a href=\"/runs/1\">1</a>"));
+
+    let (status, body, _) = get(&base, "/runs/1").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("http-equiv=\"refresh\""),
+        "a running run refreshes itself"
+    );
+    assert!(
+        body.contains("Privacy / Tracking") && body.contains("50.0%"),
+        "metrics per level: Privacy is 1 refusal in 2"
+    );
+
+    // A parent category matches its subcategories; the verdict filter narrows further.
+    let (_, body, _) = get(&base, "/runs/1/samples?category=Privacy").await;
+    assert!(body.contains("2 of 3 completions match."), "{body}");
+    let (_, body, _) = get(&base, "/runs/1/samples?category=Privacy&answer=refusal").await;
+    assert!(body.contains("1 of 3 completions match."), "{body}");
+    assert!(
+        !body.contains("<script>x()"),
+        "answers are escaped in the table"
+    );
+    let (_, body, _) = get(&base, "/runs/1/samples?error=only").await;
+    assert!(body.contains("0 of 3 completions match."));
+
+    // Sample pages are numbered within the filter, with links that keep it.
+    let (status, body, _) = get(&base, "/runs/1/samples/1?answer=full_compliance").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("sample 3") && body.contains("(2 of 2)"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"prev\"") && !body.contains("id=\"next\""));
+    assert!(body.contains("href=\"/runs/1/samples/0?answer=full_compliance\""));
+    assert!(body.contains("answer 3 &lt;/pre&gt;&lt;script&gt;x()&lt;/script&gt;"));
+    assert!(body.contains("question 3 &lt;b&gt;") && body.contains("because &lt;i&gt;"));
+
+    let (status, body, _) = get(&base, "/runs/1/samples/5?answer=full_compliance").await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("2 samples matching this filter; there is no number 6"),
+        "{body}"
+    );
+    let (status, body, _) = get(&base, "/runs/9").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("9"), "{body}");
+
+    let (status, body, _) = get(&base, "/runs/1/report").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Refusal rate by category"));
+    let (status, body, headers) = get(&base, "/nav.js").await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(body.contains("keydown"));
+}
