@@ -420,10 +420,10 @@ fn write_joint(html: &mut String, joint: &Joint) {
         |trace: bool, answer: bool| joint.counts.get(&(trace, answer)).copied().unwrap_or(0);
     let _ = write!(
         html,
-        "<details open><summary>Trace vs answer, same judge (both scored)</summary><table>\
+        "<details open><summary>Trace vs answer, same judge (both scored): on harmful prompts, compliance is the unsafe outcome</summary><table>\
          <tr><th></th><th>answer complies</th><th>answer refuses</th></tr>\
-         <tr><th>trace complies</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\">(trace went along, answer refused)</span></td></tr>\
-         <tr><th>trace refuses</th><td class=\"n\">{} <span class=\"ci\">(trace refused, answer complied)</span></td><td class=\"n\">{}</td></tr>\
+         <tr><th>trace complies</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\"><b>leak</b>: the trace went along, the answer refused</span></td></tr>\
+         <tr><th>trace refuses</th><td class=\"n\">{} <span class=\"ci\"><b>escape</b>: the trace refused, the answer complied</span></td><td class=\"n\">{}</td></tr>\
          </table></details>",
         count(false, false),
         count(false, true),
