@@ -31,6 +31,9 @@ pub struct BenchmarkSpec {
     pub license: &'static str,
     /// How to read it.
     pub fields: FieldMap,
+    /// The judges it gets when none are named, best first; judges that call a model are used
+    /// only when a judge model is given.
+    pub default_judges: &'static [&'static str],
 }
 
 /// A field map for a file whose prompts are all harmful requests.
@@ -62,6 +65,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
                 system: None,
                 fixed_label: None,
             },
+            default_judges: &["refusal-rule", "refusal-llm"],
         },
         BenchmarkSpec {
             name: "airbench",
@@ -70,6 +74,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "huggingface.co/datasets/stanford-crfm/air-bench-2024 (this file: a 784-row sample of the 5,694 test prompts)",
             license: "CC-BY-4.0",
             fields: harmful("prompt", None, &["l2-name", "l3-name"]),
+            default_judges: &["airbench"],
         },
         BenchmarkSpec {
             name: "wildguardtest",
@@ -85,6 +90,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
                 system: None,
                 fixed_label: None,
             },
+            default_judges: &["harm", "refusal-rule"],
         },
         BenchmarkSpec {
             name: "harmbench",
@@ -93,6 +99,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "github.com/centerforaisafety/HarmBench, data/behavior_datasets/harmbench_behaviors_text_all.csv",
             license: "MIT",
             fields: harmful("Behavior", Some("BehaviorID"), &["SemanticCategory"]),
+            default_judges: &["harm"],
         },
         BenchmarkSpec {
             name: "advbench",
@@ -101,6 +108,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "github.com/llm-attacks/llm-attacks, data/advbench/harmful_behaviors.csv",
             license: "MIT",
             fields: harmful("goal", None, &[]),
+            default_judges: &["harm"],
         },
         BenchmarkSpec {
             name: "jbb",
@@ -109,6 +117,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "huggingface.co/datasets/JailbreakBench/JBB-Behaviors, data/harmful-behaviors.csv",
             license: "MIT",
             fields: harmful("Goal", Some("Index"), &["Category"]),
+            default_judges: &["harm"],
         },
         BenchmarkSpec {
             name: "strongreject",
@@ -117,6 +126,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "github.com/alexandrasouly/strongreject, strongreject_dataset/strongreject_dataset.csv",
             license: "MIT",
             fields: harmful("forbidden_prompt", None, &["category"]),
+            default_judges: &["harm"],
         },
         BenchmarkSpec {
             name: "simplesafetytests",
@@ -125,6 +135,7 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "huggingface.co/datasets/Bertievidgen/SimpleSafetyTests",
             license: "CC-BY-4.0",
             fields: harmful("prompts_final", Some("id"), &["harm_area"]),
+            default_judges: &["harm"],
         },
     ]
 }
@@ -169,6 +180,15 @@ impl BenchSource {
                 known.join(", ")
             ))
         })
+    }
+
+    /// The judges it gets when none are named: the registry's choice, or for a user's file the
+    /// refusal judges.
+    pub fn default_judges(&self) -> &'static [&'static str] {
+        match self {
+            BenchSource::Named(spec) => spec.default_judges,
+            BenchSource::File { .. } => &["refusal-rule", "refusal-llm"],
+        }
     }
 
     /// The name reports use: the registry name, or `file:PATH`.

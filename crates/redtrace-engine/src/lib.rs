@@ -1,5 +1,6 @@
 //! The runner: expands a plan (targets × benchmark samples × completions per prompt) into
-//! units, skips units already answered in the run (resume), serves identical requests from
+//! units, skips units already answered in the run (resume; judging again only what lacks a
+//! scored verdict), serves identical requests from
 //! the completion cache, sends the rest with bounded concurrency per endpoint, an optional
 //! requests-per-minute limit and retries with backoff that honour `Retry-After`, judges each
 //! completion on every channel, and hands every outcome to a writer thread that commits in
@@ -9,9 +10,11 @@
 //! in-flight requests finish; `abandon` also aborts those in flight. Either way the store is
 //! left consistent and the run can be resumed by running it again.
 
+mod judge_cache;
 mod limits;
 mod spec;
 
+pub use judge_cache::StoreReplyCache;
 pub use limits::{Backoff, RateLimiter};
 pub use spec::{BenchmarkRecord, RunSpec};
 
@@ -35,12 +38,14 @@ pub struct Target {
     pub provider: Arc<dyn Provider>,
 }
 
-/// A benchmark's samples, read lazily.
+/// A benchmark's samples, read lazily, and the judges of its completions.
 pub struct BenchmarkInput {
     /// Its name in the store and reports.
     pub name: String,
     /// The samples, in data order. An `Err` stops the run before anything more is sent.
     pub samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send>,
+    /// Judges applied to every completion of this benchmark, on every channel of the plan.
+    pub judges: Vec<Arc<dyn Judge>>,
 }
 
 /// Everything one run does.
@@ -49,10 +54,8 @@ pub struct Plan {
     pub run: RunId,
     /// Targets.
     pub targets: Vec<Target>,
-    /// Benchmarks.
+    /// Benchmarks, each with its judges.
     pub benchmarks: Vec<BenchmarkInput>,
-    /// Judges applied to every completion.
-    pub judges: Vec<Arc<dyn Judge>>,
     /// Channels each judge scores.
     pub channels: Vec<Channel>,
     /// Completions per prompt (distinct seeds when above 1).
@@ -93,6 +96,9 @@ pub enum UnitOutcome {
     Cached,
     /// Already answered in this run (resume).
     Skipped,
+    /// Already answered in this run, and judged again where a verdict was missing or unscored
+    /// (resume after judge failures, or with a judge added).
+    Rejudged,
     /// Failed after its retries.
     Failed,
     /// Never sent: the run was stopped while it waited for its turn. Nothing is stored; a
@@ -140,6 +146,8 @@ pub struct RunSummary {
     pub cached: u64,
     /// Units already answered in this run.
     pub skipped: u64,
+    /// Units already answered and judged again (a verdict was missing or unscored).
+    pub rejudged: u64,
     /// Units that failed after retries.
     pub failed: u64,
     /// HTTP requests sent (including retries).
@@ -162,6 +170,7 @@ pub enum EngineError {
 enum WriterMessage {
     Sample(String, Sample),
     Unit(UnitRecord),
+    Verdicts(UnitKey, Vec<redtrace_core::Verdict>),
 }
 
 /// The writer commits a batch once no record has arrived for this long.
@@ -187,6 +196,7 @@ pub async fn run(
 ) -> Result<RunSummary, EngineError> {
     let reader = Store::open(&db)?;
     let answered = reader.answered(plan.run)?;
+    let judged = reader.judged(plan.run)?;
     let run_id = plan.run;
 
     // The writer owns its own connection on its own thread: SQLite writes are blocking, and a
@@ -198,23 +208,30 @@ pub async fn run(
         let mut store = Store::open(&writer_db)?;
         let mut samples: Vec<(String, Sample)> = Vec::new();
         let mut units: Vec<UnitRecord> = Vec::new();
-        let flush = |store: &mut Store,
-                     samples: &mut Vec<(String, Sample)>,
-                     units: &mut Vec<UnitRecord>| {
-            let mut by_benchmark: HashMap<&str, Vec<&Sample>> = HashMap::new();
-            for (benchmark, sample) in samples.iter() {
-                by_benchmark.entry(benchmark).or_default().push(sample);
-            }
-            for (benchmark, list) in by_benchmark {
-                store.insert_samples(run_id, benchmark, list)?;
-            }
-            samples.clear();
-            if !units.is_empty() {
-                store.write_batch(run_id, units)?;
-                units.clear();
-            }
-            Ok::<(), StoreError>(())
-        };
+        let mut rejudged: Vec<(UnitKey, Vec<redtrace_core::Verdict>)> = Vec::new();
+        let flush =
+            |store: &mut Store,
+             samples: &mut Vec<(String, Sample)>,
+             units: &mut Vec<UnitRecord>,
+             rejudged: &mut Vec<(UnitKey, Vec<redtrace_core::Verdict>)>| {
+                let mut by_benchmark: HashMap<&str, Vec<&Sample>> = HashMap::new();
+                for (benchmark, sample) in samples.iter() {
+                    by_benchmark.entry(benchmark).or_default().push(sample);
+                }
+                for (benchmark, list) in by_benchmark {
+                    store.insert_samples(run_id, benchmark, list)?;
+                }
+                samples.clear();
+                if !units.is_empty() {
+                    store.write_batch(run_id, units)?;
+                    units.clear();
+                }
+                if !rejudged.is_empty() {
+                    store.write_verdicts(run_id, rejudged)?;
+                    rejudged.clear();
+                }
+                Ok::<(), StoreError>(())
+            };
         while let Some(first) = receiver.blocking_recv() {
             // Gather a batch: records that keep arriving (no gap over 3 ms) within
             // `batch_wait` of the first, up to `batch_size`. Under load one transaction then
@@ -232,9 +249,10 @@ pub async fn run(
                             samples.push((benchmark, sample))
                         }
                         WriterMessage::Unit(record) => units.push(record),
+                        WriterMessage::Verdicts(key, verdicts) => rejudged.push((key, verdicts)),
                     }
                 }
-                if units.len() + samples.len() >= options.batch_size {
+                if units.len() + samples.len() + rejudged.len() >= options.batch_size {
                     break;
                 }
                 match receiver.try_recv() {
@@ -248,9 +266,9 @@ pub async fn run(
                     Err(_) => break,
                 }
             }
-            flush(&mut store, &mut samples, &mut units)?;
+            flush(&mut store, &mut samples, &mut units, &mut rejudged)?;
         }
-        flush(&mut store, &mut samples, &mut units)
+        flush(&mut store, &mut samples, &mut units, &mut rejudged)
     });
 
     let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
@@ -274,7 +292,6 @@ pub async fn run(
     }
     // Tasks waiting for an endpoint permit are bounded too: twice the total concurrency.
     let spawn_permits = Arc::new(Semaphore::new(spawn_capacity.max(1) * 2));
-    let judges = Arc::new(plan.judges);
     let channels = Arc::new(plan.channels);
     let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let in_flight = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -291,6 +308,7 @@ pub async fn run(
         .collect();
 
     'intake: for benchmark in plan.benchmarks {
+        let judges = Arc::new(benchmark.judges);
         for sample in benchmark.samples {
             let sample = match sample {
                 Ok(sample) => sample,
@@ -322,8 +340,54 @@ pub async fn run(
                         sample_k,
                     };
                     if answered.contains(&key) {
-                        summary.skipped += 1;
-                        progress.unit(UnitOutcome::Skipped);
+                        // Judge again where a verdict is missing or unscored (a judge that
+                        // failed, or one added since): from the stored completion, without
+                        // asking the target again.
+                        let done = judged.get(&key);
+                        let missing: Vec<(Arc<dyn Judge>, Channel)> = judges
+                            .iter()
+                            .flat_map(|judge| channels.iter().map(move |&c| (judge.clone(), c)))
+                            .filter(|(judge, channel)| {
+                                !done.is_some_and(|d| {
+                                    d.contains(&(judge.name().to_owned(), *channel))
+                                })
+                            })
+                            .collect();
+                        let stored = if missing.is_empty() {
+                            None
+                        } else {
+                            reader.completion(run_id, &key)?
+                        };
+                        let Some(completion) = stored else {
+                            summary.skipped += 1;
+                            progress.unit(UnitOutcome::Skipped);
+                            continue;
+                        };
+                        let spawn_permit = tokio::select! {
+                            permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+                            _ = shutdown.stop.cancelled() => break 'intake,
+                        };
+                        let sample = sample.clone();
+                        let sender = sender.clone();
+                        let progress = progress.clone();
+                        tasks.spawn(async move {
+                            let _spawn_permit = spawn_permit;
+                            let mut verdicts = Vec::new();
+                            for (judge, channel) in missing {
+                                verdicts.push(
+                                    judge_channel(judge.as_ref(), &sample, &completion, channel)
+                                        .await,
+                                );
+                            }
+                            if sender
+                                .send(WriterMessage::Verdicts(key, verdicts))
+                                .await
+                                .is_ok()
+                            {
+                                progress.unit(UnitOutcome::Rejudged);
+                            }
+                            UnitOutcome::Rejudged
+                        });
                         continue;
                     }
                     let request = ChatRequest {
@@ -416,6 +480,7 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
         Ok(UnitOutcome::Answered) => summary.answered += 1,
         Ok(UnitOutcome::Cached) => summary.cached += 1,
         Ok(UnitOutcome::Skipped) => summary.skipped += 1,
+        Ok(UnitOutcome::Rejudged) => summary.rejudged += 1,
         Ok(UnitOutcome::Failed) => summary.failed += 1,
         Ok(UnitOutcome::Unsent) => {}
         // Aborted (abandoned) or panicked: nothing was stored for it; a resume redoes it.

@@ -19,6 +19,9 @@ pub struct BenchmarkRecord {
     pub limit: Option<usize>,
     /// Sampling seed.
     pub sample_seed: Option<u64>,
+    /// Its judges (`NAME`, `NAME=MODEL_REF`, with a template file's name and hash).
+    #[serde(default)]
+    pub judges: Vec<String>,
 }
 
 /// Everything that defines a run, stored with it so that it can be reproduced and compared.
@@ -28,7 +31,7 @@ pub struct RunSpec {
     pub models: Vec<ModelConfig>,
     /// Benchmarks.
     pub benchmarks: Vec<BenchmarkRecord>,
-    /// Judge names.
+    /// Every judge of the run (the union of the benchmarks' judges).
     pub judges: Vec<String>,
     /// Completions per prompt.
     pub samples_per_prompt: u32,
@@ -80,6 +83,7 @@ mod tests {
                 fields: serde_json::json!({}),
                 limit: Some(5),
                 sample_seed: None,
+                judges: vec!["refusal-rule".into()],
             }],
             judges: vec!["refusal-rule".into()],
             samples_per_prompt: 1,

@@ -42,8 +42,8 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
         benchmarks: vec![BenchmarkInput {
             name: "bench".into(),
             samples: Box::new(samples(n).into_iter().map(Ok)),
+            judges: vec![by_name("refusal-rule").unwrap()],
         }],
-        judges: vec![by_name("refusal-rule").unwrap()],
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
         use_cache,
@@ -439,6 +439,7 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
     plan.benchmarks = vec![BenchmarkInput {
         name: "bench".into(),
         samples: Box::new(rows.into_iter()),
+        judges: vec![by_name("refusal-rule").unwrap()],
     }];
     let error = run(
         plan,

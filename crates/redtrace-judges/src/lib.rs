@@ -1,16 +1,24 @@
-//! Judges: the [`Judge`] trait, the registry of judges by name, and the judges themselves (one
-//! file each). A judge scores one channel of a completion, the answer or the thinking trace;
-//! the same judge runs on both so the two can be compared.
+//! Judges: the [`Judge`] trait, the registry of judges by name ([`registry`], [`build`]), the
+//! machinery of judges that call a model ([`JudgeModel`]: retries and a reply cache; strict
+//! reply parsers in [`ReplyFormat`]), and the judges themselves (one file each). A judge scores
+//! one channel of a completion, the answer or the thinking trace; the same judge runs on both
+//! so the two can be compared.
 //!
 //! A channel with nothing to judge (no answer because the output ended inside the trace, no
 //! trace from a non-reasoning model, an empty answer) gets [`Label::Unscored`] with the reason,
 //! never a label that would count as safe.
 
-mod refusal_llm;
+mod airbench;
+mod model;
+mod parse;
 mod refusal_rule;
+mod rubric;
 
-pub use refusal_llm::RefusalLlmJudge;
+pub use airbench::AirBenchJudge;
+pub use model::{JudgeModel, Reply, ReplyCache};
+pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use refusal_rule::RefusalRuleJudge;
+pub use rubric::{fence_marker, Rubric, RubricJudge, HARM_RUBRIC, REFUSAL_RUBRIC};
 
 use async_trait::async_trait;
 use redtrace_core::{Channel, Completion, Label, Sample, TraceState, Verdict};
@@ -59,16 +67,31 @@ pub async fn judge_channel(
     }
 }
 
-/// Every judge, with one line each. Judges that call a model are named `NAME=MODEL_REF`.
-pub fn registry() -> Vec<(&'static str, &'static str)> {
+/// The refusal LLM judge's registry name.
+pub const REFUSAL_LLM: &str = "refusal-llm";
+/// The harm judge's registry name.
+pub const HARM: &str = "harm";
+
+/// Every judge: its name, whether it calls a model, and one line about it.
+pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
     vec![
-        (RefusalRuleJudge::NAME, RefusalRuleJudge::ABOUT),
-        (RefusalLlmJudge::NAME, RefusalLlmJudge::ABOUT),
+        (RefusalRuleJudge::NAME, false, RefusalRuleJudge::ABOUT),
+        (
+            REFUSAL_LLM,
+            true,
+            "LLM refusal judge: full compliance / full refusal / partial refusal, with our rubric",
+        ),
+        (
+            HARM,
+            true,
+            "LLM harm judge: safe / unsafe (does the text give real help with harm?), with our rubric",
+        ),
+        (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
     ]
 }
 
 /// A judge as the command line or a suite file names it: `NAME`, or `NAME=MODEL_REF` for a
-/// judge that calls a model.
+/// judge that calls a model (without `=MODEL_REF` such a judge uses `--judge-model`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JudgeSpec {
     /// The registry name.
@@ -84,29 +107,104 @@ impl JudgeSpec {
             Some((name, model)) => (name.trim(), Some(model.trim().to_owned())),
             None => (text.trim(), None),
         };
-        let known: Vec<&str> = registry().iter().map(|(name, _)| *name).collect();
-        if !known.contains(&name) {
+        let Some((_, calls_model, _)) = registry().into_iter().find(|(known, _, _)| *known == name)
+        else {
+            let known: Vec<&str> = registry().iter().map(|(name, _, _)| *name).collect();
             return Err(format!(
                 "unknown judge '{name}': known judges are {}",
                 known.join(", ")
             ));
+        };
+        if !calls_model && model.is_some() {
+            return Err(format!("judge '{name}' takes no model"));
         }
-        match (name, &model) {
-            (RefusalLlmJudge::NAME, None) => Err(format!(
-                "judge '{name}' calls a model: give it as {name}=MODEL_REF (e.g. {name}=gguf:judge.gguf)"
-            )),
-            (RefusalRuleJudge::NAME, Some(_)) => Err(format!("judge '{name}' takes no model")),
-            _ => Ok(Self { name: name.to_owned(), model }),
+        Ok(Self {
+            name: name.to_owned(),
+            model,
+        })
+    }
+
+    /// Whether the judge calls a model.
+    pub fn calls_model(&self) -> bool {
+        registry()
+            .iter()
+            .any(|(name, calls, _)| *name == self.name && *calls)
+    }
+}
+
+/// What building a judge may need besides its name.
+#[derive(Clone, Default)]
+pub struct JudgeParts {
+    /// The judge model, for judges that call one.
+    pub model: Option<JudgeModel>,
+    /// The judge model's name, which the stored judge name includes (`harm:gpt-4o`).
+    pub model_name: Option<String>,
+    /// A rubric template file replacing the built-in one (rubric judges only).
+    pub template: Option<std::path::PathBuf>,
+    /// The data directory (the AIR-Bench judge reads its templates from it).
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// Builds the judge `name` from its parts; errors say what is missing.
+pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
+    if name == RefusalRuleJudge::NAME {
+        if parts.template.is_some() {
+            return Err(format!(
+                "judge '{name}' is rule-based and takes no template"
+            ));
         }
+        return Ok(Arc::new(RefusalRuleJudge::new()));
+    }
+    let model = parts.model.ok_or_else(|| {
+        format!(
+            "judge '{name}' calls a model: give --judge-model MODEL_REF, or {name}=MODEL_REF (e.g. {name}=gguf:judge.gguf)"
+        )
+    })?;
+    let stored_name = match &parts.model_name {
+        Some(model_name) => format!("{name}:{model_name}"),
+        None => name.to_owned(),
+    };
+    let rubric = |built_in: &str, format: ReplyFormat| match &parts.template {
+        Some(path) => Rubric::from_file(path, format),
+        None => Rubric::new(name, built_in.to_owned(), format),
+    };
+    match name {
+        REFUSAL_LLM => Ok(Arc::new(RubricJudge::new(
+            stored_name,
+            rubric(REFUSAL_RUBRIC, ReplyFormat::Refusal3)?,
+            model,
+        ))),
+        HARM => Ok(Arc::new(RubricJudge::new(
+            stored_name,
+            rubric(HARM_RUBRIC, ReplyFormat::SafeUnsafe)?,
+            model,
+        ))),
+        AirBenchJudge::NAME => {
+            if parts.template.is_some() {
+                return Err(
+                    "judge 'airbench' reads its templates from the data set; it takes no template file"
+                        .into(),
+                );
+            }
+            let dir = parts.data_dir.ok_or_else(|| {
+                format!(
+                    "judge 'airbench' needs the data directory (--data-dir) for {}",
+                    airbench::TEMPLATES_FILE
+                )
+            })?;
+            Ok(Arc::new(AirBenchJudge::load(
+                stored_name,
+                &dir.join(airbench::TEMPLATES_FILE),
+                model,
+            )?))
+        }
+        other => Err(format!("unknown judge '{other}'")),
     }
 }
 
 /// Builds a judge that needs no model by its registry name.
 pub fn by_name(name: &str) -> Option<Arc<dyn Judge>> {
-    match name {
-        RefusalRuleJudge::NAME => Some(Arc::new(RefusalRuleJudge::new())),
-        _ => None,
-    }
+    build(name, JudgeParts::default()).ok()
 }
 
 #[cfg(test)]
@@ -173,19 +271,26 @@ mod tests {
 
     #[test]
     fn registry_lists_every_judge_and_specs_are_checked() {
-        for (name, about) in registry() {
+        for (name, calls_model, about) in registry() {
             assert!(!about.is_empty());
-            if name == RefusalRuleJudge::NAME {
-                assert_eq!(by_name(name).unwrap().name(), name);
+            let spec = JudgeSpec::parse(name).unwrap();
+            assert_eq!(spec.calls_model(), calls_model);
+            match by_name(name) {
+                Some(judge) => assert!(!calls_model && judge.name() == name),
+                None => {
+                    assert!(calls_model);
+                    let error = build(name, JudgeParts::default()).err().unwrap();
+                    assert!(error.contains("--judge-model"), "{error}");
+                }
             }
         }
         assert!(by_name("nope").is_none());
         assert_eq!(JudgeSpec::parse("refusal-rule").unwrap().model, None);
         let llm = JudgeSpec::parse("refusal-llm=gguf:judge.gguf").unwrap();
         assert_eq!(llm.model.as_deref(), Some("gguf:judge.gguf"));
-        assert!(JudgeSpec::parse("refusal-llm")
+        assert!(JudgeSpec::parse("refusal-rule=x")
             .unwrap_err()
-            .contains("refusal-llm=MODEL_REF"));
+            .contains("takes no model"));
         assert!(JudgeSpec::parse("nope")
             .unwrap_err()
             .contains("unknown judge 'nope'"));

@@ -1,6 +1,6 @@
 //! Paired comparison of two runs on the same samples (two models, a model before and after a
-//! change, two reasoning settings): per benchmark × category × judge × channel, the refusal
-//! rates of both on the samples both have a scored verdict for, their difference, McNemar's
+//! change, two reasoning settings): per benchmark × category × judge × channel, the rates of
+//! what the judge measures (refusal, or unsafe for harm judges) of both on the samples both have a scored verdict for, their difference, McNemar's
 //! exact test on the discordant pairs, Holm's correction across the categories of each
 //! benchmark × judge × channel, and a paired bootstrap interval of the difference in mean
 //! refusal score (1 full refusal, 0.5 partial, 0 compliance).
@@ -25,6 +25,8 @@ pub struct CompareRow {
     pub judge: String,
     /// The channel.
     pub channel: Channel,
+    /// What the rates count: refusals, or unsafe verdicts.
+    pub measure: redtrace_core::Measure,
     /// Samples with a scored verdict in both runs.
     pub pairs: u64,
     /// Refusal rate of the base run on those pairs.
@@ -65,6 +67,7 @@ pub struct Comparison {
 
 #[derive(Default)]
 struct Cell {
+    measure: redtrace_core::Measure,
     pairs: u64,
     base: u64,
     other: u64,
@@ -74,9 +77,10 @@ struct Cell {
     differences: BTreeMap<i8, u64>,
 }
 
+/// The label's score: the refusal score for refusal classes, 1 for unsafe and 0 for safe.
 fn score(label: redtrace_core::Label) -> f64 {
     match label {
-        redtrace_core::Label::FullRefusal => 1.0,
+        redtrace_core::Label::FullRefusal | redtrace_core::Label::Unsafe => 1.0,
         redtrace_core::Label::PartialRefusal => 0.5,
         _ => 0.0,
     }
@@ -131,8 +135,14 @@ impl Comparison {
                 let Some(&other_label) = other_refused.get(&pair_key(&row, verdict)) else {
                     continue;
                 };
-                let other = other_label.is_refusal();
-                let base_refused = verdict.label.is_refusal();
+                let (Some((measure, base_refused)), Some((other_measure, other))) =
+                    (verdict.label.flag(), other_label.flag())
+                else {
+                    continue;
+                };
+                if measure != other_measure {
+                    continue;
+                }
                 let half_points = ((score(other_label) - score(verdict.label)) * 2.0).round() as i8;
                 for category in [ALL.to_owned(), category.clone()] {
                     let cell = cells
@@ -143,6 +153,7 @@ impl Comparison {
                             category,
                         ))
                         .or_default();
+                    cell.measure = measure;
                     cell.pairs += 1;
                     cell.base += u64::from(base_refused);
                     cell.other += u64::from(other);
@@ -170,6 +181,7 @@ impl Comparison {
                     category,
                     judge,
                     channel,
+                    measure: cell.measure,
                     pairs: cell.pairs,
                     base_rate: cell.base as f64 / pairs,
                     other_rate: cell.other as f64 / pairs,
@@ -222,8 +234,9 @@ impl Comparison {
             "judge",
             "channel",
             "pairs",
-            "refusal A",
-            "refusal B",
+            "measure",
+            "rate A",
+            "rate B",
             "B - A",
             "only A / only B",
             "p (McNemar)",
@@ -239,6 +252,7 @@ impl Comparison {
                     row.judge.clone(),
                     row.channel.as_str().to_owned(),
                     row.pairs.to_string(),
+                    row.measure.as_str().to_owned(),
                     format!("{:.1}%", row.base_rate * 100.0),
                     format!("{:.1}%", row.other_rate * 100.0),
                     format!(
@@ -276,7 +290,7 @@ impl Comparison {
     }
 
     const NOTE: &'static str =
-        "Refusal rates on the samples both runs scored; * marks a difference significant at 5% \
+        "Rates (of refusals, or of unsafe verdicts for harm judges) on the samples both runs scored; * marks a difference significant at 5% \
 after Holm's correction across the categories of a benchmark, judge and channel.";
 
     /// A table for the terminal.

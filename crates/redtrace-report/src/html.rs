@@ -68,10 +68,20 @@ struct Example {
     verdicts: Vec<(String, Channel, Label, String)>,
 }
 
-/// Answer label × trace label counts for one judge: the joint outcome of the two channels.
+/// Trace × answer outcomes of one judge, keyed by (trace unsafe, answer unsafe).
 #[derive(Default)]
 struct Joint {
+    measure: redtrace_core::Measure,
     counts: BTreeMap<(bool, bool), u64>,
+}
+
+/// Whether a label is the unsafe outcome on its judge's scale: unsafe for harm judges,
+/// compliance for refusal judges (on harmful prompts, complying is the unsafe outcome).
+fn unsafe_outcome(label: Label) -> Option<(redtrace_core::Measure, bool)> {
+    label.flag().map(|(measure, flag)| match measure {
+        redtrace_core::Measure::Refusal => (measure, !flag),
+        redtrace_core::Measure::Unsafe => (measure, flag),
+    })
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}\
@@ -103,7 +113,9 @@ impl Report {
             }
             for (judge, labels) in by_judge {
                 if let (Some(answer), Some(trace)) = labels {
-                    if answer != Label::Unscored && trace != Label::Unscored {
+                    if let (Some((measure, answer_unsafe)), Some((_, trace_unsafe))) =
+                        (unsafe_outcome(answer), unsafe_outcome(trace))
+                    {
                         let joint = joints
                             .entry((
                                 row.key.model.clone(),
@@ -111,9 +123,10 @@ impl Report {
                                 judge.to_owned(),
                             ))
                             .or_default();
+                        joint.measure = measure;
                         *joint
                             .counts
-                            .entry((trace.is_refusal(), answer.is_refusal()))
+                            .entry((trace_unsafe, answer_unsafe))
                             .or_default() += 1;
                     }
                 }
@@ -257,11 +270,15 @@ impl Report {
                             g.model == model && g.benchmark == benchmark && g.category == category
                         })
                         .and_then(|g| g.judges.iter().find(|j| j.judge == judge))
-                        .and_then(|j| match channel {
-                            Channel::Answer => j.answer_refusal_rate,
-                            Channel::Reasoning => j.reasoning_refusal_rate,
-                        })
+                        .and_then(|j| j.rate(channel).0)
                 };
+                let measure = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.benchmark == benchmark)
+                    .flat_map(|g| g.judges.iter())
+                    .find(|j| j.judge == judge)
+                    .map_or("refusal", |j| j.measure.as_str());
                 if !categories
                     .iter()
                     .any(|c| models.iter().any(|m| cell(m, c).is_some()))
@@ -270,7 +287,8 @@ impl Report {
                 }
                 let _ = write!(
                     html,
-                    "<h2>Refusal rate by category: {} · {} · {}</h2><table class=\"heatmap\"><tr><th>category</th>",
+                    "<h2>{} rate by category: {} · {} · {}</h2><table class=\"heatmap\"><tr><th>category</th>",
+                    if measure == "unsafe" { "Unsafe" } else { "Refusal" },
                     escape(benchmark),
                     escape(judge),
                     channel.as_str()
@@ -331,9 +349,17 @@ impl Report {
             escape(benchmark),
             escape(judge)
         );
-        html.push_str(
-            "<table><tr><th>category</th><th>n</th><th>errors</th><th>truncated in trace</th><th>answer refusal</th>\
-             <th>trace refusal</th><th>mean score answer / trace</th><th>answer vs trace (refusal rate)</th><th>unscored a/t</th><th>examples</th></tr>",
+        let measure = self
+            .groups
+            .iter()
+            .filter(|g| &g.model == model && &g.benchmark == benchmark)
+            .flat_map(|g| g.judges.iter())
+            .find(|j| &j.judge == judge)
+            .map_or("refusal", |j| j.measure.as_str());
+        let _ = write!(
+            html,
+            "<table><tr><th>category</th><th>n</th><th>errors</th><th>truncated in trace</th><th>answer {measure}</th>\
+             <th>trace {measure}</th><th>mean score answer / trace</th><th>answer vs trace ({measure} rate)</th><th>unscored a/t</th><th>examples</th></tr>",
         );
         for group in self
             .groups
@@ -375,11 +401,11 @@ impl Report {
                 group.n,
                 group.errors,
                 group.truncated_in_reasoning,
-                rate(stats.answer_refusal_rate, stats.answer_refusal_ci),
-                rate(stats.reasoning_refusal_rate, stats.reasoning_refusal_ci),
+                rate(stats.rate(Channel::Answer).0, stats.rate(Channel::Answer).1),
+                rate(stats.rate(Channel::Reasoning).0, stats.rate(Channel::Reasoning).1),
                 mean(stats.answer_score_mean, stats.answer_score_ci),
                 mean(stats.reasoning_score_mean, stats.reasoning_score_ci),
-                bars(stats.answer_refusal_rate, stats.reasoning_refusal_rate),
+                bars(stats.rate(Channel::Answer).0, stats.rate(Channel::Reasoning).0),
                 stats.answer.unscored,
                 stats.reasoning.unscored,
             );
@@ -418,12 +444,18 @@ fn bars(answer: Option<f64>, trace: Option<f64>) -> String {
 fn write_joint(html: &mut String, joint: &Joint) {
     let count =
         |trace: bool, answer: bool| joint.counts.get(&(trace, answer)).copied().unwrap_or(0);
+    let how = match joint.measure {
+        redtrace_core::Measure::Refusal => {
+            "a refusal judge: complying counts as unsafe, which holds on harmful prompts"
+        }
+        redtrace_core::Measure::Unsafe => "a harm judge: its own safe / unsafe verdicts",
+    };
     let _ = write!(
         html,
-        "<details open><summary>Trace vs answer, same judge (both scored): on harmful prompts, compliance is the unsafe outcome</summary><table>\
-         <tr><th></th><th>answer complies</th><th>answer refuses</th></tr>\
-         <tr><th>trace complies</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\"><b>leak</b>: the trace went along, the answer refused</span></td></tr>\
-         <tr><th>trace refuses</th><td class=\"n\">{} <span class=\"ci\"><b>escape</b>: the trace refused, the answer complied</span></td><td class=\"n\">{}</td></tr>\
+        "<details open><summary>Trace vs answer, same judge, both scored ({how})</summary><table>\
+         <tr><th></th><th>answer safe</th><th>answer unsafe</th></tr>\
+         <tr><th>trace safe</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\"><b>escape</b>: safe trace, unsafe answer</span></td></tr>\
+         <tr><th>trace unsafe</th><td class=\"n\">{} <span class=\"ci\"><b>leak</b>: unsafe trace, safe answer</span></td><td class=\"n\">{}</td></tr>\
          </table></details>",
         count(false, false),
         count(false, true),

@@ -16,7 +16,7 @@ pub use compare::{CompareRow, Comparison};
 pub use stats::Interval;
 
 use comfy_table::{presets, ContentArrangement, Table};
-use redtrace_core::{Channel, Label, TraceState};
+use redtrace_core::{Channel, Label, Measure, TraceState};
 use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
 use stats::{bootstrap_mean, wilson, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
@@ -34,6 +34,11 @@ pub struct LabelCounts {
     pub full_refusal: u64,
     /// Partial refusal.
     pub partial_refusal: u64,
+    /// Safe (harm judges).
+    pub safe: u64,
+    /// Unsafe (harm judges).
+    #[serde(rename = "unsafe")]
+    pub unsafe_: u64,
     /// Not scored (no answer, no trace, judge failure).
     pub unscored: u64,
 }
@@ -44,13 +49,26 @@ impl LabelCounts {
             Label::FullCompliance => self.full_compliance += 1,
             Label::FullRefusal => self.full_refusal += 1,
             Label::PartialRefusal => self.partial_refusal += 1,
+            Label::Safe => self.safe += 1,
+            Label::Unsafe => self.unsafe_ += 1,
             Label::Unscored => self.unscored += 1,
         }
     }
 
-    /// Verdicts with a label.
+    /// Verdicts with a refusal-class label (the denominator of refusal rates).
     pub fn scored(&self) -> u64 {
         self.full_compliance + self.full_refusal + self.partial_refusal
+    }
+
+    /// Verdicts with a safe or unsafe label (the denominator of unsafe rates).
+    pub fn harm_scored(&self) -> u64 {
+        self.safe + self.unsafe_
+    }
+
+    /// Share of safety-scored verdicts that are unsafe; `None` when nothing is scored.
+    pub fn unsafe_rate(&self) -> Option<f64> {
+        let scored = self.harm_scored();
+        (scored > 0).then(|| self.unsafe_ as f64 / scored as f64)
     }
 
     /// Share of scored verdicts that refuse (fully or partly); `None` when nothing is scored.
@@ -116,6 +134,16 @@ pub struct JudgeStats {
     pub reasoning_score_mean: Option<f64>,
     /// Seeded 95% bootstrap interval of `reasoning_score_mean`.
     pub reasoning_score_ci: Option<Interval>,
+    /// What the judge measures (refusal, or unsafe for harm judges).
+    pub measure: Measure,
+    /// `answer.unsafe_rate()`: for a harm judge on harmful prompts, the attack success rate.
+    pub answer_unsafe_rate: Option<f64>,
+    /// 95% Wilson interval of `answer_unsafe_rate`.
+    pub answer_unsafe_ci: Option<Interval>,
+    /// `reasoning.unsafe_rate()`.
+    pub reasoning_unsafe_rate: Option<f64>,
+    /// 95% Wilson interval of `reasoning_unsafe_rate`.
+    pub reasoning_unsafe_ci: Option<Interval>,
 }
 
 /// Token sums of a group's completions.
@@ -164,6 +192,25 @@ struct Accumulator {
     with_trace: u64,
     tokens: Tokens,
     judges: BTreeMap<String, (LabelCounts, LabelCounts)>,
+}
+
+impl JudgeStats {
+    /// The rate of what the judge measures on `channel` (refusal, or unsafe), with its
+    /// interval.
+    pub fn rate(&self, channel: Channel) -> (Option<f64>, Option<Interval>) {
+        match (self.measure, channel) {
+            (Measure::Refusal, Channel::Answer) => {
+                (self.answer_refusal_rate, self.answer_refusal_ci)
+            }
+            (Measure::Refusal, Channel::Reasoning) => {
+                (self.reasoning_refusal_rate, self.reasoning_refusal_ci)
+            }
+            (Measure::Unsafe, Channel::Answer) => (self.answer_unsafe_rate, self.answer_unsafe_ci),
+            (Measure::Unsafe, Channel::Reasoning) => {
+                (self.reasoning_unsafe_rate, self.reasoning_unsafe_ci)
+            }
+        }
+    }
 }
 
 /// A run's report.
@@ -257,6 +304,17 @@ impl Report {
                             BOOTSTRAP_SEED,
                             BOOTSTRAP_RESAMPLES,
                         ),
+                        measure: if answer.harm_scored() + reasoning.harm_scored()
+                            > answer.scored() + reasoning.scored()
+                        {
+                            Measure::Unsafe
+                        } else {
+                            Measure::Refusal
+                        },
+                        answer_unsafe_rate: answer.unsafe_rate(),
+                        answer_unsafe_ci: wilson(answer.unsafe_, answer.harm_scored()),
+                        reasoning_unsafe_rate: reasoning.unsafe_rate(),
+                        reasoning_unsafe_ci: wilson(reasoning.unsafe_, reasoning.harm_scored()),
                         answer,
                         reasoning,
                     })
@@ -275,9 +333,10 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report serialises")
     }
 
-    /// The report as sections, one per model × benchmark × judge, each a header and rows.
-    fn sections(&self) -> Vec<(String, Vec<Vec<String>>)> {
-        let mut sections: Vec<(String, Vec<Vec<String>>)> = Vec::new();
+    /// The report as sections, one per model × benchmark × judge, each a title, a header
+    /// (which depends on what the judge measures) and rows.
+    fn sections(&self) -> Vec<Section> {
+        let mut sections: Vec<Section> = Vec::new();
         for group in &self.groups {
             let tokens = format!(
                 "{}/{}/{}",
@@ -289,33 +348,61 @@ impl Report {
                 group.errors.to_string(),
                 group.truncated_in_reasoning.to_string(),
             ];
-            let mut add = |judge: &str, cells: Vec<String>| {
+            let mut add = |judge: &str, header: [&'static str; 10], cells: Vec<String>| {
                 let title = format!("{} · {} · judge {judge}", group.model, group.benchmark);
                 let mut row = base.clone();
                 row.extend(cells);
                 row.push(tokens.clone());
-                match sections.iter_mut().find(|(existing, _)| *existing == title) {
-                    Some((_, rows)) => rows.push(row),
-                    None => sections.push((title, vec![row])),
+                match sections
+                    .iter_mut()
+                    .find(|(existing, _, _)| *existing == title)
+                {
+                    Some((_, _, rows)) => rows.push(row),
+                    None => sections.push((title, header, vec![row])),
                 }
             };
             if group.judges.is_empty() {
-                add("-", vec!["-".into(); 5]);
+                add("-", HEADER, vec!["-".into(); 5]);
             }
             for judge in &group.judges {
-                add(
-                    &judge.judge,
-                    vec![
-                        percent(judge.answer_refusal_rate, judge.answer_refusal_ci),
-                        percent(judge.answer_compliance_rate, judge.answer_compliance_ci),
-                        percent(judge.reasoning_refusal_rate, judge.reasoning_refusal_ci),
-                        percent(
-                            judge.reasoning_compliance_rate,
-                            judge.reasoning_compliance_ci,
-                        ),
-                        format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored),
-                    ],
-                );
+                let unscored = format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored);
+                let safe_rate = |counts: &LabelCounts| {
+                    let scored = counts.harm_scored();
+                    (scored > 0).then(|| counts.safe as f64 / scored as f64)
+                };
+                match judge.measure {
+                    Measure::Refusal => add(
+                        &judge.judge,
+                        HEADER,
+                        vec![
+                            percent(judge.answer_refusal_rate, judge.answer_refusal_ci),
+                            percent(judge.answer_compliance_rate, judge.answer_compliance_ci),
+                            percent(judge.reasoning_refusal_rate, judge.reasoning_refusal_ci),
+                            percent(
+                                judge.reasoning_compliance_rate,
+                                judge.reasoning_compliance_ci,
+                            ),
+                            unscored,
+                        ],
+                    ),
+                    Measure::Unsafe => add(
+                        &judge.judge,
+                        HARM_HEADER,
+                        vec![
+                            percent(judge.answer_unsafe_rate, judge.answer_unsafe_ci),
+                            percent(
+                                safe_rate(&judge.answer),
+                                wilson(judge.answer.safe, judge.answer.harm_scored()),
+                            ),
+                            percent(judge.reasoning_unsafe_rate, judge.reasoning_unsafe_ci),
+                            percent(
+                                safe_rate(&judge.reasoning),
+                                wilson(judge.reasoning.safe, judge.reasoning.harm_scored()),
+                            ),
+                            unscored,
+                        ],
+                    ),
+                }
             }
         }
         sections
@@ -331,12 +418,12 @@ impl Report {
     /// Tables for the terminal, one per model × benchmark × judge.
     pub fn to_terminal(&self) -> String {
         let mut out = format!("{}\n", self.title());
-        for (title, rows) in self.sections() {
+        for (title, header, rows) in self.sections() {
             let mut table = Table::new();
             table
                 .load_preset(presets::UTF8_FULL_CONDENSED)
                 .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(HEADER.to_vec());
+            table.set_header(header.to_vec());
             for row in rows {
                 table.add_row(row);
             }
@@ -351,10 +438,10 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let escape = |cell: &str| cell.replace('|', "\\|");
         let mut out = format!("# redtrace report: {}\n", self.title());
-        for (title, rows) in self.sections() {
+        for (title, header, rows) in self.sections() {
             out.push_str(&format!("\n## {}\n\n", escape(&title)));
-            out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
-            out.push_str(&format!("|{}\n", "---|".repeat(HEADER.len())));
+            out.push_str(&format!("| {} |\n", header.join(" | ")));
+            out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
             for row in rows {
                 let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
@@ -378,9 +465,25 @@ const HEADER: [&str; 10] = [
     "tokens prompt/answer/reasoning",
 ];
 
+/// A table of the report: its title, header and rows.
+type Section = (String, [&'static str; 10], Vec<Vec<String>>);
+
+const HARM_HEADER: [&str; 10] = [
+    "category",
+    "n",
+    "errors",
+    "truncated in trace",
+    "answer unsafe",
+    "answer safe",
+    "trace unsafe",
+    "trace safe",
+    "unscored answer/trace",
+    "tokens prompt/answer/reasoning",
+];
+
 const NOTE: &str =
     "Rates are shares of scored verdicts, with 95% Wilson intervals in brackets; refusal counts \
-full and partial refusals. \
+full and partial refusals; for harm judges, unsafe on harmful prompts is the attack success rate. \
 Unscored verdicts (no answer because the output ended in the trace, no trace) are counted apart.";
 
 fn percent(value: Option<f64>, interval: Option<Interval>) -> String {

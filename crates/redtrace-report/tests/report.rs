@@ -230,7 +230,7 @@ fn paired_comparison_with_mcnemar_and_holm() {
     assert_eq!(all.pairs, 30);
     assert!(comparison.to_terminal().contains("-100.0 pts *"));
     assert!(comparison.to_markdown().contains(
-        "| b | x | refusal-rule | answer | 20 | 100.0% | 0.0% | -100.0 pts * | 20 / 0 |"
+        "| b | x | refusal-rule | answer | 20 | refusal | 100.0% | 0.0% | -100.0 pts * | 20 / 0 |"
     ));
 
     // Rates in the report carry Wilson intervals.

@@ -20,7 +20,7 @@ use redtrace_core::{
     Verdict,
 };
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// What can go wrong in the store.
@@ -228,6 +228,30 @@ impl Store {
         }
     }
 
+    /// A judge's stored reply to the request with this hash.
+    pub fn judge_reply(&self, request_hash: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT reply FROM judge_replies WHERE request_hash = ?1",
+                [request_hash],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a judge's reply (the first reply to a request is kept).
+    pub fn put_judge_reply(&self, request_hash: &str, reply: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO judge_replies (request_hash, reply, created_at)
+                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                params![request_hash, reply],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// The latest run with this spec hash, if any.
     pub fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError> {
         self.conn
@@ -349,6 +373,122 @@ impl Store {
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<HashSet<_>, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// The judge and channel of every settled verdict of each answered unit of `run`: scored
+    /// (any label but unscored), or unscored because the channel has no text (no answer, no
+    /// trace), which judging again would not change. A resumed run re-judges the rest: judge
+    /// failures, unparseable judge replies, judges added since.
+    pub fn judged(
+        &self,
+        run: RunId,
+    ) -> Result<HashMap<UnitKey, HashSet<(String, Channel)>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT c.model, c.benchmark, c.sample_id, c.sample_k, v.judge, v.channel
+                 FROM completions c JOIN verdicts v ON v.completion_id = c.id
+                 WHERE c.run_id = ?1 AND c.error IS NULL AND (v.label != 'unscored'
+                    OR (v.channel = 'answer' AND trim(coalesce(c.answer, '')) = '')
+                    OR (v.channel = 'reasoning' AND trim(coalesce(c.reasoning, '')) = ''))",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
+        let mut judged: HashMap<UnitKey, HashSet<(String, Channel)>> = HashMap::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let key = UnitKey {
+                model: row.get(0).map_err(|e| self.err(e))?,
+                benchmark: row.get(1).map_err(|e| self.err(e))?,
+                sample_id: row.get(2).map_err(|e| self.err(e))?,
+                sample_k: row.get(3).map_err(|e| self.err(e))?,
+            };
+            let channel: String = row.get(5).map_err(|e| self.err(e))?;
+            let channel = Channel::parse(&channel)
+                .ok_or_else(|| self.corrupt("verdicts", format!("channel '{channel}'")))?;
+            judged
+                .entry(key)
+                .or_default()
+                .insert((row.get(4).map_err(|e| self.err(e))?, channel));
+        }
+        Ok(judged)
+    }
+
+    /// The successful completion of one unit of `run`.
+    pub fn completion(&self, run: RunId, key: &UnitKey) -> Result<Option<Completion>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COMPLETION_COLUMNS} FROM completions c
+                 WHERE c.run_id = ?1 AND c.model = ?2 AND c.benchmark = ?3 AND c.sample_id = ?4
+                   AND c.sample_k = ?5 AND c.error IS NULL"
+            ))
+            .map_err(|e| self.err(e))?;
+        let mut rows = statement
+            .query(params![
+                run,
+                key.model,
+                key.benchmark,
+                key.sample_id,
+                key.sample_k
+            ])
+            .map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(row) => Ok(self.completion_from_row(row, 0)?.ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores verdicts on units already answered (a resumed run's re-judging), replacing a
+    /// verdict of the same judge and channel. Units without a successful completion are
+    /// skipped.
+    pub fn write_verdicts(
+        &mut self,
+        run: RunId,
+        verdicts: &[(UnitKey, Vec<Verdict>)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        {
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT id FROM completions WHERE run_id = ?1 AND model = ?2 AND benchmark = ?3
+                     AND sample_id = ?4 AND sample_k = ?5 AND error IS NULL",
+                )
+                .map_err(wrap)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(wrap)?;
+            for (key, list) in verdicts {
+                let id: Option<i64> = find
+                    .query_row(
+                        params![run, key.model, key.benchmark, key.sample_id, key.sample_k],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(wrap)?;
+                let Some(id) = id else { continue };
+                for v in list {
+                    insert
+                        .execute(params![
+                            id,
+                            v.judge,
+                            v.channel.as_str(),
+                            v.label.as_str(),
+                            v.score,
+                            v.rationale
+                        ])
+                        .map_err(wrap)?;
+                }
+            }
+        }
+        tx.commit().map_err(wrap)
     }
 
     /// The newest successful completion of any run with this request hash.

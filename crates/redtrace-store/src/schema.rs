@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Sets the connection up (WAL, foreign keys) and brings the schema to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -79,6 +79,20 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  PRIMARY KEY (completion_id, judge, channel)
              ) WITHOUT ROWID;
              PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if version < 2 {
+        // Judge replies by request hash, shared by all runs: a judge call is made once per
+        // distinct prompt, and a resumed run re-judges from here without asking again.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE judge_replies (
+                 request_hash TEXT PRIMARY KEY,
+                 reply TEXT NOT NULL,
+                 created_at TEXT NOT NULL
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 2;
              COMMIT;",
         )?;
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
-use crate::settings::{BenchmarkPlan, RunSettings, DEFAULT_JUDGE};
+use crate::settings::{BenchmarkPlan, JudgeSetting, RunSettings, FALLBACK_JUDGE};
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file.
 fn cpu_seconds(stat_path: &str) -> Result<f64> {
@@ -114,8 +114,13 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         benchmarks: vec![BenchmarkPlan {
             source: BenchSource::parse(&format!("file:{}", data.display()), FieldMap::default())?,
             selection: Selection::default(),
+            judges: vec![JudgeSetting {
+                name: FALLBACK_JUDGE.to_owned(),
+                model: None,
+                template: None,
+            }],
         }],
-        judges: vec![DEFAULT_JUDGE.to_owned()],
+        judge_notes: Vec::new(),
         use_cache: false,
         new_run: true,
         quiet: true,

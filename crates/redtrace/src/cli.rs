@@ -75,9 +75,16 @@ pub struct RunArgs {
     /// Where data sets live [env: REDTRACE_DATA].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Judges, comma-separated [default: refusal-rule].
+    /// Judges, comma-separated: NAME or NAME=MODEL_REF [default: each benchmark's own judges,
+    /// those that call a model only with --judge-model].
     #[arg(long = "judge", value_delimiter = ',', value_name = "NAME")]
     pub judges: Vec<String>,
+    /// The model LLM judges call (any model reference a target can use).
+    #[arg(long, value_name = "REF")]
+    pub judge_model: Option<String>,
+    /// A rubric template file for a judge, NAME=PATH (repeatable).
+    #[arg(long = "judge-template", value_name = "NAME=PATH")]
+    pub judge_templates: Vec<String>,
     /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
     #[arg(long)]
     pub api_key_env: Option<String>,

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::cli::{ExportArgs, ExportFormat, ReportArgs, ReportFormat, RunsArgs, ViewArgs};
-use crate::settings::RunSettings;
+use crate::settings::{JudgeSetting, RunSettings};
 
 /// What `run` did, for the caller to print and pick an exit code from.
 pub struct RunOutcome {
@@ -53,7 +53,18 @@ pub async fn run(
             fields: serde_json::to_value(&fields).unwrap_or_default(),
             limit: plan.selection.limit,
             sample_seed: plan.selection.sample_seed,
+            judges: plan
+                .judges
+                .iter()
+                .map(JudgeSetting::identity)
+                .collect::<Result<_>>()?,
         });
+    }
+    let mut all_judges: Vec<String> = Vec::new();
+    for judge in records.iter().flat_map(|r| r.judges.iter()) {
+        if !all_judges.contains(judge) {
+            all_judges.push(judge.clone());
+        }
     }
     let mut targets = Vec::new();
     for config in &settings.models {
@@ -65,7 +76,7 @@ pub async fn run(
     let spec = RunSpec {
         models: settings.models.clone(),
         benchmarks: records.clone(),
-        judges: settings.judges.clone(),
+        judges: all_judges,
         samples_per_prompt: 1,
     };
     let store = Store::open(&settings.db)?;
@@ -85,6 +96,7 @@ pub async fn run(
     };
     drop(store);
 
+    let mut judges = JudgeBuilder::new(&settings.db, settings.data_dir.clone())?;
     let mut benchmarks = Vec::new();
     for (plan, record) in settings.benchmarks.iter().zip(&records) {
         let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
@@ -95,21 +107,21 @@ pub async fn run(
                 path.display()
             );
         }
+        let mut benchmark_judges = Vec::new();
+        for setting in &plan.judges {
+            benchmark_judges.push(judges.judge(setting).await?);
+        }
         benchmarks.push(BenchmarkInput {
             name: record.name.clone(),
             samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
+            judges: benchmark_judges,
         });
-    }
-    let mut judges = Vec::new();
-    for text in &settings.judges {
-        judges.push(judge_for(text).await?);
     }
     let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
     let plan = Plan {
         run: run_id,
         targets,
         benchmarks,
-        judges,
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
         use_cache: settings.use_cache,
@@ -137,29 +149,69 @@ pub async fn run(
     })
 }
 
-/// Builds a judge from its spec (`NAME` or `NAME=MODEL_REF`); judge models are built like
-/// targets, so a local GGUF file can judge too.
-pub async fn judge_for(text: &str) -> Result<Arc<dyn redtrace_judges::Judge>> {
-    let spec = redtrace_judges::JudgeSpec::parse(text).map_err(anyhow::Error::msg)?;
-    match spec.model {
-        None => {
-            redtrace_judges::by_name(&spec.name).with_context(|| format!("unknown judge '{text}'"))
+/// Builds judges, once each: judges with the same setting are one judge, and judge models with
+/// the same reference are one client (a local GGUF judge is loaded once), every model judge
+/// caching its replies in the store.
+pub struct JudgeBuilder {
+    data_dir: Option<std::path::PathBuf>,
+    cache: Arc<dyn redtrace_judges::ReplyCache>,
+    judges: Vec<(JudgeSetting, Arc<dyn redtrace_judges::Judge>)>,
+    models: Vec<(String, redtrace_judges::JudgeModel, String)>,
+}
+
+impl JudgeBuilder {
+    /// A builder whose judges cache replies in the store at `db`.
+    pub fn new(db: &std::path::Path, data_dir: Option<std::path::PathBuf>) -> Result<Self> {
+        Ok(Self {
+            data_dir,
+            cache: Arc::new(redtrace_engine::StoreReplyCache::open(db)?),
+            judges: Vec::new(),
+            models: Vec::new(),
+        })
+    }
+
+    /// The judge for `setting`.
+    pub async fn judge(
+        &mut self,
+        setting: &JudgeSetting,
+    ) -> Result<Arc<dyn redtrace_judges::Judge>> {
+        if let Some((_, judge)) = self.judges.iter().find(|(s, _)| s == setting) {
+            return Ok(judge.clone());
         }
-        Some(reference) => {
-            let mut config =
-                ModelConfig::parse_ref(&reference).with_context(|| format!("judge '{text}'"))?;
-            if config.base_url().is_some() && std::env::var_os("OPENAI_API_KEY").is_some() {
-                config.api_key_env = Some("OPENAI_API_KEY".into());
-            }
-            // Judges should be deterministic and have room for a short rationale.
-            config.params.temperature.get_or_insert(0.0);
-            config.params.max_tokens.get_or_insert(512);
-            let provider = provider_for(&config).await?;
-            let name = format!("{}:{}", spec.name, config.name);
-            Ok(Arc::new(redtrace_judges::RefusalLlmJudge::new(
-                name, provider,
-            )))
+        let mut parts = redtrace_judges::JudgeParts {
+            template: setting.template.clone(),
+            data_dir: self.data_dir.clone(),
+            ..Default::default()
+        };
+        if let Some(reference) = &setting.model {
+            let (model, name) = self
+                .model(reference)
+                .await
+                .with_context(|| format!("judge '{}'", setting.name))?;
+            parts.model = Some(model);
+            parts.model_name = Some(name);
         }
+        let judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        self.judges.push((setting.clone(), judge.clone()));
+        Ok(judge)
+    }
+
+    async fn model(&mut self, reference: &str) -> Result<(redtrace_judges::JudgeModel, String)> {
+        if let Some((_, model, name)) = self.models.iter().find(|(r, _, _)| r == reference) {
+            return Ok((model.clone(), name.clone()));
+        }
+        let mut config = ModelConfig::parse_ref(reference)?;
+        if config.base_url().is_some() && std::env::var_os("OPENAI_API_KEY").is_some() {
+            config.api_key_env = Some("OPENAI_API_KEY".into());
+        }
+        // Judges should be deterministic and have room for a short rationale.
+        config.params.temperature.get_or_insert(0.0);
+        config.params.max_tokens.get_or_insert(512);
+        let provider = provider_for(&config).await?;
+        let model = redtrace_judges::JudgeModel::new(provider).with_cache(self.cache.clone());
+        self.models
+            .push((reference.to_owned(), model.clone(), config.name.clone()));
+        Ok((model, config.name))
     }
 }
 

@@ -53,6 +53,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             let settings = settings::resolve_run(&args)?;
+            for note in &settings.judge_notes {
+                eprintln!("note: {note}");
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             let outcome = runtime.block_on(async {
                 let shutdown = Shutdown::default();
@@ -72,7 +75,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })?;
             let summary = outcome.summary;
             eprintln!(
-                "run {} {}: {} answered, {} from cache, {} already done, {} failed, {} requests{}",
+                "run {} {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
                 outcome.run_id,
                 if outcome.resumed {
                     "(resumed)"
@@ -82,6 +85,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 summary.answered,
                 summary.cached,
                 summary.skipped,
+                summary.rejudged,
                 summary.failed,
                 summary.requests,
                 if summary.interrupted {

@@ -57,7 +57,7 @@ impl Progress for Bar {
         let counter = match outcome {
             UnitOutcome::Failed => Some(&self.errors),
             UnitOutcome::Cached => Some(&self.cached),
-            UnitOutcome::Skipped => Some(&self.skipped),
+            UnitOutcome::Skipped | UnitOutcome::Rejudged => Some(&self.skipped),
             UnitOutcome::Answered => None,
             UnitOutcome::Unsent => return,
         };

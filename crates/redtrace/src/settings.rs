@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::RunArgs;
 
-/// The judge every run gets unless told otherwise.
-pub const DEFAULT_JUDGE: &str = "refusal-rule";
+/// The judge a benchmark gets when its own judges need a model and none is given.
+pub const FALLBACK_JUDGE: &str = "refusal-rule";
 
 /// A suite file.
 #[derive(Debug, Deserialize)]
@@ -21,15 +21,72 @@ pub struct SuiteFile {
     pub db: Option<PathBuf>,
     /// Where data sets live (relative to the suite file).
     pub data_dir: Option<PathBuf>,
-    /// Judges for every benchmark.
+    /// Judges for every benchmark (names, `NAME=MODEL_REF`, or `[[judges]]` tables).
     #[serde(default)]
-    pub judges: Vec<String>,
+    pub judges: Vec<JudgeEntry>,
+    /// The model LLM judges call unless a judge names its own.
+    pub judge_model: Option<String>,
     /// Models.
     #[serde(default)]
     pub models: Vec<ModelTable>,
     /// Benchmarks.
     #[serde(default)]
     pub benchmarks: Vec<BenchmarkTable>,
+}
+
+/// A judge in a suite file: a name (`harm`, `harm=MODEL_REF`) or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum JudgeEntry {
+    /// `"harm"` or `"harm=MODEL_REF"`.
+    Name(String),
+    /// `[[judges]]` with `name`, and optionally `model` and `template`.
+    Table(JudgeTable),
+}
+
+/// A `[[judges]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeTable {
+    /// The registry name.
+    pub name: String,
+    /// The judge model (any model reference); `judge_model` when absent.
+    pub model: Option<String>,
+    /// A rubric template file replacing the built-in one (relative to the suite file).
+    pub template: Option<PathBuf>,
+}
+
+/// A judge, resolved: which judge, which model it calls, which template it fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeSetting {
+    /// The registry name.
+    pub name: String,
+    /// The judge model's reference (judges that call a model).
+    pub model: Option<String>,
+    /// A rubric template file.
+    pub template: Option<PathBuf>,
+}
+
+impl JudgeSetting {
+    /// How the run's spec records the judge: `NAME`, `NAME=MODEL_REF`, plus the template file
+    /// and its SHA-256 (so an edited template makes a new run).
+    pub fn identity(&self) -> Result<String> {
+        let mut text = self.name.clone();
+        if let Some(model) = &self.model {
+            text = format!("{text}={model}");
+        }
+        if let Some(template) = &self.template {
+            let bytes = std::fs::read(template).with_context(|| {
+                format!("judge '{}': template {}", self.name, template.display())
+            })?;
+            text = format!(
+                "{text} template={}#{}",
+                template.display(),
+                &redtrace_core::sha256_hex(&bytes)[..16]
+            );
+        }
+        Ok(text)
+    }
 }
 
 /// A `[[models]]` table.
@@ -103,6 +160,8 @@ pub struct BenchmarkTable {
     pub label_field: Option<String>,
     /// For files: a system-prompt field.
     pub system_field: Option<String>,
+    /// Judges for this benchmark only (names or `NAME=MODEL_REF`), instead of the suite's.
+    pub judges: Option<Vec<String>>,
 }
 
 /// One benchmark to run.
@@ -112,6 +171,8 @@ pub struct BenchmarkPlan {
     pub source: BenchSource,
     /// Which rows.
     pub selection: Selection,
+    /// Its judges.
+    pub judges: Vec<JudgeSetting>,
 }
 
 /// Everything `redtrace run` needs, validated.
@@ -123,10 +184,10 @@ pub struct RunSettings {
     pub data_dir: Option<PathBuf>,
     /// Targets.
     pub models: Vec<ModelConfig>,
-    /// Benchmarks.
+    /// Benchmarks, each with its judges.
     pub benchmarks: Vec<BenchmarkPlan>,
-    /// Judge names.
-    pub judges: Vec<String>,
+    /// What the judge choice left out, for the user (printed unless quiet).
+    pub judge_notes: Vec<String>,
     /// Use the completion cache.
     pub use_cache: bool,
     /// Always start a new run.
@@ -206,6 +267,27 @@ fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
     }
 }
 
+/// Parses `NAME` or `NAME=MODEL_REF`, checking the name and the model reference.
+fn judge_from_text(text: &str) -> Result<JudgeSetting> {
+    let spec = redtrace_judges::JudgeSpec::parse(text).map_err(anyhow::Error::msg)?;
+    if let Some(model) = &spec.model {
+        ModelConfig::parse_ref(model).with_context(|| format!("judge '{text}'"))?;
+    }
+    Ok(JudgeSetting {
+        name: spec.name,
+        model: spec.model,
+        template: None,
+    })
+}
+
+fn setting_calls_model(setting: &JudgeSetting) -> bool {
+    redtrace_judges::JudgeSpec {
+        name: setting.name.clone(),
+        model: None,
+    }
+    .calls_model()
+}
+
 /// Resolves `redtrace run` arguments (and the suite file they name) into settings.
 pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     let cli_fields = FieldMap {
@@ -222,89 +304,132 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     };
     let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
 
-    let (mut models, benchmarks, judges, file_db, file_data_dir) = match &args.suite {
-        Some(path) => {
-            if !args.models.is_empty() || !args.benches.is_empty() {
-                bail!("give models and benchmarks either in the suite file {} or with --model/--bench, not both", path.display());
-            }
-            let suite = read_suite(path)?;
-            let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-            if suite.models.is_empty() {
-                bail!("suite file {}: no [[models]] table", path.display());
-            }
-            if suite.benchmarks.is_empty() {
-                bail!("suite file {}: no [[benchmarks]] table", path.display());
-            }
-            let models = suite
-                .models
-                .into_iter()
-                .enumerate()
-                .map(|(i, table)| {
-                    table
-                        .into_config(&base)
-                        .with_context(|| format!("suite file {}: models[{i}]", path.display()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut benchmarks = Vec::new();
-            for (i, table) in suite.benchmarks.into_iter().enumerate() {
-                let fields = FieldMap {
-                    prompt: table.prompt_field.unwrap_or_else(|| "prompt".into()),
-                    id: table.id_field,
-                    category: table.category_fields,
-                    label: table.label_field,
-                    system: table.system_field,
-                    fixed_label: None,
-                };
-                let name = match table.name.strip_prefix("file:") {
-                    Some(file) => {
-                        format!("file:{}", relative_to(&base, PathBuf::from(file)).display())
-                    }
-                    None => table.name.clone(),
-                };
-                let source = BenchSource::parse(&name, fields)
-                    .with_context(|| format!("suite file {}: benchmarks[{i}]", path.display()))?;
-                let selection = Selection {
-                    limit: args.limit.or(table.limit),
-                    sample_seed: args.sample_seed.or(table.sample_seed),
-                };
-                benchmarks.push(BenchmarkPlan { source, selection });
-            }
-            let db = suite.db.map(|db| relative_to(&base, db));
-            let data_dir = suite.data_dir.map(|dir| relative_to(&base, dir));
-            (models, benchmarks, suite.judges, db, data_dir)
-        }
-        None => {
-            if args.models.is_empty() {
-                bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
-            }
-            if args.benches.is_empty() {
-                bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
-            }
-            let api_key_env = args.api_key_env.clone().or_else(|| {
-                std::env::var_os("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_owned())
-            });
-            let models = args
-                .models
-                .iter()
-                .map(|reference| {
-                    let mut config = ModelConfig::parse_ref(reference)?;
-                    config.api_key_env = api_key_env.clone();
-                    Ok(config)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let benchmarks = args
-                .benches
-                .iter()
-                .map(|name| {
-                    Ok(BenchmarkPlan {
-                        source: BenchSource::parse(name, cli_fields.clone())?,
-                        selection: cli_selection,
+    let (mut models, benchmarks, file_judges, file_judge_model, file_db, file_data_dir) =
+        match &args.suite {
+            Some(path) => {
+                if !args.models.is_empty() || !args.benches.is_empty() {
+                    bail!("give models and benchmarks either in the suite file {} or with --model/--bench, not both", path.display());
+                }
+                let suite = read_suite(path)?;
+                let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+                if suite.models.is_empty() {
+                    bail!("suite file {}: no [[models]] table", path.display());
+                }
+                if suite.benchmarks.is_empty() {
+                    bail!("suite file {}: no [[benchmarks]] table", path.display());
+                }
+                let models = suite
+                    .models
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, table)| {
+                        table
+                            .into_config(&base)
+                            .with_context(|| format!("suite file {}: models[{i}]", path.display()))
                     })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            (models, benchmarks, Vec::new(), None, None)
-        }
-    };
+                    .collect::<Result<Vec<_>>>()?;
+                let mut benchmarks = Vec::new();
+                for (i, table) in suite.benchmarks.into_iter().enumerate() {
+                    let fields = FieldMap {
+                        prompt: table.prompt_field.unwrap_or_else(|| "prompt".into()),
+                        id: table.id_field,
+                        category: table.category_fields,
+                        label: table.label_field,
+                        system: table.system_field,
+                        fixed_label: None,
+                    };
+                    let name = match table.name.strip_prefix("file:") {
+                        Some(file) => {
+                            format!("file:{}", relative_to(&base, PathBuf::from(file)).display())
+                        }
+                        None => table.name.clone(),
+                    };
+                    let source = BenchSource::parse(&name, fields).with_context(|| {
+                        format!("suite file {}: benchmarks[{i}]", path.display())
+                    })?;
+                    let selection = Selection {
+                        limit: args.limit.or(table.limit),
+                        sample_seed: args.sample_seed.or(table.sample_seed),
+                    };
+                    let own_judges = table
+                        .judges
+                        .map(|names| {
+                            names
+                                .iter()
+                                .map(|name| judge_from_text(name))
+                                .collect::<Result<Vec<_>>>()
+                        })
+                        .transpose()
+                        .with_context(|| {
+                            format!("suite file {}: benchmarks[{i}]", path.display())
+                        })?;
+                    benchmarks.push((
+                        BenchmarkPlan {
+                            source,
+                            selection,
+                            judges: Vec::new(),
+                        },
+                        own_judges,
+                    ));
+                }
+                let db = suite.db.map(|db| relative_to(&base, db));
+                let data_dir = suite.data_dir.map(|dir| relative_to(&base, dir));
+                let judges = suite
+                    .judges
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, entry)| {
+                        match entry {
+                            JudgeEntry::Name(text) => judge_from_text(&text),
+                            JudgeEntry::Table(table) => {
+                                let mut setting = judge_from_text(&table.name)?;
+                                setting.model = table.model.or(setting.model);
+                                setting.template = table.template.map(|t| relative_to(&base, t));
+                                Ok(setting)
+                            }
+                        }
+                        .with_context(|| format!("suite file {}: judges[{i}]", path.display()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let judge_model = suite.judge_model;
+                (models, benchmarks, judges, judge_model, db, data_dir)
+            }
+            None => {
+                if args.models.is_empty() {
+                    bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
+                }
+                if args.benches.is_empty() {
+                    bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
+                }
+                let api_key_env = args.api_key_env.clone().or_else(|| {
+                    std::env::var_os("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_owned())
+                });
+                let models = args
+                    .models
+                    .iter()
+                    .map(|reference| {
+                        let mut config = ModelConfig::parse_ref(reference)?;
+                        config.api_key_env = api_key_env.clone();
+                        Ok(config)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let benchmarks = args
+                    .benches
+                    .iter()
+                    .map(|name| {
+                        Ok((
+                            BenchmarkPlan {
+                                source: BenchSource::parse(name, cli_fields.clone())?,
+                                selection: cli_selection,
+                                judges: Vec::new(),
+                            },
+                            None,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (models, benchmarks, Vec::new(), None, None, None)
+            }
+        };
 
     // Command-line flags override the file for every model.
     for model in &mut models {
@@ -348,19 +473,95 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             pair[0]
         );
     }
-    let judges = if !args.judges.is_empty() {
-        args.judges.clone()
-    } else if !judges.is_empty() {
-        judges
-    } else {
-        vec![DEFAULT_JUDGE.to_owned()]
-    };
-    for judge in &judges {
-        let spec = redtrace_judges::JudgeSpec::parse(judge).map_err(anyhow::Error::msg)?;
-        if let Some(model) = &spec.model {
-            ModelConfig::parse_ref(model).with_context(|| format!("judge '{judge}'"))?;
-        }
+    // Judges: a benchmark's own list, else the command line's, else the suite's, else the
+    // benchmark's defaults. LLM judges without a model of their own call the judge model.
+    let judge_model = args.judge_model.clone().or(file_judge_model);
+    if let Some(model) = &judge_model {
+        ModelConfig::parse_ref(model).context("--judge-model")?;
     }
+    let cli_judges = args
+        .judges
+        .iter()
+        .map(|text| judge_from_text(text))
+        .collect::<Result<Vec<_>>>()?;
+    let global_judges = if !cli_judges.is_empty() {
+        Some(cli_judges)
+    } else if !file_judges.is_empty() {
+        Some(file_judges)
+    } else {
+        None
+    };
+    let mut templates = Vec::new();
+    for text in &args.judge_templates {
+        let Some((name, path)) = text.split_once('=') else {
+            bail!("--judge-template {text}: give NAME=PATH, e.g. harm=my-rubric.j2");
+        };
+        redtrace_judges::JudgeSpec::parse(name).map_err(anyhow::Error::msg)?;
+        templates.push((name.trim().to_owned(), PathBuf::from(path.trim())));
+    }
+    let mut notes = Vec::new();
+    let mut benchmarks_out = Vec::new();
+    for (mut plan, own) in benchmarks {
+        let explicit = own.or_else(|| global_judges.clone());
+        let mut judges = match explicit {
+            Some(list) => list,
+            None => {
+                let mut defaults = Vec::new();
+                let mut skipped = Vec::new();
+                for name in plan.source.default_judges() {
+                    let setting = judge_from_text(name)?;
+                    if setting_calls_model(&setting) && judge_model.is_none() {
+                        skipped.push(*name);
+                    } else {
+                        defaults.push(setting);
+                    }
+                }
+                if !skipped.is_empty() {
+                    notes.push(format!(
+                        "{}: its judge{} {} need{} a judge model (--judge-model MODEL_REF); judging with {} only",
+                        plan.source.name(),
+                        if skipped.len() > 1 { "s" } else { "" },
+                        skipped.join(", "),
+                        if skipped.len() > 1 { "" } else { "s" },
+                        if defaults.is_empty() { FALLBACK_JUDGE.to_owned() } else {
+                            defaults.iter().map(|j| j.name.clone()).collect::<Vec<_>>().join(", ")
+                        },
+                    ));
+                }
+                if defaults.is_empty() {
+                    defaults.push(judge_from_text(FALLBACK_JUDGE)?);
+                }
+                defaults
+            }
+        };
+        for judge in &mut judges {
+            if setting_calls_model(judge) && judge.model.is_none() {
+                judge.model = judge_model.clone();
+                if judge.model.is_none() {
+                    bail!(
+                        "judge '{}' calls a model: give --judge-model MODEL_REF (or {}=MODEL_REF)",
+                        judge.name,
+                        judge.name
+                    );
+                }
+            }
+            if let Some((_, path)) = templates.iter().find(|(name, _)| *name == judge.name) {
+                judge.template = Some(path.clone());
+            }
+            if let Some(template) = &judge.template {
+                if !template.is_file() {
+                    bail!(
+                        "judge '{}': template {} does not exist",
+                        judge.name,
+                        template.display()
+                    );
+                }
+            }
+        }
+        plan.judges = judges;
+        benchmarks_out.push(plan);
+    }
+    let benchmarks = benchmarks_out;
     // --db has a default; the file's db applies only when the flag and REDTRACE_DB are unset.
     let db = if args.db.db == Path::new("redtrace.db") && std::env::var_os("REDTRACE_DB").is_none()
     {
@@ -373,7 +574,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         data_dir: args.data_dir.clone().or(env_data_dir).or(file_data_dir),
         models,
         benchmarks,
-        judges,
+        judge_notes: notes,
         use_cache: !args.no_cache,
         new_run: args.new_run,
         quiet: args.quiet,
