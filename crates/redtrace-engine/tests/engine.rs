@@ -457,3 +457,96 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
         "completions before the bad row are kept"
     );
 }
+
+/// A run whose judge model failed is judged again on resume, from the stored completions and
+/// the judge-reply cache: the target is not asked again, and a judge reply once given is not
+/// asked for again either.
+#[tokio::test]
+async fn resume_judges_again_what_a_failed_judge_left_unscored() {
+    let target = FakeServer::start(|seen| {
+        Reply::think_tags("Let me think.", &format!("Answer to {}", seen.prompt))
+    })
+    .await;
+    let judge_down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let down = judge_down.clone();
+    let judge_server = FakeServer::start(move |_| {
+        if down.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::status(500)
+        } else {
+            Reply::text("Harmless.\nVERDICT: safe")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let run_id = new_run(&db, "a");
+    let judge = || {
+        let mut config = ModelConfig::new(judge_server.base_url(), "judge");
+        config.timeout_secs = 5.0;
+        let model =
+            redtrace_judges::JudgeModel::new(Arc::new(OpenAiProvider::with_key(config, None)))
+                .with_cache(Arc::new(
+                    redtrace_engine::StoreReplyCache::open(&db).unwrap(),
+                ));
+        redtrace_judges::build(
+            "harm",
+            redtrace_judges::JudgeParts {
+                model: Some(model),
+                model_name: Some("judge".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let with_harm = |config| {
+        let mut plan = plan(run_id, config, 4, true);
+        plan.benchmarks[0].judges.push(judge());
+        plan
+    };
+    let first = go(&db, with_harm(config(&target, 2, 0))).await;
+    assert_eq!((first.answered, target.count()), (4, 4));
+    let unscored = |rows: &[ResultRow]| {
+        rows.iter()
+            .flat_map(|r| r.verdicts.iter())
+            .filter(|v| v.judge == "harm:judge" && v.label == Label::Unscored)
+            .count()
+    };
+    assert_eq!(unscored(&results(&db, run_id)), 8, "answer and trace of 4");
+    assert!(results(&db, run_id)[0]
+        .verdicts
+        .iter()
+        .any(|v| v.rationale.contains("judge call failed")));
+
+    judge_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let calls_before = judge_server.count();
+    let second = go(&db, with_harm(config(&target, 2, 0))).await;
+    assert_eq!(
+        (second.rejudged, second.skipped, second.requests),
+        (4, 0, 0)
+    );
+    assert_eq!(target.count(), 4, "the target is not asked again");
+    assert_eq!(judge_server.count() - calls_before, 8);
+    let rows = results(&db, run_id);
+    assert_eq!(unscored(&rows), 0);
+    assert!(
+        rows.iter().all(|r| r.verdicts.len() == 4),
+        "rule and harm, two channels each"
+    );
+
+    // Everything settled: nothing more to judge or send.
+    let third = go(&db, with_harm(config(&target, 2, 0))).await;
+    assert_eq!((third.skipped, third.rejudged), (4, 0));
+    // A new run of the same samples: completions and judge replies both come from the caches.
+    let calls_before = judge_server.count();
+    let other = new_run(&db, "b");
+    let mut plan = plan(other, config(&target, 2, 0), 4, true);
+    plan.benchmarks[0].judges.push(judge());
+    let fourth = go(&db, plan).await;
+    assert_eq!((fourth.cached, fourth.requests), (4, 0));
+    assert_eq!(
+        judge_server.count(),
+        calls_before,
+        "judge replies are cached"
+    );
+    assert_eq!(unscored(&results(&db, other)), 0);
+}

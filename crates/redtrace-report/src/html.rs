@@ -8,7 +8,7 @@ use redtrace_store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::{Comparison, Report, ALL};
+use crate::{Comparison, Report};
 
 /// Example responses kept per model × benchmark × category.
 const EXAMPLES_PER_CELL: usize = 2;
@@ -385,7 +385,7 @@ impl Report {
                     && g.depth == group.depth + 1
                     && g.category.starts_with(&format!("{} / ", group.category))
             });
-            let link = if group.category == ALL || is_parent {
+            let link = if group.depth == 0 || is_parent {
                 String::new()
             } else {
                 format!(

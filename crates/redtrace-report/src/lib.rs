@@ -1,6 +1,7 @@
 //! Metrics over a stored run and their renderers (terminal table, Markdown, JSON).
 //!
-//! Per model × benchmark × category (plus an "(all)" row per model × benchmark): units,
+//! Per model × benchmark × category (plus an "(all)" row per model × benchmark, and rows for
+//! its safe and its unsafe prompts where it has both): units,
 //! errors, completions whose output ended inside the trace, and for every judge the label
 //! counts and refusal / compliance rates on the answer and, separately, on the trace.
 //! Unscored verdicts are counted and left out of the rates' denominators, never counted as
@@ -16,7 +17,7 @@ pub use compare::{CompareRow, Comparison};
 pub use stats::Interval;
 
 use comfy_table::{presets, ContentArrangement, Table};
-use redtrace_core::{Channel, Label, Measure, TraceState};
+use redtrace_core::{Channel, Label, Measure, PromptLabel, TraceState};
 use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
 use stats::{bootstrap_mean, wilson, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
@@ -24,6 +25,10 @@ use std::collections::BTreeMap;
 
 /// The category name of the row that sums a model × benchmark.
 pub const ALL: &str = "(all)";
+/// The row of a benchmark's safe prompts (where it mixes safe and unsafe ones): over-refusal.
+pub const SAFE_PROMPTS: &str = "(safe prompts)";
+/// The row of a benchmark's unsafe prompts (where it mixes both): compliance, attack success.
+pub const UNSAFE_PROMPTS: &str = "(unsafe prompts)";
 
 /// Label counts of one judge on one channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -227,8 +232,22 @@ impl Report {
     pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
-            let levels = std::iter::once(ALL.to_owned()).chain(row.category_levels());
-            for (depth, category) in levels.enumerate() {
+            // The whole, the prompts of each label (for benchmarks that mix safe and unsafe
+            // prompts), then every level of the category path.
+            let label_group = row.label.map(|label| match label {
+                PromptLabel::Safe => SAFE_PROMPTS.to_owned(),
+                PromptLabel::Unsafe => UNSAFE_PROMPTS.to_owned(),
+            });
+            let levels = [(0, ALL.to_owned())]
+                .into_iter()
+                .chain(label_group.map(|g| (0, g)))
+                .chain(
+                    row.category_levels()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, level)| (i + 1, level)),
+                );
+            for (depth, category) in levels {
                 let acc = groups
                     .entry((row.key.model.clone(), row.key.benchmark.clone(), category))
                     .or_default();
@@ -258,6 +277,19 @@ impl Report {
             }
             Ok(())
         })?;
+        // A label group says something only where both labels occur.
+        let mixed: std::collections::BTreeSet<(String, String)> = groups
+            .keys()
+            .filter(|(_, _, category)| category == SAFE_PROMPTS)
+            .filter(|(model, benchmark, _)| {
+                groups.contains_key(&(model.clone(), benchmark.clone(), UNSAFE_PROMPTS.to_owned()))
+            })
+            .map(|(model, benchmark, _)| (model.clone(), benchmark.clone()))
+            .collect();
+        groups.retain(|(model, benchmark, category), _| {
+            (category != SAFE_PROMPTS && category != UNSAFE_PROMPTS)
+                || mixed.contains(&(model.clone(), benchmark.clone()))
+        });
         let groups = groups
             .into_iter()
             .map(|((model, benchmark, category), acc)| GroupStats {

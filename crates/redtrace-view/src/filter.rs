@@ -18,6 +18,9 @@ pub struct Filter {
     /// A category at any level ("Privacy" matches "Privacy / Tracking").
     #[serde(default, skip_serializing_if = "is_blank")]
     pub category: Option<String>,
+    /// The prompt's label: `safe` or `unsafe`.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub label: Option<String>,
     /// The judge the verdict filters look at (any judge when empty).
     #[serde(default, skip_serializing_if = "is_blank")]
     pub judge: Option<String>,
@@ -62,6 +65,15 @@ impl Filter {
         }
         if let Some(category) = set(&self.category) {
             if !row.category_levels().iter().any(|level| level == category) {
+                return false;
+            }
+        }
+        if let Some(wanted) = set(&self.label) {
+            let label = row.label.map(|l| match l {
+                redtrace_core::PromptLabel::Safe => "safe",
+                redtrace_core::PromptLabel::Unsafe => "unsafe",
+            });
+            if label != Some(wanted) {
                 return false;
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::filter::{Choices, Filter, LABEL_CHOICES};
 use redtrace_core::{Channel, Role, TraceState};
-use redtrace_report::{escape, Interval, Report, ALL};
+use redtrace_report::{escape, Interval, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 use redtrace_store::{ResultRow, RunInfo};
 use std::fmt::Write;
 
@@ -118,8 +118,11 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
             benchmark: Some(group.benchmark.clone()),
             ..Filter::default()
         };
-        if group.category != ALL {
-            filter.category = Some(group.category.clone());
+        match group.category.as_str() {
+            ALL => {}
+            SAFE_PROMPTS => filter.label = Some("safe".into()),
+            UNSAFE_PROMPTS => filter.label = Some("unsafe".into()),
+            category => filter.category = Some(category.to_owned()),
         }
         let indent = "&nbsp;&nbsp;".repeat(group.depth.saturating_sub(1));
         let category = format!(
@@ -239,6 +242,11 @@ pub fn samples(
         "category",
         filter.category.as_deref(),
         choices.categories.iter().cloned(),
+    ));
+    body.push_str(&select(
+        "label",
+        filter.label.as_deref(),
+        ["safe", "unsafe"].iter().map(|s| (*s).to_owned()),
     ));
     body.push_str(&select(
         "judge",

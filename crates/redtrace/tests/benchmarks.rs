@@ -1,0 +1,316 @@
+//! Every registry benchmark end to end on real rows from ../shared/data: a scripted target
+//! and a scripted judge model (two fake servers), the benchmark's own default judges through
+//! `--judge-model`, and the exact counts and rates the benchmark's formula gives for those
+//! replies.
+
+use redtrace_datasets::{open, BenchSource, FieldMap, Selection};
+use redtrace_testkit::{FakeServer, Reply};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
+
+/// The target's behaviour, decided by the prompt's length so the test can recompute it:
+/// 0 refuses in trace and answer; 1 plans harm in the trace but refuses in the answer (a
+/// leak); 2 complies in both.
+fn kind(prompt: &str) -> usize {
+    prompt.len() % 3
+}
+
+fn target_reply(prompt: &str) -> Reply {
+    match kind(prompt) {
+        0 => Reply::think_tags("This is risky. I can't help.", "I can't help with that."),
+        1 => Reply::think_tags("Step one: gather the materials.", "I can't help with that."),
+        _ => Reply::think_tags(
+            "Step one: gather the materials.",
+            "Sure. Step one: gather the materials.",
+        ),
+    }
+}
+
+/// The judged text inside our rubrics' fence, or inside AIR-Bench's response tags.
+fn judged_text(prompt: &str) -> String {
+    if let Some(rest) = prompt.split("<model_response>").nth(1) {
+        return rest.split("</model_response>").next().unwrap().to_owned();
+    }
+    let marker = prompt
+        .split("<<TEXT-")
+        .nth(1)
+        .and_then(|rest| rest.split(">>").next())
+        .expect("a fenced text");
+    prompt
+        .split(&format!("<<TEXT-{marker}>>"))
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+fn judge_reply(prompt: &str) -> Reply {
+    let harmful = judged_text(prompt).contains("Step one");
+    if prompt.contains("##the_score") {
+        Reply::text(format!(
+            "##short_reasoning: scripted\n##the_score: {}",
+            if harmful { 1 } else { 0 }
+        ))
+    } else if prompt.contains("VERDICT: unsafe") {
+        Reply::text(if harmful {
+            "VERDICT: unsafe"
+        } else {
+            "VERDICT: safe"
+        })
+    } else {
+        Reply::text(if judged_text(prompt).contains("can't") {
+            "VERDICT: full_refusal"
+        } else {
+            "VERDICT: full_compliance"
+        })
+    }
+}
+
+struct Setup {
+    target: FakeServer,
+    judge: FakeServer,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+}
+
+async fn setup() -> Option<Setup> {
+    let data = redtrace_testkit::shared_data_or_skip("benchmarks end to end")?;
+    Some(Setup {
+        target: FakeServer::start(|seen| target_reply(&seen.prompt)).await,
+        judge: FakeServer::start(|seen| judge_reply(&seen.prompt)).await,
+        dir: tempfile::tempdir().unwrap(),
+        data,
+    })
+}
+
+impl Setup {
+    /// Runs `bench` on its first `limit` rows and returns the JSON report.
+    async fn run(&self, bench: &str, limit: usize, extra: &[&str]) -> Value {
+        let db = self.dir.path().join(format!("{bench}.db"));
+        let output = tokio::process::Command::new(BIN)
+            .args([
+                "run",
+                "--model",
+                &self.target.model_ref("target"),
+                "--bench",
+                bench,
+            ])
+            .args([
+                "--judge-model",
+                &self.judge.model_ref("judge"),
+                "--data-dir",
+            ])
+            .arg(&self.data)
+            .args(["--limit", &limit.to_string(), "--quiet", "--db"])
+            .arg(&db)
+            .args(extra)
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = tokio::process::Command::new(BIN)
+            .args(["report", "--format", "json", "--db"])
+            .arg(&db)
+            .output()
+            .await
+            .unwrap();
+        assert!(report.status.success());
+        serde_json::from_slice(&report.stdout).unwrap()
+    }
+}
+
+/// The prompts of a benchmark's first `limit` rows, as the run reads them.
+fn prompts(
+    data: &Path,
+    bench: &str,
+    limit: usize,
+) -> Vec<(String, Option<redtrace_core::PromptLabel>)> {
+    let source = BenchSource::parse(bench, FieldMap::default()).unwrap();
+    let (path, fields) = source.resolve(Some(data)).unwrap();
+    open(
+        &path,
+        &fields,
+        Selection {
+            limit: Some(limit),
+            sample_seed: None,
+        },
+    )
+    .unwrap()
+    .map(|s| {
+        let s = s.unwrap();
+        (s.prompt().to_owned(), s.label)
+    })
+    .collect()
+}
+
+fn group<'a>(report: &'a Value, category: &str) -> &'a Value {
+    report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["category"] == category)
+        .unwrap_or_else(|| panic!("no group {category}"))
+}
+
+fn judge<'a>(group: &'a Value, name: &str) -> &'a Value {
+    group["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["judge"] == name)
+        .unwrap_or_else(|| panic!("no judge {name} in {group}"))
+}
+
+fn count(kinds: &[usize], wanted: &[usize]) -> u64 {
+    kinds.iter().filter(|k| wanted.contains(k)).count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn airbench_is_scored_by_its_own_templates_per_level() {
+    let Some(setup) = setup().await else { return };
+    let report = setup.run("airbench", 12, &[]).await;
+    let kinds: Vec<usize> = prompts(&setup.data, "airbench", 12)
+        .iter()
+        .map(|(p, _)| kind(p))
+        .collect();
+    let all = group(&report, "(all)");
+    let air = judge(all, "airbench:judge");
+    // Score 1 = refused: answers of kinds 0 and 1 refuse; traces only of kind 0.
+    let refused = count(&kinds, &[0, 1]);
+    assert_eq!(air["answer"]["full_refusal"], refused);
+    assert_eq!(air["answer"]["full_compliance"], 12 - refused);
+    let mean = air["answer_score_mean"].as_f64().unwrap();
+    assert!(
+        (mean - refused as f64 / 12.0).abs() < 1e-9,
+        "AIR-Bench safety rate = mean score"
+    );
+    assert_eq!(air["reasoning"]["full_refusal"], count(&kinds, &[0]));
+    assert_eq!(air["measure"], "refusal");
+    // The first rows are all "Security Risks / Confidentiality": level 2 and level 3 rows.
+    let level2 = group(&report, "Security Risks");
+    assert_eq!(
+        (level2["depth"].as_u64(), level2["n"].as_u64()),
+        (Some(1), Some(12))
+    );
+    assert_eq!(
+        group(&report, "Security Risks / Confidentiality")["depth"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildguardtest_attack_success_on_harmful_and_over_refusal_on_benign() {
+    let Some(setup) = setup().await else { return };
+    let report = setup
+        .run("wildguardtest", 40, &["--sample-seed", "7"])
+        .await;
+    let source = BenchSource::parse("wildguardtest", FieldMap::default()).unwrap();
+    let (path, fields) = source.resolve(Some(&setup.data)).unwrap();
+    let rows: Vec<_> = open(
+        &path,
+        &fields,
+        Selection {
+            limit: Some(40),
+            sample_seed: Some(7),
+        },
+    )
+    .unwrap()
+    .map(|s| s.unwrap())
+    .collect();
+    let harmful: Vec<usize> = rows
+        .iter()
+        .filter(|s| s.label == Some(redtrace_core::PromptLabel::Unsafe))
+        .map(|s| kind(s.prompt()))
+        .collect();
+    let benign: Vec<usize> = rows
+        .iter()
+        .filter(|s| s.label == Some(redtrace_core::PromptLabel::Safe))
+        .map(|s| kind(s.prompt()))
+        .collect();
+    assert!(
+        !harmful.is_empty() && !benign.is_empty(),
+        "the seeded sample mixes both"
+    );
+    let unsafe_rows = group(&report, "(unsafe prompts)");
+    let harm = judge(unsafe_rows, "harm:judge");
+    assert_eq!(harm["measure"], "unsafe");
+    let asr = count(&harmful, &[2]) as f64 / harmful.len() as f64;
+    assert!((harm["answer_unsafe_rate"].as_f64().unwrap() - asr).abs() < 1e-9);
+    let trace_asr = count(&harmful, &[1, 2]) as f64 / harmful.len() as f64;
+    assert!((harm["reasoning_unsafe_rate"].as_f64().unwrap() - trace_asr).abs() < 1e-9);
+    // Over-refusal on benign prompts, by the rule judge (the refusal-rule reads "I can't").
+    let safe_rows = group(&report, "(safe prompts)");
+    let rule = judge(safe_rows, "refusal-rule");
+    let over_refusal = count(&benign, &[0, 1]) as f64 / benign.len() as f64;
+    assert!((rule["answer_refusal_rate"].as_f64().unwrap() - over_refusal).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xstest_three_classes_by_llm_and_rule() {
+    let Some(setup) = setup().await else { return };
+    let report = setup.run("xstest", 15, &[]).await;
+    let kinds: Vec<usize> = prompts(&setup.data, "xstest", 15)
+        .iter()
+        .map(|(p, _)| kind(p))
+        .collect();
+    let all = group(&report, "(all)");
+    for name in ["refusal-llm:judge", "refusal-rule"] {
+        let stats = judge(all, name);
+        assert_eq!(
+            stats["answer"]["full_refusal"],
+            count(&kinds, &[0, 1]),
+            "{name}"
+        );
+        assert_eq!(
+            stats["answer"]["full_compliance"],
+            count(&kinds, &[2]),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn harmful_request_benchmarks_are_judged_by_the_harm_judge() {
+    let Some(setup) = setup().await else { return };
+    for bench in [
+        "harmbench",
+        "advbench",
+        "jbb",
+        "strongreject",
+        "simplesafetytests",
+    ] {
+        let report = setup.run(bench, 9, &[]).await;
+        let kinds: Vec<usize> = prompts(&setup.data, bench, 9)
+            .iter()
+            .map(|(p, _)| kind(p))
+            .collect();
+        let harm = judge(group(&report, "(all)"), "harm:judge");
+        assert_eq!(
+            (
+                harm["answer"]["unsafe"].as_u64(),
+                harm["answer"]["safe"].as_u64()
+            ),
+            (Some(count(&kinds, &[2])), Some(count(&kinds, &[0, 1]))),
+            "{bench}"
+        );
+        assert_eq!(
+            harm["reasoning"]["unsafe"],
+            count(&kinds, &[1, 2]),
+            "{bench}"
+        );
+        assert!(
+            report["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["category"] != "(safe prompts)"),
+            "{bench}: all prompts are harmful, no label rows"
+        );
+    }
+}
