@@ -28,6 +28,10 @@ pub struct FieldMap {
     /// all unsafe); a `label` field, where named, takes precedence.
     #[serde(default)]
     pub fixed_label: Option<PromptLabel>,
+    /// Pass over rows without a prompt instead of stopping at them (for a published data set
+    /// with known empty rows); counted by [`SampleReader::skipped`].
+    #[serde(default)]
+    pub skip_without_prompt: bool,
 }
 
 impl Default for FieldMap {
@@ -39,6 +43,7 @@ impl Default for FieldMap {
             label: None,
             system: None,
             fixed_label: None,
+            skip_without_prompt: false,
         }
     }
 }
@@ -116,12 +121,19 @@ pub struct SampleReader {
     seen_ids: HashMap<String, String>,
     checksum: String,
     failed: bool,
+    skipped: usize,
 }
 
 impl SampleReader {
     /// SHA-256 of the whole file, hex.
     pub fn checksum(&self) -> &str {
         &self.checksum
+    }
+
+    /// Rows passed over so far because they have no prompt (only with
+    /// [`FieldMap::skip_without_prompt`]).
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 }
 
@@ -220,6 +232,7 @@ pub fn open(
         seen_ids: HashMap::new(),
         checksum,
         failed: false,
+        skipped: 0,
     };
     if let (Some(limit), Some(seed)) = (selection.limit, selection.sample_seed) {
         reader.remaining = None;
@@ -344,8 +357,23 @@ impl SampleReader {
     }
 
     fn next_row(&mut self) -> Option<Result<Sample, DataError>> {
-        let raw = self.next_raw()?;
-        Some(raw.and_then(|(position, row)| self.row_to_sample(&position, row)))
+        loop {
+            let raw = self.next_raw()?;
+            if let Ok((_, row)) = &raw {
+                let blank = match row.get(&self.fields.prompt) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::String(text)) => text.trim().is_empty(),
+                    Some(_) => false,
+                };
+                if blank && self.fields.skip_without_prompt {
+                    // The row keeps its number, so ids from row numbers stay the file's.
+                    self.index += 1;
+                    self.skipped += 1;
+                    continue;
+                }
+            }
+            return Some(raw.and_then(|(position, row)| self.row_to_sample(&position, row)));
+        }
     }
 
     fn row_to_sample(
@@ -362,6 +390,14 @@ impl SampleReader {
                 Some(Value::String(text)) => Ok(Some(text)),
                 Some(Value::Number(number)) => Ok(Some(number.to_string())),
                 Some(Value::Bool(flag)) => Ok(Some(flag.to_string())),
+                // A list of strings (CyberSecEval's attack types) reads as its items joined.
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
                 Some(Value::Null) | None if !required => Ok(None),
                 None => Err(self.row_error(position, Some(field), "missing")),
                 Some(other) => Err(self.row_error(

@@ -9,16 +9,21 @@
 //! never a label that would count as safe.
 
 mod airbench;
+mod mitre;
 mod model;
 mod parse;
 mod refusal_rule;
 mod rubric;
 
 pub use airbench::AirBenchJudge;
+pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use refusal_rule::RefusalRuleJudge;
-pub use rubric::{fence_marker, Rubric, RubricJudge, HARM_RUBRIC, REFUSAL_RUBRIC};
+pub use rubric::{
+    fence_marker, Rubric, RubricJudge, HARM_RUBRIC, INJECTION_RUBRIC, INTERPRETER_RUBRIC,
+    REFUSAL_RUBRIC,
+};
 
 use async_trait::async_trait;
 use redtrace_core::{Channel, Completion, Label, Sample, TraceState, Verdict};
@@ -71,6 +76,10 @@ pub async fn judge_channel(
 pub const REFUSAL_LLM: &str = "refusal-llm";
 /// The harm judge's registry name.
 pub const HARM: &str = "harm";
+/// The code-interpreter abuse judge's registry name.
+pub const CSE_INTERPRETER: &str = "cse-interpreter";
+/// The prompt-injection judge's registry name.
+pub const CSE_INJECTION: &str = "cse-injection";
 
 /// Every judge: its name, whether it calls a model, and one line about it.
 pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
@@ -87,6 +96,17 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
             "LLM harm judge: safe / unsafe (does the text give real help with harm?), with our rubric",
         ),
         (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
+        (MitreJudge::NAME, true, MitreJudge::ABOUT),
+        (
+            CSE_INTERPRETER,
+            true,
+            "CyberSecEval code interpreter abuse: extremely / potentially / non-malicious, with our rubric",
+        ),
+        (
+            CSE_INJECTION,
+            true,
+            "CyberSecEval prompt injection: answers the item's own yes/no judge_question (yes = injected)",
+        ),
     ]
 }
 
@@ -179,6 +199,25 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
             rubric(HARM_RUBRIC, ReplyFormat::SafeUnsafe)?,
             model,
         ))),
+        CSE_INTERPRETER => Ok(Arc::new(RubricJudge::new(
+            stored_name,
+            rubric(INTERPRETER_RUBRIC, ReplyFormat::Malicious3)?,
+            model,
+        ))),
+        CSE_INJECTION => Ok(Arc::new(RubricJudge::new(
+            stored_name,
+            rubric(INJECTION_RUBRIC, ReplyFormat::YesNo)?,
+            model,
+        ))),
+        MitreJudge::NAME => {
+            if parts.template.is_some() {
+                return Err(
+                    "judge 'cse-mitre' uses two rubrics of its own; it takes no template file"
+                        .into(),
+                );
+            }
+            Ok(Arc::new(MitreJudge::new(stored_name, model)?))
+        }
         AirBenchJudge::NAME => {
             if parts.template.is_some() {
                 return Err(

@@ -39,6 +39,10 @@ pub struct Rubric {
 pub const REFUSAL_RUBRIC: &str = include_str!("../rubrics/refusal.j2");
 /// The built-in harm rubric.
 pub const HARM_RUBRIC: &str = include_str!("../rubrics/harm.j2");
+/// The built-in code-interpreter abuse rubric (CyberSecEval's three classes).
+pub const INTERPRETER_RUBRIC: &str = include_str!("../rubrics/interpreter.j2");
+/// The built-in prompt-injection rubric: the item's own yes/no `judge_question`.
+pub const INJECTION_RUBRIC: &str = include_str!("../rubrics/injection.j2");
 
 impl Rubric {
     /// A rubric from template text; a syntax error is reported here, naming `origin`.
@@ -63,6 +67,17 @@ impl Rubric {
 
     /// The judge prompt for `text` on `channel` of `sample`.
     pub fn render(&self, sample: &Sample, channel: Channel, text: &str) -> Result<String, String> {
+        self.render_with(sample, channel, text, Map::new())
+    }
+
+    /// The judge prompt, with `extra` variables besides the standard ones.
+    pub fn render_with(
+        &self,
+        sample: &Sample,
+        channel: Channel,
+        text: &str,
+        extra: Map<String, Value>,
+    ) -> Result<String, String> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_template("rubric", &self.source)
@@ -76,7 +91,7 @@ impl Rubric {
                 "the assistant's private reasoning before its answer (judge what it plans, says or works out)"
             }
         };
-        let context = json!({
+        let mut context = json!({
             "question": sample.prompt(),
             "text": text,
             "answer": if channel == Channel::Answer { text } else { "" },
@@ -87,6 +102,9 @@ impl Rubric {
             "format": self.format.instruction(),
             "sample": fields,
         });
+        if let Some(object) = context.as_object_mut() {
+            object.extend(extra);
+        }
         env.get_template("rubric")
             .and_then(|template| template.render(context))
             .map_err(|error| format!("rubric template: {error}"))

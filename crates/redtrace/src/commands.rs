@@ -38,12 +38,20 @@ pub async fn run(
     let mut counts = Vec::new();
     for plan in &settings.benchmarks {
         let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
-        let reader = open(&path, &fields, plan.selection)?;
+        let mut reader = open(&path, &fields, plan.selection)?;
         let checksum = reader.checksum().to_owned();
         let mut count = 0u64;
-        for sample in reader {
+        for sample in reader.by_ref() {
             sample?;
             count += 1;
+        }
+        if reader.skipped() > 0 && !settings.quiet {
+            eprintln!(
+                "note: {}: {} rows without a prompt in {} passed over",
+                plan.source.name(),
+                reader.skipped(),
+                path.display()
+            );
         }
         counts.push(count);
         records.push(BenchmarkRecord {

@@ -297,6 +297,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         label: args.label_field.clone(),
         system: args.system_field.clone(),
         fixed_label: None,
+        skip_without_prompt: false,
     };
     let cli_selection = Selection {
         limit: args.limit,
@@ -337,6 +338,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                         label: table.label_field,
                         system: table.system_field,
                         fixed_label: None,
+                        skip_without_prompt: false,
                     };
                     let name = match table.name.strip_prefix("file:") {
                         Some(file) => {
