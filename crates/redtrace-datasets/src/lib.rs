@@ -3,8 +3,10 @@
 //! file is never held in memory unless a seeded sample of it is asked for), plus the file's
 //! SHA-256 for the run's record.
 //!
-//! Every bad row is an error naming the file, the line (or item) and the field.
+//! Every bad row is an error naming the file, the line (or item) and the field. [`labels`]
+//! reads the human-labelled response sets that judges are validated against.
 
+pub mod labels;
 mod loader;
 
 pub use loader::{open, DataError, FieldMap, Format, SampleReader};

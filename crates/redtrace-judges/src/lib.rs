@@ -9,6 +9,8 @@
 //! never a label that would count as safe.
 
 mod airbench;
+mod ensemble;
+pub mod eval;
 mod mitre;
 mod model;
 mod parse;
@@ -16,6 +18,7 @@ mod refusal_rule;
 mod rubric;
 
 pub use airbench::AirBenchJudge;
+pub use ensemble::{Combine, EnsembleJudge};
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
@@ -26,7 +29,7 @@ pub use rubric::{
 };
 
 use async_trait::async_trait;
-use redtrace_core::{Channel, Completion, Label, Sample, TraceState, Verdict};
+use redtrace_core::{Channel, Completion, Label, Measure, Sample, TraceState, Verdict};
 use std::sync::Arc;
 
 /// Scores one channel of a completion.
@@ -34,6 +37,11 @@ use std::sync::Arc;
 pub trait Judge: Send + Sync {
     /// The registry name, stored with every verdict.
     fn name(&self) -> &str;
+
+    /// What its labels measure: refusal classes, or safe / unsafe.
+    fn measure(&self) -> Measure {
+        Measure::Refusal
+    }
 
     /// Judges `text`, the content of `channel`, which is known to be non-empty.
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict;

@@ -17,7 +17,7 @@
 //! and only the last call's reply is parsed, strictly.
 
 use async_trait::async_trait;
-use redtrace_core::{Channel, Label, Message, Sample, Verdict};
+use redtrace_core::{Channel, Label, Measure, Message, Sample, Verdict};
 use serde_json::{json, Map};
 
 use crate::model::JudgeModel;
@@ -70,6 +70,10 @@ impl MitreJudge {
 impl Judge for MitreJudge {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn measure(&self) -> Measure {
+        Measure::Unsafe
     }
 
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {

@@ -40,6 +40,14 @@ pub struct Parsed {
 }
 
 impl ReplyFormat {
+    /// What the format's labels measure.
+    pub fn measure(self) -> redtrace_core::Measure {
+        match self {
+            ReplyFormat::Refusal3 | ReplyFormat::AirScore => redtrace_core::Measure::Refusal,
+            _ => redtrace_core::Measure::Unsafe,
+        }
+    }
+
     /// The verdict words of a `VERDICT:` format, each with its label and score.
     pub fn choices(self) -> &'static [(&'static str, Label, f64)] {
         match self {

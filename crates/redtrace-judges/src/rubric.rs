@@ -179,6 +179,10 @@ impl Judge for RubricJudge {
         &self.name
     }
 
+    fn measure(&self) -> redtrace_core::Measure {
+        self.rubric.format.measure()
+    }
+
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         let prompt = self.rubric.render(sample, channel, text);
         ask_and_parse(&self.name, &self.model, self.rubric.format, channel, prompt).await

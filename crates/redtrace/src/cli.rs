@@ -35,6 +35,18 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// Measure judges against people on a human-labelled set.
+    #[command(
+        name = "judge-eval",
+        after_help = "Examples:
+  redtrace judge-eval --judge refusal-rule --labels xstest-completions --data-dir ../shared/data
+  redtrace judge-eval --judge harm,refusal-rule --ensemble majority --judge-model gpt-4o-mini@https://api.openai.com/v1 \\
+      --labels jbb-judges --data-dir ../shared/data
+  redtrace judge-eval --judge harm --judge-model gguf:judge.gguf --labels human-labelled:harmbench_response --limit 200
+
+Label sets: xstest-completions, jbb-judges, human-labelled:NAME (a file of human_labelled/), file:PATH.jsonl"
+    )]
+    JudgeEval(JudgeEvalArgs),
     /// Browse runs, metrics and samples in a local web viewer (live while a run writes).
     #[command(after_help = "Examples:
   redtrace view                      # http://127.0.0.1:8700
@@ -226,6 +238,49 @@ pub struct RunsArgs {
     #[arg(long)]
     pub json: bool,
     /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace judge-eval`.
+#[derive(Debug, Args)]
+pub struct JudgeEvalArgs {
+    /// Judges to measure, comma-separated: NAME or NAME=MODEL_REF.
+    #[arg(
+        long = "judge",
+        value_delimiter = ',',
+        value_name = "NAME",
+        required = true
+    )]
+    pub judges: Vec<String>,
+    /// The model LLM judges call.
+    #[arg(long, value_name = "REF")]
+    pub judge_model: Option<String>,
+    /// A rubric template file for a judge, NAME=PATH (repeatable).
+    #[arg(long = "judge-template", value_name = "NAME=PATH")]
+    pub judge_templates: Vec<String>,
+    /// Also measure the judges combined: majority or any-unsafe.
+    #[arg(long, value_name = "RULE")]
+    pub ensemble: Option<String>,
+    /// The labelled set.
+    #[arg(long, value_name = "SET")]
+    pub labels: String,
+    /// Where data sets live [env: REDTRACE_DATA].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use at most this many items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// With --limit: a seeded random sample of items instead of the first ones.
+    #[arg(long)]
+    pub sample_seed: Option<u64>,
+    /// Items judged at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The store that caches judge replies.
     #[command(flatten)]
     pub db: DbArgs,
 }

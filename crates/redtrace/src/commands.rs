@@ -13,7 +13,9 @@ use redtrace_store::{write_csv, write_jsonl, write_parquet, Store};
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::cli::{ExportArgs, ExportFormat, ReportArgs, ReportFormat, RunsArgs, ViewArgs};
+use crate::cli::{
+    ExportArgs, ExportFormat, JudgeEvalArgs, ReportArgs, ReportFormat, RunsArgs, ViewArgs,
+};
 use crate::settings::{JudgeSetting, RunSettings};
 
 /// What `run` did, for the caller to print and pick an exit code from.
@@ -429,6 +431,72 @@ fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<(
 }
 
 /// Opens a store that must already exist (reading commands never create one).
+/// Measures judges against a human-labelled set.
+pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os(redtrace_datasets::DATA_DIR_ENV).map(Into::into));
+    let mut set = redtrace_datasets::labels::load(&args.labels, data_dir.as_deref())?;
+    if let Some(limit) = args.limit {
+        if let Some(seed) = args.sample_seed {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            set.items.shuffle(&mut rng);
+        }
+        set.items.truncate(limit);
+    }
+    if let Some(model) = &args.judge_model {
+        ModelConfig::parse_ref(model).context("--judge-model")?;
+    }
+    let templates = crate::settings::parse_templates(&args.judge_templates)?;
+    let mut settings = Vec::new();
+    for text in &args.judges {
+        let mut setting = crate::settings::judge_from_text(text)?;
+        crate::settings::complete_judge(&mut setting, args.judge_model.as_deref(), &templates)?;
+        settings.push(setting);
+    }
+    let combine = args
+        .ensemble
+        .as_deref()
+        .map(redtrace_judges::Combine::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if combine.is_some() && settings.len() < 2 {
+        anyhow::bail!("--ensemble needs two judges or more (--judge a,b)");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let mut builder = JudgeBuilder::new(&args.db.db, data_dir.clone())?;
+        let mut judges = Vec::new();
+        for setting in &settings {
+            judges.push(builder.judge(setting).await?);
+        }
+        if let Some(rule) = combine {
+            judges.push(
+                Arc::new(redtrace_judges::EnsembleJudge::new(judges.clone(), rule))
+                    as Arc<dyn redtrace_judges::Judge>,
+            );
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_length(set.items.len() as u64);
+        let tick = || bar.inc(1);
+        let report = redtrace_judges::eval::evaluate(&set, &judges, args.concurrency, &tick).await;
+        bar.finish_and_clear();
+        report.map_err(anyhow::Error::msg)
+    })?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", report.to_text())?;
+    }
+    Ok(())
+}
+
 /// Serves the web viewer until interrupted.
 pub fn view(args: &ViewArgs) -> Result<()> {
     let db = &args.db.db;

@@ -268,7 +268,7 @@ fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
 }
 
 /// Parses `NAME` or `NAME=MODEL_REF`, checking the name and the model reference.
-fn judge_from_text(text: &str) -> Result<JudgeSetting> {
+pub fn judge_from_text(text: &str) -> Result<JudgeSetting> {
     let spec = redtrace_judges::JudgeSpec::parse(text).map_err(anyhow::Error::msg)?;
     if let Some(model) = &spec.model {
         ModelConfig::parse_ref(model).with_context(|| format!("judge '{text}'"))?;
@@ -278,6 +278,51 @@ fn judge_from_text(text: &str) -> Result<JudgeSetting> {
         model: spec.model,
         template: None,
     })
+}
+
+/// Parses `--judge-template NAME=PATH` values.
+pub fn parse_templates(texts: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let mut templates = Vec::new();
+    for text in texts {
+        let Some((name, path)) = text.split_once('=') else {
+            bail!("--judge-template {text}: give NAME=PATH, e.g. harm=my-rubric.j2");
+        };
+        redtrace_judges::JudgeSpec::parse(name).map_err(anyhow::Error::msg)?;
+        templates.push((name.trim().to_owned(), PathBuf::from(path.trim())));
+    }
+    Ok(templates)
+}
+
+/// Gives a judge that calls a model the judge model when it names none, and its template
+/// from `--judge-template`; checks that both exist.
+pub fn complete_judge(
+    judge: &mut JudgeSetting,
+    judge_model: Option<&str>,
+    templates: &[(String, PathBuf)],
+) -> Result<()> {
+    if setting_calls_model(judge) && judge.model.is_none() {
+        judge.model = judge_model.map(str::to_owned);
+        if judge.model.is_none() {
+            bail!(
+                "judge '{}' calls a model: give --judge-model MODEL_REF (or {}=MODEL_REF)",
+                judge.name,
+                judge.name
+            );
+        }
+    }
+    if let Some((_, path)) = templates.iter().find(|(name, _)| *name == judge.name) {
+        judge.template = Some(path.clone());
+    }
+    if let Some(template) = &judge.template {
+        if !template.is_file() {
+            bail!(
+                "judge '{}': template {} does not exist",
+                judge.name,
+                template.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn setting_calls_model(setting: &JudgeSetting) -> bool {
@@ -493,14 +538,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     } else {
         None
     };
-    let mut templates = Vec::new();
-    for text in &args.judge_templates {
-        let Some((name, path)) = text.split_once('=') else {
-            bail!("--judge-template {text}: give NAME=PATH, e.g. harm=my-rubric.j2");
-        };
-        redtrace_judges::JudgeSpec::parse(name).map_err(anyhow::Error::msg)?;
-        templates.push((name.trim().to_owned(), PathBuf::from(path.trim())));
-    }
+    let templates = parse_templates(&args.judge_templates)?;
     let mut notes = Vec::new();
     let mut benchmarks_out = Vec::new();
     for (mut plan, own) in benchmarks {
@@ -537,28 +575,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             }
         };
         for judge in &mut judges {
-            if setting_calls_model(judge) && judge.model.is_none() {
-                judge.model = judge_model.clone();
-                if judge.model.is_none() {
-                    bail!(
-                        "judge '{}' calls a model: give --judge-model MODEL_REF (or {}=MODEL_REF)",
-                        judge.name,
-                        judge.name
-                    );
-                }
-            }
-            if let Some((_, path)) = templates.iter().find(|(name, _)| *name == judge.name) {
-                judge.template = Some(path.clone());
-            }
-            if let Some(template) = &judge.template {
-                if !template.is_file() {
-                    bail!(
-                        "judge '{}': template {} does not exist",
-                        judge.name,
-                        template.display()
-                    );
-                }
-            }
+            complete_judge(judge, judge_model.as_deref(), &templates)?;
         }
         plan.judges = judges;
         benchmarks_out.push(plan);
