@@ -133,7 +133,15 @@ pub fn load(name: &str, data_dir: Option<&Path>) -> Result<LabelSet, DataError> 
             })
         }
         "jbb-judges" => {
-            let path = need(dir()?.join("jailbreakbench_jbb/judge-comparison.utf8.csv"))?;
+            // The UTF-8 repair of the published file where it is there (a few non-Latin
+            // characters were lost upstream), else the published file itself.
+            let dir = dir()?;
+            let repaired = dir.join("jailbreakbench_jbb/judge-comparison.utf8.csv");
+            let path = if repaired.is_file() {
+                repaired
+            } else {
+                need(dir.join("jailbreakbench_jbb/judge-comparison.csv"))?
+            };
             let references = [
                 ("llama3_cf", "Llama-3-70B"),
                 ("gpt4_cf", "GPT-4"),

@@ -6,6 +6,7 @@
 //! Every bad row is an error naming the file, the line (or item) and the field. [`labels`]
 //! reads the human-labelled response sets that judges are validated against.
 
+pub mod catalog;
 pub mod labels;
 mod loader;
 
@@ -302,16 +303,23 @@ impl BenchSource {
                 Ok((path.clone(), fields.clone()))
             }
             BenchSource::Named(spec) => {
+                let pull_hint = match catalog::set_holding(spec.file) {
+                    Some((set, true)) => format!("; get it with `redtrace data pull {set}`"),
+                    Some((set, false)) => format!(
+                        "; `redtrace data info {set}` says where it comes from (it cannot be downloaded by redtrace)"
+                    ),
+                    None => String::new(),
+                };
                 let Some(dir) = data_dir else {
                     return Err(DataError::Missing(format!(
-                        "benchmark '{}' needs a data directory: pass --data-dir DIR (or set {DATA_DIR_ENV}) where {} lives (from {})",
+                        "benchmark '{}' needs a data directory: pass --data-dir DIR (or set {DATA_DIR_ENV}) where {} lives (from {}){pull_hint}",
                         spec.name, spec.file, spec.origin
                     )));
                 };
                 let path = dir.join(spec.file);
                 if !path.is_file() {
                     return Err(DataError::Missing(format!(
-                        "benchmark '{}': {} not found under data directory {} (it comes from {})",
+                        "benchmark '{}': {} not found under data directory {} (it comes from {}){pull_hint}",
                         spec.name,
                         spec.file,
                         dir.display(),

@@ -654,3 +654,71 @@ impl Drop for FakeHub {
         self.task.abort();
     }
 }
+
+/// A static file server on 127.0.0.1 serving a directory at `/PATH` (a data mirror for
+/// `redtrace data pull --mirror`), counting requests; files named in `corrupt` are served
+/// with their first byte changed.
+pub struct FileServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FileServer {
+    /// Serves `root`.
+    pub async fn start(root: PathBuf, corrupt: Vec<String>) -> Self {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let root = Arc::new(root);
+        let corrupt = Arc::new(corrupt);
+        let app = axum::Router::new().fallback(move |request: Request<Body>| {
+            let (root, corrupt, counter) = (root.clone(), corrupt.clone(), counter.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let path = request.uri().path().trim_start_matches('/').to_owned();
+                if path.split('/').any(|part| part == "..") {
+                    return plain(StatusCode::BAD_REQUEST, "bad path");
+                }
+                match tokio::fs::read(root.join(&path)).await {
+                    Ok(mut bytes) => {
+                        if corrupt.contains(&path) && !bytes.is_empty() {
+                            bytes[0] ^= 0xff;
+                        }
+                        Response::builder()
+                            .body(Body::from(bytes))
+                            .expect("file response")
+                    }
+                    Err(_) => plain(StatusCode::NOT_FOUND, "not found"),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

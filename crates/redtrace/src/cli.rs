@@ -35,6 +35,9 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// List, download and check the benchmark data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Measure judges against people on a human-labelled set.
     #[command(
         name = "judge-eval",
@@ -240,6 +243,41 @@ pub struct RunsArgs {
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// `redtrace data`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// The data sets redtrace knows: files, size, license, where they come from.
+    List,
+    /// Download data sets into the data directory, checking each file's SHA-256.
+    #[command(after_help = "Examples:
+  redtrace data pull xstest cyberseceval
+  redtrace data pull --all --data-dir ~/data
+
+Files already there with the right hash are never fetched again.")]
+    Pull {
+        /// Data sets (see `redtrace data list`).
+        names: Vec<String>,
+        /// Every data set.
+        #[arg(long)]
+        all: bool,
+        /// Where data goes [env: REDTRACE_DATA; default: ~/.cache/redtrace/data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Fetch from this mirror instead (files at MIRROR/PATH, laid out like the data
+        /// directory).
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+    },
+    /// One data set's files: present, missing or different, and where each comes from.
+    Info {
+        /// The data set.
+        name: String,
+        /// The data directory to check [env: REDTRACE_DATA; default: ~/.cache/redtrace/data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// `redtrace judge-eval`.

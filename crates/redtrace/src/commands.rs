@@ -14,7 +14,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::cli::{
-    ExportArgs, ExportFormat, JudgeEvalArgs, ReportArgs, ReportFormat, RunsArgs, ViewArgs,
+    DataCommand, ExportArgs, ExportFormat, JudgeEvalArgs, ReportArgs, ReportFormat, RunsArgs,
+    ViewArgs,
 };
 use crate::settings::{JudgeSetting, RunSettings};
 
@@ -431,12 +432,122 @@ fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<(
 }
 
 /// Opens a store that must already exist (reading commands never create one).
+/// `redtrace data list | pull | info`.
+pub fn data(command: &DataCommand, out: &mut dyn Write) -> Result<()> {
+    use redtrace_datasets::catalog::{self, FileState};
+    let dir_of = |given: &Option<std::path::PathBuf>| {
+        given
+            .clone()
+            .or_else(catalog::default_data_dir)
+            .context("no data directory: pass --data-dir DIR")
+    };
+    let megabytes = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    match command {
+        DataCommand::List => {
+            for set in catalog::catalog() {
+                let bytes: u64 = set.files.iter().map(|f| f.bytes).sum();
+                let downloadable = set.files.iter().filter(|f| f.url.is_some()).count();
+                writeln!(
+                    out,
+                    "{:<18} {:>9}  {:>2}/{:<2} files downloadable  {}  [{}]",
+                    set.name,
+                    megabytes(bytes),
+                    downloadable,
+                    set.files.len(),
+                    set.description,
+                    set.license
+                )?;
+            }
+        }
+        DataCommand::Info { name, data_dir } => {
+            let set = catalog::find_set(name).map_err(anyhow::Error::msg)?;
+            let dir = dir_of(data_dir)?;
+            writeln!(
+                out,
+                "{}: {} [{}]
+data directory: {}",
+                set.name,
+                set.description,
+                set.license,
+                dir.display()
+            )?;
+            for (file, state) in catalog::status(&set, &dir) {
+                let state = match state {
+                    FileState::Present => "present",
+                    FileState::Missing => "missing",
+                    FileState::Different => "DIFFERENT (hash does not match)",
+                };
+                writeln!(
+                    out,
+                    "  {:<70} {:>9}  {state}
+      from {}{}",
+                    file.path,
+                    megabytes(file.bytes),
+                    file.origin,
+                    if file.url.is_none() {
+                        " (not downloadable by redtrace)"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
+        }
+        DataCommand::Pull {
+            names,
+            all,
+            data_dir,
+            mirror,
+        } => {
+            let sets = if *all {
+                catalog::catalog()
+            } else if names.is_empty() {
+                anyhow::bail!("name data sets to pull (see `redtrace data list`), or --all");
+            } else {
+                names
+                    .iter()
+                    .map(|name| catalog::find_set(name).map_err(anyhow::Error::msg))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let dir = dir_of(data_dir)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            for set in sets {
+                let bar = indicatif::ProgressBar::hidden();
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                bar.set_length(set.files.iter().map(|f| f.bytes).sum());
+                bar.set_message(set.name.clone());
+                let tick = |bytes: u64| bar.inc(bytes);
+                let summary = runtime
+                    .block_on(catalog::pull(&set, &dir, mirror.as_deref(), &tick))
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("pulling {}", set.name))?;
+                bar.finish_and_clear();
+                writeln!(
+                    out,
+                    "{}: {} files downloaded ({}), {} already present, into {}",
+                    set.name,
+                    summary.downloaded.len(),
+                    megabytes(summary.bytes),
+                    summary.present.len(),
+                    dir.display()
+                )?;
+                for (path, origin) in &summary.unavailable {
+                    writeln!(out, "  not downloadable: {path} (from {origin})")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Measures judges against a human-labelled set.
 pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
     let data_dir = args
         .data_dir
         .clone()
-        .or_else(|| std::env::var_os(redtrace_datasets::DATA_DIR_ENV).map(Into::into));
+        .or_else(redtrace_datasets::catalog::default_data_dir)
+        .filter(|dir| args.data_dir.is_some() || dir.is_dir());
     let mut set = redtrace_datasets::labels::load(&args.labels, data_dir.as_deref())?;
     if let Some(limit) = args.limit {
         if let Some(seed) = args.sample_seed {

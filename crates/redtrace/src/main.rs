@@ -137,6 +137,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::runs(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Data(command) => {
+            commands::data(&command, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::JudgeEval(args) => {
             commands::judge_eval(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -590,7 +590,13 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     };
     Ok(RunSettings {
         db,
-        data_dir: args.data_dir.clone().or(env_data_dir).or(file_data_dir),
+        // Where `redtrace data pull` puts data when nothing else is named.
+        data_dir: args
+            .data_dir
+            .clone()
+            .or(env_data_dir)
+            .or(file_data_dir)
+            .or_else(|| redtrace_datasets::catalog::default_data_dir().filter(|dir| dir.is_dir())),
         models,
         benchmarks,
         judge_notes: notes,

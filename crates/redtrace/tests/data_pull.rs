@@ -1,0 +1,159 @@
+//! `redtrace data list | pull | info` against a mirror on 127.0.0.1 serving ../shared/data:
+//! files land verified by their pinned SHA-256, nothing is fetched twice, a corrupted file is
+//! refused without touching the data directory, and a run on a missing data set says what to
+//! pull.
+
+use redtrace_testkit::FileServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
+
+async fn redtrace(args: &[&str], cache: &std::path::Path) -> (bool, String, String) {
+    let output = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_remove("REDTRACE_DATA")
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_verifies_caches_and_refuses_corrupt_files() {
+    let Some(data) = redtrace_testkit::shared_data_or_skip("data pull") else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let mirror = FileServer::start(
+        data.clone(),
+        vec!["jailbreakbench_jbb/harmful-behaviors.csv".into()],
+    )
+    .await;
+
+    let (ok, list, _) = redtrace(&["data", "list"], cache.path()).await;
+    assert!(
+        ok && list.contains("cyberseceval") && list.contains("8/8  files downloadable"),
+        "{list}"
+    );
+
+    // A run before the pull says what to pull.
+    let (ok, _, stderr) = redtrace(
+        &[
+            "run",
+            "--model",
+            "m@http://127.0.0.1:9/v1",
+            "--bench",
+            "xstest",
+            "--data-dir",
+        ]
+        .into_iter()
+        .chain([cache.path().join("empty").to_str().unwrap()])
+        .collect::<Vec<_>>(),
+        cache.path(),
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("redtrace data pull xstest"),
+        "{stderr}"
+    );
+
+    let (ok, out, stderr) = redtrace(
+        &[
+            "data",
+            "pull",
+            "xstest",
+            "cyberseceval",
+            "--mirror",
+            &mirror.url(),
+        ],
+        cache.path(),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        out.contains("xstest: 18 files downloaded")
+            && out.contains("cyberseceval: 8 files downloaded"),
+        "{out}"
+    );
+    let target = cache.path().join("redtrace/data");
+    for file in [
+        "xstest/xstest_prompts.csv",
+        "cyberseceval/prompt_injection.json",
+    ] {
+        assert_eq!(
+            std::fs::read(target.join(file)).unwrap(),
+            std::fs::read(data.join(file)).unwrap()
+        );
+    }
+    let served = mirror.requests();
+    assert_eq!(served, 26);
+
+    // Nothing is fetched twice.
+    let (ok, out, _) = redtrace(
+        &["data", "pull", "xstest", "--mirror", &mirror.url()],
+        cache.path(),
+    )
+    .await;
+    assert!(
+        ok && out.contains("0 files downloaded") && out.contains("18 already present"),
+        "{out}"
+    );
+    assert_eq!(mirror.requests(), served);
+
+    // The default data directory is where runs look: the pulled benchmark loads.
+    let (_, _, stderr) = redtrace(
+        &[
+            "run",
+            "--model",
+            "m@http://127.0.0.1:9/v1",
+            "--bench",
+            "xstest",
+            "--limit",
+            "1",
+            "--retries",
+            "0",
+            "--quiet",
+            "--db",
+            cache.path().join("r.db").to_str().unwrap(),
+        ],
+        cache.path(),
+    )
+    .await;
+    assert!(!stderr.contains("data directory"), "{stderr}");
+
+    // A file whose bytes do not match the pinned hash is refused and nothing is left behind.
+    let (ok, _, stderr) = redtrace(
+        &["data", "pull", "jbb", "--mirror", &mirror.url()],
+        cache.path(),
+    )
+    .await;
+    assert!(!ok && stderr.contains("is not the pinned"), "{stderr}");
+    assert!(!target
+        .join("jailbreakbench_jbb/harmful-behaviors.csv")
+        .exists());
+    assert!(!target
+        .join("jailbreakbench_jbb/harmful-behaviors.csv.part")
+        .exists());
+
+    let (ok, info, _) = redtrace(&["data", "info", "jbb"], cache.path()).await;
+    assert!(
+        ok && info.contains("harmful-behaviors.csv") && info.contains("missing"),
+        "{info}"
+    );
+    assert!(
+        info.contains("not downloadable by redtrace"),
+        "the derived UTF-8 copy: {info}"
+    );
+    std::fs::write(target.join("xstest/xstest_prompts.csv"), "edited").unwrap();
+    let (_, info, _) = redtrace(&["data", "info", "xstest"], cache.path()).await;
+    assert!(info.contains("DIFFERENT"), "{info}");
+    let (ok, _, stderr) = redtrace(&["data", "pull", "nope"], cache.path()).await;
+    assert!(
+        !ok && stderr.contains("unknown data set 'nope'"),
+        "{stderr}"
+    );
+}
