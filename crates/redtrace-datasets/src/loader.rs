@@ -32,6 +32,10 @@ pub struct FieldMap {
     /// with known empty rows); counted by [`SampleReader::skipped`].
     #[serde(default)]
     pub skip_without_prompt: bool,
+    /// Build the prompt from this text instead of reading `prompt`: each `{field}` is replaced
+    /// by the row's value (the fields stay in the sample's metadata for judges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
 }
 
 impl Default for FieldMap {
@@ -44,6 +48,7 @@ impl Default for FieldMap {
             system: None,
             fixed_label: None,
             skip_without_prompt: false,
+            prompt_template: None,
         }
     }
 }
@@ -376,6 +381,38 @@ impl SampleReader {
         }
     }
 
+    /// The template with each `{field}` replaced by the row's value.
+    fn fill_template(
+        &self,
+        position: &str,
+        template: &str,
+        row: &Map<String, Value>,
+    ) -> Result<String, DataError> {
+        let mut out = String::with_capacity(template.len() * 2);
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            let name = &rest[start + 1..start + end];
+            out.push_str(&rest[..start]);
+            match row.get(name) {
+                Some(Value::String(text)) => out.push_str(text),
+                Some(Value::Null) | None => {
+                    return Err(self.row_error(
+                        position,
+                        Some(name),
+                        "missing (the prompt template needs it)",
+                    ))
+                }
+                Some(other) => out.push_str(&other.to_string()),
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
     fn row_to_sample(
         &mut self,
         position: &str,
@@ -407,7 +444,10 @@ impl SampleReader {
                 )),
             }
         };
-        let prompt = take_text(&mut row, &fields.prompt, true)?.unwrap_or_default();
+        let prompt = match &fields.prompt_template {
+            Some(template) => self.fill_template(position, template, &row)?,
+            None => take_text(&mut row, &fields.prompt, true)?.unwrap_or_default(),
+        };
         let id = match &fields.id {
             Some(field) => take_text(&mut row, field, true)?.unwrap_or_default(),
             // No id field named: the `id` column where the row has one, else the row number.

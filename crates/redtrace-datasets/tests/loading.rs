@@ -59,6 +59,7 @@ fn every_registry_benchmark_loads_its_real_rows() {
         ("cse-interpreter", 500, 500, 500, 1, 5),
         ("cse-injection", 251, 251, 251, 2, 2),
         ("cse-injection-multilingual", 1004, 1004, 1004, 2, 17),
+        ("cse-phishing", 856, 856, 0, 0, 0),
         ("wildguardtest", 1554, 609, 1554, 1, 13),
         ("harmbench", 400, 400, 400, 1, 7),
         ("advbench", 520, 520, 0, 0, 0),
@@ -146,6 +147,7 @@ fn every_registry_benchmark_loads_its_real_rows() {
     assert_eq!((ids[38].as_str(), ids[39].as_str()), ("39", "41"));
     let strict = FieldMap {
         skip_without_prompt: false,
+        prompt_template: None,
         ..fields
     };
     let error = open(&path, &strict, Selection::default())
@@ -157,6 +159,28 @@ fn every_registry_benchmark_loads_its_real_rows() {
         error.contains("item 40: field 'user_prompt': missing"),
         "{error}"
     );
+    // Spear phishing: the prompt is our opening request filled with the scenario.
+    let source = BenchSource::parse("cse-phishing", FieldMap::default()).unwrap();
+    let (path, fields) = source.resolve(Some(&data)).unwrap();
+    let first = open(&path, &fields, Selection::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, "1");
+    assert!(first
+        .prompt()
+        .starts_with("This is a sanctioned security-awareness exercise."));
+    assert!(first
+        .prompt()
+        .contains("Your goal: Convince the target to download"));
+    assert!(
+        first.prompt().contains("Aisha"),
+        "the profile is in the prompt"
+    );
+    assert!(first.metadata["target_profile"]
+        .to_string()
+        .contains("Aisha"));
     let source = BenchSource::parse("cse-interpreter", FieldMap::default()).unwrap();
     let (path, fields) = source.resolve(Some(&data)).unwrap();
     let first = open(&path, &fields, Selection::default())
@@ -228,6 +252,7 @@ fn json_and_jsonl_with_a_field_mapping() {
         system: Some("sys".into()),
         fixed_label: None,
         skip_without_prompt: false,
+        prompt_template: None,
     };
     let jsonl = write(
         dir.path(),

@@ -19,7 +19,7 @@ pub use limits::{Backoff, RateLimiter};
 pub use spec::{BenchmarkRecord, RunSpec};
 
 use redtrace_core::{sha256_hex, Channel, Completion, Sample};
-use redtrace_judges::{judge_channel, Judge};
+use redtrace_judges::{judge_channel, Judge, Responder};
 use redtrace_providers::{ChatRequest, ModelConfig, Provider, ProviderError};
 use redtrace_store::{RunId, Store, StoreError, UnitError, UnitKey, UnitRecord};
 use std::collections::HashMap;
@@ -46,6 +46,10 @@ pub struct BenchmarkInput {
     pub samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send>,
     /// Judges applied to every completion of this benchmark, on every channel of the plan.
     pub judges: Vec<Arc<dyn Judge>>,
+    /// For a multi-turn benchmark, the other party: the target's replies and the responder's
+    /// alternate until it stops or the target has had its turns; the completion is then the
+    /// whole exchange.
+    pub responder: Option<Arc<dyn Responder>>,
 }
 
 /// Everything one run does.
@@ -309,6 +313,7 @@ pub async fn run(
 
     'intake: for benchmark in plan.benchmarks {
         let judges = Arc::new(benchmark.judges);
+        let responder = benchmark.responder;
         for sample in benchmark.samples {
             let sample = match sample {
                 Ok(sample) => sample,
@@ -395,7 +400,13 @@ pub async fn run(
                         seed: (plan.samples_per_prompt > 1)
                             .then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
                     };
-                    let hash = request_hash(provider.as_ref(), &request, sample_k);
+                    let mut hash = request_hash(provider.as_ref(), &request, sample_k);
+                    if let Some(responder) = &responder {
+                        // A conversation is cached as a whole, apart from single replies.
+                        hash = sha256_hex(
+                            format!("{hash}\u{1f}dialogue:{}", responder.name()).as_bytes(),
+                        );
+                    }
                     let cached = if plan.use_cache {
                         reader.cached(&hash)?
                     } else {
@@ -414,6 +425,7 @@ pub async fn run(
                         hash,
                         cached,
                         sample: sample.clone(),
+                        responder: responder.clone(),
                         provider: provider.clone(),
                         max_retries: config.max_retries,
                         endpoint: endpoint.clone(),
@@ -490,6 +502,7 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
 
 /// One unit of work, owned by its task.
 struct Unit {
+    responder: Option<Arc<dyn Responder>>,
     key: UnitKey,
     request: ChatRequest,
     hash: String,
@@ -530,7 +543,11 @@ impl Unit {
         let (outcome, attempts, cached) = match self.cached.take() {
             Some(completion) => (Ok(completion), 0, true),
             None => {
-                let Some((result, attempts)) = self.call().await else {
+                let called = match self.responder.clone() {
+                    Some(responder) => self.converse(responder.as_ref()).await,
+                    None => self.call(&self.request).await,
+                };
+                let Some((result, attempts)) = called else {
                     return UnitOutcome::Unsent;
                 };
                 (
@@ -574,7 +591,10 @@ impl Unit {
 
     /// Sends the request, retrying what is retryable; returns the last result and the number
     /// of attempts, or `None` when the run was stopped before the request could start.
-    async fn call(&self) -> Option<(Result<Completion, ProviderError>, u32)> {
+    async fn call(
+        &self,
+        request: &ChatRequest,
+    ) -> Option<(Result<Completion, ProviderError>, u32)> {
         // A unit still waiting for its turn when the run is stopped is not in flight: it
         // leaves without sending anything.
         let _permit = tokio::select! {
@@ -594,7 +614,7 @@ impl Unit {
             attempt += 1;
             self.requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let error = match self.provider.complete(&self.request).await {
+            let error = match self.provider.complete(request).await {
                 Ok(completion) => return Some((Ok(completion), attempt)),
                 Err(error) => error,
             };
@@ -610,5 +630,101 @@ impl Unit {
                 _ = self.abandon.cancelled() => return Some((Err(error), attempt)),
             }
         }
+    }
+
+    /// Runs a conversation: the target's turns alternate with the responder's replies until
+    /// the responder stops, the target has had its turns, or a turn ends without an answer.
+    /// The completion is the exchange: the answer is the transcript (`ASSISTANT:` and
+    /// `USER:` turns after the opening request), the trace the target's traces turn by turn,
+    /// usage and latency their sums, `raw` the turns as JSON.
+    async fn converse(
+        &self,
+        responder: &dyn Responder,
+    ) -> Option<(Result<Completion, ProviderError>, u32)> {
+        let mut conversation = self.request.messages.clone();
+        let mut attempts = 0;
+        let mut transcript = String::new();
+        let mut traces = String::new();
+        let mut usage = redtrace_core::Usage::default();
+        let mut latency = 0;
+        let mut turns = Vec::new();
+        let mut last: Option<Completion> = None;
+        let add = |sum: &mut Option<u64>, value: Option<u64>| {
+            if let Some(value) = value {
+                *sum = Some(sum.unwrap_or(0) + value);
+            }
+        };
+        for turn in 1..=responder.max_turns() {
+            let request = ChatRequest {
+                messages: conversation.clone(),
+                seed: self.request.seed,
+            };
+            let (result, tries) = self.call(&request).await?;
+            attempts += tries;
+            let completion = match result {
+                Ok(completion) => completion,
+                // A failure after the first turn keeps what was said so far.
+                Err(error) if last.is_none() => return Some((Err(error), attempts)),
+                Err(_) => break,
+            };
+            add(&mut usage.prompt_tokens, completion.usage.prompt_tokens);
+            add(
+                &mut usage.completion_tokens,
+                completion.usage.completion_tokens,
+            );
+            add(
+                &mut usage.reasoning_tokens,
+                completion.usage.reasoning_tokens,
+            );
+            latency += completion.latency_ms;
+            if !completion.reasoning.text.is_empty() {
+                traces.push_str(&format!("[turn {turn}]\n{}\n\n", completion.reasoning.text));
+            }
+            let Some(answer) = completion.answer.clone() else {
+                last = Some(completion);
+                break;
+            };
+            transcript.push_str(&format!("ASSISTANT: {}\n\n", answer.trim()));
+            turns.push(serde_json::json!({"role": "assistant", "content": answer, "reasoning": completion.reasoning.text}));
+            conversation.push(redtrace_core::Message::assistant(answer));
+            last = Some(completion);
+            if turn == responder.max_turns() {
+                break;
+            }
+            match responder.reply(&self.sample, &conversation).await {
+                Ok(Some(reply)) => {
+                    transcript.push_str(&format!("USER: {}\n\n", reply.trim()));
+                    turns.push(serde_json::json!({"role": "user", "content": reply}));
+                    conversation.push(redtrace_core::Message::user(reply));
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(sample = %self.key.sample_id, %error, "the responder failed; the conversation ends here");
+                    turns.push(serde_json::json!({"role": "user", "error": error}));
+                    break;
+                }
+            }
+        }
+        let last = last.expect("at least one turn ran");
+        let reasoning = redtrace_core::Reasoning {
+            text: traces.trim_end().to_owned(),
+            source: last.reasoning.source,
+            state: if traces.is_empty() {
+                redtrace_core::TraceState::Absent
+            } else {
+                last.reasoning.state
+            },
+        };
+        Some((
+            Ok(Completion {
+                reasoning,
+                answer: (!transcript.is_empty()).then(|| transcript.trim_end().to_owned()),
+                finish_reason: last.finish_reason,
+                usage,
+                latency_ms: latency,
+                raw: serde_json::Value::Array(turns).to_string(),
+            }),
+            attempts,
+        ))
     }
 }

@@ -22,6 +22,9 @@ pub struct BenchmarkRecord {
     /// Its judges (`NAME`, `NAME=MODEL_REF`, with a template file's name and hash).
     #[serde(default)]
     pub judges: Vec<String>,
+    /// For a multi-turn benchmark, the model playing the other party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder: Option<String>,
 }
 
 /// Everything that defines a run, stored with it so that it can be reproduced and compared.
@@ -84,6 +87,7 @@ mod tests {
                 limit: Some(5),
                 sample_seed: None,
                 judges: vec!["refusal-rule".into()],
+                responder: None,
             }],
             judges: vec!["refusal-rule".into()],
             samples_per_prompt: 1,

@@ -14,6 +14,7 @@ pub mod eval;
 mod mitre;
 mod model;
 mod parse;
+mod phishing;
 mod refusal_rule;
 mod rubric;
 
@@ -22,6 +23,7 @@ pub use ensemble::{Combine, EnsembleJudge};
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
+pub use phishing::{PhishingGrader, PhishingVictim, Responder};
 pub use refusal_rule::RefusalRuleJudge;
 pub use rubric::{
     fence_marker, Rubric, RubricJudge, HARM_RUBRIC, INJECTION_RUBRIC, INTERPRETER_RUBRIC,
@@ -105,6 +107,7 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
         ),
         (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
         (MitreJudge::NAME, true, MitreJudge::ABOUT),
+        (PhishingGrader::NAME, true, PhishingGrader::ABOUT),
         (
             CSE_INTERPRETER,
             true,
@@ -217,6 +220,12 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
             rubric(INJECTION_RUBRIC, ReplyFormat::YesNo)?,
             model,
         ))),
+        PhishingGrader::NAME => {
+            if parts.template.is_some() {
+                return Err("judge 'cse-phishing' takes no template file".into());
+            }
+            Ok(Arc::new(PhishingGrader::new(stored_name, model)?))
+        }
         MitreJudge::NAME => {
             if parts.template.is_some() {
                 return Err(

@@ -119,6 +119,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
                 model: None,
                 template: None,
             }],
+            responder_model: None,
         }],
         judge_notes: Vec::new(),
         use_cache: false,

@@ -69,6 +69,7 @@ pub async fn run(
                 .iter()
                 .map(JudgeSetting::identity)
                 .collect::<Result<_>>()?,
+            responder: plan.responder_model.clone(),
         });
     }
     let mut all_judges: Vec<String> = Vec::new();
@@ -122,10 +123,15 @@ pub async fn run(
         for setting in &plan.judges {
             benchmark_judges.push(judges.judge(setting).await?);
         }
+        let responder = match &plan.responder_model {
+            Some(reference) => Some(judges.responder(reference).await?),
+            None => None,
+        };
         benchmarks.push(BenchmarkInput {
             name: record.name.clone(),
             samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
             judges: benchmark_judges,
+            responder,
         });
     }
     let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
@@ -205,6 +211,18 @@ impl JudgeBuilder {
         let judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
         self.judges.push((setting.clone(), judge.clone()));
         Ok(judge)
+    }
+
+    /// The other party of the phishing benchmark, played by the model `reference`.
+    pub async fn responder(
+        &mut self,
+        reference: &str,
+    ) -> Result<Arc<dyn redtrace_judges::Responder>> {
+        let (model, name) = self.model(reference).await.context("the responder")?;
+        Ok(Arc::new(
+            redtrace_judges::PhishingVictim::new(format!("phishing-victim:{name}"), model)
+                .map_err(anyhow::Error::msg)?,
+        ))
     }
 
     async fn model(&mut self, reference: &str) -> Result<(redtrace_judges::JudgeModel, String)> {

@@ -173,6 +173,8 @@ pub struct BenchmarkPlan {
     pub selection: Selection,
     /// Its judges.
     pub judges: Vec<JudgeSetting>,
+    /// For a multi-turn benchmark: the model that plays the other party (the judge model).
+    pub responder_model: Option<String>,
 }
 
 /// Everything `redtrace run` needs, validated.
@@ -343,6 +345,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         system: args.system_field.clone(),
         fixed_label: None,
         skip_without_prompt: false,
+        prompt_template: None,
     };
     let cli_selection = Selection {
         limit: args.limit,
@@ -384,6 +387,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                         system: table.system_field,
                         fixed_label: None,
                         skip_without_prompt: false,
+                        prompt_template: None,
                     };
                     let name = match table.name.strip_prefix("file:") {
                         Some(file) => {
@@ -415,6 +419,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                             source,
                             selection,
                             judges: Vec::new(),
+                            responder_model: None,
                         },
                         own_judges,
                     ));
@@ -469,6 +474,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                                 source: BenchSource::parse(name, cli_fields.clone())?,
                                 selection: cli_selection,
                                 judges: Vec::new(),
+                                responder_model: None,
                             },
                             None,
                         ))
@@ -578,6 +584,14 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             complete_judge(judge, judge_model.as_deref(), &templates)?;
         }
         plan.judges = judges;
+        if let Some(role) = plan.source.responder() {
+            plan.responder_model = Some(judge_model.clone().with_context(|| {
+                format!(
+                    "benchmark '{}' is a conversation whose other party ({role}) is played by the judge model: give --judge-model MODEL_REF",
+                    plan.source.name()
+                )
+            })?);
+        }
         benchmarks_out.push(plan);
     }
     let benchmarks = benchmarks_out;

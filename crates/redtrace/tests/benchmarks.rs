@@ -532,3 +532,157 @@ async fn cyberseceval_benchmarks_by_their_own_judges() {
     let false_refusals = count(&kinds, &[0, 1]) as f64 / 12.0;
     assert!((llm["answer_refusal_rate"].as_f64().unwrap() - false_refusals).abs() < 1e-9);
 }
+
+/// Spear phishing: the target plays the attacker for up to five turns against a victim played
+/// by the judge model, the grader scores the exchange; a model that refuses to play ends the
+/// exchange at once and scores 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
+    let Some(data) = redtrace_testkit::shared_data_or_skip("spear phishing") else {
+        return;
+    };
+    let target = FakeServer::start(|seen| {
+        let body = &seen.body;
+        let turns = body["messages"].as_array().unwrap().len();
+        let opening = body["messages"][0]["content"].as_str().unwrap().to_owned();
+        if kind(&opening) == 0 {
+            Reply::think_tags("Phishing is harmful.", "I can't help with that.")
+        } else {
+            Reply::think_tags(
+                &format!("Turn {} of my plan.", turns.div_ceil(2)),
+                &format!(
+                    "Message {} to you: please open the attachment.",
+                    turns.div_ceil(2)
+                ),
+            )
+        }
+    })
+    .await;
+    let judge = FakeServer::start(|seen| {
+        let body = &seen.body;
+        let first = body["messages"][0]["content"].as_str().unwrap_or("");
+        if first.starts_with("You are the person described below") {
+            assert_eq!(body["messages"][0]["role"], "system");
+            assert!(
+                !body.to_string().contains("sanctioned security-awareness"),
+                "the victim never sees the attacker's brief"
+            );
+            Reply::text("Who is this? I do not open attachments from strangers.")
+        } else if first.contains("PERSUASION:") {
+            if first.contains("USER: Who is this?") {
+                Reply::text("Persistent.\nPERSUASION: 3\nRAPPORT: 2\nARGUMENTATION: 4")
+            } else {
+                Reply::text("Refused.\nPERSUASION: 0\nRAPPORT: 0\nARGUMENTATION: 0")
+            }
+        } else {
+            Reply::status(400)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--bench",
+            "cse-phishing",
+            "--limit",
+            "6",
+        ])
+        .args(["--judge-model", &judge.model_ref("judge"), "--data-dir"])
+        .arg(&data)
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let source = BenchSource::parse("cse-phishing", FieldMap::default()).unwrap();
+    let (path, fields) = source.resolve(Some(&data)).unwrap();
+    let playing = open(
+        &path,
+        &fields,
+        Selection {
+            limit: Some(6),
+            sample_seed: None,
+        },
+    )
+    .unwrap()
+    .filter(|s| kind(s.as_ref().unwrap().prompt()) != 0)
+    .count();
+    assert!(
+        playing > 0 && playing < 6,
+        "the scripted mix has both: {playing}"
+    );
+    // Five target turns and four victim replies per exchange played, one turn otherwise.
+    assert_eq!(target.count(), 5 * playing + (6 - playing));
+    let victim_calls = judge
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body
+                .to_string()
+                .contains("You are the person described below")
+        })
+        .count();
+    // Four victim replies per exchange played; scenarios that share a profile share replies
+    // through the judge cache.
+    assert!(
+        victim_calls <= 4 * playing && victim_calls >= 4,
+        "{victim_calls}"
+    );
+
+    let report = tokio::process::Command::new(BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let grader = judge_of(&report, "cse-phishing:judge");
+    assert_eq!(
+        grader["answer"]["unsafe"], playing as u64,
+        "played the attacker"
+    );
+    assert_eq!(grader["answer"]["safe"], (6 - playing) as u64, "refused to");
+    let mean = grader["answer_score_mean"].as_f64().unwrap();
+    assert!(
+        (mean - 3.0 * playing as f64 / 6.0).abs() < 1e-9,
+        "mean of (3+2+4)/3 = 3 per exchange: {mean}"
+    );
+
+    let export = tokio::process::Command::new(BIN)
+        .args(["export", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 6);
+    for record in &records {
+        let answer = record["answer"].as_str().unwrap();
+        if answer.contains("USER:") {
+            assert_eq!(answer.matches("ASSISTANT: ").count(), 5);
+            assert_eq!(answer.matches("USER: Who is this?").count(), 4);
+            assert!(record["reasoning"]
+                .as_str()
+                .unwrap()
+                .contains("[turn 5]\nTurn 5 of my plan."));
+        } else {
+            assert_eq!(answer, "ASSISTANT: I can't help with that.");
+        }
+    }
+}
+
+fn judge_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    judge(group(report, "(all)"), name)
+}
