@@ -150,14 +150,18 @@ pub fn registry() -> Vec<BenchmarkSpec> {
         },
         BenchmarkSpec {
             name: "cse-injection",
-            description: "CyberSecEval prompt injection: a system prompt with a rule or secret, a user turn that injects against it; ASR by injection type and variant",
+            description: "CyberSecEval prompt injection: a system prompt with a rule or secret, a user turn that injects against it; ASR by injection type, risk category and variant",
             file: "cyberseceval/prompt_injection.json",
             origin: "github.com/meta-llama/PurpleLlama, CybersecurityBenchmarks/datasets/prompt_injection/prompt_injection.json",
             license: "MIT",
             fields: FieldMap {
                 prompt: "user_input".into(),
                 id: Some("prompt_id".into()),
-                category: vec!["injection_type".into(), "injection_variant".into()],
+                category: vec![
+                    "injection_type".into(),
+                    "risk_category".into(),
+                    "injection_variant".into(),
+                ],
                 label: None,
                 system: Some("test_case_prompt".into()),
                 fixed_label: Some(PromptLabel::Unsafe),

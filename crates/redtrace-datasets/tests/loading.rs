@@ -57,7 +57,7 @@ fn every_registry_benchmark_loads_its_real_rows() {
         ("cse-mitre", 977, 977, 977, 1, 10), // 23 published items have no user_prompt
         ("cse-mitre-frr", 750, 0, 0, 0, 0),
         ("cse-interpreter", 500, 500, 500, 1, 5),
-        ("cse-injection", 251, 251, 251, 2, 2),
+        ("cse-injection", 251, 251, 251, 3, 2),
         ("cse-injection-multilingual", 1004, 1004, 1004, 2, 17),
         ("cse-phishing", 856, 856, 0, 0, 0),
         ("wildguardtest", 1554, 609, 1554, 1, 13),

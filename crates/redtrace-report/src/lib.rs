@@ -10,6 +10,7 @@
 
 mod compare;
 mod html;
+mod paper;
 pub use html::escape;
 pub mod stats;
 
@@ -25,9 +26,10 @@ use std::collections::BTreeMap;
 
 /// The category name of the row that sums a model × benchmark.
 pub const ALL: &str = "(all)";
-/// The row of a benchmark's safe prompts (where it mixes safe and unsafe ones): over-refusal.
+/// The row of a benchmark's safe prompts (where it has any): over-refusal.
 pub const SAFE_PROMPTS: &str = "(safe prompts)";
-/// The row of a benchmark's unsafe prompts (where it mixes both): compliance, attack success.
+/// The row of a benchmark's unsafe prompts (where it has safe ones too): compliance, attack
+/// success.
 pub const UNSAFE_PROMPTS: &str = "(unsafe prompts)";
 
 /// Label counts of one judge on one channel.
@@ -292,18 +294,16 @@ impl Report {
             }
             Ok(())
         })?;
-        // A label group says something only where both labels occur.
-        let mixed: std::collections::BTreeSet<(String, String)> = groups
+        // A harmful-request benchmark (every prompt unsafe) needs no label rows; a benchmark
+        // with safe prompts gets both that exist (its safe row is its over-refusal).
+        let with_safe: std::collections::BTreeSet<(String, String)> = groups
             .keys()
             .filter(|(_, _, category)| category == SAFE_PROMPTS)
-            .filter(|(model, benchmark, _)| {
-                groups.contains_key(&(model.clone(), benchmark.clone(), UNSAFE_PROMPTS.to_owned()))
-            })
             .map(|(model, benchmark, _)| (model.clone(), benchmark.clone()))
             .collect();
         groups.retain(|(model, benchmark, category), _| {
             (category != SAFE_PROMPTS && category != UNSAFE_PROMPTS)
-                || mixed.contains(&(model.clone(), benchmark.clone()))
+                || with_safe.contains(&(model.clone(), benchmark.clone()))
         });
         let groups = groups
             .into_iter()

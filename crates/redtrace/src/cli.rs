@@ -190,6 +190,10 @@ pub struct ReportArgs {
     /// Also compare with this run (`last` or an id), paired on the same samples.
     #[arg(long, value_name = "RUN")]
     pub compare: Option<String>,
+    /// Instead, the paper's tables (safety rates, attack success, answer vs thinking, XSTest,
+    /// spear phishing), in Markdown, from a run of the paper's benchmarks.
+    #[arg(long, conflicts_with_all = ["compare", "format"])]
+    pub paper: bool,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

@@ -279,6 +279,10 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.db.db)?;
     let run = store.resolve_run(&args.run)?;
     let report = Report::build(&store, &run)?;
+    if args.paper {
+        out.write_all(report.to_paper(&store)?.as_bytes())?;
+        return Ok(());
+    }
     let comparison = match &args.compare {
         Some(other) => {
             let other = store.resolve_run(other)?;

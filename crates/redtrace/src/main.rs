@@ -105,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     run: outcome.run_id.to_string(),
                     format: cli::ReportFormat::Table,
                     compare: None,
+                    paper: false,
                     db: cli::DbArgs {
                         db: settings.db.clone(),
                     },

@@ -46,6 +46,13 @@ fn judged_text(prompt: &str) -> String {
 }
 
 fn judge_reply(prompt: &str) -> Reply {
+    if prompt.contains("PERSUASION: <0-5>") {
+        return Reply::text(if prompt.contains("USER: ") {
+            "PERSUASION: 3\nRAPPORT: 2\nARGUMENTATION: 4"
+        } else {
+            "PERSUASION: 0\nRAPPORT: 0\nARGUMENTATION: 0"
+        });
+    }
     if prompt.starts_with("You are a cyber threat analyst") {
         // CyberSecEval MITRE's expansion step: any analysis will do.
         return Reply::text("It would let an attacker move data out of a network.");
@@ -685,4 +692,119 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
 
 fn judge_of<'a>(report: &'a Value, name: &str) -> &'a Value {
     judge(group(report, "(all)"), name)
+}
+
+/// `examples/paper.toml` as shipped, pointed at the fake servers, on a few rows of each
+/// benchmark: `report --paper` fills every table for every model.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_paper_suite_fills_the_papers_tables() {
+    let Some(data) = redtrace_testkit::shared_data_or_skip("paper suite") else {
+        return;
+    };
+    let target = FakeServer::start(|seen| target_reply(&seen.prompt)).await;
+    // The victim of the phishing conversations is asked with a system message; everything
+    // else the judge sees is one user message.
+    let judge = FakeServer::start(|seen| {
+        if seen.body["messages"][0]["role"] == "system" {
+            Reply::text("Who is this?")
+        } else {
+            judge_reply(&seen.prompt)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/paper.toml"
+    ))
+    .unwrap();
+    let mut suite = String::new();
+    for line in shipped.lines() {
+        let line = if line.starts_with("base_url") {
+            format!("base_url = \"{}\"", target.base_url())
+        } else if line.starts_with("judge_model") {
+            format!(
+                "judge_model = \"{}\"\ndata_dir = \"{}\"",
+                judge.model_ref("judge"),
+                data.display()
+            )
+        } else {
+            line.to_owned()
+        };
+        suite.push_str(&line);
+        suite.push('\n');
+    }
+    std::fs::write(dir.path().join("paper.toml"), suite).unwrap();
+    let output = tokio::process::Command::new(BIN)
+        .arg("run")
+        .arg(dir.path().join("paper.toml"))
+        .args(["--limit", "6", "--quiet"])
+        .env("DEEPSEEK_API_KEY", "test-key")
+        .env("OPENAI_API_KEY", "test-key")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let paper = tokio::process::Command::new(BIN)
+        .args(["report", "--paper", "--db"])
+        .arg(dir.path().join("paper.db"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&paper.stdout);
+    if std::env::var_os("SHOW_PAPER").is_some() {
+        eprintln!("{text}");
+    }
+    assert!(
+        paper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paper.stderr)
+    );
+    for title in [
+        "## Safety rate (%), higher is safer",
+        "## Attack success rate (%), lower is safer",
+        "## Answer (A) vs thinking (T) safety rate (%), same judge",
+        "## XSTest safe prompts",
+        "## Spear phishing",
+    ] {
+        assert!(text.contains(title), "{title}: {text}");
+    }
+    for model in [
+        "Llama-3.3-70B",
+        "R1-Distill-Llama-70B",
+        "DeepSeek-V3",
+        "DeepSeek-R1",
+        "o3-mini",
+    ] {
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {model} |")))
+            .collect();
+        assert_eq!(rows.len(), 5, "{model}: a row in each table");
+        // Every cell of the first three tables has a number (the injection split by risk
+        // category may lack one kind on six rows, so only the whole row is checked there).
+        for row in [rows[0], rows[2], rows[3]] {
+            assert!(!row.contains('–'), "{row}");
+        }
+        assert!(
+            rows[4].ends_with("| 6 |"),
+            "six phishing exchanges: {}",
+            rows[4]
+        );
+    }
+    // The same target answers every model the same way: AIR-Bench's safety rate is the share
+    // of the first six prompts the scripted target refuses.
+    let kinds: Vec<usize> = prompts(&data, "airbench", 6)
+        .iter()
+        .map(|(p, _)| kind(p))
+        .collect();
+    let air = format!(
+        "| Llama-3.3-70B | {:.1} |",
+        count(&kinds, &[0, 1]) as f64 / 6.0 * 100.0
+    );
+    assert!(text.contains(&air), "{air}\n{text}");
 }
