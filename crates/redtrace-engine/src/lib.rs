@@ -351,7 +351,13 @@ pub async fn run(
                         let done = judged.get(&key);
                         let missing: Vec<(Arc<dyn Judge>, Channel)> = judges
                             .iter()
-                            .flat_map(|judge| channels.iter().map(move |&c| (judge.clone(), c)))
+                            .flat_map(|judge| {
+                                let own = judge.channels();
+                                channels
+                                    .iter()
+                                    .filter(move |c| own.contains(c))
+                                    .map(move |&c| (judge.clone(), c))
+                            })
                             .filter(|(judge, channel)| {
                                 !done.is_some_and(|d| {
                                     d.contains(&(judge.name().to_owned(), *channel))
@@ -563,7 +569,8 @@ impl Unit {
         let mut verdicts = Vec::new();
         if let Ok(completion) = &outcome {
             for judge in self.judges.iter() {
-                for &channel in self.channels.iter() {
+                let own = judge.channels();
+                for &channel in self.channels.iter().filter(|c| own.contains(c)) {
                     verdicts.push(
                         judge_channel(judge.as_ref(), &self.sample, completion, channel).await,
                     );

@@ -45,8 +45,45 @@ pub trait Judge: Send + Sync {
         Measure::Refusal
     }
 
+    /// The channels it judges (both unless limited with [`OnChannels`]).
+    fn channels(&self) -> Vec<Channel> {
+        Channel::ALL.to_vec()
+    }
+
     /// Judges `text`, the content of `channel`, which is known to be non-empty.
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict;
+}
+
+/// A judge limited to some channels: `--channels answer` judges answers only.
+pub struct OnChannels {
+    inner: Arc<dyn Judge>,
+    channels: Vec<Channel>,
+}
+
+impl OnChannels {
+    /// `inner`, on `channels` only.
+    pub fn new(inner: Arc<dyn Judge>, channels: Vec<Channel>) -> Self {
+        Self { inner, channels }
+    }
+}
+
+#[async_trait]
+impl Judge for OnChannels {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn measure(&self) -> Measure {
+        self.inner.measure()
+    }
+
+    fn channels(&self) -> Vec<Channel> {
+        self.channels.clone()
+    }
+
+    async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
+        self.inner.judge_text(sample, channel, text).await
+    }
 }
 
 /// Runs `judge` on `channel` of `completion`, or returns the unscored verdict that says why the

@@ -146,7 +146,7 @@ fn counts_and_rates_per_category_and_channel() {
     assert!(
         markdown.contains("## m · b · judge refusal-rule")
             && markdown
-                .contains("| (all) | 5 | 1 | 1 | 66.7% [20.8, 93.9] | 33.3% [6.1, 79.2] | 25.0% [4.6, 69.9] | 75.0% [30.1, 95.4] | 1/0 | 40/40/80 |"),
+                .contains("| (all) | 5 | 1 | 1 | 66.7% [20.8, 93.9] | 33.3% [6.1, 79.2] | 25.0% [4.6, 69.9] | 75.0% [30.1, 95.4] | 1/0 | 0.50/0.25 | 40/40/80 |"),
         "{markdown}"
     );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();

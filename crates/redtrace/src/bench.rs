@@ -118,6 +118,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
                 name: FALLBACK_JUDGE.to_owned(),
                 model: None,
                 template: None,
+                channels: redtrace_core::Channel::ALL.to_vec(),
             }],
             responder_model: None,
         }],

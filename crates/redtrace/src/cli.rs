@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// A rubric template file for a judge, NAME=PATH (repeatable).
     #[arg(long = "judge-template", value_name = "NAME=PATH")]
     pub judge_templates: Vec<String>,
+    /// What the judges judge: answer, reasoning, or both [default: both].
+    #[arg(long, value_delimiter = ',', value_name = "CHANNEL")]
+    pub channels: Vec<String>,
     /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
     #[arg(long)]
     pub api_key_env: Option<String>,

@@ -208,7 +208,13 @@ impl JudgeBuilder {
             parts.model = Some(model);
             parts.model_name = Some(name);
         }
-        let judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        let mut judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        if setting.channels != redtrace_core::Channel::ALL {
+            judge = Arc::new(redtrace_judges::OnChannels::new(
+                judge,
+                setting.channels.clone(),
+            ));
+        }
         self.judges.push((setting.clone(), judge.clone()));
         Ok(judge)
     }

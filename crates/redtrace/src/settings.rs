@@ -54,6 +54,8 @@ pub struct JudgeTable {
     pub model: Option<String>,
     /// A rubric template file replacing the built-in one (relative to the suite file).
     pub template: Option<PathBuf>,
+    /// The channels it judges: `["answer"]`, `["reasoning"]` or both (the default).
+    pub channels: Option<Vec<String>>,
 }
 
 /// A judge, resolved: which judge, which model it calls, which template it fills.
@@ -65,6 +67,8 @@ pub struct JudgeSetting {
     pub model: Option<String>,
     /// A rubric template file.
     pub template: Option<PathBuf>,
+    /// The channels it judges.
+    pub channels: Vec<redtrace_core::Channel>,
 }
 
 impl JudgeSetting {
@@ -74,6 +78,10 @@ impl JudgeSetting {
         let mut text = self.name.clone();
         if let Some(model) = &self.model {
             text = format!("{text}={model}");
+        }
+        if self.channels != redtrace_core::Channel::ALL {
+            let names: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
+            text = format!("{text} channels={}", names.join(","));
         }
         if let Some(template) = &self.template {
             let bytes = std::fs::read(template).with_context(|| {
@@ -279,7 +287,33 @@ pub fn judge_from_text(text: &str) -> Result<JudgeSetting> {
         name: spec.name,
         model: spec.model,
         template: None,
+        channels: redtrace_core::Channel::ALL.to_vec(),
     })
+}
+
+/// Parses channel names: `answer`, `reasoning` (or `trace`), `both`.
+pub fn parse_channels(names: &[String]) -> Result<Vec<redtrace_core::Channel>> {
+    use redtrace_core::Channel;
+    let mut channels = Vec::new();
+    for name in names {
+        let add: &[Channel] = match name.trim() {
+            "answer" => &[Channel::Answer],
+            "reasoning" | "trace" => &[Channel::Reasoning],
+            "both" => &Channel::ALL,
+            other => bail!("unknown channel '{other}': use answer, reasoning or both"),
+        };
+        for channel in add {
+            if !channels.contains(channel) {
+                channels.push(*channel);
+            }
+        }
+    }
+    if channels.is_empty() {
+        bail!("no channel: use answer, reasoning or both");
+    }
+    // Always in the canonical order, so that identities compare.
+    channels.sort_by_key(|c| Channel::ALL.iter().position(|a| a == c));
+    Ok(channels)
 }
 
 /// Parses `--judge-template NAME=PATH` values.
@@ -437,6 +471,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                                 let mut setting = judge_from_text(&table.name)?;
                                 setting.model = table.model.or(setting.model);
                                 setting.template = table.template.map(|t| relative_to(&base, t));
+                                if let Some(channels) = &table.channels {
+                                    setting.channels = parse_channels(channels)?;
+                                }
                                 Ok(setting)
                             }
                         }
@@ -545,6 +582,10 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         None
     };
     let templates = parse_templates(&args.judge_templates)?;
+    let cli_channels = (!args.channels.is_empty())
+        .then(|| parse_channels(&args.channels))
+        .transpose()
+        .context("--channels")?;
     let mut notes = Vec::new();
     let mut benchmarks_out = Vec::new();
     for (mut plan, own) in benchmarks {
@@ -582,6 +623,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         };
         for judge in &mut judges {
             complete_judge(judge, judge_model.as_deref(), &templates)?;
+            if let Some(channels) = &cli_channels {
+                judge.channels = channels.clone();
+            }
         }
         plan.judges = judges;
         if let Some(role) = plan.source.responder() {

@@ -359,7 +359,7 @@ async fn suite_judges_templates_and_judge_errors() {
         dir.join("suite.toml"),
         format!(
             "db = \"suite.db\"\ndata_dir = \"{data}\"\njudge_model = \"{judge}\"\n\
-             judges = [\"refusal-rule\", {{ name = \"harm\", template = \"mine.j2\" }}]\n\
+             judges = [\"refusal-rule\", {{ name = \"harm\", template = \"mine.j2\", channels = [\"answer\"] }}]\n\
              [[models]]\nname = \"t\"\nbase_url = \"{url}\"\nmodel = \"t\"\n\
              [[benchmarks]]\nname = \"jbb\"\nlimit = 3\n\
              [[benchmarks]]\nname = \"xstest\"\nlimit = 3\njudges = [\"refusal-rule\"]\n",
@@ -396,6 +396,12 @@ async fn suite_judges_templates_and_judge_errors() {
                 .entry(record["benchmark"].as_str().unwrap().to_owned())
                 .or_default()
                 .insert(verdict["judge"].as_str().unwrap().to_owned());
+            if verdict["judge"] == "harm:judge" {
+                assert_eq!(
+                    verdict["channel"], "answer",
+                    "harm judges answers only here"
+                );
+            }
         }
     }
     assert_eq!(
@@ -436,6 +442,7 @@ async fn suite_judges_templates_and_judge_errors() {
             "takes no model",
         ),
         (vec!["--judge-model", "not a ref"], "--judge-model"),
+        (vec!["--channels", "thoughts"], "unknown channel 'thoughts'"),
     ] {
         let output = tokio::process::Command::new(BIN)
             .args([
