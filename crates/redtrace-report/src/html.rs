@@ -68,22 +68,6 @@ struct Example {
     verdicts: Vec<(String, Channel, Label, String)>,
 }
 
-/// Trace × answer outcomes of one judge, keyed by (trace unsafe, answer unsafe).
-#[derive(Default)]
-struct Joint {
-    measure: redtrace_core::Measure,
-    counts: BTreeMap<(bool, bool), u64>,
-}
-
-/// Whether a label is the unsafe outcome on its judge's scale: unsafe for harm judges,
-/// compliance for refusal judges (on harmful prompts, complying is the unsafe outcome).
-fn unsafe_outcome(label: Label) -> Option<(redtrace_core::Measure, bool)> {
-    label.flag().map(|(measure, flag)| match measure {
-        redtrace_core::Measure::Refusal => (measure, !flag),
-        redtrace_core::Measure::Unsafe => (measure, flag),
-    })
-}
-
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}\
 h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}\
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}\
@@ -100,37 +84,8 @@ impl Report {
         comparison: Option<&Comparison>,
     ) -> Result<String, StoreError> {
         let mut examples: BTreeMap<(String, String, String), Vec<Example>> = BTreeMap::new();
-        let mut joints: BTreeMap<(String, String, String), Joint> = BTreeMap::new();
         store.for_each_result(self.run.id, true, |row| {
             let category = row.category_name();
-            let mut by_judge: BTreeMap<&str, (Option<Label>, Option<Label>)> = BTreeMap::new();
-            for verdict in &row.verdicts {
-                let entry = by_judge.entry(verdict.judge.as_str()).or_default();
-                match verdict.channel {
-                    Channel::Answer => entry.0 = Some(verdict.label),
-                    Channel::Reasoning => entry.1 = Some(verdict.label),
-                }
-            }
-            for (judge, labels) in by_judge {
-                if let (Some(answer), Some(trace)) = labels {
-                    if let (Some((measure, answer_unsafe)), Some((_, trace_unsafe))) =
-                        (unsafe_outcome(answer), unsafe_outcome(trace))
-                    {
-                        let joint = joints
-                            .entry((
-                                row.key.model.clone(),
-                                row.key.benchmark.clone(),
-                                judge.to_owned(),
-                            ))
-                            .or_default();
-                        joint.measure = measure;
-                        *joint
-                            .counts
-                            .entry((trace_unsafe, answer_unsafe))
-                            .or_default() += 1;
-                    }
-                }
-            }
             let cell = examples
                 .entry((row.key.model.clone(), row.key.benchmark.clone(), category))
                 .or_default();
@@ -181,8 +136,15 @@ impl Report {
         for group_key in self.section_keys() {
             self.write_section(&mut html, &group_key);
             let (model, benchmark, judge) = &group_key;
-            if let Some(joint) = joints.get(&(model.clone(), benchmark.clone(), judge.clone())) {
-                write_joint(&mut html, joint);
+            let all = self
+                .groups
+                .iter()
+                .find(|g| {
+                    &g.model == model && &g.benchmark == benchmark && g.category == crate::ALL
+                })
+                .and_then(|g| g.judges.iter().find(|j| &j.judge == judge));
+            if let Some(stats) = all.filter(|s| s.trace_vs_answer.pairs > 0) {
+                write_joint(&mut html, stats);
             }
         }
         if let Some(comparison) = comparison {
@@ -441,14 +403,23 @@ fn bars(answer: Option<f64>, trace: Option<f64>) -> String {
     )
 }
 
-fn write_joint(html: &mut String, joint: &Joint) {
-    let count =
-        |trace: bool, answer: bool| joint.counts.get(&(trace, answer)).copied().unwrap_or(0);
-    let how = match joint.measure {
+fn write_joint(html: &mut String, stats: &crate::JudgeStats) {
+    let joint = &stats.trace_vs_answer;
+    let how = match stats.measure {
         redtrace_core::Measure::Refusal => {
             "a refusal judge: complying counts as unsafe, which holds on harmful prompts"
         }
         redtrace_core::Measure::Unsafe => "a harm judge: its own safe / unsafe verdicts",
+    };
+    let difference = match (joint.difference, joint.difference_ci) {
+        (Some(d), Some(ci)) => format!(
+            "answer − trace safety: {:+.1} points <span class=\"ci\">[{:+.1}, {:+.1}]</span>, McNemar p = {:.3}",
+            d * 100.0,
+            ci.low * 100.0,
+            ci.high * 100.0,
+            joint.p_value.unwrap_or(1.0)
+        ),
+        _ => String::new(),
     };
     let _ = write!(
         html,
@@ -456,11 +427,8 @@ fn write_joint(html: &mut String, joint: &Joint) {
          <tr><th></th><th>answer safe</th><th>answer unsafe</th></tr>\
          <tr><th>trace safe</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\"><b>escape</b>: safe trace, unsafe answer</span></td></tr>\
          <tr><th>trace unsafe</th><td class=\"n\">{} <span class=\"ci\"><b>leak</b>: unsafe trace, safe answer</span></td><td class=\"n\">{}</td></tr>\
-         </table></details>",
-        count(false, false),
-        count(false, true),
-        count(true, false),
-        count(true, true)
+         </table><p>{difference}</p></details>",
+        joint.both_safe, joint.escape, joint.leak, joint.both_unsafe
     );
 }
 

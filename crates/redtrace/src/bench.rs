@@ -123,6 +123,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
             responder_model: None,
         }],
         judge_notes: Vec::new(),
+        samples_per_prompt: 1,
         use_cache: false,
         new_run: true,
         quiet: true,

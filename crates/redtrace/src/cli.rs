@@ -139,6 +139,10 @@ pub struct RunArgs {
     /// With --limit: pick the samples at random with this seed.
     #[arg(long)]
     pub sample_seed: Option<u64>,
+    /// Completions per prompt, each with its own seed (the model's seed + k): the report then
+    /// gives Safe@1, Safe@K and ConsSafe@K.
+    #[arg(long, value_name = "K")]
+    pub samples: Option<u32>,
     /// For file: benchmarks, the prompt field.
     #[arg(long, default_value = "prompt")]
     pub prompt_field: String,

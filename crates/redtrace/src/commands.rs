@@ -89,7 +89,7 @@ pub async fn run(
         models: settings.models.clone(),
         benchmarks: records.clone(),
         judges: all_judges,
-        samples_per_prompt: 1,
+        samples_per_prompt: settings.samples_per_prompt,
     };
     let store = Store::open(&settings.db)?;
     let hash = spec.identity_hash();
@@ -134,13 +134,14 @@ pub async fn run(
             responder,
         });
     }
-    let total_units = counts.iter().sum::<u64>() * targets.len() as u64;
+    let total_units =
+        counts.iter().sum::<u64>() * targets.len() as u64 * u64::from(settings.samples_per_prompt);
     let plan = Plan {
         run: run_id,
         targets,
         benchmarks,
         channels: Channel::ALL.to_vec(),
-        samples_per_prompt: 1,
+        samples_per_prompt: settings.samples_per_prompt,
         use_cache: settings.use_cache,
         total_units: Some(total_units),
     };

@@ -26,6 +26,8 @@ pub struct SuiteFile {
     pub judges: Vec<JudgeEntry>,
     /// The model LLM judges call unless a judge names its own.
     pub judge_model: Option<String>,
+    /// Completions per prompt.
+    pub samples: Option<u32>,
     /// Models.
     #[serde(default)]
     pub models: Vec<ModelTable>,
@@ -198,6 +200,8 @@ pub struct RunSettings {
     pub benchmarks: Vec<BenchmarkPlan>,
     /// What the judge choice left out, for the user (printed unless quiet).
     pub judge_notes: Vec<String>,
+    /// Completions per prompt.
+    pub samples_per_prompt: u32,
     /// Use the completion cache.
     pub use_cache: bool,
     /// Always start a new run.
@@ -387,6 +391,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     };
     let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
 
+    let mut file_samples = None;
     let (mut models, benchmarks, file_judges, file_judge_model, file_db, file_data_dir) =
         match &args.suite {
             Some(path) => {
@@ -481,6 +486,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let judge_model = suite.judge_model;
+                file_samples = suite.samples;
                 (models, benchmarks, judges, judge_model, db, data_dir)
             }
             None => {
@@ -658,6 +664,13 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         models,
         benchmarks,
         judge_notes: notes,
+        samples_per_prompt: {
+            let k = args.samples.or(file_samples).unwrap_or(1);
+            if k == 0 {
+                bail!("--samples must be at least 1");
+            }
+            k
+        },
         use_cache: !args.no_cache,
         new_run: args.new_run,
         quiet: args.quiet,
