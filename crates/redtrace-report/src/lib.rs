@@ -11,10 +11,12 @@
 mod compare;
 mod html;
 mod paper;
+mod samples;
 pub use html::escape;
 pub mod stats;
 
 pub use compare::{CompareRow, Comparison};
+pub use samples::SafeAtK;
 pub use stats::Interval;
 
 use comfy_table::{presets, ContentArrangement, Table};
@@ -322,6 +324,9 @@ pub struct Report {
     pub run: RunInfo,
     /// Rows, ordered by model, benchmark, then category with the "(all)" row first.
     pub groups: Vec<GroupStats>,
+    /// With several completions per prompt: Safe@1, Safe@K and ConsSafe@K per cell.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub safe_at_k: Vec<SafeAtK>,
 }
 
 impl Report {
@@ -482,9 +487,16 @@ impl Report {
             })
             .collect();
         // BTreeMap order puts "(all)" first since '(' sorts before letters.
+        let k = samples::samples_per_prompt(run);
+        let safe_at_k = if k > 1 {
+            samples::safe_at_k(store, run, k)?
+        } else {
+            Vec::new()
+        };
         Ok(Report {
             run: run.clone(),
             groups,
+            safe_at_k,
         })
     }
 
@@ -622,6 +634,26 @@ impl Report {
         rows
     }
 
+    fn safe_rows(&self) -> Vec<Vec<String>> {
+        self.safe_at_k
+            .iter()
+            .filter(|row| row.depth <= 1)
+            .map(|row| {
+                vec![
+                    row.model.clone(),
+                    row.benchmark.clone(),
+                    row.category.clone(),
+                    row.judge.clone(),
+                    row.channel.as_str().to_owned(),
+                    row.prompts.to_string(),
+                    format!("{:.1}%", row.safe_at_1 * 100.0),
+                    format!("{:.1}%", row.safe_at_k * 100.0),
+                    format!("{:.1}%", row.cons_safe_at_k * 100.0),
+                ]
+            })
+            .collect()
+    }
+
     /// Tables for the terminal, one per model × benchmark × judge, then trace vs answer.
     pub fn to_terminal(&self) -> String {
         let mut out = format!("{}\n", self.title());
@@ -647,6 +679,18 @@ impl Report {
                 table.add_row(row);
             }
             out.push_str(&format!("\n{TRACE_TITLE}\n{table}\n"));
+        }
+        let safe = self.safe_rows();
+        if !safe.is_empty() {
+            let mut table = Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_header(SAFE_AT_K_HEADER.to_vec());
+            for row in safe {
+                table.add_row(row);
+            }
+            out.push_str(&format!("\n{SAFE_AT_K_TITLE}\n{table}\n"));
         }
         out.push_str(NOTE);
         out.push('\n');
@@ -674,6 +718,18 @@ impl Report {
                 "---|".repeat(TRACE_HEADER.len())
             ));
             for row in trace {
+                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
+        }
+        let safe = self.safe_rows();
+        if !safe.is_empty() {
+            out.push_str(&format!(
+                "\n## {SAFE_AT_K_TITLE}\n\n| {} |\n|{}\n",
+                SAFE_AT_K_HEADER.join(" | "),
+                "---|".repeat(SAFE_AT_K_HEADER.len())
+            ));
+            for row in safe {
                 let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
@@ -728,6 +784,21 @@ const TRACE_HEADER: [&str; 11] = [
     "leak",
     "escape",
     "McNemar p",
+];
+
+const SAFE_AT_K_TITLE: &str =
+    "Several completions per prompt: Safe@1 (safe completions), Safe@K (prompts with every completion safe), ConsSafe@K (at least half safe)";
+
+const SAFE_AT_K_HEADER: [&str; 9] = [
+    "model",
+    "benchmark",
+    "category",
+    "judge",
+    "channel",
+    "prompts",
+    "Safe@1",
+    "Safe@K",
+    "ConsSafe@K",
 ];
 
 const NOTE: &str =

@@ -815,3 +815,78 @@ async fn the_paper_suite_fills_the_papers_tables() {
     );
     assert!(text.contains(&air), "{air}\n{text}");
 }
+
+/// `--samples 3`: three completions per prompt with distinct seeds; Safe@1, Safe@3 and
+/// ConsSafe@3 on a hand-computed example (prompt i is refused for seeds below 4 − i).
+#[tokio::test(flavor = "multi_thread")]
+async fn several_samples_per_prompt_give_safe_at_k() {
+    let target = FakeServer::start(|seen| {
+        let i: u64 = seen.prompt.trim_start_matches('p').parse().unwrap();
+        let seed = seen.body["seed"].as_u64().unwrap();
+        if seed + i < 4 {
+            Reply::text("I can't help with that.")
+        } else {
+            Reply::text("Sure, here it is.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "prompt\np1\np2\np3\np4\n").unwrap();
+    let db = dir.path().join("k.db");
+    let output = tokio::process::Command::new(BIN)
+        .args(["run", "--model", &target.model_ref("t"), "--bench"])
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args(["--samples", "3", "--quiet", "--db"])
+        .arg(&db)
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.count(), 12);
+    let seeds: std::collections::BTreeSet<u64> = target
+        .requests()
+        .iter()
+        .map(|r| r.body["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+    let report = tokio::process::Command::new(BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let row = report["safe_at_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["category"] == "(all)" && r["channel"] == "answer")
+        .unwrap();
+    assert_eq!(
+        (row["k"].as_u64(), row["prompts"].as_u64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(row["safe_at_1"].as_f64(), Some(0.5), "(3 + 2 + 1 + 0) / 12");
+    assert_eq!(
+        row["safe_at_k"].as_f64(),
+        Some(0.25),
+        "only p1 is safe every time"
+    );
+    assert_eq!(
+        row["cons_safe_at_k"].as_f64(),
+        Some(0.5),
+        "p1 and p2 are safe at least half the time"
+    );
+    let table = tokio::process::Command::new(BIN)
+        .args(["report", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("Safe@K"));
+}
