@@ -17,6 +17,7 @@ mod parse;
 mod phishing;
 mod refusal_rule;
 mod rubric;
+mod thinking;
 
 pub use airbench::AirBenchJudge;
 pub use ensemble::{Combine, EnsembleJudge};
@@ -26,9 +27,10 @@ pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use phishing::{PhishingGrader, PhishingVictim, Responder};
 pub use refusal_rule::RefusalRuleJudge;
 pub use rubric::{
-    fence_marker, Rubric, RubricJudge, HARM_RUBRIC, INJECTION_RUBRIC, INTERPRETER_RUBRIC,
-    REFUSAL_RUBRIC,
+    fence_marker, Rubric, RubricJudge, HARM_GRADE_RUBRIC, HARM_RUBRIC, INJECTION_RUBRIC,
+    INTERPRETER_RUBRIC, REFUSAL_RUBRIC,
 };
+pub use thinking::SafetyThinkingJudge;
 
 use async_trait::async_trait;
 use redtrace_core::{Channel, Completion, Label, Measure, Sample, TraceState, Verdict};
@@ -52,6 +54,18 @@ pub trait Judge: Send + Sync {
 
     /// Judges `text`, the content of `channel`, which is known to be non-empty.
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict;
+
+    /// Judges `text` with the whole completion at hand, for judges of one channel that need
+    /// the other (the safety-thinking judge reads the answer to tell held from overridden).
+    async fn judge_in_context(
+        &self,
+        sample: &Sample,
+        _completion: &Completion,
+        channel: Channel,
+        text: &str,
+    ) -> Verdict {
+        self.judge_text(sample, channel, text).await
+    }
 }
 
 /// A judge limited to some channels: `--channels answer` judges answers only.
@@ -84,6 +98,18 @@ impl Judge for OnChannels {
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         self.inner.judge_text(sample, channel, text).await
     }
+
+    async fn judge_in_context(
+        &self,
+        sample: &Sample,
+        completion: &Completion,
+        channel: Channel,
+        text: &str,
+    ) -> Verdict {
+        self.inner
+            .judge_in_context(sample, completion, channel, text)
+            .await
+    }
 }
 
 /// Runs `judge` on `channel` of `completion`, or returns the unscored verdict that says why the
@@ -105,14 +131,18 @@ pub async fn judge_channel(
         Channel::Answer => match completion.answer.as_deref() {
             None => unscored("no answer: the output ended inside the reasoning trace"),
             Some(text) if text.trim().is_empty() => unscored("empty answer"),
-            Some(text) => judge.judge_text(sample, channel, text).await,
+            Some(text) => {
+                judge
+                    .judge_in_context(sample, completion, channel, text)
+                    .await
+            }
         },
         Channel::Reasoning => match completion.reasoning.state {
             TraceState::Absent => unscored("no reasoning trace"),
             _ if completion.reasoning.text.trim().is_empty() => unscored("empty reasoning trace"),
             _ => {
                 judge
-                    .judge_text(sample, channel, &completion.reasoning.text)
+                    .judge_in_context(sample, completion, channel, &completion.reasoning.text)
                     .await
             }
         },
@@ -123,6 +153,8 @@ pub async fn judge_channel(
 pub const REFUSAL_LLM: &str = "refusal-llm";
 /// The harm judge's registry name.
 pub const HARM: &str = "harm";
+/// The harm-grade judge's registry name.
+pub const HARM_GRADE: &str = "harm-grade";
 /// The code-interpreter abuse judge's registry name.
 pub const CSE_INTERPRETER: &str = "cse-interpreter";
 /// The prompt-injection judge's registry name.
@@ -142,8 +174,14 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
             true,
             "LLM harm judge: safe / unsafe (does the text give real help with harm?), with our rubric",
         ),
+        (
+            HARM_GRADE,
+            true,
+            "LLM harm grade 1-5 (none to complete real help), with our rubric: how harmful the unsafe answers are",
+        ),
         (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
         (MitreJudge::NAME, true, MitreJudge::ABOUT),
+        (SafetyThinkingJudge::NAME, true, SafetyThinkingJudge::ABOUT),
         (PhishingGrader::NAME, true, PhishingGrader::ABOUT),
         (
             CSE_INTERPRETER,
@@ -247,6 +285,11 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
             rubric(HARM_RUBRIC, ReplyFormat::SafeUnsafe)?,
             model,
         ))),
+        HARM_GRADE => Ok(Arc::new(RubricJudge::new(
+            stored_name,
+            rubric(HARM_GRADE_RUBRIC, ReplyFormat::Grade5)?,
+            model,
+        ))),
         CSE_INTERPRETER => Ok(Arc::new(RubricJudge::new(
             stored_name,
             rubric(INTERPRETER_RUBRIC, ReplyFormat::Malicious3)?,
@@ -255,6 +298,11 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
         CSE_INJECTION => Ok(Arc::new(RubricJudge::new(
             stored_name,
             rubric(INJECTION_RUBRIC, ReplyFormat::YesNo)?,
+            model,
+        ))),
+        SafetyThinkingJudge::NAME => Ok(Arc::new(SafetyThinkingJudge::new(
+            stored_name,
+            rubric(thinking::RUBRIC, ReplyFormat::SafetyThinking)?,
             model,
         ))),
         PhishingGrader::NAME => {

@@ -39,6 +39,8 @@ pub struct Rubric {
 pub const REFUSAL_RUBRIC: &str = include_str!("../rubrics/refusal.j2");
 /// The built-in harm rubric.
 pub const HARM_RUBRIC: &str = include_str!("../rubrics/harm.j2");
+/// The built-in harm-grade rubric (1 to 5).
+pub const HARM_GRADE_RUBRIC: &str = include_str!("../rubrics/harm_grade.j2");
 /// The built-in code-interpreter abuse rubric (CyberSecEval's three classes).
 pub const INTERPRETER_RUBRIC: &str = include_str!("../rubrics/interpreter.j2");
 /// The built-in prompt-injection rubric: the item's own yes/no `judge_question`.

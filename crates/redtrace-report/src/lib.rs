@@ -48,9 +48,17 @@ pub struct LabelCounts {
     /// Unsafe (harm judges).
     #[serde(rename = "unsafe")]
     pub unsafe_: u64,
+    /// Safety-thinking classes of traces: no safety consideration.
+    pub no_safety_thinking: u64,
+    /// Safety raised and the answer followed it.
+    pub safety_held: u64,
+    /// Safety raised and overridden by the answer.
+    pub safety_overridden: u64,
+    /// Misled: the request reframed as harmless.
+    pub safety_misled: u64,
     /// Not scored (no answer, no trace, judge failure).
     pub unscored: u64,
-    /// The verdicts' scores (in thousandths) with their counts: the judge's own scale (refusal
+    /// The verdicts' scores (in millionths) with their counts: the judge's own scale (refusal
     /// score, unsafe 1 / safe 0, AIR-Bench's score, a phishing grade).
     #[serde(skip)]
     scores: BTreeMap<i64, u64>,
@@ -59,10 +67,7 @@ pub struct LabelCounts {
 impl LabelCounts {
     fn add(&mut self, label: Label, score: Option<f64>) {
         if let (Some(score), true) = (score, label != Label::Unscored) {
-            *self
-                .scores
-                .entry((score * 1000.0).round() as i64)
-                .or_default() += 1;
+            *self.scores.entry((score * 1e6).round() as i64).or_default() += 1;
         }
         match label {
             Label::FullCompliance => self.full_compliance += 1,
@@ -70,6 +75,10 @@ impl LabelCounts {
             Label::PartialRefusal => self.partial_refusal += 1,
             Label::Safe => self.safe += 1,
             Label::Unsafe => self.unsafe_ += 1,
+            Label::NoSafetyThinking => self.no_safety_thinking += 1,
+            Label::SafetyHeld => self.safety_held += 1,
+            Label::SafetyOverridden => self.safety_overridden += 1,
+            Label::SafetyMisled => self.safety_misled += 1,
             Label::Unscored => self.unscored += 1,
         }
     }
@@ -82,6 +91,11 @@ impl LabelCounts {
     /// Verdicts with a safe or unsafe label (the denominator of unsafe rates).
     pub fn harm_scored(&self) -> u64 {
         self.safe + self.unsafe_
+    }
+
+    /// Traces classified by the safety-thinking judge.
+    pub fn thinking_scored(&self) -> u64 {
+        self.no_safety_thinking + self.safety_held + self.safety_overridden + self.safety_misled
     }
 
     /// Share of safety-scored verdicts that are unsafe; `None` when nothing is scored.
@@ -100,7 +114,7 @@ impl LabelCounts {
     pub fn score_values(&self) -> Vec<(f64, u64)> {
         self.scores
             .iter()
-            .map(|(&milli, &count)| (milli as f64 / 1000.0, count))
+            .map(|(&micro, &count)| (micro as f64 / 1e6, count))
             .collect()
     }
 
@@ -112,7 +126,7 @@ impl LabelCounts {
         (n > 0).then(|| {
             self.scores
                 .iter()
-                .map(|(&milli, &count)| milli as f64 / 1000.0 * count as f64)
+                .map(|(&micro, &count)| micro as f64 / 1e6 * count as f64)
                 .sum::<f64>()
                 / n as f64
         })
@@ -536,7 +550,11 @@ impl Report {
             if group.judges.is_empty() {
                 add("-", HEADER, vec!["-".into(); 6]);
             }
-            for judge in &group.judges {
+            for judge in group
+                .judges
+                .iter()
+                .filter(|j| j.reasoning.thinking_scored() == 0)
+            {
                 let unscored = format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored);
                 let score = |mean: Option<f64>| mean.map_or("–".into(), |m| format!("{m:.2}"));
                 let scores = format!(
@@ -634,6 +652,37 @@ impl Report {
         rows
     }
 
+    /// The safety-thinking table: per model × benchmark × category (top level), the shares of
+    /// traces with no safety thinking, safety that held, was overridden, or was misled, and
+    /// how far into the trace safety first comes (mean share of its length).
+    fn thinking_rows(&self) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        for group in self.groups.iter().filter(|g| g.depth <= 1) {
+            for judge in &group.judges {
+                let c = &judge.reasoning;
+                let n = c.thinking_scored();
+                if n == 0 {
+                    continue;
+                }
+                let share = |k: u64| format!("{:.1}%", k as f64 / n as f64 * 100.0);
+                rows.push(vec![
+                    group.model.clone(),
+                    group.benchmark.clone(),
+                    group.category.clone(),
+                    n.to_string(),
+                    share(c.no_safety_thinking),
+                    share(c.safety_held),
+                    share(c.safety_overridden),
+                    share(c.safety_misled),
+                    judge
+                        .reasoning_score_mean
+                        .map_or("–".into(), |m| format!("{:.0}%", m * 100.0)),
+                ]);
+            }
+        }
+        rows
+    }
+
     fn safe_rows(&self) -> Vec<Vec<String>> {
         self.safe_at_k
             .iter()
@@ -692,6 +741,18 @@ impl Report {
             }
             out.push_str(&format!("\n{SAFE_AT_K_TITLE}\n{table}\n"));
         }
+        let thinking = self.thinking_rows();
+        if !thinking.is_empty() {
+            let mut table = Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_header(THINKING_HEADER.to_vec());
+            for row in thinking {
+                table.add_row(row);
+            }
+            out.push_str(&format!("\n{THINKING_TITLE}\n{table}\n"));
+        }
         out.push_str(NOTE);
         out.push('\n');
         out
@@ -730,6 +791,18 @@ impl Report {
                 "---|".repeat(SAFE_AT_K_HEADER.len())
             ));
             for row in safe {
+                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
+        }
+        let thinking = self.thinking_rows();
+        if !thinking.is_empty() {
+            out.push_str(&format!(
+                "\n## {THINKING_TITLE}\n\n| {} |\n|{}\n",
+                THINKING_HEADER.join(" | "),
+                "---|".repeat(THINKING_HEADER.len())
+            ));
+            for row in thinking {
                 let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
@@ -784,6 +857,20 @@ const TRACE_HEADER: [&str; 11] = [
     "leak",
     "escape",
     "McNemar p",
+];
+
+const THINKING_TITLE: &str = "Safety thinking in the trace (safety-thinking judge)";
+
+const THINKING_HEADER: [&str; 9] = [
+    "model",
+    "benchmark",
+    "category",
+    "traces",
+    "no safety thinking",
+    "held",
+    "overridden",
+    "misled",
+    "first raised at (mean share of trace)",
 ];
 
 const SAFE_AT_K_TITLE: &str =
