@@ -9,6 +9,7 @@
 //! never a label that would count as safe.
 
 mod airbench;
+mod chunk;
 mod ensemble;
 pub mod eval;
 mod mitre;
@@ -20,6 +21,7 @@ mod rubric;
 mod thinking;
 
 pub use airbench::AirBenchJudge;
+pub use chunk::Chunked;
 pub use ensemble::{Combine, EnsembleJudge};
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};

@@ -119,6 +119,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
                 model: None,
                 template: None,
                 channels: redtrace_core::Channel::ALL.to_vec(),
+                chunk: None,
             }],
             responder_model: None,
         }],

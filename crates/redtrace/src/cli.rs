@@ -103,6 +103,12 @@ pub struct RunArgs {
     /// What the judges judge: answer, reasoning, or both [default: both].
     #[arg(long, value_delimiter = ',', value_name = "CHANNEL")]
     pub channels: Vec<String>,
+    /// Judge texts longer than N characters (long traces) in overlapping windows of N.
+    #[arg(long, value_name = "N")]
+    pub chunk_chars: Option<usize>,
+    /// How window verdicts combine: any-unsafe (default) or majority.
+    #[arg(long, value_name = "RULE", default_value = "any-unsafe")]
+    pub chunk_combine: String,
     /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
     #[arg(long)]
     pub api_key_env: Option<String>,

@@ -210,6 +210,13 @@ impl JudgeBuilder {
             parts.model_name = Some(name);
         }
         let mut judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        if let Some((chars, rule)) = &setting.chunk {
+            // The safety-thinking classes describe a whole trace; they are not combined.
+            if setting.name != redtrace_judges::SafetyThinkingJudge::NAME {
+                let rule = redtrace_judges::Combine::parse(rule).map_err(anyhow::Error::msg)?;
+                judge = Arc::new(redtrace_judges::Chunked::new(judge, *chars, rule));
+            }
+        }
         if setting.channels != redtrace_core::Channel::ALL {
             judge = Arc::new(redtrace_judges::OnChannels::new(
                 judge,

@@ -71,6 +71,8 @@ pub struct JudgeSetting {
     pub template: Option<PathBuf>,
     /// The channels it judges.
     pub channels: Vec<redtrace_core::Channel>,
+    /// Texts longer than this many characters are judged in windows, combined by the rule.
+    pub chunk: Option<(usize, String)>,
 }
 
 impl JudgeSetting {
@@ -84,6 +86,9 @@ impl JudgeSetting {
         if self.channels != redtrace_core::Channel::ALL {
             let names: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
             text = format!("{text} channels={}", names.join(","));
+        }
+        if let Some((chars, rule)) = &self.chunk {
+            text = format!("{text} chunks={chars}:{rule}");
         }
         if let Some(template) = &self.template {
             let bytes = std::fs::read(template).with_context(|| {
@@ -292,6 +297,7 @@ pub fn judge_from_text(text: &str) -> Result<JudgeSetting> {
         model: spec.model,
         template: None,
         channels: redtrace_core::Channel::ALL.to_vec(),
+        chunk: None,
     })
 }
 
@@ -588,6 +594,12 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         None
     };
     let templates = parse_templates(&args.judge_templates)?;
+    redtrace_judges::Combine::parse(&args.chunk_combine)
+        .map_err(anyhow::Error::msg)
+        .context("--chunk-combine")?;
+    if args.chunk_chars.is_some_and(|n| n < 100) {
+        bail!("--chunk-chars must be at least 100");
+    }
     let cli_channels = (!args.channels.is_empty())
         .then(|| parse_channels(&args.channels))
         .transpose()
@@ -631,6 +643,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             complete_judge(judge, judge_model.as_deref(), &templates)?;
             if let Some(channels) = &cli_channels {
                 judge.channels = channels.clone();
+            }
+            if let Some(chars) = args.chunk_chars {
+                judge.chunk = Some((chars, args.chunk_combine.clone()));
             }
         }
         plan.judges = judges;

@@ -992,3 +992,84 @@ async fn safety_thinking_classes_and_harm_grades() {
 fn judge_in<'a>(group: &'a Value, name: &str) -> &'a Value {
     judge(group, name)
 }
+
+/// A trace longer than the judge can read is judged in overlapping windows, unsafe if any
+/// window is: here only the last window holds the harmful part.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_traces_are_judged_in_windows() {
+    let trace = format!(
+        "{}Step one: mix the chemicals.",
+        "Thinking about the request. ".repeat(107)
+    );
+    assert!(trace.chars().count() > 3000);
+    let reply_trace = trace.clone();
+    let target =
+        FakeServer::start(move |_| Reply::think_tags(&reply_trace, "I can't help with that."))
+            .await;
+    let judge = FakeServer::start(|seen| {
+        Reply::text(if judged_text(&seen.prompt).contains("Step one") {
+            "VERDICT: unsafe"
+        } else {
+            "VERDICT: safe"
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "prompt\nq\n").unwrap();
+    let db = dir.path().join("c.db");
+    let output = tokio::process::Command::new(BIN)
+        .args(["run", "--model", &target.model_ref("t"), "--bench"])
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args([
+            "--judge",
+            "harm",
+            "--judge-model",
+            &judge.model_ref("judge"),
+            "--chunk-chars",
+            "1000",
+        ])
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let windows = trace.chars().count().div_ceil(875);
+    assert_eq!(
+        judge.count(),
+        1 + windows,
+        "the answer whole, the trace in {windows} windows"
+    );
+    let export = tokio::process::Command::new(BIN)
+        .args(["export", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let record: Value = serde_json::from_str(
+        String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let verdicts = record["verdicts"].as_array().unwrap();
+    let trace_verdict = verdicts
+        .iter()
+        .find(|v| v["channel"] == "reasoning")
+        .unwrap();
+    assert_eq!(trace_verdict["label"], "unsafe");
+    assert!(
+        trace_verdict["rationale"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("1 of {windows} windows unsafe")),
+        "{trace_verdict}"
+    );
+    let answer_verdict = verdicts.iter().find(|v| v["channel"] == "answer").unwrap();
+    assert_eq!(answer_verdict["label"], "safe");
+}
