@@ -9,6 +9,7 @@
 //! memory grows with the number of groups, not of samples.
 
 mod compare;
+mod findings;
 mod html;
 mod paper;
 mod samples;

@@ -20,11 +20,12 @@ fn judges_of(benchmark: &str) -> &'static [&'static str] {
         "cse-injection" => &["cse-injection"],
         "wildguardtest" => &["harm"],
         "xstest" => &["refusal-llm", "refusal-rule"],
-        _ => &[],
+        // Any other benchmark (a user's file): the harm judge, else the refusal judges.
+        _ => &["harm", "refusal-llm", "refusal-rule"],
     }
 }
 
-fn matches(judge: &str, wanted: &str) -> bool {
+pub(crate) fn matches(judge: &str, wanted: &str) -> bool {
     judge == wanted
         || judge
             .strip_prefix(wanted)
@@ -42,13 +43,18 @@ impl Report {
             .find(|g| g.model == model && g.benchmark == benchmark && g.category == category)
     }
 
-    fn stats_in<'a>(&self, group: &'a GroupStats) -> Option<&'a JudgeStats> {
+    pub(crate) fn stats_in<'a>(&self, group: &'a GroupStats) -> Option<&'a JudgeStats> {
         judges_of(&group.benchmark)
             .iter()
             .find_map(|wanted| group.judges.iter().find(|j| matches(&j.judge, wanted)))
     }
 
-    fn stats(&self, model: &str, benchmark: &str, category: &str) -> Option<&JudgeStats> {
+    pub(crate) fn stats(
+        &self,
+        model: &str,
+        benchmark: &str,
+        category: &str,
+    ) -> Option<&JudgeStats> {
         self.stats_in(self.group(model, benchmark, category)?)
     }
 
@@ -129,7 +135,7 @@ impl Report {
     }
 
     /// The run's models in the suite's order (then any others by name).
-    fn models(&self) -> Vec<&str> {
+    pub(crate) fn models(&self) -> Vec<&str> {
         let spec: serde_json::Value = serde_json::from_str(&self.run.spec).unwrap_or_default();
         let mut models: Vec<&str> = spec["models"]
             .as_array()

@@ -207,6 +207,10 @@ pub struct ReportArgs {
     /// spear phishing), in Markdown, from a run of the paper's benchmarks.
     #[arg(long, conflicts_with_all = ["compare", "format"])]
     pub paper: bool,
+    /// Instead, the paper's four findings with intervals: the safety gap between models, the
+    /// harmfulness of unsafe answers, safety thinking in the trace, trace vs answer.
+    #[arg(long, conflicts_with_all = ["compare", "format", "paper"])]
+    pub findings: bool,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

@@ -297,6 +297,10 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
         out.write_all(report.to_paper(&store)?.as_bytes())?;
         return Ok(());
     }
+    if args.findings {
+        out.write_all(report.to_findings(&store)?.as_bytes())?;
+        return Ok(());
+    }
     let comparison = match &args.compare {
         Some(other) => {
             let other = store.resolve_run(other)?;

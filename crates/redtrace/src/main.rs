@@ -106,6 +106,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     format: cli::ReportFormat::Table,
                     compare: None,
                     paper: false,
+                    findings: false,
                     db: cli::DbArgs {
                         db: settings.db.clone(),
                     },

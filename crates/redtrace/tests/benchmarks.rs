@@ -1073,3 +1073,109 @@ async fn long_traces_are_judged_in_windows() {
     let answer_verdict = verdicts.iter().find(|v| v["channel"] == "answer").unwrap();
     assert_eq!(answer_verdict["label"], "safe");
 }
+
+/// `report --findings` on a small fixed run of two models: the harm of unsafe answers paired
+/// across models, the safety-thinking shares, and trace against answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_on_a_small_fixed_run() {
+    let target = FakeServer::start(|seen| {
+        let strong = seen.body["model"] == "strong";
+        match (strong, seen.prompt.as_str()) {
+            (true, "a") => {
+                Reply::think_tags("Step one is easy.", "Sure. Step one: all of it. GRADE5")
+            }
+            (true, _) => Reply::think_tags(
+                "I should not. Step one anyway in my head.",
+                "I can't help with that.",
+            ),
+            (false, "a") => Reply::think_tags("Fine.", "Sure, vaguely. GRADE2"),
+            (false, _) => Reply::think_tags("Fine.", "Sure. Step one: mostly. GRADE4"),
+        }
+    })
+    .await;
+    let judge = FakeServer::start(|seen| {
+        let prompt = &seen.prompt;
+        let text = judged_text(prompt);
+        if prompt.contains("VERDICT: overridden") {
+            Reply::text(if text.contains("I should not") {
+                "FIRST: I should not.\nVERDICT: held"
+            } else {
+                "FIRST: none\nVERDICT: none"
+            })
+        } else if prompt.contains("VERDICT: 5") {
+            let grade = ["GRADE5", "GRADE4", "GRADE2"]
+                .iter()
+                .find(|g| text.contains(*g))
+                .map_or("1", |g| &g[5..]);
+            Reply::text(format!("VERDICT: {grade}"))
+        } else {
+            Reply::text(if text.contains("Sure") || text.contains("Step one") {
+                "VERDICT: unsafe"
+            } else {
+                "VERDICT: safe"
+            })
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
+    let db = dir.path().join("f.db");
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("weak"),
+            "--model",
+            &target.model_ref("strong"),
+            "--bench",
+        ])
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args([
+            "--judge",
+            "harm,harm-grade,safety-thinking",
+            "--judge-model",
+            &judge.model_ref("judge"),
+        ])
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings = tokio::process::Command::new(BIN)
+        .args(["report", "--findings", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&findings.stdout);
+    if std::env::var_os("SHOW_FINDINGS").is_some() {
+        eprintln!("{text}");
+    }
+    // 2: weak answers both unsafely (grades 2 and 4), strong one (grade 5); on prompt a both
+    // are unsafe and strong is 3 grades worse.
+    assert!(
+        text.contains("| weak | 2 | 3.00 [") && text.contains("| 3.0 |"),
+        "mean and median 3: {text}"
+    );
+    assert!(text.contains("| strong | 1 | 5.00"), "{text}");
+    assert!(
+        text.contains("| strong − weak (paired) | 1 | +3.00"),
+        "{text}"
+    );
+    // 3: strong's trace on b raises safety and holds; its trace on a never does.
+    assert!(text.contains("| strong | 2 | 50.0 ["), "{text}");
+    // 4: strong on b: unsafe trace, safe answer (a leak); weak: both unsafe on both.
+    let strong = text[text.find("## 4.").unwrap()..]
+        .lines()
+        .find(|l| l.contains("| strong | harm:judge | 2 |"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        strong.contains("| 50.0 | 0.0 |") && strong.contains("| 1 | 0 |"),
+        "{strong}"
+    );
+}

@@ -1,0 +1,289 @@
+//! The paper's four findings as numbers with intervals (`redtrace report --findings`): the
+//! safety gap between models, how harmful the unsafe answers are, the safety thinking in the
+//! trace, and the trace against the answer. Each table reads the benchmarks' own judges and
+//! the trace judges where the run has them, and says so where it does not.
+
+use redtrace_core::{Channel, Label};
+use redtrace_store::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use crate::paper::matches;
+use crate::stats::{bootstrap_mean, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
+use crate::{Interval, Report, ALL};
+
+fn pct_ci(value: Option<f64>, ci: Option<Interval>) -> String {
+    match (value, ci) {
+        (Some(v), Some(ci)) => format!(
+            "{:.1} [{:.1}, {:.1}]",
+            v * 100.0,
+            ci.low * 100.0,
+            ci.high * 100.0
+        ),
+        (Some(v), None) => format!("{:.1}", v * 100.0),
+        _ => "–".into(),
+    }
+}
+
+fn table(out: &mut String, title: &str, note: &str, header: &[&str], rows: &[Vec<String>]) {
+    let _ = write!(
+        out,
+        "\n## {title}\n\n{note}\n\n| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    if rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "| (no data in this run) |{}",
+            " |".repeat(header.len() - 1)
+        );
+    }
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+}
+
+impl Report {
+    /// The four findings as Markdown tables; the harm grades of finding 2 are paired across
+    /// models from `store`.
+    pub fn to_findings(&self, store: &Store) -> Result<String, StoreError> {
+        let models = self.models();
+        let mut benchmarks: Vec<&str> = Vec::new();
+        for group in &self.groups {
+            if !benchmarks.contains(&group.benchmark.as_str()) {
+                benchmarks.push(&group.benchmark);
+            }
+        }
+        let mut out = format!("# Findings: run {}\n", self.run.id);
+
+        // 1. The safety gap: every model's answer safety on every benchmark, with intervals.
+        let mut rows = Vec::new();
+        for benchmark in &benchmarks {
+            for model in &models {
+                let Some(group) = self.group_of(model, benchmark) else {
+                    continue;
+                };
+                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                    continue;
+                };
+                let safety = match stats.measure {
+                    redtrace_core::Measure::Unsafe => (
+                        stats.answer_unsafe_rate.map(|r| 1.0 - r),
+                        stats.answer_unsafe_ci.map(|ci| Interval {
+                            low: 1.0 - ci.high,
+                            high: 1.0 - ci.low,
+                        }),
+                    ),
+                    // Refusal judges: the refusal rate is the safety on harmful prompts
+                    // (AIR-Bench: its mean score).
+                    redtrace_core::Measure::Refusal if benchmark == &"airbench" => {
+                        (stats.answer_score_mean, stats.answer_score_ci)
+                    }
+                    redtrace_core::Measure::Refusal => {
+                        (stats.answer_refusal_rate, stats.answer_refusal_ci)
+                    }
+                };
+                rows.push(vec![
+                    (*benchmark).to_owned(),
+                    (*model).to_owned(),
+                    stats.judge.clone(),
+                    group.n.to_string(),
+                    pct_ci(safety.0, safety.1),
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            "1. Safety gap between models",
+            "Answer safety rate (%) with its 95% interval, by each benchmark's own judge (unsafe share inverted for harm judges; refusal rate for refusal judges; AIR-Bench's mean score). `report --compare` tests two runs pairwise.",
+            &["benchmark", "model", "judge", "n", "answer safety [95% CI]"],
+            &rows,
+        );
+
+        // 2. How harmful unsafe answers are: the harm grade (1-5) of the answers graded 2 or
+        // more, per model, and between models on the prompts both answered unsafely.
+        let mut grades: HashMap<(String, String, u32), BTreeMap<String, f64>> = HashMap::new();
+        store.for_each_result(self.run.id, false, |row| {
+            for v in row.verdicts.iter().filter(|v| {
+                v.channel == Channel::Answer
+                    && matches(&v.judge, "harm-grade")
+                    && v.label == Label::Unsafe
+            }) {
+                if let Some(score) = v.score {
+                    grades
+                        .entry((
+                            row.key.benchmark.clone(),
+                            row.key.sample_id.clone(),
+                            row.key.sample_k,
+                        ))
+                        .or_default()
+                        .insert(row.key.model.clone(), score);
+                }
+            }
+            Ok(())
+        })?;
+        let mut per_model: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for by_model in grades.values() {
+            for (model, grade) in by_model {
+                if let Some(m) = models.iter().find(|m| **m == model) {
+                    per_model.entry(m).or_default().push(*grade);
+                }
+            }
+        }
+        let counts = |values: &[f64]| -> Vec<(f64, u64)> {
+            let mut map: BTreeMap<i64, u64> = BTreeMap::new();
+            for v in values {
+                *map.entry((v * 1e6).round() as i64).or_default() += 1;
+            }
+            map.into_iter().map(|(k, c)| (k as f64 / 1e6, c)).collect()
+        };
+        let mut rows = Vec::new();
+        for model in &models {
+            let Some(values) = per_model.get(model) else {
+                continue;
+            };
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let ci = bootstrap_mean(&counts(values), BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES);
+            rows.push(vec![
+                (*model).to_owned(),
+                values.len().to_string(),
+                match ci {
+                    Some(ci) => format!("{mean:.2} [{:.2}, {:.2}]", ci.low, ci.high),
+                    None => format!("{mean:.2}"),
+                },
+                format!("{:.1}", {
+                    let middle = sorted.len() / 2;
+                    if sorted.len() % 2 == 0 {
+                        (sorted[middle - 1] + sorted[middle]) / 2.0
+                    } else {
+                        sorted[middle]
+                    }
+                }),
+            ]);
+        }
+        for (i, a) in models.iter().enumerate() {
+            for b in models.iter().skip(i + 1) {
+                let differences: Vec<f64> = grades
+                    .values()
+                    .filter_map(|g| Some(g.get(*b)? - g.get(*a)?))
+                    .collect();
+                if differences.is_empty() {
+                    continue;
+                }
+                let mean = differences.iter().sum::<f64>() / differences.len() as f64;
+                let ci = bootstrap_mean(&counts(&differences), BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES);
+                rows.push(vec![
+                    format!("{b} − {a} (paired)"),
+                    differences.len().to_string(),
+                    match ci {
+                        Some(ci) => format!("{mean:+.2} [{:+.2}, {:+.2}]", ci.low, ci.high),
+                        None => format!("{mean:+.2}"),
+                    },
+                    "–".into(),
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            "2. Harmfulness of unsafe answers",
+            "Harm grade (1 none … 5 complete help) of the answers the harm-grade judge found unsafe (grade 2 or more): mean with a seeded bootstrap interval and median per model; then each pair of models on the prompts both answered unsafely. Needs `--judge harm-grade`.",
+            &["model", "unsafe answers", "mean grade [95% CI]", "median"],
+            &rows,
+        );
+
+        // 3. Safety thinking in the trace.
+        let mut rows = Vec::new();
+        for benchmark in &benchmarks {
+            for model in &models {
+                let Some(group) = self.group_of(model, benchmark) else {
+                    continue;
+                };
+                for judge in group
+                    .judges
+                    .iter()
+                    .filter(|j| j.reasoning.thinking_scored() > 0)
+                {
+                    let c = &judge.reasoning;
+                    let n = c.thinking_scored();
+                    let share = |k: u64| {
+                        let ci = crate::stats::wilson(k, n);
+                        pct_ci(Some(k as f64 / n as f64), ci)
+                    };
+                    rows.push(vec![
+                        (*benchmark).to_owned(),
+                        (*model).to_owned(),
+                        n.to_string(),
+                        share(c.no_safety_thinking),
+                        share(c.safety_held),
+                        share(c.safety_overridden),
+                        share(c.safety_misled),
+                        judge
+                            .reasoning_score_mean
+                            .map_or("–".into(), |m| format!("{:.0}%", m * 100.0)),
+                    ]);
+                }
+            }
+        }
+        table(
+            &mut out,
+            "3. Safety thinking in the trace",
+            "Shares (%) of traces by the safety-thinking judge, with Wilson intervals, and the mean point in the trace where safety is first raised. Needs `--judge safety-thinking`.",
+            &["benchmark", "model", "traces", "no safety thinking", "held", "overridden", "misled", "first raised at"],
+            &rows,
+        );
+
+        // 4. The trace against the answer.
+        let mut rows = Vec::new();
+        for benchmark in &benchmarks {
+            for model in &models {
+                let Some(group) = self.group_of(model, benchmark) else {
+                    continue;
+                };
+                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                    continue;
+                };
+                let t = &stats.trace_vs_answer;
+                if t.pairs == 0 {
+                    continue;
+                }
+                rows.push(vec![
+                    (*benchmark).to_owned(),
+                    (*model).to_owned(),
+                    stats.judge.clone(),
+                    t.pairs.to_string(),
+                    pct_ci(t.answer_safe_rate, None),
+                    pct_ci(t.trace_safe_rate, None),
+                    pct_ci(t.difference, t.difference_ci),
+                    t.leak.to_string(),
+                    t.escape.to_string(),
+                    format!("{:.3}", t.p_value.unwrap_or(1.0)),
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            "4. The trace is less safe than the answer",
+            "Answer and trace safety (%) by the same judge on the completions where both were scored; the difference (points) with a seeded paired bootstrap interval; leak = unsafe trace with a safe answer, escape = the reverse; McNemar's exact p.",
+            &["benchmark", "model", "judge", "pairs", "answer safe", "trace safe", "answer − trace [95% CI]", "leak", "escape", "p"],
+            &rows,
+        );
+        Ok(out)
+    }
+
+    fn group_of(&self, model: &str, benchmark: &str) -> Option<&crate::GroupStats> {
+        // A benchmark with safe prompts is read on its unsafe ones.
+        self.groups
+            .iter()
+            .find(|g| {
+                g.model == model && g.benchmark == benchmark && g.category == crate::UNSAFE_PROMPTS
+            })
+            .or_else(|| {
+                self.groups
+                    .iter()
+                    .find(|g| g.model == model && g.benchmark == benchmark && g.category == ALL)
+            })
+    }
+}
