@@ -270,6 +270,76 @@ impl Report {
             &["benchmark", "model", "judge", "pairs", "answer safe", "trace safe", "answer − trace [95% CI]", "leak", "escape", "p"],
             &rows,
         );
+        // 5. Budget: the same model at several settings (a sweep), and tokens by outcome.
+        let mut rows = Vec::new();
+        for benchmark in &benchmarks {
+            for model in &models {
+                let Some((base, setting)) = model.split_once('@') else {
+                    continue;
+                };
+                let Some(group) = self.group_of(model, benchmark) else {
+                    continue;
+                };
+                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                    continue;
+                };
+                let t = &stats.trace_vs_answer;
+                rows.push(vec![
+                    (*benchmark).to_owned(),
+                    base.to_owned(),
+                    setting.to_owned(),
+                    stats.judge.clone(),
+                    pct_ci(t.answer_safe_rate, None),
+                    pct_ci(t.trace_safe_rate, None),
+                    group.n.to_string(),
+                    if group.n > 0 {
+                        format!("{:.0}", group.tokens.reasoning as f64 / group.n as f64)
+                    } else {
+                        "–".into()
+                    },
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            "5a. Safety versus budget",
+            "Models run at several values of one setting (`--sweep max_tokens=…` or `sweep = { reasoning_effort = [...] }`): answer and trace safety (%) on the completions with both scored, and mean reasoning tokens.",
+            &["benchmark", "model", "setting", "judge", "answer safe", "trace safe", "n", "reasoning tokens"],
+            &rows,
+        );
+        let mut rows = Vec::new();
+        for benchmark in &benchmarks {
+            for model in &models {
+                let Some(group) = self.group_of(model, benchmark) else {
+                    continue;
+                };
+                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                    continue;
+                };
+                let tokens = |t: &crate::OutcomeTokens| {
+                    format!(
+                        "{} ({} completions)",
+                        t.mean_reasoning_tokens
+                            .map_or("–".into(), |m| format!("{m:.0}")),
+                        t.completions
+                    )
+                };
+                rows.push(vec![
+                    (*benchmark).to_owned(),
+                    (*model).to_owned(),
+                    stats.judge.clone(),
+                    tokens(&stats.tokens_when_safe),
+                    tokens(&stats.tokens_when_unsafe),
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            "5b. Thinking length by outcome",
+            "Mean reasoning tokens of the completions whose answer was judged safe, and unsafe: does longer thinking go with more harm?",
+            &["benchmark", "model", "judge", "reasoning tokens when safe", "when unsafe"],
+            &rows,
+        );
         Ok(out)
     }
 

@@ -185,6 +185,10 @@ pub struct JudgeStats {
     pub reasoning_unsafe_ci: Option<Interval>,
     /// The trace against the answer on the completions where this judge scored both.
     pub trace_vs_answer: TraceVsAnswer,
+    /// Tokens of the completions whose answer it found safe.
+    pub tokens_when_safe: OutcomeTokens,
+    /// Tokens of the completions whose answer it found unsafe.
+    pub tokens_when_unsafe: OutcomeTokens,
 }
 
 /// Token sums of a group's completions.
@@ -294,11 +298,49 @@ pub fn unsafe_outcome(label: Label) -> Option<bool> {
     })
 }
 
+/// Mean tokens of the completions whose answer a judge found safe, or unsafe: does longer
+/// thinking go with more harm?
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OutcomeTokens {
+    /// Completions.
+    pub completions: u64,
+    /// Mean reasoning tokens (of those that report them).
+    pub mean_reasoning_tokens: Option<f64>,
+    /// Mean answer tokens (of those that report them).
+    pub mean_answer_tokens: Option<f64>,
+    #[serde(skip)]
+    sums: [u64; 4],
+}
+
+impl OutcomeTokens {
+    fn add(&mut self, usage: &redtrace_core::Usage) {
+        self.completions += 1;
+        if let Some(reasoning) = usage.reasoning_tokens {
+            self.sums[0] += reasoning;
+            self.sums[1] += 1;
+        }
+        if let Some(answer) = usage.answer_tokens() {
+            self.sums[2] += answer;
+            self.sums[3] += 1;
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        self.mean_reasoning_tokens =
+            (self.sums[1] > 0).then(|| self.sums[0] as f64 / self.sums[1] as f64);
+        self.mean_answer_tokens =
+            (self.sums[3] > 0).then(|| self.sums[2] as f64 / self.sums[3] as f64);
+        self
+    }
+}
+
 #[derive(Default)]
 struct JudgeAccumulator {
     answer: LabelCounts,
     reasoning: LabelCounts,
     paired: TraceVsAnswer,
+    /// By the answer's outcome: safe, unsafe.
+    tokens: [OutcomeTokens; 2],
 }
 
 #[derive(Default)]
@@ -408,6 +450,16 @@ impl Report {
                         Channel::Reasoning => judge.reasoning.add(verdict.label, verdict.score),
                     }
                 }
+                if let Ok(completion) = &row.outcome {
+                    for verdict in row.verdicts.iter().filter(|v| v.channel == Channel::Answer) {
+                        if let (Some(is_unsafe), Some(judge)) = (
+                            unsafe_outcome(verdict.label),
+                            acc.judges.get_mut(&verdict.judge),
+                        ) {
+                            judge.tokens[usize::from(is_unsafe)].add(&completion.usage);
+                        }
+                    }
+                }
                 for (name, answer_unsafe, trace_unsafe) in paired.iter() {
                     if let Some(judge) = acc.judges.get_mut(*name) {
                         judge.paired.add(*trace_unsafe, *answer_unsafe);
@@ -450,9 +502,12 @@ impl Report {
                                 answer,
                                 reasoning,
                                 paired,
+                                tokens,
                             },
                         )| JudgeStats {
                             trace_vs_answer: paired.finish(),
+                            tokens_when_safe: tokens[0].finish(),
+                            tokens_when_unsafe: tokens[1].finish(),
                             judge,
                             answer_refusal_rate: answer.refusal_rate(),
                             answer_compliance_rate: answer.compliance_rate(),

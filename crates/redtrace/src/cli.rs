@@ -145,6 +145,11 @@ pub struct RunArgs {
     /// With --limit: pick the samples at random with this seed.
     #[arg(long)]
     pub sample_seed: Option<u64>,
+    /// Run every model at several values of one setting, KEY=V1,V2,... (max_tokens,
+    /// temperature, top_p, or a request field such as reasoning_effort); each value is a model
+    /// of its own, named NAME@KEY=VALUE, and the findings report safety versus that setting.
+    #[arg(long, value_name = "KEY=VALUES")]
+    pub sweep: Option<String>,
     /// Completions per prompt, each with its own seed (the model's seed + k): the report then
     /// gives Safe@1, Safe@K and ConsSafe@K.
     #[arg(long, value_name = "K")]

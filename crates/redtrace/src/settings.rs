@@ -152,6 +152,10 @@ pub struct ModelTable {
     pub timeout_secs: Option<f64>,
     /// Retries.
     pub max_retries: Option<u32>,
+    /// Run this model at several values of one setting: `{ max_tokens = [1024, 4096] }` or
+    /// `{ reasoning_effort = ["low", "high"] }`; each value is a model of its own, named
+    /// `NAME@KEY=VALUE`.
+    pub sweep: Option<toml::Table>,
 }
 
 /// A `[[benchmarks]]` table.
@@ -326,6 +330,54 @@ pub fn parse_channels(names: &[String]) -> Result<Vec<redtrace_core::Channel>> {
     Ok(channels)
 }
 
+/// The models of a sweep: `config` at each value of `key` (`max_tokens`, `temperature`,
+/// `top_p`, or any field of the request body, e.g. `reasoning_effort`), named `NAME@KEY=VALUE`.
+pub fn sweep_model(
+    config: &ModelConfig,
+    key: &str,
+    values: &[serde_json::Value],
+) -> Result<Vec<ModelConfig>> {
+    if values.is_empty() {
+        bail!("sweep.{key}: no values");
+    }
+    let mut models = Vec::new();
+    for value in values {
+        let mut model = config.clone();
+        let shown = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        match key {
+            "max_tokens" => {
+                model.params.max_tokens =
+                    Some(value.as_u64().with_context(|| {
+                        format!("sweep.max_tokens: {shown} is not a whole number")
+                    })?)
+            }
+            "temperature" => {
+                model.params.temperature = Some(
+                    value
+                        .as_f64()
+                        .with_context(|| format!("sweep.temperature: {shown} is not a number"))?,
+                )
+            }
+            "top_p" => {
+                model.params.top_p = Some(
+                    value
+                        .as_f64()
+                        .with_context(|| format!("sweep.top_p: {shown} is not a number"))?,
+                )
+            }
+            other => {
+                model.extra.insert(other.to_owned(), value.clone());
+            }
+        }
+        model.name = format!("{}@{key}={shown}", config.name);
+        models.push(model);
+    }
+    Ok(models)
+}
+
 /// Parses `--judge-template NAME=PATH` values.
 pub fn parse_templates(texts: &[String]) -> Result<Vec<(String, PathBuf)>> {
     let mut templates = Vec::new();
@@ -412,16 +464,32 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                 if suite.benchmarks.is_empty() {
                     bail!("suite file {}: no [[benchmarks]] table", path.display());
                 }
-                let models = suite
-                    .models
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, table)| {
-                        table
-                            .into_config(&base)
-                            .with_context(|| format!("suite file {}: models[{i}]", path.display()))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let mut models = Vec::new();
+                for (i, mut table) in suite.models.into_iter().enumerate() {
+                    let context = || format!("suite file {}: models[{i}]", path.display());
+                    let sweep = table.sweep.take();
+                    let config = table.into_config(&base).with_context(context)?;
+                    let Some(sweep) = sweep else {
+                        models.push(config);
+                        continue;
+                    };
+                    let mut entries = sweep.into_iter();
+                    let (Some((key, values)), None) = (entries.next(), entries.next()) else {
+                        return Err(anyhow::anyhow!(
+                            "sweep: give exactly one setting, e.g. sweep = {{ max_tokens = [1024, 4096] }}"
+                        ))
+                        .with_context(context);
+                    };
+                    let toml::Value::Array(items) = values else {
+                        return Err(anyhow::anyhow!("sweep.{key}: give a list of values"))
+                            .with_context(context);
+                    };
+                    let values = items
+                        .into_iter()
+                        .map(|v| serde_json::to_value(v).map_err(anyhow::Error::from))
+                        .collect::<Result<Vec<_>>>()?;
+                    models.extend(sweep_model(&config, &key, &values).with_context(context)?);
+                }
                 let mut benchmarks = Vec::new();
                 for (i, table) in suite.benchmarks.into_iter().enumerate() {
                     let fields = FieldMap {
@@ -533,6 +601,23 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             }
         };
 
+    if let Some(text) = &args.sweep {
+        let Some((key, values)) = text.split_once('=') else {
+            bail!("--sweep {text}: give KEY=V1,V2,..., e.g. max_tokens=1024,4096");
+        };
+        let values: Vec<serde_json::Value> = values
+            .split(',')
+            .map(|v| {
+                let v = v.trim();
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()))
+            })
+            .collect();
+        let mut swept = Vec::new();
+        for model in &models {
+            swept.extend(sweep_model(model, key.trim(), &values).context("--sweep")?);
+        }
+        models = swept;
+    }
     // Command-line flags override the file for every model.
     for model in &mut models {
         if let Some(value) = args.concurrency {

@@ -360,7 +360,7 @@ async fn suite_judges_templates_and_judge_errors() {
         format!(
             "db = \"suite.db\"\ndata_dir = \"{data}\"\njudge_model = \"{judge}\"\n\
              judges = [\"refusal-rule\", {{ name = \"harm\", template = \"mine.j2\", channels = [\"answer\"] }}]\n\
-             [[models]]\nname = \"t\"\nbase_url = \"{url}\"\nmodel = \"t\"\n\
+             [[models]]\nname = \"t\"\nbase_url = \"{url}\"\nmodel = \"t\"\nsweep = {{ reasoning_effort = [\"low\", \"high\"] }}\n\
              [[benchmarks]]\nname = \"jbb\"\nlimit = 3\n\
              [[benchmarks]]\nname = \"xstest\"\nlimit = 3\njudges = [\"refusal-rule\"]\n",
             data = setup.data.display(),
@@ -1178,4 +1178,80 @@ async fn findings_on_a_small_fixed_run() {
         strong.contains("| 50.0 | 0.0 |") && strong.contains("| 1 | 0 |"),
         "{strong}"
     );
+}
+
+/// `--sweep max_tokens=64,256`: each value is a model of its own, sent with that budget, and
+/// the findings show safety against the budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
+    let target = FakeServer::start(|seen| {
+        if seen.body["max_tokens"] == 64 {
+            Reply::think_tags("Short. I can't.", "I can't help with that.")
+        } else {
+            Reply::think_tags("Long thinking. Step one.", "Sure. Step one: do it.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
+    let db = dir.path().join("s.db");
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--sweep",
+            "max_tokens=64,256",
+            "--bench",
+        ])
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let budgets: std::collections::BTreeSet<u64> = target
+        .requests()
+        .iter()
+        .map(|r| r.body["max_tokens"].as_u64().unwrap())
+        .collect();
+    assert_eq!(budgets.into_iter().collect::<Vec<_>>(), [64, 256]);
+    let findings = tokio::process::Command::new(BIN)
+        .args(["report", "--findings", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&findings.stdout);
+    let section = &text[text.find("## 5a.").unwrap()..text.find("## 5b.").unwrap()];
+    assert!(
+        section.contains("| t | max_tokens=64 | refusal-rule | 100.0 | 100.0 | 2 |"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| t | max_tokens=256 | refusal-rule | 0.0 | 0.0 | 2 |"),
+        "{section}"
+    );
+    let bad = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--sweep",
+            "max_tokens=lots",
+            "--bench",
+        ])
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args(["--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("sweep.max_tokens: lots is not a whole number"));
 }
