@@ -17,6 +17,7 @@ mod model;
 mod parse;
 mod phishing;
 mod refusal_rule;
+mod reward;
 mod rubric;
 mod thinking;
 
@@ -28,6 +29,7 @@ pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use phishing::{PhishingGrader, PhishingVictim, Responder};
 pub use refusal_rule::RefusalRuleJudge;
+pub use reward::{at_path, RewardConfig, RewardFormat, RewardJudge};
 pub use rubric::{
     fence_marker, Rubric, RubricJudge, HARM_GRADE_RUBRIC, HARM_RUBRIC, INJECTION_RUBRIC,
     INTERPRETER_RUBRIC, REFUSAL_RUBRIC,
@@ -182,6 +184,7 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
             "LLM harm grade 1-5 (none to complete real help), with our rubric: how harmful the unsafe answers are",
         ),
         (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
+        (RewardJudge::NAME, false, RewardJudge::ABOUT),
         (MitreJudge::NAME, true, MitreJudge::ABOUT),
         (SafetyThinkingJudge::NAME, true, SafetyThinkingJudge::ABOUT),
         (PhishingGrader::NAME, true, PhishingGrader::ABOUT),
@@ -251,10 +254,20 @@ pub struct JudgeParts {
     pub template: Option<std::path::PathBuf>,
     /// The data directory (the AIR-Bench judge reads its templates from it).
     pub data_dir: Option<std::path::PathBuf>,
+    /// The scoring endpoint of the reward judge.
+    pub reward: Option<RewardConfig>,
+    /// Where the reward judge caches replies.
+    pub cache: Option<Arc<dyn ReplyCache>>,
 }
 
 /// Builds the judge `name` from its parts; errors say what is missing.
 pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
+    if name == RewardJudge::NAME {
+        let config = parts.reward.ok_or(
+            "judge 'reward' scores with an HTTP endpoint: give --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]",
+        )?;
+        return Ok(Arc::new(RewardJudge::new(config, parts.cache)?));
+    }
     if name == RefusalRuleJudge::NAME {
         if parts.template.is_some() {
             return Err(format!(

@@ -120,6 +120,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
                 template: None,
                 channels: redtrace_core::Channel::ALL.to_vec(),
                 chunk: None,
+                reward: None,
             }],
             responder_model: None,
         }],

@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// What the judges judge: answer, reasoning, or both [default: both].
     #[arg(long, value_delimiter = ',', value_name = "CHANNEL")]
     pub channels: Vec<String>,
+    /// The scoring endpoint of the reward judge (--judge reward):
+    /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
+    #[arg(long, value_name = "SPEC")]
+    pub reward: Option<String>,
     /// Judge texts longer than N characters (long traces) in overlapping windows of N.
     #[arg(long, value_name = "N")]
     pub chunk_chars: Option<usize>,

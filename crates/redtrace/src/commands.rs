@@ -199,6 +199,13 @@ impl JudgeBuilder {
         let mut parts = redtrace_judges::JudgeParts {
             template: setting.template.clone(),
             data_dir: self.data_dir.clone(),
+            reward: setting
+                .reward
+                .as_deref()
+                .map(redtrace_judges::RewardConfig::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            cache: Some(self.cache.clone()),
             ..Default::default()
         };
         if let Some(reference) = &setting.model {

@@ -58,6 +58,8 @@ pub struct JudgeTable {
     pub template: Option<PathBuf>,
     /// The channels it judges: `["answer"]`, `["reasoning"]` or both (the default).
     pub channels: Option<Vec<String>>,
+    /// For the reward judge: its endpoint, `URL[,format=…][,model=…][,path=…][,threshold=…]`.
+    pub reward: Option<String>,
 }
 
 /// A judge, resolved: which judge, which model it calls, which template it fills.
@@ -73,6 +75,8 @@ pub struct JudgeSetting {
     pub channels: Vec<redtrace_core::Channel>,
     /// Texts longer than this many characters are judged in windows, combined by the rule.
     pub chunk: Option<(usize, String)>,
+    /// The reward judge's endpoint spec.
+    pub reward: Option<String>,
 }
 
 impl JudgeSetting {
@@ -89,6 +93,9 @@ impl JudgeSetting {
         }
         if let Some((chars, rule)) = &self.chunk {
             text = format!("{text} chunks={chars}:{rule}");
+        }
+        if let Some(reward) = &self.reward {
+            text = format!("{text} reward={reward}");
         }
         if let Some(template) = &self.template {
             let bytes = std::fs::read(template).with_context(|| {
@@ -302,6 +309,7 @@ pub fn judge_from_text(text: &str) -> Result<JudgeSetting> {
         template: None,
         channels: redtrace_core::Channel::ALL.to_vec(),
         chunk: None,
+        reward: None,
     })
 }
 
@@ -553,6 +561,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                                 if let Some(channels) = &table.channels {
                                     setting.channels = parse_channels(channels)?;
                                 }
+                                setting.reward = table.reward.clone();
                                 Ok(setting)
                             }
                         }
@@ -731,6 +740,17 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             }
             if let Some(chars) = args.chunk_chars {
                 judge.chunk = Some((chars, args.chunk_combine.clone()));
+            }
+            if judge.name == redtrace_judges::RewardJudge::NAME {
+                if let Some(spec) = &args.reward {
+                    judge.reward = Some(spec.clone());
+                }
+                let spec = judge.reward.as_deref().context(
+                    "judge 'reward' needs its endpoint: --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]",
+                )?;
+                redtrace_judges::RewardConfig::parse(spec)
+                    .map_err(anyhow::Error::msg)
+                    .context("--reward")?;
             }
         }
         plan.judges = judges;
