@@ -436,7 +436,11 @@ mod tests {
                 None => {
                     // What it lacks is named: a judge model, or the reward endpoint.
                     let error = build(name, JudgeParts::default()).err().unwrap();
-                    let needs = if calls_model { "--judge-model" } else { "--reward URL" };
+                    let needs = if calls_model {
+                        "--judge-model"
+                    } else {
+                        "--reward URL"
+                    };
                     assert!(error.contains(needs), "{error}");
                 }
             }
