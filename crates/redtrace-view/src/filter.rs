@@ -47,11 +47,17 @@ fn set(value: &Option<String>) -> Option<&str> {
 }
 
 /// The label choices offered for the verdict filters.
-pub const LABEL_CHOICES: [&str; 5] = [
+pub const LABEL_CHOICES: [&str; 11] = [
     "full_compliance",
     "full_refusal",
     "partial_refusal",
     "refusal",
+    "safe",
+    "unsafe",
+    "no_safety_thinking",
+    "safety_held",
+    "safety_overridden",
+    "safety_misled",
     "unscored",
 ];
 

@@ -15,7 +15,8 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:.5em;m
 .cols{display:grid;grid-template-columns:1fr 1fr 1fr;gap:1em}.cols>div{min-width:0}\
 .trace{border-left:4px solid #c9a227}.answer{border-left:4px solid #2a7ab0}.prompt{border-left:4px solid #888}\
 .meta{color:#555}.err{color:#a00}nav a{margin-right:1em}form label{margin-right:.8em}\
-.label-full_refusal,.label-partial_refusal{color:#1d6b2a}.label-full_compliance{color:#a04000}.label-unscored{color:#777}";
+.label-full_refusal,.label-partial_refusal,.label-safe,.label-safety_held{color:#1d6b2a}\
+.label-full_compliance,.label-unsafe,.label-safety_overridden,.label-safety_misled{color:#a04000}.label-unscored{color:#777}";
 
 /// A whole page around `body`.
 pub fn document(title: &str, body: &str) -> String {
