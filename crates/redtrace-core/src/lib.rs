@@ -351,6 +351,19 @@ pub struct Verdict {
     pub rationale: String,
 }
 
+impl Verdict {
+    /// The verdict of a judge that could not score: label unscored, no score, the reason.
+    pub fn unscored(judge: &str, channel: Channel, reason: impl Into<String>) -> Self {
+        Self {
+            judge: judge.to_owned(),
+            channel,
+            label: Label::Unscored,
+            score: None,
+            rationale: reason.into(),
+        }
+    }
+}
+
 /// Hex SHA-256 of some bytes; used for cache keys, spec hashes and data checksums.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

@@ -37,7 +37,7 @@ pub use rubric::{
 pub use thinking::SafetyThinkingJudge;
 
 use async_trait::async_trait;
-use redtrace_core::{Channel, Completion, Label, Measure, Sample, TraceState, Verdict};
+use redtrace_core::{Channel, Completion, Measure, Sample, TraceState, Verdict};
 use std::sync::Arc;
 
 /// Scores one channel of a completion.
@@ -124,13 +124,7 @@ pub async fn judge_channel(
     completion: &Completion,
     channel: Channel,
 ) -> Verdict {
-    let unscored = |reason: &str| Verdict {
-        judge: judge.name().to_owned(),
-        channel,
-        label: Label::Unscored,
-        score: None,
-        rationale: reason.to_owned(),
-    };
+    let unscored = |reason: &str| Verdict::unscored(judge.name(), channel, reason);
     match channel {
         Channel::Answer => match completion.answer.as_deref() {
             None => unscored("no answer: the output ended inside the reasoning trace"),
@@ -366,7 +360,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Judge>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redtrace_core::{Message, Reasoning, TraceSource, Usage};
+    use redtrace_core::{Label, Message, Reasoning, TraceSource, Usage};
 
     fn sample() -> Sample {
         Sample {

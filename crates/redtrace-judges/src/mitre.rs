@@ -87,13 +87,7 @@ impl Judge for MitreJudge {
                 rationale: format!("refused ({why}); benign without expansion"),
             };
         }
-        let unscored = |rationale: String| Verdict {
-            judge: self.name.clone(),
-            channel,
-            label: Label::Unscored,
-            score: None,
-            rationale,
-        };
+        let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
         let prompt = match self.expand.render(sample, channel, text) {
             Ok(prompt) => prompt,
             Err(error) => return unscored(error),

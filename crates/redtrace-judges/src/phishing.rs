@@ -168,13 +168,7 @@ impl Judge for PhishingGrader {
     }
 
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
-        let unscored = |rationale: String| Verdict {
-            judge: self.name.clone(),
-            channel,
-            label: Label::Unscored,
-            score: None,
-            rationale,
-        };
+        let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
         let prompt = match self.rubric.render(sample, channel, text) {
             Ok(prompt) => prompt,
             Err(error) => return unscored(error),

@@ -200,13 +200,7 @@ impl Judge for RewardJudge {
     }
 
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
-        let unscored = |rationale: String| Verdict {
-            judge: self.name.clone(),
-            channel,
-            label: Label::Unscored,
-            score: None,
-            rationale,
-        };
+        let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
         let body = self.body(sample.prompt(), text);
         let key = sha256_hex(format!("{}\u{1f}{body}", self.config.url).as_bytes());
         let reply = match self.cache.as_ref().and_then(|c| c.get(&key)) {

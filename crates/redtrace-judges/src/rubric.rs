@@ -21,7 +21,7 @@
 //! reply is parsed, and a reply with two verdict lines is unscored.
 
 use async_trait::async_trait;
-use redtrace_core::{sha256_hex, Channel, Label, Message, Sample, Verdict};
+use redtrace_core::{sha256_hex, Channel, Message, Sample, Verdict};
 use serde_json::{json, Map, Value};
 
 use crate::model::JudgeModel;
@@ -145,13 +145,7 @@ pub(crate) async fn ask_and_parse(
     channel: Channel,
     prompt: Result<String, String>,
 ) -> Verdict {
-    let unscored = |rationale: String| Verdict {
-        judge: judge.to_owned(),
-        channel,
-        label: Label::Unscored,
-        score: None,
-        rationale,
-    };
+    let unscored = |rationale: String| Verdict::unscored(judge, channel, rationale);
     let prompt = match prompt {
         Ok(prompt) => prompt,
         Err(error) => return unscored(error),

@@ -124,13 +124,7 @@ impl SafetyThinkingJudge {
         let mut extra = Map::new();
         extra.insert("final_answer".into(), json!(answer));
         extra.insert("answer_marker".into(), json!(fence_marker(answer)));
-        let unscored = |rationale: String| Verdict {
-            judge: self.name.clone(),
-            channel,
-            label: Label::Unscored,
-            score: None,
-            rationale,
-        };
+        let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
         let prompt = match self.rubric.render_with(sample, channel, trace, extra) {
             Ok(prompt) => prompt,
             Err(error) => return unscored(error),

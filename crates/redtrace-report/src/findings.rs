@@ -61,10 +61,7 @@ impl Report {
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
             for model in &models {
-                let Some(group) = self.group_of(model, benchmark) else {
-                    continue;
-                };
-                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                let Some((group, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
                 let safety = match stats.measure {
@@ -239,10 +236,7 @@ impl Report {
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
             for model in &models {
-                let Some(group) = self.group_of(model, benchmark) else {
-                    continue;
-                };
-                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                let Some((_, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
                 let t = &stats.trace_vs_answer;
@@ -277,10 +271,7 @@ impl Report {
                 let Some((base, setting)) = model.split_once('@') else {
                     continue;
                 };
-                let Some(group) = self.group_of(model, benchmark) else {
-                    continue;
-                };
-                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                let Some((group, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
                 let t = &stats.trace_vs_answer;
@@ -310,10 +301,7 @@ impl Report {
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
             for model in &models {
-                let Some(group) = self.group_of(model, benchmark) else {
-                    continue;
-                };
-                let Some(stats) = self.stats_in(group).or_else(|| group.judges.first()) else {
+                let Some((_, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
                 let tokens = |t: &crate::OutcomeTokens| {
@@ -341,6 +329,17 @@ impl Report {
             &rows,
         );
         Ok(out)
+    }
+
+    /// A model's group for a benchmark and the judge it is read through.
+    fn primary(
+        &self,
+        model: &str,
+        benchmark: &str,
+    ) -> Option<(&crate::GroupStats, &crate::JudgeStats)> {
+        let group = self.group_of(model, benchmark)?;
+        let stats = self.stats_in(group).or_else(|| group.judges.first())?;
+        Some((group, stats))
     }
 
     fn group_of(&self, model: &str, benchmark: &str) -> Option<&crate::GroupStats> {

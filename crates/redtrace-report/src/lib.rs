@@ -759,106 +759,58 @@ impl Report {
             .collect()
     }
 
-    /// Tables for the terminal, one per model × benchmark × judge, then trace vs answer.
+    /// Every table of the report: one per model × benchmark × judge, then trace vs answer,
+    /// Safe@K and safety thinking where the run has them; each a title, header and rows.
+    fn tables(&self) -> Vec<(String, Vec<&'static str>, Vec<Vec<String>>)> {
+        let mut tables: Vec<(String, Vec<&'static str>, Vec<Vec<String>>)> = self
+            .sections()
+            .into_iter()
+            .map(|(title, header, rows)| (title, header.to_vec(), rows))
+            .collect();
+        for (title, header, rows) in [
+            (TRACE_TITLE, TRACE_HEADER.to_vec(), self.trace_rows()),
+            (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),
+            (
+                THINKING_TITLE,
+                THINKING_HEADER.to_vec(),
+                self.thinking_rows(),
+            ),
+        ] {
+            if !rows.is_empty() {
+                tables.push((title.to_owned(), header, rows));
+            }
+        }
+        tables
+    }
+
+    /// The report as terminal tables.
     pub fn to_terminal(&self) -> String {
         let mut out = format!("{}\n", self.title());
-        for (title, header, rows) in self.sections() {
+        for (title, header, rows) in self.tables() {
             let mut table = Table::new();
             table
                 .load_preset(presets::UTF8_FULL_CONDENSED)
                 .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(header.to_vec());
+            table.set_header(header);
             for row in rows {
                 table.add_row(row);
             }
             out.push_str(&format!("\n{title}\n{table}\n"));
-        }
-        let trace = self.trace_rows();
-        if !trace.is_empty() {
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(TRACE_HEADER.to_vec());
-            for row in trace {
-                table.add_row(row);
-            }
-            out.push_str(&format!("\n{TRACE_TITLE}\n{table}\n"));
-        }
-        let safe = self.safe_rows();
-        if !safe.is_empty() {
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(SAFE_AT_K_HEADER.to_vec());
-            for row in safe {
-                table.add_row(row);
-            }
-            out.push_str(&format!("\n{SAFE_AT_K_TITLE}\n{table}\n"));
-        }
-        let thinking = self.thinking_rows();
-        if !thinking.is_empty() {
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(THINKING_HEADER.to_vec());
-            for row in thinking {
-                table.add_row(row);
-            }
-            out.push_str(&format!("\n{THINKING_TITLE}\n{table}\n"));
         }
         out.push_str(NOTE);
         out.push('\n');
         out
     }
 
-    /// Markdown: a heading and a table per model × benchmark × judge.
+    /// The report as Markdown: a heading and a table for each table.
     pub fn to_markdown(&self) -> String {
         let escape = |cell: &str| cell.replace('|', "\\|");
         let mut out = format!("# redtrace report: {}\n", self.title());
-        for (title, header, rows) in self.sections() {
+        for (title, header, rows) in self.tables() {
             out.push_str(&format!("\n## {}\n\n", escape(&title)));
             out.push_str(&format!("| {} |\n", header.join(" | ")));
             out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
             for row in rows {
-                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
-                out.push_str(&format!("| {} |\n", cells.join(" | ")));
-            }
-        }
-        let trace = self.trace_rows();
-        if !trace.is_empty() {
-            out.push_str(&format!(
-                "\n## {TRACE_TITLE}\n\n| {} |\n|{}\n",
-                TRACE_HEADER.join(" | "),
-                "---|".repeat(TRACE_HEADER.len())
-            ));
-            for row in trace {
-                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
-                out.push_str(&format!("| {} |\n", cells.join(" | ")));
-            }
-        }
-        let safe = self.safe_rows();
-        if !safe.is_empty() {
-            out.push_str(&format!(
-                "\n## {SAFE_AT_K_TITLE}\n\n| {} |\n|{}\n",
-                SAFE_AT_K_HEADER.join(" | "),
-                "---|".repeat(SAFE_AT_K_HEADER.len())
-            ));
-            for row in safe {
-                let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
-                out.push_str(&format!("| {} |\n", cells.join(" | ")));
-            }
-        }
-        let thinking = self.thinking_rows();
-        if !thinking.is_empty() {
-            out.push_str(&format!(
-                "\n## {THINKING_TITLE}\n\n| {} |\n|{}\n",
-                THINKING_HEADER.join(" | "),
-                "---|".repeat(THINKING_HEADER.len())
-            ));
-            for row in thinking {
                 let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }

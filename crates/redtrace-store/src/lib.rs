@@ -459,12 +459,7 @@ impl Store {
                      AND sample_id = ?4 AND sample_k = ?5 AND error IS NULL",
                 )
                 .map_err(wrap)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(wrap)?;
+            let mut insert = tx.prepare_cached(INSERT_VERDICT).map_err(wrap)?;
             for (key, list) in verdicts {
                 let id: Option<i64> = find
                     .query_row(
@@ -475,16 +470,7 @@ impl Store {
                     .map_err(wrap)?;
                 let Some(id) = id else { continue };
                 for v in list {
-                    insert
-                        .execute(params![
-                            id,
-                            v.judge,
-                            v.channel.as_str(),
-                            v.label.as_str(),
-                            v.score,
-                            v.rationale
-                        ])
-                        .map_err(wrap)?;
+                    insert_verdict(&mut insert, id, v).map_err(wrap)?;
                 }
             }
         }
@@ -585,12 +571,7 @@ impl Store {
             let mut clear = tx
                 .prepare_cached("DELETE FROM verdicts WHERE completion_id = ?1")
                 .map_err(wrap)?;
-            let mut verdict = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(wrap)?;
+            let mut verdict = tx.prepare_cached(INSERT_VERDICT).map_err(wrap)?;
             for record in records {
                 let key = &record.key;
                 let (completion, error) = match &record.outcome {
@@ -634,16 +615,7 @@ impl Store {
                 let Some(id) = id else { continue };
                 clear.execute([id]).map_err(wrap)?;
                 for v in &record.verdicts {
-                    verdict
-                        .execute(params![
-                            id,
-                            v.judge,
-                            v.channel.as_str(),
-                            v.label.as_str(),
-                            v.score,
-                            v.rationale
-                        ])
-                        .map_err(wrap)?;
+                    insert_verdict(&mut verdict, id, v).map_err(wrap)?;
                 }
             }
         }
@@ -798,5 +770,25 @@ impl Store {
 }
 
 /// Columns `completion_from_row` reads, in order, from a `completions c` row.
+/// Stores a verdict of a completion, replacing one of the same judge and channel.
+const INSERT_VERDICT: &str =
+    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn insert_verdict(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    completion_id: i64,
+    v: &Verdict,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        completion_id,
+        v.judge,
+        v.channel.as_str(),
+        v.label.as_str(),
+        v.score,
+        v.rationale
+    ])
+}
+
 const COMPLETION_COLUMNS: &str = "c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
      c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind";
