@@ -761,8 +761,8 @@ impl Report {
 
     /// Every table of the report: one per model × benchmark × judge, then trace vs answer,
     /// Safe@K and safety thinking where the run has them; each a title, header and rows.
-    fn tables(&self) -> Vec<(String, Vec<&'static str>, Vec<Vec<String>>)> {
-        let mut tables: Vec<(String, Vec<&'static str>, Vec<Vec<String>>)> = self
+    fn tables(&self) -> Vec<RenderedTable> {
+        let mut tables: Vec<RenderedTable> = self
             .sections()
             .into_iter()
             .map(|(title, header, rows)| (title, header.to_vec(), rows))
@@ -833,6 +833,9 @@ const HEADER: [&str; 11] = [
     "mean score answer/trace",
     "tokens prompt/answer/reasoning",
 ];
+
+/// A table as rendered: its title, header and rows.
+type RenderedTable = (String, Vec<&'static str>, Vec<Vec<String>>);
 
 /// A table of the report: its title, header and rows.
 type Section = (String, [&'static str; 11], Vec<Vec<String>>);
