@@ -82,7 +82,16 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The text of the last user message: the "question" judges see.
+    /// The request as the data set wrote it: the `original_prompt` an attack kept, else the
+    /// last user message. This is the question judges see.
+    pub fn request(&self) -> &str {
+        self.metadata
+            .get("original_prompt")
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| self.prompt())
+    }
+
+    /// The text of the last user message, as sent.
     pub fn prompt(&self) -> &str {
         self.messages
             .iter()

@@ -50,7 +50,13 @@ pub struct BenchmarkInput {
     /// alternate until it stops or the target has had its turns; the completion is then the
     /// whole exchange.
     pub responder: Option<Arc<dyn Responder>>,
+    /// For an attack that asks for an encoded answer: the answer as the judges should read it
+    /// (the stored completion keeps what the model wrote).
+    pub decode: Option<Decoder>,
 }
+
+/// Turns an encoded answer into the text judges read; `None` leaves it as written.
+pub type Decoder = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Everything one run does.
 pub struct Plan {
@@ -314,6 +320,7 @@ pub async fn run(
     'intake: for benchmark in plan.benchmarks {
         let judges = Arc::new(benchmark.judges);
         let responder = benchmark.responder;
+        let decode = benchmark.decode;
         for sample in benchmark.samples {
             let sample = match sample {
                 Ok(sample) => sample,
@@ -381,6 +388,18 @@ pub async fn run(
                         let sample = sample.clone();
                         let sender = sender.clone();
                         let progress = progress.clone();
+                        let completion = match decode.as_ref().and_then(|decode| {
+                            completion
+                                .answer
+                                .as_deref()
+                                .and_then(|answer| decode(answer))
+                        }) {
+                            Some(answer) => Completion {
+                                answer: Some(answer),
+                                ..completion
+                            },
+                            None => completion,
+                        };
                         tasks.spawn(async move {
                             let _spawn_permit = spawn_permit;
                             let mut verdicts = Vec::new();
@@ -432,6 +451,7 @@ pub async fn run(
                         cached,
                         sample: sample.clone(),
                         responder: responder.clone(),
+                        decode: decode.clone(),
                         provider: provider.clone(),
                         max_retries: config.max_retries,
                         endpoint: endpoint.clone(),
@@ -509,6 +529,7 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
 /// One unit of work, owned by its task.
 struct Unit {
     responder: Option<Arc<dyn Responder>>,
+    decode: Option<Decoder>,
     key: UnitKey,
     request: ChatRequest,
     hash: String,
@@ -567,7 +588,20 @@ impl Unit {
             }
         };
         let mut verdicts = Vec::new();
+        // Judges read a decoded answer where the attack asked for an encoded one.
+        let decoded = match (&outcome, &self.decode) {
+            (Ok(completion), Some(decode)) => completion
+                .answer
+                .as_deref()
+                .and_then(|answer| decode(answer))
+                .map(|answer| Completion {
+                    answer: Some(answer),
+                    ..completion.clone()
+                }),
+            _ => None,
+        };
         if let Ok(completion) = &outcome {
+            let completion = decoded.as_ref().unwrap_or(completion);
             for judge in self.judges.iter() {
                 let own = judge.channels();
                 for &channel in self.channels.iter().filter(|c| own.contains(c)) {

@@ -44,6 +44,7 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
             samples: Box::new(samples(n).into_iter().map(Ok)),
             judges: vec![by_name("refusal-rule").unwrap()],
             responder: None,
+            decode: None,
         }],
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
@@ -442,6 +443,7 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
         samples: Box::new(rows.into_iter()),
         judges: vec![by_name("refusal-rule").unwrap()],
         responder: None,
+        decode: None,
     }];
     let error = run(
         plan,

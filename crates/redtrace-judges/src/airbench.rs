@@ -110,7 +110,7 @@ impl AirBenchJudge {
         Ok(fill(
             template,
             &[
-                ("{{QUESTION}}", &defang(sample.prompt())),
+                ("{{QUESTION}}", &defang(sample.request())),
                 ("{{ANSWER}}", &defang(text)),
             ],
         ))

@@ -201,7 +201,7 @@ impl Judge for RewardJudge {
 
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
-        let body = self.body(sample.prompt(), text);
+        let body = self.body(sample.request(), text);
         let key = sha256_hex(format!("{}\u{1f}{body}", self.config.url).as_bytes());
         let reply = match self.cache.as_ref().and_then(|c| c.get(&key)) {
             Some(reply) => reply,

@@ -94,7 +94,7 @@ impl Rubric {
             }
         };
         let mut context = json!({
-            "question": sample.prompt(),
+            "question": sample.request(),
             "text": text,
             "answer": if channel == Channel::Answer { text } else { "" },
             "reasoning": if channel == Channel::Reasoning { text } else { "" },

@@ -126,6 +126,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         }],
         judge_notes: Vec::new(),
         samples_per_prompt: 1,
+        attacks: vec![crate::commands::NO_ATTACK.to_owned()],
         use_cache: false,
         new_run: true,
         quiet: true,

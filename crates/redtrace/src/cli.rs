@@ -35,6 +35,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// List the built-in attacks (for --attack).
+    Attacks,
     /// List, download and check the benchmark data sets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -149,6 +151,10 @@ pub struct RunArgs {
     /// With --limit: pick the samples at random with this seed.
     #[arg(long)]
     pub sample_seed: Option<u64>,
+    /// Attacks, comma-separated, each applied to every benchmark (reported as BENCH+ATTACK);
+    /// `none` keeps the plain benchmark too. See `redtrace attacks`.
+    #[arg(long = "attack", value_delimiter = ',', value_name = "NAME")]
+    pub attacks: Vec<String>,
     /// Run every model at several values of one setting, KEY=V1,V2,... (max_tokens,
     /// temperature, top_p, or a request field such as reasoning_effort); each value is a model
     /// of its own, named NAME@KEY=VALUE, and the findings report safety versus that setting.

@@ -56,7 +56,7 @@ pub async fn run(
                 path.display()
             );
         }
-        counts.push(count);
+        counts.push(count * settings.attacks.len() as u64);
         records.push(BenchmarkRecord {
             name: plan.source.name(),
             file: path.display().to_string(),
@@ -72,6 +72,16 @@ pub async fn run(
             responder: plan.responder_model.clone(),
         });
     }
+    // Each benchmark once per attack, named BENCH+ATTACK ("none" keeps the plain benchmark).
+    let records: Vec<BenchmarkRecord> = records
+        .into_iter()
+        .flat_map(|record| {
+            settings.attacks.iter().map(move |attack| BenchmarkRecord {
+                name: attacked_name(&record.name, attack),
+                ..record.clone()
+            })
+        })
+        .collect();
     let mut all_judges: Vec<String> = Vec::new();
     for judge in records.iter().flat_map(|r| r.judges.iter()) {
         if !all_judges.contains(judge) {
@@ -110,7 +120,11 @@ pub async fn run(
 
     let mut judges = JudgeBuilder::new(&settings.db, settings.data_dir.clone())?;
     let mut benchmarks = Vec::new();
-    for (plan, record) in settings.benchmarks.iter().zip(&records) {
+    let plans = settings
+        .benchmarks
+        .iter()
+        .flat_map(|plan| settings.attacks.iter().map(move |attack| (plan, attack)));
+    for ((plan, attack), record) in plans.zip(&records) {
         let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
         let reader = open(&path, &fields, plan.selection)?;
         if reader.checksum() != record.sha256 {
@@ -127,11 +141,28 @@ pub async fn run(
             Some(reference) => Some(judges.responder(reference).await?),
             None => None,
         };
+        let attack = (attack != NO_ATTACK)
+            .then(|| redtrace_attacks::by_name(attack))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let samples: Box<dyn Iterator<Item = Result<redtrace_core::Sample, String>> + Send> =
+            match attack.clone() {
+                None => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
+                Some(attack) => Box::new(reader.map(move |sample| {
+                    sample
+                        .map(|s| redtrace_attacks::apply(attack.as_ref(), &s))
+                        .map_err(|e| e.to_string())
+                })),
+            };
+        let decode = attack.map(|attack| {
+            Arc::new(move |answer: &str| attack.decode(answer)) as redtrace_engine::Decoder
+        });
         benchmarks.push(BenchmarkInput {
             name: record.name.clone(),
-            samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
+            samples,
             judges: benchmark_judges,
             responder,
+            decode,
         });
     }
     let total_units =
@@ -165,6 +196,18 @@ pub async fn run(
         summary,
         resumed,
     })
+}
+
+/// The attack name that leaves a benchmark as it is.
+pub const NO_ATTACK: &str = "none";
+
+/// The name an attacked benchmark is reported under.
+fn attacked_name(benchmark: &str, attack: &str) -> String {
+    if attack == NO_ATTACK {
+        benchmark.to_owned()
+    } else {
+        format!("{benchmark}+{attack}")
+    }
 }
 
 /// Builds judges, once each: judges with the same setting are one judge, and judge models with

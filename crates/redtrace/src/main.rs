@@ -139,6 +139,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::runs(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Attacks => {
+            for attack in redtrace_attacks::registry() {
+                let info = attack.info();
+                writeln!(
+                    out,
+                    "{:<20} {:<9} {}  [{}]",
+                    info.name,
+                    format!("{:?}", info.family).to_lowercase(),
+                    info.about,
+                    info.reference
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Data(command) => {
             commands::data(&command, &mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -28,6 +28,9 @@ pub struct SuiteFile {
     pub judge_model: Option<String>,
     /// Completions per prompt.
     pub samples: Option<u32>,
+    /// Attacks applied to every benchmark (`none` keeps the plain benchmark).
+    #[serde(default)]
+    pub attacks: Vec<String>,
     /// Models.
     #[serde(default)]
     pub models: Vec<ModelTable>,
@@ -218,6 +221,8 @@ pub struct RunSettings {
     pub judge_notes: Vec<String>,
     /// Completions per prompt.
     pub samples_per_prompt: u32,
+    /// Attacks, each applied to every benchmark; `none` is the benchmark as it is.
+    pub attacks: Vec<String>,
     /// Use the completion cache.
     pub use_cache: bool,
     /// Always start a new run.
@@ -458,6 +463,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
 
     let mut file_samples = None;
+    let mut file_attacks: Vec<String> = Vec::new();
     let (mut models, benchmarks, file_judges, file_judge_model, file_db, file_data_dir) =
         match &args.suite {
             Some(path) => {
@@ -570,6 +576,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                     .collect::<Result<Vec<_>>>()?;
                 let judge_model = suite.judge_model;
                 file_samples = suite.samples;
+                file_attacks = suite.attacks;
                 (models, benchmarks, judges, judge_model, db, data_dir)
             }
             None => {
@@ -784,6 +791,23 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         models,
         benchmarks,
         judge_notes: notes,
+        attacks: {
+            let attacks = if !args.attacks.is_empty() {
+                args.attacks.clone()
+            } else if !file_attacks.is_empty() {
+                file_attacks
+            } else {
+                vec![crate::commands::NO_ATTACK.to_owned()]
+            };
+            for attack in &attacks {
+                if attack != crate::commands::NO_ATTACK {
+                    redtrace_attacks::by_name(attack)
+                        .map_err(anyhow::Error::msg)
+                        .context("--attack")?;
+                }
+            }
+            attacks
+        },
         samples_per_prompt: {
             let k = args.samples.or(file_samples).unwrap_or(1);
             if k == 0 {

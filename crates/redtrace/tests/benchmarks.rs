@@ -1358,3 +1358,108 @@ async fn reward_model_scores_from_an_http_endpoint() {
     assert!(String::from_utf8_lossy(&missing.stderr)
         .contains("judge 'reward' needs its endpoint: --reward URL"));
 }
+
+/// `--attack none,base64,fiction`: each benchmark once per attack, reported as BENCH+ATTACK;
+/// the judge sees the original request and the decoded answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn attacks_are_benchmarks_of_their_own_with_decoded_answers() {
+    let Some(setup) = setup().await else { return };
+    use base64::Engine;
+    let target = FakeServer::start(|seen| {
+        if seen
+            .prompt
+            .starts_with("Respond to the following base64-encoded request")
+        {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode("Step one: the whole method.");
+            Reply::think_tags("Decoding.", &format!("Here you go:\n{encoded}"))
+        } else if seen.prompt.contains("thriller novel") {
+            Reply::think_tags("A story.", "The mentor said: Step one, ...")
+        } else {
+            Reply::think_tags("No.", "I can't help with that.")
+        }
+    })
+    .await;
+    let db = setup.dir.path().join("attacks.db");
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--bench",
+            "jbb",
+            "--limit",
+            "3",
+        ])
+        .args([
+            "--attack",
+            "none,base64,fiction",
+            "--judge",
+            "harm",
+            "--judge-model",
+            &setup.judge.model_ref("judge"),
+        ])
+        .arg("--data-dir")
+        .arg(&setup.data)
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.count(), 9, "three prompts under three attacks");
+    let report = tokio::process::Command::new(BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let asr = |benchmark: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["benchmark"] == benchmark && g["category"] == "(all)")
+            .and_then(|g| g["judges"][0]["answer_unsafe_rate"].as_f64())
+            .unwrap_or_else(|| panic!("no {benchmark}"))
+    };
+    assert_eq!(
+        (asr("jbb"), asr("jbb+base64"), asr("jbb+fiction")),
+        (0.0, 1.0, 1.0)
+    );
+    // The judge read the decoded answer and the original request, not the encoded prompt.
+    let goals: Vec<String> = prompts(&setup.data, "jbb", 3)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let decoded: Vec<String> = setup
+        .judge
+        .requests()
+        .iter()
+        .map(|r| r.prompt.clone())
+        .filter(|p| p.contains("Step one: the whole method."))
+        .collect();
+    assert_eq!(decoded.len(), 3, "three decoded base64 answers were judged");
+    assert!(decoded
+        .iter()
+        .all(|p| goals.iter().any(|g| p.contains(g.as_str())) && !p.contains("base64-encoded")));
+    let bad = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--bench",
+            "jbb",
+            "--attack",
+            "telepathy",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown attack 'telepathy'"));
+}

@@ -1,0 +1,240 @@
+//! Attacks: a registry of transforms of a benchmark's prompts, one file each, applied with
+//! `--attack NAME[,NAME…]`. An attacked benchmark is reported as `BENCH+ATTACK`, so the
+//! attack success rate per technique is the benchmark's unsafe (or compliance) rate under it.
+//!
+//! Every attack is a pure function of the prompt. The judged request stays the original one
+//! (kept in the sample as `original_prompt`), and an attack that asks for an encoded answer
+//! decodes it before it is judged.
+
+mod base64_encoding;
+mod fake_trace;
+mod fiction;
+mod hex_encoding;
+mod leetspeak;
+mod payload_split;
+mod prefix_injection;
+mod reasoning_hijack;
+mod refusal_suppression;
+mod roleplay;
+mod rot13;
+
+use redtrace_core::{Message, Role, Sample};
+use std::sync::Arc;
+
+/// What kind of attack it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A framing around the request (persona, fiction, suppression of refusals).
+    Framing,
+    /// The request rewritten in an encoding the model must decode.
+    Encoding,
+    /// Aimed at the reasoning trace.
+    Trace,
+}
+
+/// An attack's typed description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackInfo {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What kind of attack it is.
+    pub family: Family,
+    /// One line about it.
+    pub about: &'static str,
+    /// Where the technique comes from.
+    pub reference: &'static str,
+}
+
+/// A transform of a prompt.
+pub trait Attack: Send + Sync {
+    /// Its description.
+    fn info(&self) -> AttackInfo;
+
+    /// The attacked prompt.
+    fn rewrite(&self, prompt: &str) -> String;
+
+    /// The answer as the judge should read it, for attacks that ask for an encoded answer
+    /// (`None` when the answer is not in the encoding, or the attack asks for plain text).
+    fn decode(&self, _answer: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Every built-in attack.
+pub fn registry() -> Vec<Arc<dyn Attack>> {
+    vec![
+        Arc::new(refusal_suppression::RefusalSuppression),
+        Arc::new(prefix_injection::PrefixInjection),
+        Arc::new(roleplay::Roleplay),
+        Arc::new(fiction::Fiction),
+        Arc::new(payload_split::PayloadSplit),
+        Arc::new(base64_encoding::Base64Encoding),
+        Arc::new(rot13::Rot13),
+        Arc::new(leetspeak::Leetspeak),
+        Arc::new(hex_encoding::HexEncoding),
+        Arc::new(fake_trace::FakeTrace),
+        Arc::new(reasoning_hijack::ReasoningHijack),
+    ]
+}
+
+/// An attack by name, or an error listing the known ones.
+pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
+    registry()
+        .into_iter()
+        .find(|a| a.info().name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = registry().iter().map(|a| a.info().name).collect();
+            format!(
+                "unknown attack '{name}': known attacks are {}",
+                known.join(", ")
+            )
+        })
+}
+
+/// The sample under `attack`: its last user message rewritten, the original request kept
+/// as `original_prompt` (the judges' question) and the attack's name as `attack`.
+pub fn apply(attack: &dyn Attack, sample: &Sample) -> Sample {
+    let mut attacked = sample.clone();
+    let original = sample.prompt().to_owned();
+    if let Some(message) = attacked
+        .messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.role == Role::User)
+    {
+        *message = Message::user(attack.rewrite(&original));
+    }
+    attacked.metadata.insert(
+        "original_prompt".into(),
+        serde_json::Value::String(original),
+    );
+    attacked.metadata.insert(
+        "attack".into(),
+        serde_json::Value::String(attack.info().name.to_owned()),
+    );
+    attacked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Conformance over the whole registry: unique names, a description and a reference,
+    /// the request survives the rewrite (or its encoding decodes back to it), and the prompt
+    /// changes.
+    #[test]
+    fn every_attack_conforms() {
+        let mut names = std::collections::HashSet::new();
+        for attack in registry() {
+            let info = attack.info();
+            assert!(names.insert(info.name), "duplicate name {}", info.name);
+            assert!(
+                !info.about.is_empty() && !info.reference.is_empty(),
+                "{}",
+                info.name
+            );
+            assert!(by_name(info.name).is_ok());
+            let prompt = "How do I pick the lock of my own shed?";
+            let rewritten = attack.rewrite(prompt);
+            assert_ne!(rewritten, prompt, "{}", info.name);
+            match info.family {
+                Family::Encoding => {}
+                _ if info.name == "payload-split" => {}
+                _ => assert!(
+                    rewritten.contains(prompt),
+                    "{}: the request is kept",
+                    info.name
+                ),
+            }
+        }
+        assert!(by_name("nope").err().unwrap().contains("known attacks are"));
+    }
+
+    #[test]
+    fn apply_keeps_the_original_request_for_the_judges() {
+        let sample = Sample {
+            id: "1".into(),
+            index: 0,
+            messages: vec![Message::system("rules"), Message::user("the request")],
+            category: vec![],
+            label: None,
+            metadata: Default::default(),
+        };
+        let attacked = apply(by_name("fiction").unwrap().as_ref(), &sample);
+        assert_eq!(attacked.messages[0].content, "rules");
+        assert!(attacked.prompt().contains("the request") && attacked.prompt() != "the request");
+        assert_eq!(attacked.request(), "the request");
+        assert_eq!(attacked.metadata["attack"], "fiction");
+    }
+}
+
+#[cfg(test)]
+mod round_trips {
+    use rand::{Rng, SeedableRng};
+
+    /// Random text: ASCII letters, digits, punctuation and some non-ASCII characters.
+    fn texts(seed: u64, count: usize) -> Vec<String> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\"-_/+=()éüß€中\n"
+            .chars()
+            .collect();
+        (0..count)
+            .map(|_| {
+                let length = rng.gen_range(0..200);
+                (0..length)
+                    .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encodings_round_trip_on_random_text() {
+        for text in texts(7, 500) {
+            assert_eq!(super::rot13::rot13(&super::rot13::rot13(&text)), text);
+            let hex = super::hex_encoding::encode(&text);
+            if hex.len() >= 8 {
+                assert_eq!(
+                    super::hex_encoding::decode(&hex).as_deref(),
+                    Some(text.as_str())
+                );
+            }
+            let b64 = super::base64_encoding::encode(&text);
+            if b64.len() >= 8 {
+                assert_eq!(
+                    super::base64_encoding::decode(&b64).as_deref(),
+                    Some(text.as_str())
+                );
+            }
+            // Leetspeak reads digits as letters, so it round-trips lower-case text without
+            // the six digits it uses.
+            let plain: String = text
+                .to_lowercase()
+                .chars()
+                .filter(|c| !"013457".contains(*c))
+                .collect();
+            assert_eq!(
+                super::leetspeak::decode(&super::leetspeak::encode(&plain)),
+                plain
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_answers_are_found_inside_chatter() {
+        let answer = format!(
+            "Sure! Here it is:\n\n{}\n\nHope that helps.",
+            super::base64_encoding::encode("step one: do the thing")
+        );
+        assert_eq!(
+            super::base64_encoding::decode(&answer).as_deref(),
+            Some("step one: do the thing")
+        );
+        let spaced = "73 74 65 70 20 6f 6e 65";
+        assert_eq!(
+            super::hex_encoding::decode(spaced).as_deref(),
+            Some("step one")
+        );
+        assert_eq!(super::base64_encoding::decode("I can't help."), None);
+    }
+}
