@@ -17,6 +17,7 @@ mod reasoning_hijack;
 mod refusal_suppression;
 mod roleplay;
 mod rot13;
+pub mod templates;
 
 use redtrace_core::{Message, Role, Sample};
 use std::sync::Arc;
@@ -50,8 +51,23 @@ pub trait Attack: Send + Sync {
     /// Its description.
     fn info(&self) -> AttackInfo;
 
+    /// The name it is reported under (the registry name, or with its parameters).
+    fn label(&self) -> String {
+        self.info().name.to_owned()
+    }
+
     /// The attacked prompt.
     fn rewrite(&self, prompt: &str) -> String;
+
+    /// The attacked samples of one sample: one by default; several for attacks that try
+    /// several variants per prompt (templates).
+    fn variants(&self, sample: &Sample) -> Vec<Sample> {
+        vec![with_prompt(
+            sample,
+            self.rewrite(sample.prompt()),
+            &self.label(),
+        )]
+    }
 
     /// The answer as the judge should read it, for attacks that ask for an encoded answer
     /// (`None` when the answer is not in the encoding, or the attack asks for plain text).
@@ -77,8 +93,12 @@ pub fn registry() -> Vec<Arc<dyn Attack>> {
     ]
 }
 
-/// An attack by name, or an error listing the known ones.
+/// An attack by name (`templates:PATH[:N]` loads a template collection), or an error
+/// listing the known ones.
 pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
+    if let Some(spec) = name.strip_prefix("templates:") {
+        return Ok(Arc::new(templates::TemplateAttack::open(spec)?.0));
+    }
     registry()
         .into_iter()
         .find(|a| a.info().name == name)
@@ -93,16 +113,21 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
 
 /// The sample under `attack`: its last user message rewritten, the original request kept
 /// as `original_prompt` (the judges' question) and the attack's name as `attack`.
-pub fn apply(attack: &dyn Attack, sample: &Sample) -> Sample {
+pub fn apply<A: Attack + ?Sized>(attack: &A, sample: &Sample) -> Sample {
+    with_prompt(sample, attack.rewrite(sample.prompt()), &attack.label())
+}
+
+/// `sample` with its last user message replaced by `prompt`, the original request kept.
+pub(crate) fn with_prompt(sample: &Sample, prompt: String, attack: &str) -> Sample {
     let mut attacked = sample.clone();
-    let original = sample.prompt().to_owned();
+    let original = sample.request().to_owned();
     if let Some(message) = attacked
         .messages
         .iter_mut()
         .rev()
         .find(|m| m.role == Role::User)
     {
-        *message = Message::user(attack.rewrite(&original));
+        *message = Message::user(prompt);
     }
     attacked.metadata.insert(
         "original_prompt".into(),
@@ -110,7 +135,7 @@ pub fn apply(attack: &dyn Attack, sample: &Sample) -> Sample {
     );
     attacked.metadata.insert(
         "attack".into(),
-        serde_json::Value::String(attack.info().name.to_owned()),
+        serde_json::Value::String(attack.to_owned()),
     );
     attacked
 }

@@ -124,7 +124,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
             }],
             responder_model: None,
         }],
-        judge_notes: Vec::new(),
+        notes: Vec::new(),
         samples_per_prompt: 1,
         attacks: vec![crate::commands::NO_ATTACK.to_owned()],
         use_cache: false,

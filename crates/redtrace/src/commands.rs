@@ -56,7 +56,13 @@ pub async fn run(
                 path.display()
             );
         }
-        counts.push(count * settings.attacks.len() as u64);
+        counts.push(
+            settings
+                .attacks
+                .iter()
+                .map(|attack| count * variants_per_prompt(attack))
+                .sum(),
+        );
         records.push(BenchmarkRecord {
             name: plan.source.name(),
             file: path.display().to_string(),
@@ -148,10 +154,9 @@ pub async fn run(
         let samples: Box<dyn Iterator<Item = Result<redtrace_core::Sample, String>> + Send> =
             match attack.clone() {
                 None => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
-                Some(attack) => Box::new(reader.map(move |sample| {
-                    sample
-                        .map(|s| redtrace_attacks::apply(attack.as_ref(), &s))
-                        .map_err(|e| e.to_string())
+                Some(attack) => Box::new(reader.flat_map(move |sample| match sample {
+                    Ok(sample) => attack.variants(&sample).into_iter().map(Ok).collect(),
+                    Err(error) => vec![Err(error.to_string())],
                 })),
             };
         let decode = attack.map(|attack| {
@@ -200,6 +205,15 @@ pub async fn run(
 
 /// The attack name that leaves a benchmark as it is.
 pub const NO_ATTACK: &str = "none";
+
+/// How many samples an attack makes of each prompt (`templates:PATH:N` makes N).
+fn variants_per_prompt(attack: &str) -> u64 {
+    attack
+        .strip_prefix("templates:")
+        .and_then(|spec| spec.rsplit_once(':'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
 
 /// The name an attacked benchmark is reported under.
 fn attacked_name(benchmark: &str, attack: &str) -> String {

@@ -53,7 +53,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             let settings = settings::resolve_run(&args)?;
-            for note in &settings.judge_notes {
+            for note in &settings.notes {
                 eprintln!("note: {note}");
             }
             let runtime = tokio::runtime::Runtime::new()?;

@@ -217,8 +217,8 @@ pub struct RunSettings {
     pub models: Vec<ModelConfig>,
     /// Benchmarks, each with its judges.
     pub benchmarks: Vec<BenchmarkPlan>,
-    /// What the judge choice left out, for the user (printed unless quiet).
-    pub judge_notes: Vec<String>,
+    /// What the user should know about the judges and attacks chosen (printed first).
+    pub notes: Vec<String>,
     /// Completions per prompt.
     pub samples_per_prompt: u32,
     /// Attacks, each applied to every benchmark; `none` is the benchmark as it is.
@@ -779,6 +779,36 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     } else {
         args.db.db.clone()
     };
+    let attacks = {
+        let attacks = if !args.attacks.is_empty() {
+            args.attacks.clone()
+        } else if !file_attacks.is_empty() {
+            file_attacks
+        } else {
+            vec![crate::commands::NO_ATTACK.to_owned()]
+        };
+        for attack in &attacks {
+            if let Some(spec) = attack.strip_prefix("templates:") {
+                let (loaded, refused) = redtrace_attacks::templates::TemplateAttack::open(spec)
+                    .map_err(anyhow::Error::msg)
+                    .context("--attack")?;
+                notes.push(format!(
+                    "{attack}: {} templates loaded{}",
+                    loaded.len(),
+                    if refused > 0 {
+                        format!(", {refused} refused for having no slot for the request")
+                    } else {
+                        String::new()
+                    }
+                ));
+            } else if attack != crate::commands::NO_ATTACK {
+                redtrace_attacks::by_name(attack)
+                    .map_err(anyhow::Error::msg)
+                    .context("--attack")?;
+            }
+        }
+        attacks
+    };
     Ok(RunSettings {
         db,
         // Where `redtrace data pull` puts data when nothing else is named.
@@ -790,24 +820,8 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             .or_else(|| redtrace_datasets::catalog::default_data_dir().filter(|dir| dir.is_dir())),
         models,
         benchmarks,
-        judge_notes: notes,
-        attacks: {
-            let attacks = if !args.attacks.is_empty() {
-                args.attacks.clone()
-            } else if !file_attacks.is_empty() {
-                file_attacks
-            } else {
-                vec![crate::commands::NO_ATTACK.to_owned()]
-            };
-            for attack in &attacks {
-                if attack != crate::commands::NO_ATTACK {
-                    redtrace_attacks::by_name(attack)
-                        .map_err(anyhow::Error::msg)
-                        .context("--attack")?;
-                }
-            }
-            attacks
-        },
+        notes: notes,
+        attacks,
         samples_per_prompt: {
             let k = args.samples.or(file_samples).unwrap_or(1);
             if k == 0 {
