@@ -820,7 +820,7 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
             .or_else(|| redtrace_datasets::catalog::default_data_dir().filter(|dir| dir.is_dir())),
         models,
         benchmarks,
-        notes: notes,
+        notes,
         attacks,
         samples_per_prompt: {
             let k = args.samples.or(file_samples).unwrap_or(1);
