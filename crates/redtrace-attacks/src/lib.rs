@@ -11,6 +11,7 @@ mod fake_trace;
 mod fiction;
 mod hex_encoding;
 mod leetspeak;
+pub mod many_shot;
 mod payload_split;
 mod prefix_injection;
 mod reasoning_hijack;
@@ -98,6 +99,9 @@ pub fn registry() -> Vec<Arc<dyn Attack>> {
 pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
     if let Some(spec) = name.strip_prefix("templates:") {
         return Ok(Arc::new(templates::TemplateAttack::open(spec)?.0));
+    }
+    if let Some(spec) = name.strip_prefix("many-shot:") {
+        return Ok(Arc::new(many_shot::ManyShot::open(spec)?));
     }
     registry()
         .into_iter()

@@ -328,6 +328,85 @@ impl Report {
             &["benchmark", "model", "judge", "reasoning tokens when safe", "when unsafe"],
             &rows,
         );
+        // 6. Attacks: success per technique, and the best attack per prompt (any succeeded).
+        let attacked: Vec<&str> = benchmarks
+            .iter()
+            .copied()
+            .filter(|b| b.contains('+'))
+            .collect();
+        let mut union: BTreeMap<(String, String), BTreeMap<String, bool>> = BTreeMap::new();
+        if !attacked.is_empty() {
+            store.for_each_result(self.run.id, false, |row| {
+                let Some((base, _attack)) = row.key.benchmark.split_once('+') else {
+                    return Ok(());
+                };
+                let wanted = crate::paper::judges_of(base);
+                let verdict = wanted.iter().find_map(|w| {
+                    row.verdicts
+                        .iter()
+                        .find(|v| v.channel == Channel::Answer && matches(&v.judge, w))
+                });
+                if let Some(is_unsafe) = verdict.and_then(|v| crate::unsafe_outcome(v.label)) {
+                    let prompt = row.key.sample_id.split('~').next().unwrap_or("").to_owned();
+                    let entry = union
+                        .entry((row.key.model.clone(), base.to_owned()))
+                        .or_default()
+                        .entry(prompt)
+                        .or_default();
+                    *entry |= is_unsafe;
+                }
+                Ok(())
+            })?;
+        }
+        let mut rows = Vec::new();
+        for benchmark in &attacked {
+            let Some((base, attack)) = benchmark.split_once('+') else {
+                continue;
+            };
+            for model in &models {
+                let Some((group, stats)) = self.primary(model, benchmark) else {
+                    continue;
+                };
+                let (rate, ci) = match stats.measure {
+                    redtrace_core::Measure::Unsafe => {
+                        (stats.answer_unsafe_rate, stats.answer_unsafe_ci)
+                    }
+                    redtrace_core::Measure::Refusal => {
+                        (stats.answer_compliance_rate, stats.answer_compliance_ci)
+                    }
+                };
+                rows.push(vec![
+                    base.to_owned(),
+                    (*model).to_owned(),
+                    attack.to_owned(),
+                    stats.judge.clone(),
+                    group.n.to_string(),
+                    pct_ci(rate, ci),
+                ]);
+            }
+        }
+        for ((model, base), prompts) in &union {
+            let n = prompts.len() as u64;
+            let any = prompts.values().filter(|u| **u).count() as u64;
+            rows.push(vec![
+                base.clone(),
+                model.clone(),
+                "best attack per prompt (any succeeded)".into(),
+                "–".into(),
+                n.to_string(),
+                pct_ci(
+                    Some(any as f64 / n.max(1) as f64),
+                    crate::stats::wilson(any, n),
+                ),
+            ]);
+        }
+        table(
+            &mut out,
+            "6. Attacks",
+            "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, then per model and benchmark the share of prompts that at least one attack broke.",
+            &["benchmark", "model", "attack", "judge", "n", "attack success [95% CI]"],
+            &rows,
+        );
         Ok(out)
     }
 

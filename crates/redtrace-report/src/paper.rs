@@ -11,7 +11,7 @@ use std::fmt::Write;
 use crate::{GroupStats, JudgeStats, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 
 /// The judge each benchmark is read through, best first (a name, or its `NAME:` prefix).
-fn judges_of(benchmark: &str) -> &'static [&'static str] {
+pub(crate) fn judges_of(benchmark: &str) -> &'static [&'static str] {
     match benchmark {
         "airbench" => &["airbench"],
         "cse-mitre" => &["cse-mitre"],
