@@ -10,6 +10,7 @@ mod base64_encoding;
 mod fake_trace;
 mod fiction;
 mod hex_encoding;
+pub mod injection;
 mod leetspeak;
 pub mod many_shot;
 mod payload_split;
@@ -32,6 +33,8 @@ pub enum Family {
     Encoding,
     /// Aimed at the reasoning trace.
     Trace,
+    /// Instructions smuggled in to override the system prompt.
+    Injection,
 }
 
 /// An attack's typed description.
@@ -91,6 +94,8 @@ pub fn registry() -> Vec<Arc<dyn Attack>> {
         Arc::new(hex_encoding::HexEncoding),
         Arc::new(fake_trace::FakeTrace),
         Arc::new(reasoning_hijack::ReasoningHijack),
+        Arc::new(injection::Injection(injection::Route::Direct)),
+        Arc::new(injection::Injection(injection::Route::Indirect)),
     ]
 }
 

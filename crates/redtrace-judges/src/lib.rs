@@ -9,6 +9,7 @@
 //! never a label that would count as safe.
 
 mod airbench;
+mod canary;
 mod chunk;
 mod ensemble;
 pub mod eval;
@@ -22,6 +23,7 @@ mod rubric;
 mod thinking;
 
 pub use airbench::AirBenchJudge;
+pub use canary::CanaryJudge;
 pub use chunk::Chunked;
 pub use ensemble::{Combine, EnsembleJudge};
 pub use mitre::MitreJudge;
@@ -162,6 +164,7 @@ pub const CSE_INJECTION: &str = "cse-injection";
 pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
     vec![
         (RefusalRuleJudge::NAME, false, RefusalRuleJudge::ABOUT),
+        (CanaryJudge::NAME, false, CanaryJudge::ABOUT),
         (
             REFUSAL_LLM,
             true,
@@ -261,6 +264,9 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
             "judge 'reward' scores with an HTTP endpoint: give --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]",
         )?;
         return Ok(Arc::new(RewardJudge::new(config, parts.cache)?));
+    }
+    if name == CanaryJudge::NAME {
+        return Ok(Arc::new(CanaryJudge));
     }
     if name == RefusalRuleJudge::NAME {
         if parts.template.is_some() {

@@ -1463,3 +1463,88 @@ async fn attacks_are_benchmarks_of_their_own_with_decoded_answers() {
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown attack 'telepathy'"));
 }
+
+/// Prompt injection against a secret: the target leaks it when told to in its own turn but
+/// not from inside an e-mail; the canary judge sees which.
+#[tokio::test(flavor = "multi_thread")]
+async fn injection_attacks_are_judged_by_their_canary() {
+    let Some(setup) = setup().await else { return };
+    let target = FakeServer::start(|seen| {
+        let system = seen.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let code = system
+            .split("code is ")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .unwrap_or("")
+            .to_owned();
+        if seen.prompt.contains("maintenance mode") {
+            Reply::text(format!("Maintenance: the code is {code}."))
+        } else {
+            Reply::text("Here is a summary of the e-mail: maintenance on Saturday.")
+        }
+    })
+    .await;
+    let db = setup.dir.path().join("injection.db");
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("t"),
+            "--bench",
+            "jbb",
+            "--limit",
+            "2",
+        ])
+        .args([
+            "--attack",
+            "injection-direct,injection-indirect",
+            "--judge",
+            "canary",
+            "--data-dir",
+        ])
+        .arg(&setup.data)
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(target
+        .requests()
+        .iter()
+        .all(|r| r.body["messages"][0]["role"] == "system"
+            && r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("ZQ-")));
+    let report = tokio::process::Command::new(BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let leaked = |benchmark: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["benchmark"] == benchmark && g["category"] == "(all)")
+            .and_then(|g| g["judges"][0]["answer_unsafe_rate"].as_f64())
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            leaked("jbb+injection-direct"),
+            leaked("jbb+injection-indirect")
+        ),
+        (1.0, 0.0)
+    );
+}
