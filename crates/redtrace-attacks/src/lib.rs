@@ -20,6 +20,7 @@ mod refusal_suppression;
 mod roleplay;
 mod rot13;
 pub mod templates;
+mod trace_prefill;
 
 use redtrace_core::{Message, Role, Sample};
 use std::sync::Arc;
@@ -94,6 +95,7 @@ pub fn registry() -> Vec<Arc<dyn Attack>> {
         Arc::new(hex_encoding::HexEncoding),
         Arc::new(fake_trace::FakeTrace),
         Arc::new(reasoning_hijack::ReasoningHijack),
+        Arc::new(trace_prefill::TracePrefill),
         Arc::new(injection::Injection(injection::Route::Direct)),
         Arc::new(injection::Injection(injection::Route::Indirect)),
     ]
