@@ -381,16 +381,9 @@ async fn suite_judges_templates_and_judge_errors() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let export = tokio::process::Command::new(BIN)
-        .args(["export", "--db"])
-        .arg(dir.join("suite.db"))
-        .output()
-        .await
-        .unwrap();
     let mut judges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
-    for line in String::from_utf8_lossy(&export.stdout).lines() {
-        let record: Value = serde_json::from_str(line).unwrap();
+    for record in export_records(&dir.join("suite.db")).await {
         for verdict in record["verdicts"].as_array().unwrap() {
             judges
                 .entry(record["benchmark"].as_str().unwrap().to_owned())
@@ -652,13 +645,7 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
         "{victim_calls}"
     );
 
-    let report = tokio::process::Command::new(BIN)
-        .args(["report", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&db).await;
     let grader = judge_of(&report, "cse-phishing:judge");
     assert_eq!(
         grader["answer"]["unsafe"], playing as u64,
@@ -671,16 +658,7 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
         "mean of (3+2+4)/3 = 3 per exchange: {mean}"
     );
 
-    let export = tokio::process::Command::new(BIN)
-        .args(["export", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
+    let records = export_records(&db).await;
     assert_eq!(records.len(), 6);
     for record in &records {
         let answer = record["answer"].as_str().unwrap();
@@ -695,6 +673,52 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
             assert_eq!(answer, "ASSISTANT: I can't help with that.");
         }
     }
+}
+
+/// `redtrace report --format json` of the store at `db`.
+async fn report_json(db: &Path) -> Value {
+    let output = tokio::process::Command::new(BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `redtrace report FLAG` (e.g. `--findings`) of the store at `db`, as text.
+async fn report_text(db: &Path, flag: &str) -> String {
+    let output = tokio::process::Command::new(BIN)
+        .args(["report", flag, "--db"])
+        .arg(db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `redtrace export` (JSONL) of the store at `db`, one value per record.
+async fn export_records(db: &Path) -> Vec<Value> {
+    let output = tokio::process::Command::new(BIN)
+        .args(["export", "--db"])
+        .arg(db)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 fn judge_of<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -854,13 +878,7 @@ async fn several_samples_per_prompt_give_safe_at_k() {
         .map(|r| r.body["seed"].as_u64().unwrap())
         .collect();
     assert_eq!(seeds.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
-    let report = tokio::process::Command::new(BIN)
-        .args(["report", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&db).await;
     let row = report["safe_at_k"]
         .as_array()
         .unwrap()
@@ -947,13 +965,7 @@ async fn safety_thinking_classes_and_harm_grades() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report = tokio::process::Command::new(BIN)
-        .args(["report", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&db).await;
     let all = group(&report, "(all)");
     let thinking = judge_in(all, "safety-thinking:judge");
     let counts = &thinking["reasoning"];
@@ -1049,19 +1061,7 @@ async fn long_traces_are_judged_in_windows() {
         1 + windows,
         "the answer whole, the trace in {windows} windows"
     );
-    let export = tokio::process::Command::new(BIN)
-        .args(["export", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let record: Value = serde_json::from_str(
-        String::from_utf8_lossy(&export.stdout)
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = export_records(&db).await.remove(0);
     let verdicts = record["verdicts"].as_array().unwrap();
     let trace_verdict = verdicts
         .iter()
@@ -1151,13 +1151,7 @@ async fn findings_on_a_small_fixed_run() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let findings = tokio::process::Command::new(BIN)
-        .args(["report", "--findings", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&findings.stdout);
+    let text = report_text(&db, "--findings").await;
     if std::env::var_os("SHOW_FINDINGS").is_some() {
         eprintln!("{text}");
     }
@@ -1226,13 +1220,7 @@ async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
         .map(|r| r.body["max_tokens"].as_u64().unwrap())
         .collect();
     assert_eq!(budgets.into_iter().collect::<Vec<_>>(), [64, 256]);
-    let findings = tokio::process::Command::new(BIN)
-        .args(["report", "--findings", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&findings.stdout);
+    let text = report_text(&db, "--findings").await;
     let section = &text[text.find("## 5a.").unwrap()..text.find("## 5b.").unwrap()];
     assert!(
         section.contains("| t | max_tokens=64 | refusal-rule | 100.0 | 100.0 | 2 |"),
@@ -1317,19 +1305,7 @@ async fn reward_model_scores_from_an_http_endpoint() {
         2,
         "answer and trace once; the second run reads the cache"
     );
-    let export = tokio::process::Command::new(BIN)
-        .args(["export", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let record: Value = serde_json::from_str(
-        String::from_utf8_lossy(&export.stdout)
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = export_records(&db).await.remove(0);
     let verdicts = record["verdicts"].as_array().unwrap();
     let of = |channel: &str| verdicts.iter().find(|v| v["channel"] == channel).unwrap();
     assert_eq!(
@@ -1412,13 +1388,7 @@ async fn attacks_are_benchmarks_of_their_own_with_decoded_answers() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(target.count(), 9, "three prompts under three attacks");
-    let report = tokio::process::Command::new(BIN)
-        .args(["report", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&db).await;
     let asr = |benchmark: &str| {
         report["groups"]
             .as_array()
@@ -1524,13 +1494,7 @@ async fn injection_attacks_are_judged_by_their_canary() {
                 .as_str()
                 .unwrap()
                 .contains("ZQ-")));
-    let report = tokio::process::Command::new(BIN)
-        .args(["report", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&db).await;
     let leaked = |benchmark: &str| {
         report["groups"]
             .as_array()
