@@ -52,13 +52,6 @@ impl Chunked {
     }
 }
 
-fn is_unsafe(label: Label) -> Option<bool> {
-    label.flag().map(|(measure, flag)| match measure {
-        Measure::Refusal => !flag,
-        Measure::Unsafe => flag,
-    })
-}
-
 #[async_trait]
 impl Judge for Chunked {
     fn name(&self) -> &str {
@@ -102,7 +95,7 @@ impl Judge for Chunked {
         }
         if verdicts
             .iter()
-            .any(|v| v.label != Label::Unscored && is_unsafe(v.label).is_none())
+            .any(|v| v.label != Label::Unscored && v.label.is_unsafe_outcome().is_none())
         {
             // Not a safe/unsafe verdict: windows cannot be combined; judge the whole text.
             return self
@@ -113,7 +106,7 @@ impl Judge for Chunked {
         let votes: Vec<(usize, bool)> = verdicts
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| is_unsafe(v.label).map(|u| (i, u)))
+            .filter_map(|(i, v)| v.label.is_unsafe_outcome().map(|u| (i, u)))
             .collect();
         let Some(&(first_scored, _)) = votes.first() else {
             let mut verdict = verdicts.swap_remove(0);

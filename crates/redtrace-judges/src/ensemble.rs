@@ -66,14 +66,6 @@ impl EnsembleJudge {
     }
 }
 
-/// Whether a member's label is unsafe, on its own scale.
-fn is_unsafe(label: Label) -> Option<bool> {
-    label.flag().map(|(measure, flag)| match measure {
-        Measure::Refusal => !flag,
-        Measure::Unsafe => flag,
-    })
-}
-
 #[async_trait]
 impl Judge for EnsembleJudge {
     fn name(&self) -> &str {
@@ -91,7 +83,10 @@ impl Judge for EnsembleJudge {
                 .map(|member| member.judge_text(sample, channel, text)),
         )
         .await;
-        let votes: Vec<bool> = verdicts.iter().filter_map(|v| is_unsafe(v.label)).collect();
+        let votes: Vec<bool> = verdicts
+            .iter()
+            .filter_map(|v| v.label.is_unsafe_outcome())
+            .collect();
         let rationale = verdicts
             .iter()
             .map(|v| format!("{}: {}", v.judge, v.label.as_str()))

@@ -289,13 +289,9 @@ impl TraceVsAnswer {
     }
 }
 
-/// Whether a label is the unsafe outcome on its judge's scale: unsafe for harm judges,
-/// compliance for refusal judges (on harmful prompts complying is the unsafe outcome).
+/// Whether a label is the unsafe outcome on its judge's scale ([`Label::is_unsafe_outcome`]).
 pub fn unsafe_outcome(label: Label) -> Option<bool> {
-    label.flag().map(|(measure, flag)| match measure {
-        Measure::Refusal => !flag,
-        Measure::Unsafe => flag,
-    })
+    label.is_unsafe_outcome()
 }
 
 /// Mean tokens of the completions whose answer a judge found safe, or unsafe: does longer
