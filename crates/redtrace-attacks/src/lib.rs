@@ -2,25 +2,33 @@
 //! `--attack NAME[,NAME…]`. An attacked benchmark is reported as `BENCH+ATTACK`, so the
 //! attack success rate per technique is the benchmark's unsafe (or compliance) rate under it.
 //!
-//! Every attack is a pure function of the prompt. The judged request stays the original one
-//! (kept in the sample as `original_prompt`), and an attack that asks for an encoded answer
-//! decodes it before it is judged.
+//! Most attacks are pure functions of the prompt ([`Attack`]). The judged request stays the
+//! original one (kept in the sample as `original_prompt`), and an attack that asks for an
+//! encoded answer decodes it before it is judged. Attacks that talk to an attacker model and
+//! a judge model (translation, past tense, PAIR, TAP, Crescendo) are [`driven::DrivenAttack`]s,
+//! run by the engine one sample at a time.
 
 mod base64_encoding;
+mod crescendo;
+pub mod driven;
 mod fake_trace;
 mod fiction;
 mod hex_encoding;
 pub mod injection;
 mod leetspeak;
 pub mod many_shot;
+mod pair;
+mod past_tense;
 mod payload_split;
 mod prefix_injection;
 mod reasoning_hijack;
 mod refusal_suppression;
 mod roleplay;
 mod rot13;
+mod tap;
 pub mod templates;
 mod trace_prefill;
+mod translate;
 
 use redtrace_core::{Message, Role, Sample};
 use std::sync::Arc;
@@ -36,6 +44,8 @@ pub enum Family {
     Trace,
     /// Instructions smuggled in to override the system prompt.
     Injection,
+    /// Written or steered by an attacker model (see [`driven`]).
+    Driven,
 }
 
 /// An attack's typed description.
