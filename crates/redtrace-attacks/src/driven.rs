@@ -13,7 +13,7 @@
 use crate::{AttackInfo, Family};
 use async_trait::async_trait;
 use redtrace_core::{sha256_hex, Completion, Message, Role, Sample};
-use serde::{Deserialize, Serialize};
+pub use redtrace_core::{AttackAttempt as Attempt, AttackTranscript as Transcript};
 use std::sync::Arc;
 
 /// The target, as the engine lets an attack reach it.
@@ -222,66 +222,34 @@ pub fn build(name: &str, helpers: Helpers) -> Result<Arc<dyn DrivenAttack>, Stri
     })
 }
 
-/// One attempt of an attack: a prompt, and the target's reply with its rating.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// Where in the attack it was made (`round 2`, `depth 1 · branch 3`, `turn 2`).
-    pub step: String,
-    /// The prompt sent (or, for a pruned branch, the prompt not sent).
-    pub prompt: String,
-    /// The target's answer; `None` when the prompt was not sent.
-    pub response: Option<String>,
-    /// The target's trace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reasoning: String,
-    /// The judge's rating, 1–10.
-    pub score: Option<u8>,
-    /// What happened besides (pruned, taken back, a helper failed).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub note: String,
-}
-
-/// The record of an attack on one sample, stored in the completion's `raw` field.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Transcript {
-    /// The attack's label.
-    pub attack: String,
-    /// Whether a reply was rated a success.
-    pub success: bool,
-    /// Target queries made.
-    pub queries: u32,
-    /// Target tokens spent (prompt and completion, over every query).
-    pub tokens: u64,
-    /// Calls to the attacker and judge models.
-    pub helper_calls: u32,
-    /// The attempt whose reply is the unit's completion.
-    pub chosen: Option<usize>,
-    /// The answer as the judges read it, where it differs from the target's (translated back).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judged_answer: Option<String>,
-    /// Why the attack ended before its plan did (budget spent, a helper failed).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub ended: String,
-    /// Every attempt, in order.
-    pub attempts: Vec<Attempt>,
-}
-
-const RAW_KEY: &str = "redtrace_attack";
-
-impl Transcript {
-    /// The transcript in a completion's `raw` field, if it holds one.
-    pub fn from_raw(raw: &str) -> Option<Self> {
-        if !raw.starts_with("{\"redtrace_attack\"") {
-            return None;
+/// Checks a driven attack's name and parameters without its models.
+pub fn check(name: &str) -> Result<(), String> {
+    struct Unused;
+    #[async_trait]
+    impl Helper for Unused {
+        fn name(&self) -> &str {
+            "unused"
         }
-        let mut value: serde_json::Value = serde_json::from_str(raw).ok()?;
-        serde_json::from_value(value.get_mut(RAW_KEY)?.take()).ok()
+        async fn ask(&self, _messages: Vec<Message>) -> Result<String, String> {
+            Err("not a real helper".into())
+        }
     }
+    let unused: Arc<dyn Helper> = Arc::new(Unused);
+    build(
+        name,
+        Helpers {
+            attacker: Some(unused.clone()),
+            judge: Some(unused),
+            budget: 1,
+        },
+    )
+    .map(|_| ())
+}
 
-    /// The transcript as a `raw` field.
-    pub fn to_raw(&self) -> String {
-        serde_json::json!({ RAW_KEY: self }).to_string()
-    }
+/// The sample as a driven attack receives it: unchanged, marked with the attack's name and its
+/// request kept as `original_prompt` (the judges' question), as for every attack.
+pub fn marked(sample: &Sample, label: &str) -> Sample {
+    crate::with_prompt(sample, sample.prompt().to_owned(), label)
 }
 
 /// The completion as judges should read it: with the transcript's judged answer where it has

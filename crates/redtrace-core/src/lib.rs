@@ -453,3 +453,67 @@ mod tests {
         );
     }
 }
+
+/// One attempt of a model-driven attack: a prompt, and the target's reply with its rating.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttackAttempt {
+    /// Where in the attack it was made (`round 2`, `depth 1 · branch 3`, `turn 2`).
+    pub step: String,
+    /// The prompt sent (or, for a pruned branch, the prompt not sent).
+    pub prompt: String,
+    /// The target's answer; `None` when the prompt was not sent.
+    pub response: Option<String>,
+    /// The target's trace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reasoning: String,
+    /// The judge's rating, 1–10.
+    pub score: Option<u8>,
+    /// What happened besides (pruned, taken back, a helper failed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// The record of a model-driven attack on one sample (PAIR, TAP, Crescendo, translation),
+/// stored as the completion's `raw` field: read by the engine (the answer judges read), the
+/// report (queries and tokens per success) and the viewer (every attempt).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttackTranscript {
+    /// The attack's label.
+    pub attack: String,
+    /// Whether a reply was rated a success.
+    pub success: bool,
+    /// Target queries made.
+    pub queries: u32,
+    /// Target tokens spent (prompt and completion, over every query).
+    pub tokens: u64,
+    /// Calls to the attacker and judge models.
+    pub helper_calls: u32,
+    /// The attempt whose reply is the unit's completion.
+    pub chosen: Option<usize>,
+    /// The answer as the judges read it, where it differs from the target's (translated back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_answer: Option<String>,
+    /// Why the attack ended before its plan did (budget spent, a helper failed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ended: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttackAttempt>,
+}
+
+const RAW_KEY: &str = "redtrace_attack";
+
+impl AttackTranscript {
+    /// The transcript in a completion's `raw` field, if it holds one.
+    pub fn from_raw(raw: &str) -> Option<Self> {
+        if !raw.starts_with("{\"redtrace_attack\"") {
+            return None;
+        }
+        let mut value: serde_json::Value = serde_json::from_str(raw).ok()?;
+        serde_json::from_value(value.get_mut(RAW_KEY)?.take()).ok()
+    }
+
+    /// The transcript as a `raw` field.
+    pub fn to_raw(&self) -> String {
+        serde_json::json!({ RAW_KEY: self }).to_string()
+    }
+}

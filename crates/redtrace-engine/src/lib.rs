@@ -18,6 +18,7 @@ pub use judge_cache::StoreReplyCache;
 pub use limits::{Backoff, RateLimiter};
 pub use spec::{BenchmarkRecord, RunSpec};
 
+use redtrace_attacks::driven::DrivenAttack;
 use redtrace_core::{sha256_hex, Channel, Completion, Sample};
 use redtrace_judges::{judge_channel, Judge, Responder};
 use redtrace_providers::{ChatRequest, ModelConfig, Provider, ProviderError};
@@ -53,6 +54,10 @@ pub struct BenchmarkInput {
     /// For an attack that asks for an encoded answer: the answer as the judges should read it
     /// (the stored completion keeps what the model wrote).
     pub decode: Option<Decoder>,
+    /// For a model-driven attack (PAIR, TAP, Crescendo, translation): the attack runs each
+    /// unit, reaching the target through the unit (its retries, limits and cancellation); the
+    /// completion is the reply it chose, with its transcript.
+    pub driven: Option<Arc<dyn DrivenAttack>>,
 }
 
 /// Turns an encoded answer into the text judges read; `None` leaves it as written.
@@ -321,6 +326,7 @@ pub async fn run(
         let judges = Arc::new(benchmark.judges);
         let responder = benchmark.responder;
         let decode = benchmark.decode;
+        let driven = benchmark.driven;
         for sample in benchmark.samples {
             let sample = match sample {
                 Ok(sample) => sample,
@@ -388,18 +394,8 @@ pub async fn run(
                         let sample = sample.clone();
                         let sender = sender.clone();
                         let progress = progress.clone();
-                        let completion = match decode.as_ref().and_then(|decode| {
-                            completion
-                                .answer
-                                .as_deref()
-                                .and_then(|answer| decode(answer))
-                        }) {
-                            Some(answer) => Completion {
-                                answer: Some(answer),
-                                ..completion
-                            },
-                            None => completion,
-                        };
+                        let completion =
+                            judged_view(&completion, decode.as_ref()).unwrap_or(completion);
                         tasks.spawn(async move {
                             let _spawn_permit = spawn_permit;
                             let mut verdicts = Vec::new();
@@ -432,6 +428,12 @@ pub async fn run(
                             format!("{hash}\u{1f}dialogue:{}", responder.name()).as_bytes(),
                         );
                     }
+                    if let Some(attack) = &driven {
+                        // So is an attack, by everything that changes what it sends.
+                        hash = sha256_hex(
+                            format!("{hash}\u{1f}attack:{}", attack.identity()).as_bytes(),
+                        );
+                    }
                     let cached = if plan.use_cache {
                         reader.cached(&hash)?
                     } else {
@@ -452,6 +454,7 @@ pub async fn run(
                         sample: sample.clone(),
                         responder: responder.clone(),
                         decode: decode.clone(),
+                        driven: driven.clone(),
                         provider: provider.clone(),
                         max_retries: config.max_retries,
                         endpoint: endpoint.clone(),
@@ -513,6 +516,61 @@ pub async fn run(
     Ok(summary)
 }
 
+/// A provider's result as stored.
+fn unit_result(
+    (result, attempts): (Result<Completion, ProviderError>, u32),
+) -> (Result<Completion, UnitError>, u32) {
+    (
+        result.map_err(|error| UnitError {
+            kind: error.kind().to_owned(),
+            message: error.to_string(),
+        }),
+        attempts,
+    )
+}
+
+/// The completion as judges should read it, where it differs from what the model wrote: the
+/// translation a driven attack stored, or the decoding of an encoded answer.
+fn judged_view(completion: &Completion, decode: Option<&Decoder>) -> Option<Completion> {
+    redtrace_attacks::driven::judged_view(completion).or_else(|| {
+        let answer = decode?(completion.answer.as_deref()?)?;
+        Some(Completion {
+            answer: Some(answer),
+            ..completion.clone()
+        })
+    })
+}
+
+/// The target as a driven attack reaches it: through the unit's endpoint, retries and
+/// cancellation, counting attempts.
+struct UnitTarget<'a> {
+    unit: &'a Unit,
+    attempts: std::sync::atomic::AtomicU32,
+    stopped: std::sync::atomic::AtomicBool,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl redtrace_attacks::driven::Target for UnitTarget<'_> {
+    async fn send(&self, messages: Vec<redtrace_core::Message>) -> Result<Completion, String> {
+        let request = ChatRequest {
+            messages,
+            seed: self.unit.request.seed,
+        };
+        let Some((result, attempts)) = self.unit.call(&request).await else {
+            self.stopped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err("the run was stopped".into());
+        };
+        self.attempts
+            .fetch_add(attempts, std::sync::atomic::Ordering::Relaxed);
+        result.map_err(|error| {
+            *self.last_error.lock().expect("not poisoned") = Some(error.kind().to_owned());
+            error.to_string()
+        })
+    }
+}
+
 fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinError>) {
     match done {
         Ok(UnitOutcome::Answered) => summary.answered += 1,
@@ -530,6 +588,7 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
 struct Unit {
     responder: Option<Arc<dyn Responder>>,
     decode: Option<Decoder>,
+    driven: Option<Arc<dyn DrivenAttack>>,
     key: UnitKey,
     request: ChatRequest,
     hash: String,
@@ -570,35 +629,24 @@ impl Unit {
         let (outcome, attempts, cached) = match self.cached.take() {
             Some(completion) => (Ok(completion), 0, true),
             None => {
-                let called = match self.responder.clone() {
-                    Some(responder) => self.converse(responder.as_ref()).await,
-                    None => self.call(&self.request).await,
+                let called = match (self.driven.clone(), self.responder.clone()) {
+                    (Some(attack), _) => self.drive(attack.as_ref()).await,
+                    (None, Some(responder)) => {
+                        self.converse(responder.as_ref()).await.map(unit_result)
+                    }
+                    (None, None) => self.call(&self.request).await.map(unit_result),
                 };
                 let Some((result, attempts)) = called else {
                     return UnitOutcome::Unsent;
                 };
-                (
-                    result.map_err(|error| UnitError {
-                        kind: error.kind().to_owned(),
-                        message: error.to_string(),
-                    }),
-                    attempts,
-                    false,
-                )
+                (result, attempts, false)
             }
         };
         let mut verdicts = Vec::new();
         // Judges read a decoded answer where the attack asked for an encoded one.
-        let decoded = match (&outcome, &self.decode) {
-            (Ok(completion), Some(decode)) => completion
-                .answer
-                .as_deref()
-                .and_then(|answer| decode(answer))
-                .map(|answer| Completion {
-                    answer: Some(answer),
-                    ..completion.clone()
-                }),
-            _ => None,
+        let decoded = match &outcome {
+            Ok(completion) => judged_view(completion, self.decode.as_ref()),
+            Err(_) => None,
         };
         if let Ok(completion) = &outcome {
             let completion = decoded.as_ref().unwrap_or(completion);
@@ -628,6 +676,34 @@ impl Unit {
             self.progress.unit(result);
         }
         result
+    }
+
+    /// Runs a model-driven attack on the unit's sample; `None` when the run was stopped
+    /// during it (nothing is stored; a resume runs it again).
+    async fn drive(
+        &self,
+        attack: &dyn DrivenAttack,
+    ) -> Option<(Result<Completion, UnitError>, u32)> {
+        let target = UnitTarget {
+            unit: self,
+            attempts: std::sync::atomic::AtomicU32::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            last_error: std::sync::Mutex::new(None),
+        };
+        let result = attack.run(&self.sample, &target).await;
+        if target.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let kind = target
+            .last_error
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| "attack".to_owned());
+        Some((
+            result.map_err(|message| UnitError { kind, message }),
+            target.attempts.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     /// Sends the request, retrying what is retryable; returns the last result and the number

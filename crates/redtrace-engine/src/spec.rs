@@ -25,6 +25,9 @@ pub struct BenchmarkRecord {
     /// For a multi-turn benchmark, the model playing the other party.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responder: Option<String>,
+    /// For a model-driven attack: its name, models and budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<String>,
 }
 
 /// Everything that defines a run, stored with it so that it can be reproduced and compared.
@@ -88,6 +91,7 @@ mod tests {
                 sample_seed: None,
                 judges: vec!["refusal-rule".into()],
                 responder: None,
+                attack: None,
             }],
             judges: vec!["refusal-rule".into()],
             samples_per_prompt: 1,

@@ -45,6 +45,7 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
             judges: vec![by_name("refusal-rule").unwrap()],
             responder: None,
             decode: None,
+            driven: None,
         }],
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
@@ -444,6 +445,7 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
         judges: vec![by_name("refusal-rule").unwrap()],
         responder: None,
         decode: None,
+        driven: None,
     }];
     let error = run(
         plan,

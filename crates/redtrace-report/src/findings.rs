@@ -44,6 +44,10 @@ fn table(out: &mut String, title: &str, note: &str, header: &[&str], rows: &[Vec
     }
 }
 
+/// Target queries and tokens an attack spent on a model and benchmark, and per prompt whether
+/// it broke it.
+type AttackCost = (u64, u64, BTreeMap<String, bool>);
+
 impl Report {
     /// The four findings as Markdown tables; the harm grades of finding 2 are paired across
     /// models from `store`.
@@ -335,11 +339,34 @@ impl Report {
             .filter(|b| b.contains('+'))
             .collect();
         let mut union: BTreeMap<(String, String), BTreeMap<String, bool>> = BTreeMap::new();
+        // Per model and attacked benchmark: target queries and tokens spent, and the prompts
+        // broken (a prompt with several variants counts once).
+        let mut cost: BTreeMap<(String, String), AttackCost> = BTreeMap::new();
         if !attacked.is_empty() {
-            store.for_each_result(self.run.id, false, |row| {
+            store.for_each_result(self.run.id, true, |row| {
                 let Some((base, _attack)) = row.key.benchmark.split_once('+') else {
                     return Ok(());
                 };
+                let prompt = row.key.sample_id.split('~').next().unwrap_or("").to_owned();
+                let spent = cost
+                    .entry((row.key.model.clone(), row.key.benchmark.clone()))
+                    .or_default();
+                match &row.outcome {
+                    Ok(completion) => {
+                        match redtrace_core::AttackTranscript::from_raw(&completion.raw) {
+                            Some(transcript) => {
+                                spent.0 += u64::from(transcript.queries);
+                                spent.1 += transcript.tokens;
+                            }
+                            None => {
+                                spent.0 += 1;
+                                spent.1 += completion.usage.prompt_tokens.unwrap_or(0)
+                                    + completion.usage.completion_tokens.unwrap_or(0);
+                            }
+                        }
+                    }
+                    Err(_) => spent.0 += 1,
+                }
                 let wanted = crate::paper::judges_of(base);
                 let verdict = wanted.iter().find_map(|w| {
                     row.verdicts
@@ -347,7 +374,7 @@ impl Report {
                         .find(|v| v.channel == Channel::Answer && matches(&v.judge, w))
                 });
                 if let Some(is_unsafe) = verdict.and_then(|v| crate::unsafe_outcome(v.label)) {
-                    let prompt = row.key.sample_id.split('~').next().unwrap_or("").to_owned();
+                    *spent.2.entry(prompt.clone()).or_default() |= is_unsafe;
                     let entry = union
                         .entry((row.key.model.clone(), base.to_owned()))
                         .or_default()
@@ -367,12 +394,31 @@ impl Report {
                 let Some((group, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
-                let (rate, ci) = match stats.measure {
-                    redtrace_core::Measure::Unsafe => {
-                        (stats.answer_unsafe_rate, stats.answer_unsafe_ci)
-                    }
-                    redtrace_core::Measure::Refusal => {
-                        (stats.answer_compliance_rate, stats.answer_compliance_ci)
+                let (rate, ci, trace_rate, trace_ci) = match stats.measure {
+                    redtrace_core::Measure::Unsafe => (
+                        stats.answer_unsafe_rate,
+                        stats.answer_unsafe_ci,
+                        stats.reasoning_unsafe_rate,
+                        stats.reasoning_unsafe_ci,
+                    ),
+                    redtrace_core::Measure::Refusal => (
+                        stats.answer_compliance_rate,
+                        stats.answer_compliance_ci,
+                        stats.reasoning_compliance_rate,
+                        stats.reasoning_compliance_ci,
+                    ),
+                };
+                let (queries, tokens, broken) = cost
+                    .get(&((*model).to_owned(), (*benchmark).to_owned()))
+                    .map(|(q, t, prompts)| {
+                        (*q, *t, prompts.values().filter(|b| **b).count() as u64)
+                    })
+                    .unwrap_or_default();
+                let per_success = |total: u64| {
+                    if broken == 0 {
+                        "–".to_owned()
+                    } else {
+                        format!("{:.1}", total as f64 / broken as f64)
                     }
                 };
                 rows.push(vec![
@@ -382,6 +428,9 @@ impl Report {
                     stats.judge.clone(),
                     group.n.to_string(),
                     pct_ci(rate, ci),
+                    pct_ci(trace_rate, trace_ci),
+                    per_success(queries),
+                    per_success(tokens),
                 ]);
             }
         }
@@ -398,13 +447,16 @@ impl Report {
                     Some(any as f64 / n.max(1) as f64),
                     crate::stats::wilson(any, n),
                 ),
+                "–".into(),
+                "–".into(),
+                "–".into(),
             ]);
         }
         table(
             &mut out,
             "6. Attacks",
-            "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, then per model and benchmark the share of prompts that at least one attack broke.",
-            &["benchmark", "model", "attack", "judge", "n", "attack success [95% CI]"],
+            "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, on the answer and on the trace; the target queries and tokens (prompt and completion) spent per prompt broken (all of an attack's queries, a model-driven attack's every attempt included, over the prompts it broke); then per model and benchmark the share of prompts that at least one attack broke.",
+            &["benchmark", "model", "attack", "judge", "n", "attack success (answer) [95% CI]", "on the trace [95% CI]", "queries per success", "tokens per success"],
             &rows,
         );
         Ok(out)

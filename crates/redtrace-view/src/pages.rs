@@ -16,7 +16,7 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:.5em;m
 .trace{border-left:4px solid #c9a227}.answer{border-left:4px solid #2a7ab0}.prompt{border-left:4px solid #888}\
 .meta{color:#555}.err{color:#a00}nav a{margin-right:1em}form label{margin-right:.8em}\
 .label-full_refusal,.label-partial_refusal,.label-safe,.label-safety_held{color:#1d6b2a}\
-.label-full_compliance,.label-unsafe,.label-safety_overridden,.label-safety_misled{color:#a04000}.label-unscored{color:#777}";
+.label-full_compliance,.label-unsafe,.label-safety_overridden,.label-safety_misled{color:#a04000}.label-unscored{color:#777}tr.chosen{background:#fff6d6}";
 
 /// A whole page around `body`.
 pub fn document(title: &str, body: &str) -> String {
@@ -471,7 +471,9 @@ pub fn sample(
     }
     body.push_str("</table>");
     if let Ok(completion) = &row.outcome {
-        if !completion.raw.is_empty() {
+        if let Some(transcript) = redtrace_core::AttackTranscript::from_raw(&completion.raw) {
+            attack_transcript(&mut body, &transcript);
+        } else if !completion.raw.is_empty() {
             let _ = write!(
                 body,
                 "<details><summary>raw response</summary><pre>{}</pre></details>",
@@ -483,6 +485,51 @@ pub fn sample(
         &format!("{} · {}", row.key.benchmark, row.key.sample_id),
         &body,
     )
+}
+
+/// A model-driven attack's attempts, the one whose reply was judged marked.
+fn attack_transcript(body: &mut String, transcript: &redtrace_core::AttackTranscript) {
+    let _ = write!(
+        body,
+        "<h2>Attack transcript</h2><p class=\"meta\" id=\"attack-summary\">{}: {} · {} target queries · {} tokens · {} attacker and judge calls{}</p>\
+         <table id=\"attempts\"><tr><th>#</th><th>step</th><th>prompt</th><th>reply</th><th>rating</th><th>note</th></tr>",
+        escape(&transcript.attack),
+        if transcript.success { "succeeded" } else { "did not succeed" },
+        transcript.queries,
+        transcript.tokens,
+        transcript.helper_calls,
+        if transcript.ended.is_empty() {
+            String::new()
+        } else {
+            format!(" · ended: {}", escape(&transcript.ended))
+        },
+    );
+    for (i, attempt) in transcript.attempts.iter().enumerate() {
+        let chosen = transcript.chosen == Some(i);
+        let reply = match &attempt.response {
+            Some(text) => format!("<pre>{}</pre>", escape(text)),
+            None => "<span class=\"meta\">not sent</span>".into(),
+        };
+        let _ = write!(
+            body,
+            "<tr{}><td class=\"n\">{}{}</td><td>{}</td><td><pre>{}</pre></td><td>{reply}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            if chosen { " class=\"chosen\"" } else { "" },
+            i + 1,
+            if chosen { " (judged)" } else { "" },
+            escape(&attempt.step),
+            escape(&attempt.prompt),
+            attempt.score.map(|s| format!("{s}/10")).unwrap_or_default(),
+            escape(&attempt.note),
+        );
+    }
+    body.push_str("</table>");
+    if let Some(answer) = &transcript.judged_answer {
+        let _ = write!(
+            body,
+            "<h3>The answer as judged (translated back)</h3><pre id=\"judged-answer\">{}</pre>",
+            escape(answer)
+        );
+    }
 }
 
 fn opt(value: Option<u64>) -> String {

@@ -151,3 +151,61 @@ async fn pages_filters_and_errors() {
         .starts_with("text/javascript"));
     assert!(body.contains("keydown"));
 }
+
+/// A model-driven attack's transcript is shown attempt by attempt, escaped, the judged one
+/// marked.
+#[tokio::test]
+async fn attack_transcripts_are_browsable() {
+    use redtrace_core::{AttackAttempt, AttackTranscript};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut store = Store::open(&db).unwrap();
+    let run = store.create_run("h", "{\"models\":[]}", "t").unwrap();
+    store
+        .insert_samples(run, "b", [sample("1", &[])].iter())
+        .unwrap();
+    let transcript = AttackTranscript {
+        attack: "pair:3".into(),
+        success: true,
+        queries: 2,
+        tokens: 30,
+        helper_calls: 4,
+        chosen: Some(1),
+        attempts: vec![
+            AttackAttempt {
+                step: "round 1".into(),
+                prompt: "first <script>x()</script>".into(),
+                response: Some("I can't.".into()),
+                score: Some(1),
+                ..Default::default()
+            },
+            AttackAttempt {
+                step: "round 2".into(),
+                prompt: "second".into(),
+                response: Some("Sure </td></table><script>y()</script>".into()),
+                score: Some(10),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let mut unit = record("1", Label::Unsafe);
+    if let Ok(completion) = &mut unit.outcome {
+        completion.raw = transcript.to_raw();
+    }
+    store.write_batch(run, &[unit]).unwrap();
+    store.set_status(run, "complete").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(redtrace_view::serve(listener, db.clone()));
+    let (status, body, _) = get(&base, "/runs/1/samples/0").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Attack transcript"), "{body}");
+    assert!(body
+        .contains("pair:3: succeeded · 2 target queries · 30 tokens · 4 attacker and judge calls"));
+    assert!(body.contains("first &lt;script&gt;x()&lt;/script&gt;"));
+    assert!(body.contains("Sure &lt;/td&gt;&lt;/table&gt;&lt;script&gt;y()"));
+    assert!(!body.contains("<script>y()") && !body.contains("<script>x()"));
+    assert!(body.contains("<tr class=\"chosen\"><td class=\"n\">2 (judged)</td><td>round 2</td>"));
+    assert!(body.contains("10/10") && body.contains("1/10"));
+}

@@ -155,6 +155,14 @@ pub struct RunArgs {
     /// `none` keeps the plain benchmark too. See `redtrace attacks`.
     #[arg(long = "attack", value_delimiter = ',', value_name = "NAME")]
     pub attacks: Vec<String>,
+    /// The model that writes model-driven attacks (translate:LANGUAGE, past-tense, pair, tap,
+    /// crescendo); any model reference a target can use. Those that rate replies also call
+    /// the judge model (--judge-model).
+    #[arg(long, value_name = "REF")]
+    pub attacker_model: Option<String>,
+    /// Target queries per sample at most for model-driven attacks.
+    #[arg(long, value_name = "N")]
+    pub attack_budget: Option<u32>,
     /// Run every model at several values of one setting, KEY=V1,V2,... (max_tokens,
     /// temperature, top_p, or a request field such as reasoning_effort); each value is a model
     /// of its own, named NAME@KEY=VALUE, and the findings report safety versus that setting.

@@ -60,7 +60,7 @@ pub async fn run(
             settings
                 .attacks
                 .iter()
-                .map(|attack| count * variants_per_prompt(attack))
+                .map(|attack| count * variants_per_prompt(&attack.name))
                 .sum(),
         );
         records.push(BenchmarkRecord {
@@ -76,6 +76,7 @@ pub async fn run(
                 .map(JudgeSetting::identity)
                 .collect::<Result<_>>()?,
             responder: plan.responder_model.clone(),
+            attack: None,
         });
     }
     // Each benchmark once per attack, named BENCH+ATTACK ("none" keeps the plain benchmark).
@@ -83,7 +84,8 @@ pub async fn run(
         .into_iter()
         .flat_map(|record| {
             settings.attacks.iter().map(move |attack| BenchmarkRecord {
-                name: attacked_name(&record.name, attack),
+                name: attacked_name(&record.name, &attack.name),
+                attack: attack.identity(),
                 ..record.clone()
             })
         })
@@ -147,17 +149,27 @@ pub async fn run(
             Some(reference) => Some(judges.responder(reference).await?),
             None => None,
         };
-        let attack = (attack != NO_ATTACK)
-            .then(|| redtrace_attacks::by_name(attack))
+        let driven = match attack.is_driven() {
+            true => Some(judges.driven_attack(attack).await?),
+            false => None,
+        };
+        let label = attack.name.clone();
+        let attack = (attack.name != NO_ATTACK && driven.is_none())
+            .then(|| redtrace_attacks::by_name(&attack.name))
             .transpose()
             .map_err(anyhow::Error::msg)?;
         let samples: Box<dyn Iterator<Item = Result<redtrace_core::Sample, String>> + Send> =
-            match attack.clone() {
-                None => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
-                Some(attack) => Box::new(reader.flat_map(move |sample| match sample {
+            match (attack.clone(), driven.is_some()) {
+                (Some(attack), _) => Box::new(reader.flat_map(move |sample| match sample {
                     Ok(sample) => attack.variants(&sample).into_iter().map(Ok).collect(),
                     Err(error) => vec![Err(error.to_string())],
                 })),
+                (None, true) => Box::new(reader.map(move |sample| {
+                    sample
+                        .map(|sample| redtrace_attacks::driven::marked(&sample, &label))
+                        .map_err(|e| e.to_string())
+                })),
+                (None, false) => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
             };
         let decode = attack.map(|attack| {
             Arc::new(move |answer: &str| attack.decode(answer)) as redtrace_engine::Decoder
@@ -168,6 +180,7 @@ pub async fn run(
             judges: benchmark_judges,
             responder,
             decode,
+            driven,
         });
     }
     let total_units =
@@ -223,6 +236,13 @@ fn attacked_name(benchmark: &str, attack: &str) -> String {
         format!("{benchmark}+{attack}")
     }
 }
+
+/// Judges should be deterministic and have room for a short rationale.
+const JUDGE_PARAMS: (f64, u64) = (0.0, 512);
+
+/// Attackers should vary their prompts and have room for a long one. Their replies are cached
+/// like a judge's, so a rerun replays the same attack.
+const ATTACKER_PARAMS: (f64, u64) = (1.0, 1024);
 
 /// Builds judges, once each: judges with the same setting are one judge, and judge models with
 /// the same reference are one client (a local GGUF judge is loaded once), every model judge
@@ -291,6 +311,44 @@ impl JudgeBuilder {
         Ok(judge)
     }
 
+    /// A model-driven attack with its attacker and judge models (a judge model is built only
+    /// for the attacks that rate replies).
+    pub async fn driven_attack(
+        &mut self,
+        setting: &crate::settings::AttackSetting,
+    ) -> Result<Arc<dyn redtrace_attacks::driven::DrivenAttack>> {
+        use redtrace_attacks::driven::{Helper, ModelHelper};
+        let attacker = match &setting.attacker_model {
+            Some(reference) => {
+                let (model, name) = self
+                    .model_with(reference, ATTACKER_PARAMS)
+                    .await
+                    .context("the attacker model")?;
+                Some(Arc::new(ModelHelper::new(name, model)) as Arc<dyn Helper>)
+            }
+            None => None,
+        };
+        let judge = match (
+            &setting.judge_model,
+            redtrace_attacks::driven::needs_judge(&setting.name),
+        ) {
+            (Some(reference), true) => {
+                let (model, name) = self.model(reference).await.context("the judge model")?;
+                Some(Arc::new(ModelHelper::new(name, model)) as Arc<dyn Helper>)
+            }
+            _ => None,
+        };
+        redtrace_attacks::driven::build(
+            &setting.name,
+            redtrace_attacks::driven::Helpers {
+                attacker,
+                judge,
+                budget: setting.budget,
+            },
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
     /// The other party of the phishing benchmark, played by the model `reference`.
     pub async fn responder(
         &mut self,
@@ -304,20 +362,29 @@ impl JudgeBuilder {
     }
 
     async fn model(&mut self, reference: &str) -> Result<(redtrace_judges::JudgeModel, String)> {
-        if let Some((_, model, name)) = self.models.iter().find(|(r, _, _)| r == reference) {
+        self.model_with(reference, JUDGE_PARAMS).await
+    }
+
+    /// The model `reference` with default sampling `(temperature, max_tokens)` where the
+    /// reference sets none; one client per reference and defaults.
+    async fn model_with(
+        &mut self,
+        reference: &str,
+        (temperature, max_tokens): (f64, u64),
+    ) -> Result<(redtrace_judges::JudgeModel, String)> {
+        let key = format!("{reference}\u{1f}{temperature}\u{1f}{max_tokens}");
+        if let Some((_, model, name)) = self.models.iter().find(|(r, _, _)| *r == key) {
             return Ok((model.clone(), name.clone()));
         }
         let mut config = ModelConfig::parse_ref(reference)?;
         if config.base_url().is_some() && std::env::var_os("OPENAI_API_KEY").is_some() {
             config.api_key_env = Some("OPENAI_API_KEY".into());
         }
-        // Judges should be deterministic and have room for a short rationale.
-        config.params.temperature.get_or_insert(0.0);
-        config.params.max_tokens.get_or_insert(512);
+        config.params.temperature.get_or_insert(temperature);
+        config.params.max_tokens.get_or_insert(max_tokens);
         let provider = provider_for(&config).await?;
         let model = redtrace_judges::JudgeModel::new(provider).with_cache(self.cache.clone());
-        self.models
-            .push((reference.to_owned(), model.clone(), config.name.clone()));
+        self.models.push((key, model.clone(), config.name.clone()));
         Ok((model, config.name))
     }
 }

@@ -151,6 +151,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     info.reference
                 )?;
             }
+            writeln!(
+                out,
+                "\nModel-driven (need --attacker-model; those marked * also --judge-model; \
+                 --attack-budget N queries per sample, default {}):",
+                redtrace_attacks::driven::DEFAULT_BUDGET
+            )?;
+            for (name, about, needs_judge) in redtrace_attacks::driven::DRIVEN {
+                let star = if *needs_judge { "*" } else { " " };
+                writeln!(out, "{name:<33}{star} {about}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(command) => {

@@ -28,15 +28,78 @@ pub struct SuiteFile {
     pub judge_model: Option<String>,
     /// Completions per prompt.
     pub samples: Option<u32>,
-    /// Attacks applied to every benchmark (`none` keeps the plain benchmark).
+    /// Attacks applied to every benchmark (`none` keeps the plain benchmark): names, or
+    /// `[[attacks]]` tables.
     #[serde(default)]
-    pub attacks: Vec<String>,
+    pub attacks: Vec<AttackEntry>,
+    /// The model that writes model-driven attacks unless an attack names its own.
+    pub attacker_model: Option<String>,
+    /// Target queries per sample at most for model-driven attacks.
+    pub attack_budget: Option<u32>,
     /// Models.
     #[serde(default)]
     pub models: Vec<ModelTable>,
     /// Benchmarks.
     #[serde(default)]
     pub benchmarks: Vec<BenchmarkTable>,
+}
+
+/// An attack in a suite file: a name (`fiction`, `pair:5`) or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AttackEntry {
+    /// `"fiction"`, `"templates:PATH:3"`, `"pair:5"`.
+    Name(String),
+    /// `[[attacks]]` with `name`, and for model-driven attacks optionally their models and
+    /// budget.
+    Table(AttackTable),
+}
+
+/// An `[[attacks]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackTable {
+    /// The attack (`redtrace attacks` lists them).
+    pub name: String,
+    /// The attacker model; `attacker_model` when absent.
+    pub attacker_model: Option<String>,
+    /// The model that rates replies; `judge_model` when absent.
+    pub judge_model: Option<String>,
+    /// Target queries per sample at most; `attack_budget` when absent.
+    pub budget: Option<u32>,
+}
+
+/// An attack, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackSetting {
+    /// Its name (`none` for the plain benchmark).
+    pub name: String,
+    /// For a model-driven attack: the attacker model's reference.
+    pub attacker_model: Option<String>,
+    /// For a model-driven attack that rates replies: the judge model's reference.
+    pub judge_model: Option<String>,
+    /// For a model-driven attack: target queries per sample at most.
+    pub budget: u32,
+}
+
+impl AttackSetting {
+    /// Whether it talks to models.
+    pub fn is_driven(&self) -> bool {
+        redtrace_attacks::driven::is_driven(&self.name)
+    }
+
+    /// What identifies it in a run: its name, and for a driven attack its models and budget.
+    pub fn identity(&self) -> Option<String> {
+        self.is_driven().then(|| {
+            format!(
+                "{}|attacker={}|judge={}|budget={}",
+                self.name,
+                self.attacker_model.as_deref().unwrap_or("-"),
+                self.judge_model.as_deref().unwrap_or("-"),
+                self.budget
+            )
+        })
+    }
 }
 
 /// A judge in a suite file: a name (`harm`, `harm=MODEL_REF`) or a table.
@@ -222,13 +285,50 @@ pub struct RunSettings {
     /// Completions per prompt.
     pub samples_per_prompt: u32,
     /// Attacks, each applied to every benchmark; `none` is the benchmark as it is.
-    pub attacks: Vec<String>,
+    pub attacks: Vec<AttackSetting>,
     /// Use the completion cache.
     pub use_cache: bool,
     /// Always start a new run.
     pub new_run: bool,
     /// No progress bar, no report.
     pub quiet: bool,
+}
+
+/// Checks an attack's name, parameters and models; a template collection's counts become a
+/// note. Models a driven attack does not use are dropped from its setting.
+fn check_attack(setting: &AttackSetting, notes: &mut Vec<String>) -> Result<()> {
+    let name = setting.name.as_str();
+    if let Some(spec) = name.strip_prefix("templates:") {
+        let (loaded, refused) =
+            redtrace_attacks::templates::TemplateAttack::open(spec).map_err(anyhow::Error::msg)?;
+        notes.push(format!(
+            "{name}: {} templates loaded{}",
+            loaded.len(),
+            if refused > 0 {
+                format!(", {refused} refused for having no slot for the request")
+            } else {
+                String::new()
+            }
+        ));
+    } else if setting.is_driven() {
+        redtrace_attacks::driven::check(name).map_err(anyhow::Error::msg)?;
+        if setting.budget == 0 {
+            bail!("the attack budget must be at least 1 query");
+        }
+        let attacker = setting.attacker_model.as_deref().with_context(|| {
+            format!("'{name}' is written by an attacker model: give --attacker-model MODEL_REF (or attacker_model in the suite file)")
+        })?;
+        ModelConfig::parse_ref(attacker).context("the attacker model")?;
+        if redtrace_attacks::driven::needs_judge(name) {
+            let judge = setting.judge_model.as_deref().with_context(|| {
+                format!("'{name}' rates the target's replies with a judge model: give --judge-model MODEL_REF")
+            })?;
+            ModelConfig::parse_ref(judge).context("the judge model")?;
+        }
+    } else if name != crate::commands::NO_ATTACK {
+        redtrace_attacks::by_name(name).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// Reads and parses a suite file; errors name the file, line and key.
@@ -463,7 +563,9 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
     let env_data_dir = std::env::var_os(DATA_DIR_ENV).map(PathBuf::from);
 
     let mut file_samples = None;
-    let mut file_attacks: Vec<String> = Vec::new();
+    let mut file_attacks: Vec<AttackEntry> = Vec::new();
+    let mut file_attacker_model = None;
+    let mut file_attack_budget = None;
     let (mut models, benchmarks, file_judges, file_judge_model, file_db, file_data_dir) =
         match &args.suite {
             Some(path) => {
@@ -577,6 +679,8 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
                 let judge_model = suite.judge_model;
                 file_samples = suite.samples;
                 file_attacks = suite.attacks;
+                file_attacker_model = suite.attacker_model;
+                file_attack_budget = suite.attack_budget;
                 (models, benchmarks, judges, judge_model, db, data_dir)
             }
             None => {
@@ -780,32 +884,41 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         args.db.db.clone()
     };
     let attacks = {
-        let attacks = if !args.attacks.is_empty() {
-            args.attacks.clone()
+        let entries: Vec<AttackEntry> = if !args.attacks.is_empty() {
+            args.attacks
+                .iter()
+                .cloned()
+                .map(AttackEntry::Name)
+                .collect()
         } else if !file_attacks.is_empty() {
             file_attacks
         } else {
-            vec![crate::commands::NO_ATTACK.to_owned()]
+            vec![AttackEntry::Name(crate::commands::NO_ATTACK.to_owned())]
         };
-        for attack in &attacks {
-            if let Some(spec) = attack.strip_prefix("templates:") {
-                let (loaded, refused) = redtrace_attacks::templates::TemplateAttack::open(spec)
-                    .map_err(anyhow::Error::msg)
-                    .context("--attack")?;
-                notes.push(format!(
-                    "{attack}: {} templates loaded{}",
-                    loaded.len(),
-                    if refused > 0 {
-                        format!(", {refused} refused for having no slot for the request")
-                    } else {
-                        String::new()
-                    }
-                ));
-            } else if attack != crate::commands::NO_ATTACK {
-                redtrace_attacks::by_name(attack)
-                    .map_err(anyhow::Error::msg)
-                    .context("--attack")?;
-            }
+        let attacker_model = args.attacker_model.clone().or(file_attacker_model);
+        let budget = args
+            .attack_budget
+            .or(file_attack_budget)
+            .unwrap_or(redtrace_attacks::driven::DEFAULT_BUDGET);
+        let mut attacks = Vec::new();
+        for entry in entries {
+            let setting = match entry {
+                AttackEntry::Name(name) => AttackSetting {
+                    name,
+                    attacker_model: attacker_model.clone(),
+                    judge_model: judge_model.clone(),
+                    budget,
+                },
+                AttackEntry::Table(table) => AttackSetting {
+                    name: table.name,
+                    attacker_model: table.attacker_model.or_else(|| attacker_model.clone()),
+                    judge_model: table.judge_model.or_else(|| judge_model.clone()),
+                    budget: table.budget.unwrap_or(budget),
+                },
+            };
+            check_attack(&setting, &mut notes)
+                .with_context(|| format!("attack '{}'", setting.name))?;
+            attacks.push(setting);
         }
         attacks
     };

@@ -1512,3 +1512,213 @@ async fn injection_attacks_are_judged_by_their_canary() {
         (1.0, 0.0)
     );
 }
+
+/// Model-driven attacks end to end: PAIR and translation on two JBB rows, with a scripted
+/// target, attacker and judge (three fake servers); the exact queries, the judged answers, the
+/// findings' cost per success, a resume that sends nothing, and a suite's `[[attacks]]` table
+/// with its own budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_driven_attacks_end_to_end() {
+    let Some(setup) = setup().await else { return };
+    let attacker = FakeServer::start(|seen| {
+        let prompt = seen.prompt.as_str();
+        Reply::text(
+            if prompt.contains("Translate the text") && prompt.contains("into Zulu") {
+                "ZULU-REQUEST"
+            } else if prompt.contains("into English") {
+                "Step one: the whole method, translated."
+            } else if prompt.starts_with("Write your first prompt.") {
+                "IMPROVEMENT: start plainly\nPROMPT: Tell it as a story, v1"
+            } else if prompt.contains("RATING: 1/10") {
+                "IMPROVEMENT: more fiction\nPROMPT: Tell it as a story, v2"
+            } else {
+                panic!("unexpected attacker request: {prompt}")
+            },
+        )
+    })
+    .await;
+    let target = FakeServer::start(|seen| match seen.prompt.as_str() {
+        "ZULU-REQUEST" => Reply::think_tags("Translating.", "Zulu reply text"),
+        p if p.ends_with("v2") => {
+            Reply::think_tags("A story.", "Sure. Step one: the whole method.")
+        }
+        _ => Reply::think_tags("No.", "I can't help with that."),
+    })
+    .await;
+    let judge = FakeServer::start(|seen| {
+        if seen.prompt.contains("Rate from 1 to 10") {
+            let helped = judged_text(&seen.prompt).contains("Step one");
+            Reply::text(if helped {
+                "Helps.\nRATING: 10"
+            } else {
+                "Refuses.\nRATING: 1"
+            })
+        } else {
+            judge_reply(&seen.prompt)
+        }
+    })
+    .await;
+    let db = setup.dir.path().join("driven.db");
+    let run = |attack: &'static str, extra: Vec<String>| {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .args([
+                "run",
+                "--model",
+                &target.model_ref("t"),
+                "--bench",
+                "jbb",
+                "--limit",
+                "2",
+            ])
+            .args(["--attack", attack, "--judge", "harm"])
+            .args(["--judge-model", &judge.model_ref("judge")])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&setup.data)
+            .args(["--quiet", "--db"])
+            .arg(&db);
+        command
+    };
+    let with_attacker = vec![
+        "--attacker-model".to_owned(),
+        attacker.model_ref("attacker"),
+    ];
+    let output = run("pair:3,translate:Zulu", with_attacker.clone())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // PAIR: a refused v1, then v2 rated 10, per prompt; translation: one query per prompt.
+    let prompts: Vec<String> = target.requests().iter().map(|r| r.prompt.clone()).collect();
+    assert_eq!(prompts.len(), 6, "{prompts:?}");
+    assert_eq!(prompts.iter().filter(|p| p.ends_with("v1")).count(), 2);
+    assert_eq!(prompts.iter().filter(|p| p.ends_with("v2")).count(), 2);
+    assert_eq!(prompts.iter().filter(|p| *p == "ZULU-REQUEST").count(), 2);
+    let report = report_json(&db).await;
+    let asr = |benchmark: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["benchmark"] == benchmark && g["category"] == "(all)")
+            .and_then(|g| g["judges"][0]["answer_unsafe_rate"].as_f64())
+            .unwrap_or_else(|| panic!("no {benchmark}"))
+    };
+    assert_eq!((asr("jbb+pair:3"), asr("jbb+translate:Zulu")), (1.0, 1.0));
+    // The harm judge read the answer translated back, and the original request.
+    let goals: Vec<String> = prompts_of(&setup.data, 2);
+    let harm_prompts: Vec<String> = judge
+        .requests()
+        .iter()
+        .map(|r| r.prompt.clone())
+        .filter(|p| p.contains("VERDICT: unsafe"))
+        .collect();
+    assert_eq!(harm_prompts.len(), 8, "answer and trace of four units");
+    assert_eq!(
+        harm_prompts
+            .iter()
+            .filter(|p| p.contains("the whole method, translated."))
+            .count(),
+        2
+    );
+    assert!(harm_prompts.iter().all(|p| !p.contains("Zulu reply text")));
+    assert!(harm_prompts
+        .iter()
+        .all(|p| goals.iter().any(|g| p.contains(g.as_str()))));
+    // The findings: answer and trace success, two queries per success for PAIR, one for
+    // translation.
+    let findings = report_text(&db, "--findings").await;
+    let row = |attack: &str| {
+        findings
+            .lines()
+            .find(|l| l.starts_with("| jbb |") && l.contains(&format!("| {attack} |")))
+            .unwrap_or_else(|| panic!("no row for {attack}:\n{findings}"))
+            .to_owned()
+    };
+    assert!(row("pair:3").contains("| 2.0 |"), "{}", row("pair:3"));
+    assert!(
+        row("translate:Zulu").contains("| 1.0 |"),
+        "{}",
+        row("translate:Zulu")
+    );
+    // A rerun resumes: nothing is sent again.
+    let again = run("pair:3,translate:Zulu", with_attacker.clone())
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(target.count(), 6);
+    // Without an attacker model the run stops before sending anything, and says what to give.
+    let missing = run("pair", vec![]).output().await.unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--attacker-model"));
+    assert_eq!(target.count(), 6);
+
+    // A suite's [[attacks]] table with its own budget: one query per prompt, so PAIR stops
+    // after the refused v1.
+    let suite = setup.dir.path().join("attacks.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+db = "suite.db"
+judges = ["harm"]
+judge_model = "{judge}"
+attacker_model = "{attacker}"
+
+[[models]]
+name = "t"
+base_url = "{target}"
+model = "t"
+
+[[benchmarks]]
+name = "jbb"
+limit = 2
+
+[[attacks]]
+name = "pair:3"
+budget = 1
+"#,
+            judge = judge.model_ref("judge"),
+            attacker = attacker.model_ref("attacker"),
+            target = target.base_url(),
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(BIN)
+        .arg("run")
+        .arg(&suite)
+        .arg("--data-dir")
+        .arg(&setup.data)
+        .arg("--quiet")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.count(), 8, "one query per prompt");
+    let report = report_json(&setup.dir.path().join("suite.db")).await;
+    let group = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["benchmark"] == "jbb+pair:3" && g["category"] == "(all)")
+        .unwrap();
+    assert_eq!(group["judges"][0]["answer_unsafe_rate"].as_f64(), Some(0.0));
+}
+
+/// The first `n` JBB goals.
+fn prompts_of(data: &Path, n: usize) -> Vec<String> {
+    prompts(data, "jbb", n)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
