@@ -947,3 +947,22 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         quiet: args.quiet,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The complete suite example in README.md parses, every key of it known.
+    #[test]
+    fn the_readme_suite_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\ndb = ")
+            .expect("README has the suite example")
+            + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let suite: super::SuiteFile = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(suite.models.len(), 5);
+        assert_eq!(suite.attacks.len(), 2);
+        assert!(suite.attacker_model.is_some() && suite.attack_budget == Some(20));
+        assert!(matches!(&suite.attacks[1], super::AttackEntry::Table(t) if t.budget == Some(10)));
+    }
+}

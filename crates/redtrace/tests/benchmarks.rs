@@ -1249,6 +1249,71 @@ async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
         .contains("sweep.max_tokens: lots is not a whole number"));
 }
 
+/// The effort sweep of the trace attacks: `--sweep reasoning_effort=low,high` with
+/// `--attack none,fake-trace` sends each attack at each effort, and the report gives each
+/// attack's success per effort (here the forged trace works only at high effort).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attack_at_several_reasoning_efforts() {
+    let target = FakeServer::start(|seen| {
+        if seen.prompt.contains("<think>") && seen.body["reasoning_effort"] == "high" {
+            Reply::reasoning_content("Already approved.", "Sure. Step one: do it.")
+        } else {
+            Reply::reasoning_content("Not allowed.", "I can't help with that.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
+    let db = dir.path().join("e.db");
+    let output = tokio::process::Command::new(BIN)
+        .args(["run", "--model", &target.model_ref("t")])
+        .args([
+            "--sweep",
+            "reasoning_effort=low,high",
+            "--attack",
+            "none,fake-trace",
+        ])
+        .arg("--bench")
+        .arg(format!("file:{}", dir.path().join("p.csv").display()))
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.count(), 8, "2 prompts × 2 attacks × 2 efforts");
+    let report = report_json(&db).await;
+    let compliance = |effort: &str, attack: bool| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| {
+                g["model"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("reasoning_effort={effort}"))
+                    && g["benchmark"].as_str().unwrap().ends_with("+fake-trace") == attack
+                    && g["category"] == "(all)"
+            })
+            .and_then(|g| g["judges"][0]["answer_compliance_rate"].as_f64())
+            .unwrap()
+    };
+    assert_eq!(
+        [
+            compliance("low", false),
+            compliance("low", true),
+            compliance("high", false),
+            compliance("high", true)
+        ],
+        [0.0, 0.0, 0.0, 1.0]
+    );
+}
+
 /// The reward scorer against a scoring endpoint on 127.0.0.1 speaking vLLM's `/score`:
 /// the score is read at its path, the threshold decides the label, replies are cached.
 #[tokio::test(flavor = "multi_thread")]
