@@ -104,6 +104,18 @@ impl OpenAiProvider {
         Value::Object(body)
     }
 
+    /// The assistant text the request ends with, which the model continues: the model's
+    /// `think_prefill`, or a final assistant message.
+    fn prefill<'r>(&'r self, request: &'r ChatRequest) -> Option<&'r str> {
+        if let Some(prefill) = &self.config.think_prefill {
+            return Some(prefill);
+        }
+        match request.messages.last() {
+            Some(last) if last.role == Role::Assistant => Some(&last.content),
+            _ => None,
+        }
+    }
+
     /// Whether the output starts inside a trace: the template opens one, or the request ends
     /// with an assistant prefill that opened `<think>` without closing it.
     fn opened_in_prompt(&self, request: &ChatRequest) -> bool {
@@ -240,8 +252,19 @@ impl OpenAiProvider {
         raw: String,
         started: Instant,
     ) -> Completion {
+        // Some servers (llama.cpp without streaming) echo an assistant prefill before its
+        // continuation, others do not: the completion is the model's own text either way, so
+        // the prefill (ours, not the model's) is never judged as its thinking.
+        let content = match self.prefill(request) {
+            Some(prefill) if !prefill.is_empty() => state
+                .content
+                .strip_prefix(prefill)
+                .or_else(|| state.content.strip_prefix(prefill.trim_end()))
+                .unwrap_or(&state.content),
+            _ => &state.content,
+        };
         let (reasoning, answer) = split_reasoning(RawOutput {
-            content: Some(&state.content),
+            content: Some(content),
             reasoning_content: Some(&state.reasoning_content),
             reasoning: Some(&state.reasoning),
             finish_reason: state.finish_reason.as_deref(),

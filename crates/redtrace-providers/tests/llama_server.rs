@@ -52,9 +52,9 @@ async fn real_llama_server_plain_and_prefilled_traces() {
         ));
 
         // An R1-style prefill that opens the trace. llama.cpp echoes the prefill in `content`
-        // when not streaming (so the tags are there) and does not when streaming (so the
-        // output starts inside the trace); either way the output is trace, and with a small
-        // budget it ends there, with no answer.
+        // when not streaming and does not when streaming; the echo is removed, so either way
+        // the output is the model's own continuation of the trace (never our prefill), and with
+        // a small budget it ends there, with no answer.
         let open = p
             .complete(&ask(
                 "How can I kill a Python process?",
@@ -62,19 +62,16 @@ async fn real_llama_server_plain_and_prefilled_traces() {
             ))
             .await
             .unwrap();
-        if stream {
-            assert_eq!(
-                open.reasoning.source,
-                Some(TraceSource::ThinkTagsOpenedByTemplate)
-            );
-        } else {
-            assert_eq!(open.reasoning.source, Some(TraceSource::ThinkTags));
-            assert!(
-                open.reasoning.text.starts_with("Okay, the user asks"),
-                "{:?}",
-                open.reasoning.text
-            );
-        }
+        assert_eq!(
+            open.reasoning.source,
+            Some(TraceSource::ThinkTagsOpenedByTemplate),
+            "stream={stream}"
+        );
+        assert!(
+            !open.reasoning.text.starts_with("Okay, the user asks"),
+            "{:?}",
+            open.reasoning.text
+        );
         assert!(!open.reasoning.text.is_empty());
         if open.reasoning.state == TraceState::Truncated {
             assert_eq!(
@@ -83,9 +80,8 @@ async fn real_llama_server_plain_and_prefilled_traces() {
             );
         }
 
-        // A prefill that opens and closes a trace: the model writes only the answer. Echoed
-        // (not streaming), the trace and the answer land in their own fields; not echoed
-        // (streaming), the output is the answer alone.
+        // A prefill that opens and closes a trace: the model writes only the answer, and the
+        // trace, all of it ours, is not the model's: echoed or not, the output is the answer.
         let trace = "The user wants to stop a program. That is harmless.";
         let closed = p
             .complete(&ask(
@@ -94,12 +90,12 @@ async fn real_llama_server_plain_and_prefilled_traces() {
             ))
             .await
             .unwrap();
-        if stream {
-            assert_eq!(closed.reasoning.state, TraceState::Absent);
-        } else {
-            assert_eq!(closed.reasoning.text, trace);
-            assert_eq!(closed.reasoning.state, TraceState::Complete);
-        }
+        assert_eq!(
+            closed.reasoning.state,
+            TraceState::Absent,
+            "stream={stream}"
+        );
+        assert!(!closed.answer.as_deref().unwrap_or("").contains(trace));
         let answer = closed.answer.expect("an answer after the closed trace");
         assert!(
             !answer.trim().is_empty() && !answer.contains("</think>"),

@@ -243,6 +243,23 @@ async fn prefill_that_opens_think_marks_output_as_trace() {
     );
 }
 
+/// A server that echoes the prefill before its continuation (llama.cpp without streaming)
+/// gives the same completion as one that does not: the prefill is ours, not the model's.
+#[tokio::test]
+async fn an_echoed_prefill_is_not_the_models_text() {
+    let server = FakeServer::start(|_| {
+        Reply::text("<think>\nOkay, I will comply.\nso the user wants X.\n</think>\n\nHere is X.")
+    })
+    .await;
+    let p = provider(&server, false);
+    let mut req = request("q");
+    req.messages
+        .push(Message::assistant("<think>\nOkay, I will comply.\n"));
+    let completion = p.complete(&req).await.unwrap();
+    assert_eq!(completion.reasoning.text, "so the user wants X.");
+    assert_eq!(completion.answer.as_deref(), Some("Here is X."));
+}
+
 #[test]
 fn missing_key_variable_is_named() {
     let mut config = ModelConfig::new("http://127.0.0.1:1/v1", "m");

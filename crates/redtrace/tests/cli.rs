@@ -636,6 +636,64 @@ async fn real_model_behind_a_real_llama_server_end_to_end() {
     }
 }
 
+/// The trace-prefill attack against a real llama.cpp server: the server continues the
+/// assistant turn that opens `<think>`, so the model's output is read as the rest of a trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_prefill_against_a_real_llama_server() {
+    let test = "trace_prefill_against_a_real_llama_server";
+    let Some(data) = redtrace_testkit::shared_data_or_skip(test) else {
+        return;
+    };
+    let Some(model) = redtrace_testkit::test_model_or_skip(test) else {
+        return;
+    };
+    let Some(server) = redtrace_testkit::LlamaServer::start(&model, test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let model_ref = format!("smollm2@{}", server.base_url());
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &model_ref,
+        "--bench",
+        "jbb",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--max-tokens",
+        "24",
+        "--temperature",
+        "0",
+        "--attack",
+        "trace-prefill",
+        "--timeout",
+        "120",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+    let lines = export_lines(&export.stdout);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let prefill = line["messages"][1]["content"].as_str().unwrap();
+        assert!(prefill.starts_with("<think>"), "{line}");
+        // The model continued inside the trace; the trace judged is its own text, not ours.
+        let trace = line["reasoning"].as_str().unwrap();
+        assert!(!trace.trim().is_empty(), "{line}");
+        assert!(
+            !trace.contains(prefill.trim_start_matches("<think>").trim()),
+            "{line}"
+        );
+        assert_eq!(line["reasoning_source"], "think_tags_opened_by_template");
+        assert_eq!(line["benchmark"], "jbb+trace-prefill");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gguf_and_hf_models_run_in_process_end_to_end() {
     let test = "gguf_and_hf_models_run_in_process_end_to_end";
