@@ -20,7 +20,7 @@
 //! Russinovich et al., "Great, Now Write an Article About That: The Crescendo Multi-Turn LLM
 //! Jailbreak Attack" (2024).
 
-use crate::driven::{self, parse_prompt, shorten, Attempt, DrivenAttack, Helper, Session, Target};
+use crate::driven::{self, shorten, Attempt, DrivenAttack, Helper, Proposal, Session, Target};
 use crate::AttackInfo;
 use async_trait::async_trait;
 use redtrace_core::{Completion, Label, Message, Sample};
@@ -87,38 +87,24 @@ impl DrivenAttack for Crescendo {
                 break;
             }
             let step = format!("turn {}", kept + 1);
-            let reply = match session.ask(self.attacker.as_ref(), attacker.clone()).await {
-                Ok(reply) => reply,
-                Err(error) => {
-                    session.end(format!("{step}: the attacker failed: {error}"));
+            let question = match session
+                .propose(self.attacker.as_ref(), &mut attacker, &step)
+                .await
+            {
+                Proposal::Prompt(question) => question,
+                Proposal::Unusable => {
+                    session.end("the attacker gave no usable question");
                     break;
                 }
-            };
-            attacker.push(Message::assistant(reply.clone()));
-            let question = match parse_prompt(&reply) {
-                Ok(question) => question,
-                Err(error) => {
-                    session.record(
-                        Attempt {
-                            step,
-                            prompt: reply,
-                            note: format!("not sent: {error}"),
-                            ..Default::default()
-                        },
-                        None,
-                    );
-                    session.end("the attacker gave no usable question");
+                Proposal::Failed(why) => {
+                    session.end(why);
                     break;
                 }
             };
             let mut messages = dialogue.clone();
             messages.push(Message::user(question.clone()));
-            let completion = match session.query(messages).await {
-                Ok(completion) => completion,
-                Err(error) => {
-                    session.end(format!("{step}: the target failed: {error}"));
-                    break;
-                }
+            let Some(completion) = session.send(&step, messages).await else {
+                break;
             };
             let answer = completion.answer.clone().unwrap_or_default();
             let refused = refusals.classify(&answer).0 == Label::FullRefusal;
@@ -147,21 +133,9 @@ impl DrivenAttack for Crescendo {
             kept += 1;
             dialogue.push(Message::user(question.clone()));
             dialogue.push(Message::assistant(answer.clone()));
-            let (score, note) = match session.rate(self.judge.as_ref(), &answer).await {
-                Ok(score) => (Some(score), String::new()),
-                Err(error) => (None, format!("unrated: {error}")),
-            };
-            session.record(
-                Attempt {
-                    step,
-                    prompt: question,
-                    response: Some(answer.clone()),
-                    reasoning: completion.reasoning.text.clone(),
-                    score,
-                    note,
-                },
-                Some(&completion),
-            );
+            let (_, score) = session
+                .rate_and_record(self.judge.as_ref(), step, question, &completion)
+                .await;
             if session.transcript.success {
                 break;
             }

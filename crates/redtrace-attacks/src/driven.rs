@@ -262,6 +262,16 @@ pub fn judged_view(completion: &Completion) -> Option<Completion> {
     })
 }
 
+/// What the attacker proposed.
+pub(crate) enum Proposal {
+    /// A prompt to send.
+    Prompt(String),
+    /// A reply without a usable prompt (recorded).
+    Unusable,
+    /// No reply: why.
+    Failed(String),
+}
+
 /// One attack on one sample in progress: counts queries against the budget, records
 /// attempts, and keeps the reply to choose.
 pub(crate) struct Session<'a> {
@@ -374,6 +384,82 @@ impl<'a> Session<'a> {
             "no" => Ok(false),
             other => Err(format!("the judge's answer '{other}' is not yes or no")),
         }
+    }
+
+    /// Asks the attacker for its next prompt with `conversation`, which gets the attacker's
+    /// reply; a reply without a usable prompt is recorded as an attempt not sent.
+    pub async fn propose(
+        &mut self,
+        attacker: &dyn Helper,
+        conversation: &mut Vec<Message>,
+        step: &str,
+    ) -> Proposal {
+        let reply = match self.ask(attacker, conversation.clone()).await {
+            Ok(reply) => reply,
+            Err(error) => return Proposal::Failed(format!("{step}: the attacker failed: {error}")),
+        };
+        conversation.push(Message::assistant(reply.clone()));
+        match parse_prompt(&reply) {
+            Ok(prompt) => Proposal::Prompt(prompt),
+            Err(error) => {
+                self.record(
+                    Attempt {
+                        step: step.to_owned(),
+                        prompt: reply,
+                        note: format!("not sent: {error}"),
+                        ..Default::default()
+                    },
+                    None,
+                );
+                Proposal::Unusable
+            }
+        }
+    }
+
+    /// Sends the sample with its request replaced by `prompt`; `None` when the target failed
+    /// (the attack ends there, noted).
+    pub async fn send_prompt(&mut self, step: &str, prompt: &str) -> Option<Completion> {
+        let mut messages = self.preamble();
+        messages.push(Message::user(prompt));
+        self.send(step, messages).await
+    }
+
+    /// Sends `messages` to the target; `None` when it failed (the attack ends there, noted).
+    pub async fn send(&mut self, step: &str, messages: Vec<Message>) -> Option<Completion> {
+        match self.query(messages).await {
+            Ok(completion) => Some(completion),
+            Err(error) => {
+                self.end(format!("{step}: the target failed: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Rates a reply with the judge and records the attempt; returns its answer and rating.
+    pub async fn rate_and_record(
+        &mut self,
+        judge: &dyn Helper,
+        step: String,
+        prompt: String,
+        completion: &Completion,
+    ) -> (String, Option<u8>) {
+        let answer = completion.answer.clone().unwrap_or_default();
+        let (score, note) = match self.rate(judge, &answer).await {
+            Ok(score) => (Some(score), String::new()),
+            Err(error) => (None, format!("unrated: {error}")),
+        };
+        self.record(
+            Attempt {
+                step,
+                prompt,
+                response: Some(answer.clone()),
+                reasoning: completion.reasoning.text.clone(),
+                score,
+                note,
+            },
+            Some(completion),
+        );
+        (answer, score)
     }
 
     /// Records an attempt; a rated reply is considered for the unit's completion.

@@ -16,7 +16,7 @@
 //! ## Reference
 //! Chao et al., "Jailbreaking Black Box Large Language Models in Twenty Queries" (2023).
 
-use crate::driven::{self, feedback, parse_prompt, Attempt, DrivenAttack, Helper, Session, Target};
+use crate::driven::{self, feedback, DrivenAttack, Helper, Proposal, Session, Target};
 use crate::AttackInfo;
 use async_trait::async_trait;
 use redtrace_core::{Completion, Message, Sample};
@@ -78,58 +78,28 @@ impl DrivenAttack for Pair {
                 break;
             }
             let step = format!("round {round}");
-            let reply = match session
-                .ask(self.attacker.as_ref(), conversation.clone())
+            let prompt = match session
+                .propose(self.attacker.as_ref(), &mut conversation, &step)
                 .await
             {
-                Ok(reply) => reply,
-                Err(error) => {
-                    session.end(format!("{step}: the attacker failed: {error}"));
-                    break;
-                }
-            };
-            conversation.push(Message::assistant(reply.clone()));
-            let prompt = match parse_prompt(&reply) {
-                Ok(prompt) => prompt,
-                Err(error) => {
-                    session.record(
-                        Attempt {
-                            step,
-                            prompt: reply,
-                            note: format!("not sent: {error}"),
-                            ..Default::default()
-                        },
-                        None,
-                    );
+                Proposal::Prompt(prompt) => prompt,
+                Proposal::Unusable => {
                     conversation.push(Message::user(
                         "Your reply had no usable PROMPT: line. Reply in the form asked for.",
                     ));
                     continue;
                 }
-            };
-            let completion = match session.query_prompt(&prompt).await {
-                Ok(completion) => completion,
-                Err(error) => {
-                    session.end(format!("{step}: the target failed: {error}"));
+                Proposal::Failed(why) => {
+                    session.end(why);
                     break;
                 }
             };
-            let answer = completion.answer.clone().unwrap_or_default();
-            let (score, note) = match session.rate(self.judge.as_ref(), &answer).await {
-                Ok(score) => (Some(score), String::new()),
-                Err(error) => (None, format!("unrated: {error}")),
+            let Some(completion) = session.send_prompt(&step, &prompt).await else {
+                break;
             };
-            session.record(
-                Attempt {
-                    step,
-                    prompt,
-                    response: Some(answer.clone()),
-                    reasoning: completion.reasoning.text.clone(),
-                    score,
-                    note,
-                },
-                Some(&completion),
-            );
+            let (answer, score) = session
+                .rate_and_record(self.judge.as_ref(), step, prompt, &completion)
+                .await;
             if session.transcript.success {
                 break;
             }

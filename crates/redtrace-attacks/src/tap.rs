@@ -18,7 +18,7 @@
 //! ## Reference
 //! Mehrotra et al., "Tree of Attacks: Jailbreaking Black-Box LLMs Automatically" (2023).
 
-use crate::driven::{self, feedback, parse_prompt, Attempt, DrivenAttack, Helper, Session, Target};
+use crate::driven::{self, feedback, Attempt, DrivenAttack, Helper, Proposal, Session, Target};
 use crate::pair::attacker_system;
 use crate::AttackInfo;
 use async_trait::async_trait;
@@ -86,31 +86,16 @@ impl DrivenAttack for Tap {
                             self.branching
                         ));
                     }
-                    let reply = match session
-                        .ask(self.attacker.as_ref(), conversation.clone())
+                    match session
+                        .propose(self.attacker.as_ref(), &mut conversation, &step)
                         .await
                     {
-                        Ok(reply) => reply,
-                        Err(error) => {
-                            session.record(
-                                Attempt {
-                                    step,
-                                    note: format!("the attacker failed: {error}"),
-                                    ..Default::default()
-                                },
-                                None,
-                            );
-                            continue;
-                        }
-                    };
-                    conversation.push(Message::assistant(reply.clone()));
-                    match parse_prompt(&reply) {
-                        Ok(prompt) => children.push((step, conversation, prompt)),
-                        Err(error) => session.record(
+                        Proposal::Prompt(prompt) => children.push((step, conversation, prompt)),
+                        Proposal::Unusable => {}
+                        Proposal::Failed(why) => session.record(
                             Attempt {
                                 step,
-                                prompt: reply,
-                                note: format!("not sent: {error}"),
+                                note: why,
                                 ..Default::default()
                             },
                             None,
@@ -140,29 +125,12 @@ impl DrivenAttack for Tap {
                 if !session.may_query() {
                     break 'levels;
                 }
-                let completion = match session.query_prompt(&prompt).await {
-                    Ok(completion) => completion,
-                    Err(error) => {
-                        session.end(format!("{step}: the target failed: {error}"));
-                        break 'levels;
-                    }
+                let Some(completion) = session.send_prompt(&step, &prompt).await else {
+                    break 'levels;
                 };
-                let answer = completion.answer.clone().unwrap_or_default();
-                let (score, note) = match session.rate(self.judge.as_ref(), &answer).await {
-                    Ok(score) => (Some(score), String::new()),
-                    Err(error) => (None, format!("unrated: {error}")),
-                };
-                session.record(
-                    Attempt {
-                        step,
-                        prompt,
-                        response: Some(answer.clone()),
-                        reasoning: completion.reasoning.text.clone(),
-                        score,
-                        note,
-                    },
-                    Some(&completion),
-                );
+                let (answer, score) = session
+                    .rate_and_record(self.judge.as_ref(), step, prompt, &completion)
+                    .await;
                 if session.transcript.success {
                     break 'levels;
                 }
