@@ -501,14 +501,22 @@ impl<'a> Session<'a> {
                         .rposition(|a| a.response.is_some());
                 }
                 self.last.take().ok_or_else(|| {
-                    let why = if self.transcript.ended.is_empty() {
-                        "the attack sent nothing".to_owned()
-                    } else {
-                        self.transcript.ended.clone()
-                    };
+                    // Why: how the attack ended, and what became of its last attempt.
+                    let last_note = self.transcript.attempts.last().map(|a| a.note.clone());
+                    let why: Vec<String> = [Some(self.transcript.ended.clone()), last_note]
+                        .into_iter()
+                        .flatten()
+                        .filter(|w| !w.is_empty())
+                        .collect();
                     format!(
-                        "{}: no reply from the target ({why})",
-                        self.transcript.attack
+                        "{}: no reply from the target ({}; {} attacker and judge calls)",
+                        self.transcript.attack,
+                        if why.is_empty() {
+                            "nothing was sent".to_owned()
+                        } else {
+                            why.join("; ")
+                        },
+                        self.transcript.helper_calls
                     )
                 })?
             }

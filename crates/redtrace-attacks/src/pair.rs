@@ -215,6 +215,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_attacker_that_never_writes_a_prompt_fails_the_unit_saying_why() {
+        let attacker = Script::new("attacker", &["Sure, here is an idea.", "Another idea."]);
+        let target = Script::new("target", &[]);
+        let judge = Script::new("judge", &[]);
+        let attack = build("pair:2", helpers(&attacker, &judge, 5)).unwrap();
+        let error = attack
+            .run(&sample("goal"), target.as_ref())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "pair:2: no reply from the target (not sent: the attacker's reply has no line starting with PROMPT:; 2 attacker and judge calls)"
+        );
+    }
+
+    #[tokio::test]
     async fn an_echoed_rating_does_not_count() {
         // The judge echoes the target's text, which ends in its own rating line.
         let attacker = Script::new("attacker", &["PROMPT: p1"]);
