@@ -91,7 +91,8 @@ pub trait DrivenAttack: Send + Sync {
     async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Completion, String>;
 }
 
-/// The model-driven attacks: name, family, what it does, which helpers it needs.
+/// The model-driven attacks: name with its parameters, what it does, whether it needs a judge
+/// model as well as the attacker.
 pub const DRIVEN: &[(&str, &str, bool)] = &[
     (
         "translate:LANGUAGE",
@@ -120,16 +121,26 @@ pub const DRIVEN: &[(&str, &str, bool)] = &[
     ),
 ];
 
+/// The attack's name without its parameters (`pair:5` → `pair`).
+fn head(name: &str) -> &str {
+    name.split([':', '[']).next().unwrap_or(name)
+}
+
+/// The entry of [`DRIVEN`] for `name`, if it names a model-driven attack.
+fn listed(name: &str) -> Option<&'static (&'static str, &'static str, bool)> {
+    DRIVEN
+        .iter()
+        .find(|(usage, _, _)| head(usage) == head(name))
+}
+
 /// Whether `name` names a model-driven attack.
 pub fn is_driven(name: &str) -> bool {
-    let head = name.split(':').next().unwrap_or(name);
-    ["translate", "past-tense", "pair", "tap", "crescendo"].contains(&head)
+    listed(name).is_some()
 }
 
 /// Whether the driven attack `name` needs a judge model as well as the attacker.
 pub fn needs_judge(name: &str) -> bool {
-    let head = name.split(':').next().unwrap_or(name);
-    ["pair", "tap", "crescendo"].contains(&head)
+    listed(name).is_some_and(|(_, _, judge)| *judge)
 }
 
 /// Builds the driven attack `name` (see [`DRIVEN`]) with its helpers.
@@ -325,23 +336,6 @@ impl<'a> Session<'a> {
         false
     }
 
-    /// Sends a conversation to the target.
-    pub async fn query(&mut self, messages: Vec<Message>) -> Result<Completion, String> {
-        self.transcript.queries += 1;
-        let completion = self.target.send(messages).await?;
-        self.transcript.tokens += completion.usage.prompt_tokens.unwrap_or(0)
-            + completion.usage.completion_tokens.unwrap_or(0);
-        self.last = Some(completion.clone());
-        Ok(completion)
-    }
-
-    /// Sends the sample with its request replaced by `prompt`.
-    pub async fn query_prompt(&mut self, prompt: &str) -> Result<Completion, String> {
-        let mut messages = self.preamble();
-        messages.push(Message::user(prompt));
-        self.query(messages).await
-    }
-
     /// Asks a helper model.
     pub async fn ask(
         &mut self,
@@ -426,8 +420,14 @@ impl<'a> Session<'a> {
 
     /// Sends `messages` to the target; `None` when it failed (the attack ends there, noted).
     pub async fn send(&mut self, step: &str, messages: Vec<Message>) -> Option<Completion> {
-        match self.query(messages).await {
-            Ok(completion) => Some(completion),
+        self.transcript.queries += 1;
+        match self.target.send(messages).await {
+            Ok(completion) => {
+                self.transcript.tokens += completion.usage.prompt_tokens.unwrap_or(0)
+                    + completion.usage.completion_tokens.unwrap_or(0);
+                self.last = Some(completion.clone());
+                Some(completion)
+            }
             Err(error) => {
                 self.end(format!("{step}: the target failed: {error}"));
                 None
@@ -679,6 +679,21 @@ pub(crate) mod scripted {
                 .collect()
         }
 
+        /// The prompts of the single-turn conversations it was sent, each checked to follow
+        /// the sample's system prompt.
+        pub fn prompts(&self) -> Vec<String> {
+            self.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    assert_eq!(m.len(), 2, "{m:?}");
+                    assert_eq!(m[0].content, "Be helpful.");
+                    m[1].content.clone()
+                })
+                .collect()
+        }
+
         pub fn left(&self) -> usize {
             self.replies.lock().unwrap().len()
         }
@@ -761,7 +776,11 @@ mod tests {
             assert_eq!(info.family, Family::Driven);
             assert!(name.starts_with(info.name) && attack.label().starts_with(info.name));
             assert!(!info.reference.is_empty() && !about.is_empty());
-            assert_eq!(needs_judge(&name), *needs, "{name}");
+            let without_judge = Helpers {
+                judge: None,
+                ..scripted::helpers(&script, &script, 3)
+            };
+            assert_eq!(build(&name, without_judge).is_err(), *needs, "{name}");
             assert!(attack.identity().contains("helper") && attack.identity().contains("budget=3"));
             for heading in [
                 "//! # ".to_owned(),

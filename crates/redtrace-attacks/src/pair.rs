@@ -147,13 +147,7 @@ mod tests {
             .await
             .unwrap();
         // The exact turns: the target got p1, p2, p3, each after the system prompt.
-        let sent: Vec<String> = target
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| m[1].content.clone())
-            .collect();
+        let sent = target.prompts();
         assert_eq!(sent, ["p1", "p2", "p3"]);
         // The attacker saw the goal, then each reply with its rating, its own turns kept.
         let seen = attacker.seen.lock().unwrap().clone();

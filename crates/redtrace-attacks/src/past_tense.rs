@@ -73,7 +73,9 @@ impl DrivenAttack for PastTense {
         if reworded.is_empty() {
             return Err("rewording the request: the attacker model gave an empty reply".into());
         }
-        let completion = session.query_prompt(&reworded).await?;
+        let Some(completion) = session.send_prompt("past tense", &reworded).await else {
+            return session.finish();
+        };
         session.record(
             Attempt {
                 step: "past tense".into(),

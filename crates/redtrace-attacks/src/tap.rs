@@ -188,13 +188,7 @@ mod tests {
         let target = Script::new("target", &["ra", "rc", "rd"]);
         let attack = build("tap:3:3:1", helpers(&attacker, &judge, 20)).unwrap();
         let completion = attack.run(&sample("goal"), target.as_ref()).await.unwrap();
-        let sent: Vec<String> = target
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| m[1].content.clone())
-            .collect();
+        let sent = target.prompts();
         assert_eq!(sent, ["a", "c", "d"]);
         // Depth 2 grew from c alone: its conversation carries c's reply and rating.
         let seen = attacker.seen.lock().unwrap().clone();

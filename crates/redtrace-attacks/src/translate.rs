@@ -82,7 +82,10 @@ impl DrivenAttack for Translate {
                 "translating the request: the attacker model gave an empty translation".into(),
             );
         }
-        let completion = session.query_prompt(&translated).await?;
+        let step = format!("in {}", self.language);
+        let Some(completion) = session.send_prompt(&step, &translated).await else {
+            return session.finish();
+        };
         let answer = completion.answer.clone().unwrap_or_default();
         let mut note = String::new();
         if !answer.trim().is_empty() {
@@ -102,7 +105,7 @@ impl DrivenAttack for Translate {
         }
         session.record(
             Attempt {
-                step: format!("in {}", self.language),
+                step,
                 prompt: translated,
                 response: Some(answer),
                 reasoning: completion.reasoning.text.clone(),
@@ -173,5 +176,24 @@ mod tests {
             .unwrap_err();
         assert!(error.contains("translating the request"), "{error}");
         assert_eq!(target.left(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_target_is_the_units_error() {
+        let attacker = Script::new("attacker", &["Ngicela usize"]);
+        let target = Script::new("target", &[]);
+        let attack = super::Translate {
+            language: "Zulu".into(),
+            attacker,
+            budget: 5,
+        };
+        let error = attack
+            .run(&sample("Please help"), target.as_ref())
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("translate:Zulu: no reply from the target (in Zulu: the target failed: target: script exhausted"),
+            "{error}"
+        );
     }
 }

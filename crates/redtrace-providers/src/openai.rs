@@ -119,18 +119,10 @@ impl OpenAiProvider {
     /// Whether the output starts inside a trace: the template opens one, or the request ends
     /// with an assistant prefill that opened `<think>` without closing it.
     fn opened_in_prompt(&self, request: &ChatRequest) -> bool {
-        if self.config.template_opens_think {
-            return true;
-        }
-        if let Some(prefill) = &self.config.think_prefill {
-            return prefill.contains("<think>") && !prefill.contains("</think>");
-        }
-        match request.messages.last() {
-            Some(last) if last.role == Role::Assistant => {
-                last.content.contains("<think>") && !last.content.contains("</think>")
-            }
-            _ => false,
-        }
+        self.config.template_opens_think
+            || self
+                .prefill(request)
+                .is_some_and(|prefill| prefill.contains("<think>") && !prefill.contains("</think>"))
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {

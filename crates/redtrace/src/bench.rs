@@ -126,12 +126,12 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         }],
         notes: Vec::new(),
         samples_per_prompt: 1,
-        attacks: vec![crate::settings::AttackSetting {
-            name: crate::commands::NO_ATTACK.to_owned(),
-            attacker_model: None,
-            judge_model: None,
-            budget: 1,
-        }],
+        attacks: vec![crate::settings::AttackSetting::new(
+            crate::commands::NO_ATTACK.to_owned(),
+            None,
+            None,
+            1,
+        )],
         use_cache: false,
         new_run: true,
         quiet: true,

@@ -149,9 +149,10 @@ pub async fn run(
             Some(reference) => Some(judges.responder(reference).await?),
             None => None,
         };
-        let driven = match attack.is_driven() {
-            true => Some(judges.driven_attack(attack).await?),
-            false => None,
+        let driven = if attack.is_driven() {
+            Some(judges.driven_attack(attack).await?)
+        } else {
+            None
         };
         let label = attack.name.clone();
         let attack = (attack.name != NO_ATTACK && driven.is_none())

@@ -83,6 +83,25 @@ pub struct AttackSetting {
 }
 
 impl AttackSetting {
+    /// The setting of attack `name`, keeping only the models it uses (an attacker for a
+    /// model-driven attack, a judge for one that rates replies), so that a model it does not
+    /// use is no part of the run's identity.
+    pub fn new(
+        name: String,
+        attacker_model: Option<String>,
+        judge_model: Option<String>,
+        budget: u32,
+    ) -> Self {
+        let driven = redtrace_attacks::driven::is_driven(&name);
+        let rates = redtrace_attacks::driven::needs_judge(&name);
+        Self {
+            attacker_model: attacker_model.filter(|_| driven),
+            judge_model: judge_model.filter(|_| rates),
+            name,
+            budget,
+        }
+    }
+
     /// Whether it talks to models.
     pub fn is_driven(&self) -> bool {
         redtrace_attacks::driven::is_driven(&self.name)
@@ -295,7 +314,7 @@ pub struct RunSettings {
 }
 
 /// Checks an attack's name, parameters and models; a template collection's counts become a
-/// note. Models a driven attack does not use are dropped from its setting.
+/// note.
 fn check_attack(setting: &AttackSetting, notes: &mut Vec<String>) -> Result<()> {
     let name = setting.name.as_str();
     if let Some(spec) = name.strip_prefix("templates:") {
@@ -903,18 +922,15 @@ pub fn resolve_run(args: &RunArgs) -> Result<RunSettings> {
         let mut attacks = Vec::new();
         for entry in entries {
             let setting = match entry {
-                AttackEntry::Name(name) => AttackSetting {
-                    name,
-                    attacker_model: attacker_model.clone(),
-                    judge_model: judge_model.clone(),
-                    budget,
-                },
-                AttackEntry::Table(table) => AttackSetting {
-                    name: table.name,
-                    attacker_model: table.attacker_model.or_else(|| attacker_model.clone()),
-                    judge_model: table.judge_model.or_else(|| judge_model.clone()),
-                    budget: table.budget.unwrap_or(budget),
-                },
+                AttackEntry::Name(name) => {
+                    AttackSetting::new(name, attacker_model.clone(), judge_model.clone(), budget)
+                }
+                AttackEntry::Table(table) => AttackSetting::new(
+                    table.name,
+                    table.attacker_model.or_else(|| attacker_model.clone()),
+                    table.judge_model.or_else(|| judge_model.clone()),
+                    table.budget.unwrap_or(budget),
+                ),
             };
             check_attack(&setting, &mut notes)
                 .with_context(|| format!("attack '{}'", setting.name))?;
