@@ -183,9 +183,6 @@ async fn download(
     sha256: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, String> {
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    }
     let part = target.with_extension(match target.extension() {
         Some(ext) => format!("{}.part", ext.to_string_lossy()),
         None => "part".into(),
@@ -197,6 +194,11 @@ async fn download(
         .map_err(|e| format!("{url}: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    // The folder is made once there is something to put in it: a pull that cannot reach its
+    // source leaves the data directory as it was (and so does not create a default one).
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let mut out = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
     let mut hasher = Sha256::new();

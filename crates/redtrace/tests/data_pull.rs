@@ -151,6 +151,15 @@ async fn pull_verifies_caches_and_refuses_corrupt_files() {
     std::fs::write(target.join("xstest/xstest_prompts.csv"), "edited").unwrap();
     let (_, info, _) = redtrace(&["data", "info", "xstest"], cache.path()).await;
     assert!(info.contains("DIFFERENT"), "{info}");
+    // A source that cannot be reached leaves no folder behind, not even the default one.
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = redtrace(
+        &["data", "pull", "xstest", "--mirror", "http://127.0.0.1:9"],
+        empty.path(),
+    )
+    .await;
+    assert!(!ok && stderr.contains("127.0.0.1:9"), "{stderr}");
+    assert!(!empty.path().join("redtrace").exists());
     let (ok, _, stderr) = redtrace(&["data", "pull", "nope"], cache.path()).await;
     assert!(
         !ok && stderr.contains("unknown data set 'nope'"),

@@ -14,6 +14,9 @@ async fn judge_eval(args: &[&str], db: &std::path::Path) -> std::process::Output
         .arg("--db")
         .arg(db)
         .env_remove("OPENAI_API_KEY")
+        // Only the data directories a test names: not the user's default one.
+        .env_remove("REDTRACE_DATA")
+        .env("XDG_CACHE_HOME", db.with_extension("no-cache"))
         .output()
         .await
         .unwrap()
