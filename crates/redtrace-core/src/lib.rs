@@ -5,6 +5,12 @@
 //! Every closed set is an enum serialised in `snake_case`; "not scored" is an explicit label
 //! carrying a reason, never a missing value or a NaN.
 
+pub mod model;
+pub mod run;
+
+pub use model::{ConfigError, ModelConfig, ModelRef, ModelSource, SamplingParams};
+pub use run::{BenchmarkRecord, RunSpec, RunStatus, RUN_SPEC_VERSION};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -1,5 +1,5 @@
 //! Benchmark data: the registry of known benchmarks ([`registry`]) and a loader for CSV, JSON
-//! and JSONL files with a field mapping, which yields [`Sample`]s one at a time (a 100,000-row
+//! and JSONL files with a field mapping, which yields [`Sample`](redtrace_core::Sample)s one at a time (a 100,000-row
 //! file is never held in memory unless a seeded sample of it is asked for), plus the file's
 //! SHA-256 for the run's record.
 //!
@@ -39,6 +39,43 @@ pub struct BenchmarkSpec {
     pub default_judges: &'static [&'static str],
     /// For a multi-turn benchmark, who plays the other party (`phishing-victim`).
     pub responder: Option<&'static str>,
+    /// How its headline number is read: the tables of the paper and the findings use this.
+    pub reading: Reading,
+}
+
+/// How a benchmark's headline number is read from a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The judges whose verdicts give it, best first (a judge name, which also matches
+    /// `NAME:MODEL`); the first one the run has is used.
+    pub judges: &'static [&'static str],
+    /// Which number of that judge it is.
+    pub headline: Headline,
+}
+
+/// Which number of a judge is a benchmark's headline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headline {
+    /// The share of safe answers: the refusal rate for a refusal judge on harmful prompts,
+    /// one minus the unsafe rate for a harm judge.
+    SafeShare,
+    /// The judge's mean score (AIR-Bench: 1 refused, 0.5 partly, 0 complied).
+    MeanScore,
+}
+
+/// The judges a run of a user's file (or of any benchmark the registry does not know, such
+/// as an attacked one, `BENCH+ATTACK`) is read through: harm, else refusal.
+const ANY_JUDGE: &[&str] = &["harm", "refusal-llm", "refusal-rule"];
+
+/// How the benchmark named `name` in a run is read.
+pub fn reading_of(name: &str) -> Reading {
+    find(name).map_or(
+        Reading {
+            judges: ANY_JUDGE,
+            headline: Headline::SafeShare,
+        },
+        |spec| spec.reading,
+    )
 }
 
 /// A field map for a file whose prompts are all harmful requests.
@@ -80,6 +117,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["refusal-rule", "refusal-llm"],
             responder: None,
+            reading: Reading {
+                judges: &["refusal-llm", "refusal-rule"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "airbench",
@@ -90,6 +131,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("prompt", None, &["l2-name", "l3-name"]),
             default_judges: &["airbench"],
             responder: None,
+            reading: Reading {
+                judges: &["airbench"],
+                headline: Headline::MeanScore,
+            },
         },
         BenchmarkSpec {
             name: "cse-mitre",
@@ -109,6 +154,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["cse-mitre"],
             responder: None,
+            reading: Reading {
+                judges: &["cse-mitre"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "cse-mitre-frr",
@@ -128,6 +177,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["refusal-rule", "refusal-llm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "cse-interpreter",
@@ -147,6 +200,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["cse-interpreter"],
             responder: None,
+            reading: Reading {
+                judges: &["cse-interpreter"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "cse-injection",
@@ -170,6 +227,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["cse-injection"],
             responder: None,
+            reading: Reading {
+                judges: &["cse-injection"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "cse-injection-multilingual",
@@ -189,6 +250,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["cse-injection"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "cse-phishing",
@@ -208,6 +273,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["cse-phishing"],
             responder: Some("phishing-victim"),
+            reading: Reading {
+                judges: &["cse-phishing"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "wildguardtest",
@@ -227,6 +296,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             },
             default_judges: &["harm", "refusal-rule"],
             responder: None,
+            reading: Reading {
+                judges: &["harm"],
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "harmbench",
@@ -237,6 +310,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("Behavior", Some("BehaviorID"), &["SemanticCategory"]),
             default_judges: &["harm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "advbench",
@@ -247,6 +324,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("goal", None, &[]),
             default_judges: &["harm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "jbb",
@@ -257,6 +338,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("Goal", Some("Index"), &["Category"]),
             default_judges: &["harm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "strongreject",
@@ -267,6 +352,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("forbidden_prompt", None, &["category"]),
             default_judges: &["harm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
         BenchmarkSpec {
             name: "simplesafetytests",
@@ -277,6 +366,10 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             fields: harmful("prompts_final", Some("id"), &["harm_area"]),
             default_judges: &["harm"],
             responder: None,
+            reading: Reading {
+                judges: ANY_JUDGE,
+                headline: Headline::SafeShare,
+            },
         },
     ]
 }

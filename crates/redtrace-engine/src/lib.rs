@@ -12,11 +12,10 @@
 
 mod judge_cache;
 mod limits;
-mod spec;
 
 pub use judge_cache::StoreReplyCache;
 pub use limits::{Backoff, RateLimiter};
-pub use spec::{BenchmarkRecord, RunSpec};
+pub use redtrace_core::{BenchmarkRecord, RunSpec};
 
 use redtrace_attacks::driven::DrivenAttack;
 use redtrace_core::{sha256_hex, Channel, Completion, Sample};

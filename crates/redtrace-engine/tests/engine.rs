@@ -91,7 +91,13 @@ fn results(db: &Path, run: i64) -> Vec<ResultRow> {
 fn new_run(db: &Path, hash: &str) -> i64 {
     Store::open(db)
         .unwrap()
-        .create_run(hash, "{}", "test")
+        .create_run(
+            &redtrace_core::RunSpec {
+                judges: vec![hash.into()],
+                ..Default::default()
+            },
+            "test",
+        )
         .unwrap()
 }
 

@@ -39,7 +39,8 @@ impl Combine {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The rule as written: `majority` or `any-unsafe`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Combine::Majority => "majority",
             Combine::AnyUnsafe => "any-unsafe",

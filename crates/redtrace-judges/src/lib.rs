@@ -5,7 +5,7 @@
 //! so the two can be compared.
 //!
 //! A channel with nothing to judge (no answer because the output ended inside the trace, no
-//! trace from a non-reasoning model, an empty answer) gets [`Label::Unscored`] with the reason,
+//! trace from a non-reasoning model, an empty answer) gets [`Label::Unscored`](redtrace_core::Label::Unscored) with the reason,
 //! never a label that would count as safe.
 
 mod airbench;

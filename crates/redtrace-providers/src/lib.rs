@@ -10,8 +10,11 @@ mod model;
 mod openai;
 mod split;
 
-pub use model::{redact_url, ApiKey, ModelConfig, ModelSource, SamplingParams};
+pub use model::{api_key, ApiKey};
 pub use openai::OpenAiProvider;
+pub use redtrace_core::model::{
+    redact_url, ConfigError, ModelConfig, ModelRef, ModelSource, SamplingParams,
+};
 pub use split::{split_reasoning, RawOutput};
 
 use async_trait::async_trait;

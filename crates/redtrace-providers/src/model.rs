@@ -1,6 +1,6 @@
-//! Model references and target configuration: parsed and validated once, then passed around.
+//! API keys: read from the environment variable a model names, and never printed.
 
-use serde::{Deserialize, Serialize};
+use redtrace_core::model::{ConfigError, ModelConfig};
 use std::fmt;
 
 use crate::ProviderError;
@@ -33,281 +33,23 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Sampling parameters sent with each request; unset ones are left to the server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplingParams {
-    /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    /// Token budget for trace and answer together.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u64>,
-    /// Seed, where the server honours one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Stop sequences.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stop: Vec<String>,
-}
-
-/// Where a model runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelSource {
-    /// Behind an OpenAI-compatible endpoint.
-    #[serde(rename = "openai")]
-    OpenAi {
-        /// The API base URL, e.g. `http://127.0.0.1:8000/v1`.
-        base_url: String,
-    },
-    /// A local GGUF file, run in-process with llama.cpp.
-    Gguf {
-        /// The file.
-        path: String,
-    },
-    /// A GGUF file on the Hugging Face hub, downloaded once into its cache, then run
-    /// in-process.
-    Hf {
-        /// `OWNER/NAME`.
-        repo: String,
-        /// The file within the repository.
-        file: String,
-    },
-}
-
-/// One target (or judge) model, fully resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    /// The name reports use; defaults to `model`.
-    pub name: String,
-    /// Where it runs.
-    pub source: ModelSource,
-    /// The model id sent to the API (for local models, the file's stem).
-    pub model: String,
-    /// The environment variable holding the API key, if any. The key itself is never stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_env: Option<String>,
-    /// Sampling parameters.
-    #[serde(default)]
-    pub params: SamplingParams,
-    /// Extra JSON fields passed through verbatim (`reasoning_effort`, `chat_template_kwargs`...).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-    /// Use server-sent events streaming.
-    #[serde(default)]
-    pub stream: bool,
-    /// The chat template opens `<think>` in the prompt (R1 distills served raw), so output
-    /// without a closing tag is all trace.
-    #[serde(default)]
-    pub template_opens_think: bool,
-    /// Text the assistant turn starts with (e.g. `<think>\n` to force a trace): a trailing
-    /// assistant message for servers, appended to the prompt for local models.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub think_prefill: Option<String>,
-    /// Threads for local inference; default suited to the machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
-    /// Requests in flight at once against this endpoint.
-    #[serde(default = "default_concurrency")]
-    pub max_concurrency: usize,
-    /// Requests per minute, if the endpoint has a limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_minute: Option<u32>,
-    /// Per-request timeout, seconds.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: f64,
-    /// Retries after the first attempt for retryable failures.
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
-}
-
-fn default_concurrency() -> usize {
-    16
-}
-fn default_timeout() -> f64 {
-    600.0
-}
-fn default_retries() -> u32 {
-    5
-}
-
-impl ModelConfig {
-    /// A configuration with defaults for everything but the endpoint and model id.
-    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        Self::with_source(
-            ModelSource::OpenAi {
-                base_url: base_url.into(),
-            },
-            model,
-        )
-    }
-
-    /// A configuration with defaults for everything but the source and model id.
-    pub fn with_source(source: ModelSource, model: impl Into<String>) -> Self {
-        let model = model.into();
-        // A local model decodes its parallel sequences in one batch: more requests in flight
-        // than its sequences only queue.
-        let max_concurrency = match source {
-            ModelSource::OpenAi { .. } => default_concurrency(),
-            _ => 4,
-        };
-        Self {
-            name: model.clone(),
-            source,
-            model,
-            api_key_env: None,
-            params: SamplingParams::default(),
-            extra: Default::default(),
-            stream: false,
-            template_opens_think: false,
-            think_prefill: None,
-            threads: None,
-            max_concurrency,
-            requests_per_minute: None,
-            timeout_secs: default_timeout(),
-            max_retries: default_retries(),
-        }
-    }
-
-    /// Parses a command-line model reference: `MODEL@BASE_URL`, `gguf:PATH` or
-    /// `hf:OWNER/REPO/FILE.gguf`.
-    pub fn parse_ref(reference: &str) -> Result<Self, ProviderError> {
-        let stem = |file: &str| {
-            std::path::Path::new(file)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or(file)
-                .to_owned()
-        };
-        let config = if let Some(path) = reference.strip_prefix("gguf:") {
-            Self::with_source(
-                ModelSource::Gguf {
-                    path: path.to_owned(),
-                },
-                stem(path),
-            )
-        } else if let Some(spec) = reference.strip_prefix("hf:") {
-            let parts: Vec<&str> = spec.splitn(3, '/').collect();
-            let [owner, name, file] = parts[..] else {
-                return Err(ProviderError::Config(format!(
-                    "model reference '{reference}': expected hf:OWNER/REPO/FILE.gguf"
-                )));
-            };
-            let source = ModelSource::Hf {
-                repo: format!("{owner}/{name}"),
-                file: file.to_owned(),
-            };
-            Self::with_source(source, stem(file))
-        } else {
-            let hint = "expected MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1), \
-                        gguf:PATH or hf:OWNER/REPO/FILE.gguf";
-            let Some((model, base_url)) = reference.rsplit_once('@') else {
-                return Err(ProviderError::Config(format!(
-                    "unknown model reference '{reference}': {hint}"
-                )));
-            };
-            if model.is_empty() {
-                return Err(ProviderError::Config(format!(
-                    "model reference '{reference}' has no model id: {hint}"
-                )));
-            }
-            Self::new(base_url, model)
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks the fields that can be wrong.
-    pub fn validate(&self) -> Result<(), ProviderError> {
-        let fail = |what: String| {
-            Err(ProviderError::Config(format!(
-                "model '{}': {what}",
-                self.name
-            )))
-        };
-        match &self.source {
-            ModelSource::OpenAi { base_url } => {
-                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                    return fail(format!(
-                        "base_url '{}' must start with http:// or https://",
-                        redact_url(base_url)
-                    ));
-                }
-                if reqwest::Url::parse(base_url).is_err() {
-                    return fail(format!(
-                        "base_url '{}' is not a valid URL",
-                        redact_url(base_url)
-                    ));
-                }
-            }
-            ModelSource::Gguf { path } => {
-                if !std::path::Path::new(path).is_file() {
-                    return fail(format!("GGUF file {path} does not exist"));
-                }
-            }
-            ModelSource::Hf { repo, file } => {
-                let parts: Vec<&str> = repo.split('/').collect();
-                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) || file.is_empty() {
-                    return fail(format!(
-                        "hf source must be OWNER/REPO and a FILE, got '{repo}' and '{file}'"
-                    ));
-                }
-            }
-        }
-        if self.max_concurrency == 0 {
-            return fail("max_concurrency must be at least 1".into());
-        }
-        if self.timeout_secs.is_nan() || self.timeout_secs <= 0.0 {
-            return fail("timeout_secs must be positive".into());
-        }
-        Ok(())
-    }
-
-    /// The endpoint requests are grouped under for concurrency and rate limits.
-    pub fn endpoint(&self) -> String {
-        match &self.source {
-            ModelSource::OpenAi { base_url } => redact_url(base_url.trim_end_matches('/')),
-            ModelSource::Gguf { path } => format!("gguf:{path}"),
-            ModelSource::Hf { repo, file } => format!("hf:{repo}/{file}"),
-        }
-    }
-
-    /// The base URL, for a model behind an OpenAI-compatible endpoint.
-    pub fn base_url(&self) -> Option<&str> {
-        match &self.source {
-            ModelSource::OpenAi { base_url } => Some(base_url),
-            _ => None,
-        }
-    }
-
-    /// Reads the API key from the environment variable this config names, if any.
-    pub fn api_key(&self) -> Result<Option<ApiKey>, ProviderError> {
-        match &self.api_key_env {
-            None => Ok(None),
-            Some(var) => match std::env::var(var) {
-                Ok(key) if !key.is_empty() => Ok(Some(ApiKey::new(key))),
-                _ => Err(ProviderError::Config(format!(
-                    "model '{}': environment variable {var} (api_key_env) is not set",
-                    self.name
-                ))),
-            },
-        }
+/// Reads the API key from the environment variable `config` names, if any.
+pub fn api_key(config: &ModelConfig) -> Result<Option<ApiKey>, ProviderError> {
+    match &config.api_key_env {
+        None => Ok(None),
+        Some(var) => match std::env::var(var) {
+            Ok(key) if !key.is_empty() => Ok(Some(ApiKey::new(key))),
+            _ => Err(ProviderError::Config(format!(
+                "model '{}': environment variable {var} (api_key_env) is not set",
+                config.name
+            ))),
+        },
     }
 }
 
-/// A URL with any `user:password@` part replaced by `***@`, for display.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("***");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+impl From<ConfigError> for ProviderError {
+    fn from(error: ConfigError) -> Self {
+        ProviderError::Config(error.0)
     }
 }
 
@@ -316,69 +58,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_model_at_url() {
-        let config = ModelConfig::parse_ref("deepseek-r1@http://127.0.0.1:8000/v1").unwrap();
-        assert_eq!(config.model, "deepseek-r1");
-        assert_eq!(config.name, "deepseek-r1");
-        assert_eq!(config.base_url(), Some("http://127.0.0.1:8000/v1"));
-    }
-
-    #[test]
-    fn model_ids_may_contain_at_signs_before_the_url() {
-        let config = ModelConfig::parse_ref("org/model@v2@http://h:1/v1").unwrap();
-        assert_eq!(config.model, "org/model@v2");
-    }
-
-    #[test]
-    fn parses_local_references() {
-        let file = std::env::temp_dir().join("redtrace-parse-test.gguf");
-        std::fs::write(&file, b"GGUF").unwrap();
-        let config = ModelConfig::parse_ref(&format!("gguf:{}", file.display())).unwrap();
-        assert_eq!(config.model, "redtrace-parse-test");
-        assert!(matches!(config.source, ModelSource::Gguf { .. }));
-        let config = ModelConfig::parse_ref(
-            "hf:bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/model-Q4_K_M.gguf",
-        )
-        .unwrap();
-        assert_eq!(
-            config.source,
-            ModelSource::Hf {
-                repo: "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF".into(),
-                file: "model-Q4_K_M.gguf".into()
-            }
-        );
-        assert_eq!(config.name, "model-Q4_K_M");
-        let error = ModelConfig::parse_ref("gguf:/no/such/model.gguf")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("/no/such/model.gguf does not exist"),
-            "{error}"
-        );
-        let error = ModelConfig::parse_ref("hf:only-owner")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("hf:OWNER/REPO/FILE.gguf"), "{error}");
-    }
-
-    #[test]
-    fn rejects_unknown_references_with_a_hint() {
-        let error = ModelConfig::parse_ref("gpt-9").unwrap_err().to_string();
-        assert!(error.contains("unknown model reference 'gpt-9'"), "{error}");
-        assert!(error.contains("MODEL@BASE_URL"), "{error}");
-        let error = ModelConfig::parse_ref("m@ftp://x").unwrap_err().to_string();
-        assert!(error.contains("must start with http"), "{error}");
-    }
-
-    #[test]
     fn api_keys_never_print() {
         let key = ApiKey::new("sk-secret");
         assert_eq!(format!("{key:?} {key}"), "ApiKey(***) ***");
-    }
-
-    #[test]
-    fn credentials_in_urls_are_redacted() {
-        assert_eq!(redact_url("http://user:pw@h:1/v1"), "http://***@h:1/v1");
-        assert_eq!(redact_url("http://h:1/v1"), "http://h:1/v1");
     }
 }

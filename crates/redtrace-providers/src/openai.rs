@@ -28,7 +28,7 @@ impl OpenAiProvider {
     /// Builds the client; reads the API key from the environment variable the config names.
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
         config.validate()?;
-        let api_key = config.api_key()?;
+        let api_key = crate::api_key(&config)?;
         Ok(Self::with_key(config, api_key))
     }
 

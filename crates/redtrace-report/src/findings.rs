@@ -77,8 +77,11 @@ impl Report {
                         }),
                     ),
                     // Refusal judges: the refusal rate is the safety on harmful prompts
-                    // (AIR-Bench: its mean score).
-                    redtrace_core::Measure::Refusal if benchmark == &"airbench" => {
+                    // (AIR-Bench: its mean score, as its registry entry says).
+                    redtrace_core::Measure::Refusal
+                        if redtrace_datasets::reading_of(benchmark).headline
+                            == redtrace_datasets::Headline::MeanScore =>
+                    {
                         (stats.answer_score_mean, stats.answer_score_ci)
                     }
                     redtrace_core::Measure::Refusal => {

@@ -169,35 +169,34 @@ impl Report {
     }
 
     fn write_spec(&self, html: &mut String) {
-        let spec: serde_json::Value = serde_json::from_str(&self.run.spec).unwrap_or_default();
         let _ = write!(
             html,
             "<p class=\"meta\">Status {} · created {} · redtrace {} · spec hash <code>{}</code></p><h2>Run</h2><table><tr><th>models</th><td>",
-            escape(&self.run.status),
+            escape(self.run.status.as_str()),
             escape(&self.run.created_at),
             escape(&self.run.tool_version),
             escape(&self.run.spec_hash[..self.run.spec_hash.len().min(16)])
         );
-        for model in spec["models"].as_array().into_iter().flatten() {
+        for model in &self.run.spec.models {
             let _ = write!(
                 html,
                 "{} <span class=\"ci\">({})</span><br>",
-                escape(model["name"].as_str().unwrap_or("?")),
-                escape(&model["source"].to_string())
+                escape(&model.name),
+                escape(&serde_json::to_string(&model.source).unwrap_or_default())
             );
         }
         html.push_str("</td></tr><tr><th>benchmarks</th><td>");
-        for benchmark in spec["benchmarks"].as_array().into_iter().flatten() {
+        for benchmark in &self.run.spec.benchmarks {
             let _ = write!(
                 html,
                 "{} <span class=\"ci\">sha256 {}</span><br>",
-                escape(benchmark["name"].as_str().unwrap_or("?")),
-                escape(benchmark["sha256"].as_str().unwrap_or("?"))
+                escape(&benchmark.name),
+                escape(&benchmark.sha256)
             );
         }
         html.push_str("</td></tr><tr><th>judges</th><td>");
-        for judge in spec["judges"].as_array().into_iter().flatten() {
-            let _ = write!(html, "{}<br>", escape(judge.as_str().unwrap_or("?")));
+        for judge in &self.run.spec.judges {
+            let _ = write!(html, "{}<br>", escape(judge));
         }
         html.push_str("</td></tr></table>");
     }

@@ -10,19 +10,10 @@ use std::fmt::Write;
 
 use crate::{GroupStats, JudgeStats, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 
-/// The judge each benchmark is read through, best first (a name, or its `NAME:` prefix).
+/// The judges each benchmark is read through, best first (a name, or its `NAME:` prefix), as
+/// the benchmark registry declares them.
 pub(crate) fn judges_of(benchmark: &str) -> &'static [&'static str] {
-    match benchmark {
-        "airbench" => &["airbench"],
-        "cse-mitre" => &["cse-mitre"],
-        "cse-interpreter" => &["cse-interpreter"],
-        "cse-phishing" => &["cse-phishing"],
-        "cse-injection" => &["cse-injection"],
-        "wildguardtest" => &["harm"],
-        "xstest" => &["refusal-llm", "refusal-rule"],
-        // Any other benchmark (a user's file): the harm judge, else the refusal judges.
-        _ => &["harm", "refusal-llm", "refusal-rule"],
-    }
+    redtrace_datasets::reading_of(benchmark).judges
 }
 
 pub(crate) fn matches(judge: &str, wanted: &str) -> bool {
@@ -136,12 +127,10 @@ impl Report {
 
     /// The run's models in the suite's order (then any others by name).
     pub(crate) fn models(&self) -> Vec<&str> {
-        let spec: serde_json::Value = serde_json::from_str(&self.run.spec).unwrap_or_default();
-        let mut models: Vec<&str> = spec["models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["name"].as_str())
+        let mut models: Vec<&str> = self
+            .run
+            .spec
+            .model_names()
             .filter_map(|name| {
                 self.groups
                     .iter()

@@ -52,10 +52,7 @@ struct Cell {
 
 /// The run's completions per prompt, from its spec.
 pub(crate) fn samples_per_prompt(run: &RunInfo) -> u32 {
-    serde_json::from_str::<serde_json::Value>(&run.spec)
-        .ok()
-        .and_then(|spec| spec["samples_per_prompt"].as_u64())
-        .map_or(1, |k| k as u32)
+    run.spec.samples_per_prompt
 }
 
 /// Safe@K of every cell of `run`, which made `k` completions per prompt.

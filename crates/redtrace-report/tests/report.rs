@@ -71,7 +71,7 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
 fn counts_and_rates_per_category_and_channel() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-    let run = store.create_run("h", "{}", "t").unwrap();
+    let run = store.create_run(&spec("h"), "t").unwrap();
     let samples = [
         sample("1", "x"),
         sample("2", "x"),
@@ -155,7 +155,7 @@ fn counts_and_rates_per_category_and_channel() {
 }
 
 fn run_with(store: &mut Store, hash: &str, model: &str, refuse: impl Fn(usize) -> bool) -> i64 {
-    let run = store.create_run(hash, "{}", "t").unwrap();
+    let run = store.create_run(&spec(hash), "t").unwrap();
     let samples: Vec<Sample> = (0..30)
         .map(|i| sample(&i.to_string(), if i < 20 { "x" } else { "y" }))
         .collect();
@@ -254,7 +254,7 @@ fn paired_comparison_with_mcnemar_and_holm() {
 fn hierarchical_categories_are_reported_per_level() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-    let run = store.create_run("h", "{}", "t").unwrap();
+    let run = store.create_run(&spec("h"), "t").unwrap();
     let two_level = |id: &str, top: &str, sub: &str| Sample {
         category: vec![top.into(), sub.into()],
         ..sample(id, "unused")
@@ -320,7 +320,7 @@ fn trace_against_answer_cell_by_cell() {
     use Label::{FullCompliance as Comply, FullRefusal as Refuse};
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-    let run = store.create_run("h", "{}", "t").unwrap();
+    let run = store.create_run(&spec("h"), "t").unwrap();
     // (answer, trace): on harmful prompts complying is unsafe.
     let cells = [
         (Refuse, Comply),          // leak
@@ -377,4 +377,12 @@ fn trace_against_answer_cell_by_cell() {
         html.contains("<b>leak</b>") && html.contains("answer − trace safety: +28.6 points"),
         "{html}"
     );
+}
+
+/// A run spec told apart from others by `label`.
+fn spec(label: &str) -> redtrace_core::RunSpec {
+    redtrace_core::RunSpec {
+        judges: vec![label.into()],
+        ..Default::default()
+    }
 }

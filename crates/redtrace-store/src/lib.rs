@@ -16,8 +16,8 @@ pub use export::{
 };
 
 use redtrace_core::{
-    Channel, Completion, Label, PromptLabel, Reasoning, Sample, TraceSource, TraceState, Usage,
-    Verdict,
+    Channel, Completion, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample, TraceSource,
+    TraceState, Usage, Verdict,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -66,12 +66,12 @@ pub struct RunInfo {
     pub created_at: String,
     /// When it last changed.
     pub updated_at: String,
-    /// `running`, `complete`, `interrupted` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunStatus,
     /// The redtrace version that created it.
     pub tool_version: String,
-    /// The frozen spec, JSON.
-    pub spec: String,
+    /// The frozen spec.
+    pub spec: RunSpec,
     /// Completions stored (successful or not).
     pub completions: u64,
     /// Of which errors.
@@ -264,29 +264,29 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Creates a run.
-    pub fn create_run(
-        &self,
-        spec_hash: &str,
-        spec_json: &str,
-        tool_version: &str,
-    ) -> Result<RunId, StoreError> {
+    /// Creates a run of `spec`, running, under the spec's identity hash.
+    pub fn create_run(&self, spec: &RunSpec, tool_version: &str) -> Result<RunId, StoreError> {
         self.conn
             .execute(
                 "INSERT INTO runs (spec_hash, created_at, updated_at, status, tool_version, spec)
-                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), 'running', ?2, ?3)",
-                params![spec_hash, tool_version, spec_json],
+                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?2, ?3, ?4)",
+                params![
+                    spec.identity_hash(),
+                    RunStatus::Running.as_str(),
+                    tool_version,
+                    spec.to_json()
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Sets a run's status (`running`, `complete`, `interrupted`, `failed`).
-    pub fn set_status(&self, run: RunId, status: &str) -> Result<(), StoreError> {
+    /// Sets a run's status.
+    pub fn set_status(&self, run: RunId, status: RunStatus) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-                params![run, status],
+                params![run, status.as_str()],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -318,20 +318,51 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = statement
             .query_map([], |row| {
-                Ok(RunInfo {
-                    id: row.get(0)?,
-                    spec_hash: row.get(1)?,
-                    created_at: row.get(2)?,
-                    updated_at: row.get(3)?,
-                    status: row.get(4)?,
-                    tool_version: row.get(5)?,
-                    spec: row.get(6)?,
-                    completions: row.get::<_, i64>(7)? as u64,
-                    errors: row.get::<_, i64>(8)? as u64,
-                })
+                Ok((
+                    row.get::<_, RunId>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, i64>(7)? as u64,
+                    row.get::<_, i64>(8)? as u64,
+                ))
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        let mut runs = Vec::new();
+        for row in rows {
+            let (
+                id,
+                spec_hash,
+                created_at,
+                updated_at,
+                status,
+                tool_version,
+                spec,
+                completions,
+                errors,
+            ) = row.map_err(|e| self.err(e))?;
+            let corrupt = |what: &str, detail: String| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: format!("runs.{what} of run {id}"),
+                detail,
+            };
+            runs.push(RunInfo {
+                id,
+                spec_hash,
+                created_at,
+                updated_at,
+                status: RunStatus::parse(&status)
+                    .ok_or_else(|| corrupt("status", format!("unknown status '{status}'")))?,
+                tool_version,
+                spec: RunSpec::from_json(&spec).map_err(|e| corrupt("spec", e.to_string()))?,
+                completions,
+                errors,
+            });
+        }
+        Ok(runs)
     }
 
     /// Resolves `last` or a run id.

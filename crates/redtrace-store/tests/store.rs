@@ -92,8 +92,11 @@ fn write_read_resume_and_export() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let mut store = Store::open(&path).unwrap();
-    let run = store.create_run("hash1", "{\"spec\":1}", "0.1.0").unwrap();
-    assert_eq!(store.find_run("hash1").unwrap(), Some(run));
+    let run = store.create_run(&spec("hash1"), "0.1.0").unwrap();
+    assert_eq!(
+        store.find_run(&spec("hash1").identity_hash()).unwrap(),
+        Some(run)
+    );
     assert_eq!(store.find_run("other").unwrap(), None);
     let samples = [sample("1", 0), sample("2", 1), sample("3", 2)];
     store.insert_samples(run, "b", samples.iter()).unwrap();
@@ -194,7 +197,9 @@ fn write_read_resume_and_export() {
     assert_eq!(lines[0]["verdicts"][0]["channel"], "answer");
     assert_eq!(lines[0]["verdicts"][0]["label"], "full_refusal");
 
-    store.set_status(run, "complete").unwrap();
+    store
+        .set_status(run, redtrace_core::RunStatus::Complete)
+        .unwrap();
     let runs = store.runs().unwrap();
     assert_eq!(
         (runs[0].status.as_str(), runs[0].completions, runs[0].errors),
@@ -235,7 +240,7 @@ fn csv_and_parquet_exports_read_back() {
     use arrow_array::{Array, BooleanArray, StringArray, UInt64Array};
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("t.db")).unwrap();
-    let run = store.create_run("h", "{}", "t").unwrap();
+    let run = store.create_run(&spec("h"), "t").unwrap();
     let samples = [sample("1", 0), sample("2", 1), sample("3", 2)];
     store.insert_samples(run, "b", samples.iter()).unwrap();
     store
@@ -321,4 +326,12 @@ fn csv_and_parquet_exports_read_back() {
         batch.schema().as_ref(),
         redtrace_store::parquet_schema().as_ref()
     );
+}
+
+/// A run spec told apart from others by `label`.
+fn spec(label: &str) -> redtrace_core::RunSpec {
+    redtrace_core::RunSpec {
+        judges: vec![label.into()],
+        ..Default::default()
+    }
 }

@@ -55,7 +55,7 @@ pub fn runs(runs: &[(RunInfo, Vec<String>)]) -> String {
                 body,
                 "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                  <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                escape(&info.status),
+                escape(info.status.as_str()),
                 escape(&info.created_at),
                 escape(&info.updated_at),
                 escape(&models.join(", ")),
@@ -93,7 +93,7 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
          <p><a href=\"/runs/{id}/samples\" id=\"samples\">all samples</a> · \
          <a href=\"/runs/{id}/samples?error=only\">errors only</a> · \
          <a href=\"/runs/{id}/report\">full report</a></p>",
-        escape(&info.status),
+        escape(info.status.as_str()),
         info.completions,
         info.errors,
         escape(&info.created_at),
@@ -103,11 +103,7 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
     let _ = write!(
         body,
         "<details><summary>spec</summary><pre>{}</pre></details>",
-        escape(
-            &serde_json::from_str::<serde_json::Value>(&info.spec)
-                .and_then(|spec| serde_json::to_string_pretty(&spec))
-                .unwrap_or_else(|_| info.spec.clone())
-        )
+        escape(&serde_json::to_string_pretty(&info.spec).unwrap_or_default())
     );
     body.push_str(
         "<h2>Metrics</h2><table id=\"metrics\"><tr><th>model</th><th>benchmark</th><th>category</th><th>n</th>\
@@ -163,7 +159,7 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
     }
     body.push_str("</table>");
     // A run being written refreshes itself, so it can be watched.
-    let head = if info.status == "running" {
+    let head = if info.status == redtrace_core::RunStatus::Running {
         "<meta http-equiv=\"refresh\" content=\"5\">"
     } else {
         ""

@@ -64,7 +64,9 @@ async fn pages_filters_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let mut store = Store::open(&db).unwrap();
-    let run = store.create_run("h", "{\"models\":[]}", "t").unwrap();
+    let run = store
+        .create_run(&redtrace_core::RunSpec::default(), "t")
+        .unwrap();
     let samples = [
         sample("1", &["Privacy", "Tracking"]),
         sample("2", &["Privacy", "Leaks"]),
@@ -81,7 +83,9 @@ async fn pages_filters_and_errors() {
             ],
         )
         .unwrap();
-    store.set_status(run, "running").unwrap();
+    store
+        .set_status(run, redtrace_core::RunStatus::Running)
+        .unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -160,7 +164,9 @@ async fn attack_transcripts_are_browsable() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let mut store = Store::open(&db).unwrap();
-    let run = store.create_run("h", "{\"models\":[]}", "t").unwrap();
+    let run = store
+        .create_run(&redtrace_core::RunSpec::default(), "t")
+        .unwrap();
     store
         .insert_samples(run, "b", [sample("1", &[])].iter())
         .unwrap();
@@ -194,7 +200,9 @@ async fn attack_transcripts_are_browsable() {
         completion.raw = transcript.to_raw();
     }
     store.write_batch(run, &[unit]).unwrap();
-    store.set_status(run, "complete").unwrap();
+    store
+        .set_status(run, redtrace_core::RunStatus::Complete)
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(redtrace_view::serve(listener, db.clone()));

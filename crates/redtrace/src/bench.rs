@@ -3,16 +3,13 @@
 //! CPU time per 1,000 samples (the fake server's thread is measured and left out) and peak RSS.
 
 use anyhow::{Context, Result};
-use redtrace_datasets::{BenchSource, FieldMap, Selection};
 use redtrace_engine::{NoProgress, Shutdown};
-use redtrace_providers::ModelConfig;
 use redtrace_testkit::{FakeMessage, FakeServer, Reply};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
-use crate::settings::{BenchmarkPlan, JudgeSetting, RunSettings, FALLBACK_JUDGE};
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file.
 fn cpu_seconds(stat_path: &str) -> Result<f64> {
@@ -102,47 +99,27 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     file.flush()?;
     drop(file);
 
-    let mut model = ModelConfig::new(base_url, "bench-r1");
-    model.max_concurrency = args.concurrency;
-    model.stream = args.stream;
-    model.max_retries = 0;
-    model.timeout_secs = 60.0;
-    let settings = RunSettings {
-        db: dir.path().join("bench.db"),
-        data_dir: None,
-        models: vec![model],
-        benchmarks: vec![BenchmarkPlan {
-            source: BenchSource::parse(&format!("file:{}", data.display()), FieldMap::default())?,
-            selection: Selection::default(),
-            judges: vec![JudgeSetting {
-                name: FALLBACK_JUDGE.to_owned(),
-                model: None,
-                template: None,
-                channels: redtrace_core::Channel::ALL.to_vec(),
-                chunk: None,
-                reward: None,
-            }],
-            responder_model: None,
-        }],
-        notes: Vec::new(),
-        samples_per_prompt: 1,
-        attacks: vec![crate::settings::AttackSetting::new(
-            crate::commands::NO_ATTACK.to_owned(),
-            None,
-            None,
-            1,
-        )],
-        use_cache: false,
+    // The whole path a user's run takes: resolution, building, the engine, the store.
+    let settings = redtrace_suite::Suite::default().with(&redtrace_suite::Overrides {
+        models: vec![format!("bench-r1@{base_url}")],
+        benches: vec![format!("file:{}", data.display())],
+        judges: vec![redtrace_suite::FALLBACK_JUDGE.to_owned()],
+        concurrency: Some(args.concurrency),
+        stream: args.stream,
+        retries: Some(0),
+        timeout: Some(60.0),
+        no_cache: true,
         new_run: true,
-        quiet: true,
-    };
+        db: Some(dir.path().join("bench.db")),
+        ..Default::default()
+    })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let cpu_before = cpu_seconds("/proc/self/stat")?;
     let started = Instant::now();
-    let outcome = runtime.block_on(crate::commands::run(
+    let outcome = runtime.block_on(redtrace_suite::run(
         &settings,
         Arc::new(NoProgress),
         Shutdown::default(),
@@ -279,7 +256,10 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("report-bench.db");
     let mut store = Store::open(&path)?;
-    let run = store.create_run("report-bench", "{}", env!("CARGO_PKG_VERSION"))?;
+    let run = store.create_run(
+        &redtrace_core::RunSpec::default(),
+        env!("CARGO_PKG_VERSION"),
+    )?;
     let completions = verdicts.div_ceil(2);
     let fill_started = Instant::now();
     let chunk = 10_000u64;

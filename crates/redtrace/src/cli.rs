@@ -77,128 +77,17 @@ pub struct DbArgs {
     pub db: PathBuf,
 }
 
-/// `redtrace run`.
+/// `redtrace run`: a suite file, and the overrides laid over it.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A TOML suite file naming models, benchmarks and judges (see README).
     pub suite: Option<PathBuf>,
-    /// A model (repeatable): MODEL@BASE_URL for an OpenAI-compatible endpoint, gguf:PATH for a
-    /// local GGUF file, hf:OWNER/REPO/FILE.gguf for a GGUF file on the Hugging Face hub.
-    #[arg(long = "model", value_name = "REF")]
-    pub models: Vec<String>,
-    /// Benchmarks: registry names or file:PATH, comma-separated or repeated.
-    #[arg(long = "bench", value_delimiter = ',', value_name = "NAME")]
-    pub benches: Vec<String>,
-    /// Where data sets live [env: REDTRACE_DATA].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Judges, comma-separated: NAME or NAME=MODEL_REF [default: each benchmark's own judges,
-    /// those that call a model only with --judge-model].
-    #[arg(long = "judge", value_delimiter = ',', value_name = "NAME")]
-    pub judges: Vec<String>,
-    /// The model LLM judges call (any model reference a target can use).
-    #[arg(long, value_name = "REF")]
-    pub judge_model: Option<String>,
-    /// A rubric template file for a judge, NAME=PATH (repeatable).
-    #[arg(long = "judge-template", value_name = "NAME=PATH")]
-    pub judge_templates: Vec<String>,
-    /// What the judges judge: answer, reasoning, or both [default: both].
-    #[arg(long, value_delimiter = ',', value_name = "CHANNEL")]
-    pub channels: Vec<String>,
-    /// The scoring endpoint of the reward judge (--judge reward):
-    /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
-    #[arg(long, value_name = "SPEC")]
-    pub reward: Option<String>,
-    /// Judge texts longer than N characters (long traces) in overlapping windows of N.
-    #[arg(long, value_name = "N")]
-    pub chunk_chars: Option<usize>,
-    /// How window verdicts combine: any-unsafe (default) or majority.
-    #[arg(long, value_name = "RULE", default_value = "any-unsafe")]
-    pub chunk_combine: String,
-    /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
-    #[arg(long)]
-    pub api_key_env: Option<String>,
-    /// Requests in flight at once per endpoint.
-    #[arg(long)]
-    pub concurrency: Option<usize>,
-    /// Requests per minute per endpoint.
-    #[arg(long)]
-    pub rpm: Option<u32>,
-    /// Per-request timeout in seconds.
-    #[arg(long)]
-    pub timeout: Option<f64>,
-    /// Retries for rate limits, server errors, timeouts and dropped connections.
-    #[arg(long)]
-    pub retries: Option<u32>,
-    /// Stream responses (server-sent events).
-    #[arg(long)]
-    pub stream: bool,
-    /// Sampling temperature.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Token budget for trace and answer.
-    #[arg(long)]
-    pub max_tokens: Option<u64>,
-    /// Start every answer with this text, e.g. "<think>\n" to force a trace.
-    #[arg(long)]
-    pub think_prefill: Option<String>,
-    /// Threads for in-process (gguf:, hf:) models.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Use at most N samples per benchmark.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// With --limit: pick the samples at random with this seed.
-    #[arg(long)]
-    pub sample_seed: Option<u64>,
-    /// Attacks, comma-separated, each applied to every benchmark (reported as BENCH+ATTACK);
-    /// `none` keeps the plain benchmark too. See `redtrace attacks`.
-    #[arg(long = "attack", value_delimiter = ',', value_name = "NAME")]
-    pub attacks: Vec<String>,
-    /// The model that writes model-driven attacks (translate:LANGUAGE, past-tense, pair, tap,
-    /// crescendo); any model reference a target can use. Those that rate replies also call
-    /// the judge model (--judge-model).
-    #[arg(long, value_name = "REF")]
-    pub attacker_model: Option<String>,
-    /// Target queries per sample at most for model-driven attacks.
-    #[arg(long, value_name = "N")]
-    pub attack_budget: Option<u32>,
-    /// Run every model at several values of one setting, KEY=V1,V2,... (max_tokens,
-    /// temperature, top_p, or a request field such as reasoning_effort); each value is a model
-    /// of its own, named NAME@KEY=VALUE, and the findings report safety versus that setting.
-    #[arg(long, value_name = "KEY=VALUES")]
-    pub sweep: Option<String>,
-    /// Completions per prompt, each with its own seed (the model's seed + k): the report then
-    /// gives Safe@1, Safe@K and ConsSafe@K.
-    #[arg(long, value_name = "K")]
-    pub samples: Option<u32>,
-    /// For file: benchmarks, the prompt field.
-    #[arg(long, default_value = "prompt")]
-    pub prompt_field: String,
-    /// For file: benchmarks, the id field (row number when absent from the file).
-    #[arg(long)]
-    pub id_field: Option<String>,
-    /// For file: benchmarks, category fields (comma-separated, most general first).
-    #[arg(long, value_delimiter = ',')]
-    pub category_field: Vec<String>,
-    /// For file: benchmarks, a safe/unsafe label field.
-    #[arg(long)]
-    pub label_field: Option<String>,
-    /// For file: benchmarks, a system-prompt field.
-    #[arg(long)]
-    pub system_field: Option<String>,
-    /// Do not serve requests from earlier runs' completions.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Start a new run even if this exact run exists (it still uses the cache).
-    #[arg(long)]
-    pub new_run: bool,
+    /// Everything that overrides the suite file (or makes a suite without one).
+    #[command(flatten)]
+    pub overrides: redtrace_suite::Overrides,
     /// No progress bar and no report at the end.
     #[arg(long, short)]
     pub quiet: bool,
-    /// The store.
-    #[command(flatten)]
-    pub db: DbArgs,
 }
 
 /// Output formats of `report`.

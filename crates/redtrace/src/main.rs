@@ -2,19 +2,16 @@
 //! progress, and maps outcomes to exit codes (0 done, 1 error, 2 usage, 130 interrupted; a
 //! closed stdout pipe is not an error). No assessment logic lives here.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod cli;
 mod commands;
-mod hf;
 mod progress;
-mod settings;
 
 use anyhow::Result;
 use clap::Parser;
-use redtrace_engine::Shutdown;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use cli::{Cli, Command};
 
@@ -51,74 +48,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
-        Command::Run(args) => {
-            let settings = settings::resolve_run(&args)?;
-            for note in &settings.notes {
-                eprintln!("note: {note}");
-            }
-            let runtime = tokio::runtime::Runtime::new()?;
-            let outcome = runtime.block_on(async {
-                let shutdown = Shutdown::default();
-                let signals = shutdown.clone();
-                tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("\ninterrupted: finishing requests in flight; press Ctrl-C again to abandon them");
-                        signals.stop.cancel();
-                        if tokio::signal::ctrl_c().await.is_ok() {
-                            eprintln!("abandoning requests in flight");
-                            signals.abandon.cancel();
-                        }
-                    }
-                });
-                let bar = Arc::new(progress::Bar::new(settings.quiet));
-                commands::run(&settings, bar, shutdown).await
-            })?;
-            let summary = outcome.summary;
-            eprintln!(
-                "run {} {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
-                outcome.run_id,
-                if outcome.resumed {
-                    "(resumed)"
-                } else {
-                    "(new)"
-                },
-                summary.answered,
-                summary.cached,
-                summary.skipped,
-                summary.rejudged,
-                summary.failed,
-                summary.requests,
-                if summary.interrupted {
-                    " - interrupted; run the same command again to resume"
-                } else {
-                    ""
-                }
-            );
-            if summary.failed > 0 {
-                eprintln!(
-                    "{} units failed; run the same command again to retry them",
-                    summary.failed
-                );
-            }
-            if !settings.quiet {
-                let args = cli::ReportArgs {
-                    run: outcome.run_id.to_string(),
-                    format: cli::ReportFormat::Table,
-                    compare: None,
-                    paper: false,
-                    findings: false,
-                    db: cli::DbArgs {
-                        db: settings.db.clone(),
-                    },
-                };
-                commands::report(&args, &mut out)?;
-            }
-            Ok(if summary.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Run(args) => commands::run(&args, &mut out),
         Command::Report(args) => {
             commands::report(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
@@ -175,9 +105,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::view(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             bench::bench(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "bench"))]
+        Command::Bench(_) => anyhow::bail!(
+            "this redtrace was built without `redtrace bench`; build it with \
+             `cargo build --release -p redtrace --features bench`"
+        ),
     }
 }

@@ -1,0 +1,229 @@
+//! Building what a run talks to: the client of each model by where it runs (an
+//! OpenAI-compatible endpoint, a GGUF file in process, a file on the Hugging Face hub), and the
+//! judges, responders and model-driven attacks of a run, each built once.
+
+use anyhow::{Context, Result};
+use redtrace_engine::Progress;
+use redtrace_judges::{Judge, JudgeModel, ReplyCache, Responder};
+use redtrace_providers::{ModelConfig, ModelRef, ModelSource, OpenAiProvider, Provider};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::resolve::DEFAULT_KEY_ENV;
+use crate::settings::{AttackSetting, JudgeSetting};
+
+/// Judges should be deterministic and have room for a short rationale.
+const JUDGE_PARAMS: (f64, u64) = (0.0, 512);
+
+/// Attackers should vary their prompts and have room for a long one. Their replies are cached
+/// like a judge's, so a rerun replays the same attack.
+const ATTACKER_PARAMS: (f64, u64) = (1.0, 1024);
+
+/// Builds the judges, responders and attacker models of a run, once each: judges with the
+/// same setting are one judge, and models with the same reference are one client (a local
+/// GGUF judge is loaded once), every model caching its replies in the store.
+pub struct Builder {
+    data_dir: Option<PathBuf>,
+    cache: Arc<dyn ReplyCache>,
+    progress: Arc<dyn Progress>,
+    judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
+    models: Vec<(String, JudgeModel, String)>,
+}
+
+impl Builder {
+    /// A builder whose models cache replies in the store at `db`; loading and downloading
+    /// are told to `progress`.
+    pub fn new(db: &Path, data_dir: Option<PathBuf>, progress: Arc<dyn Progress>) -> Result<Self> {
+        Ok(Self {
+            data_dir,
+            cache: Arc::new(redtrace_engine::StoreReplyCache::open(db)?),
+            progress,
+            judges: Vec::new(),
+            models: Vec::new(),
+        })
+    }
+
+    /// The judge for `setting`.
+    pub async fn judge(&mut self, setting: &JudgeSetting) -> Result<Arc<dyn Judge>> {
+        if let Some((_, judge)) = self.judges.iter().find(|(s, _)| s == setting) {
+            return Ok(judge.clone());
+        }
+        let mut parts = redtrace_judges::JudgeParts {
+            template: setting.template.clone(),
+            data_dir: self.data_dir.clone(),
+            reward: setting.reward.as_ref().map(|r| r.config.clone()),
+            cache: Some(self.cache.clone()),
+            ..Default::default()
+        };
+        if let Some(reference) = &setting.model {
+            let (model, name) = self
+                .model(reference)
+                .await
+                .with_context(|| format!("judge '{}'", setting.name))?;
+            parts.model = Some(model);
+            parts.model_name = Some(name);
+        }
+        let mut judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        if let Some(chunk) = &setting.chunk {
+            // The safety-thinking classes describe a whole trace; they are not combined.
+            if setting.name != redtrace_judges::SafetyThinkingJudge::NAME {
+                judge = Arc::new(redtrace_judges::Chunked::new(
+                    judge,
+                    chunk.chars,
+                    chunk.combine,
+                ));
+            }
+        }
+        if setting.channels != redtrace_core::Channel::ALL {
+            judge = Arc::new(redtrace_judges::OnChannels::new(
+                judge,
+                setting.channels.clone(),
+            ));
+        }
+        self.judges.push((setting.clone(), judge.clone()));
+        Ok(judge)
+    }
+
+    /// A model-driven attack with its attacker and judge models (a judge model is built only
+    /// for the attacks that rate replies).
+    pub async fn driven_attack(
+        &mut self,
+        setting: &AttackSetting,
+    ) -> Result<Arc<dyn redtrace_attacks::driven::DrivenAttack>> {
+        use redtrace_attacks::driven::{Helper, ModelHelper};
+        let attacker = match &setting.attacker_model {
+            Some(reference) => {
+                let (model, name) = self
+                    .model_with(reference, ATTACKER_PARAMS)
+                    .await
+                    .context("the attacker model")?;
+                Some(Arc::new(ModelHelper::new(name, model)) as Arc<dyn Helper>)
+            }
+            None => None,
+        };
+        let judge = match (
+            &setting.judge_model,
+            redtrace_attacks::driven::needs_judge(&setting.name),
+        ) {
+            (Some(reference), true) => {
+                let (model, name) = self.model(reference).await.context("the judge model")?;
+                Some(Arc::new(ModelHelper::new(name, model)) as Arc<dyn Helper>)
+            }
+            _ => None,
+        };
+        redtrace_attacks::driven::build(
+            &setting.name,
+            redtrace_attacks::driven::Helpers {
+                attacker,
+                judge,
+                budget: setting.budget,
+            },
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// The other party of the phishing benchmark, played by the model `reference`.
+    pub async fn responder(&mut self, reference: &ModelRef) -> Result<Arc<dyn Responder>> {
+        let (model, name) = self.model(reference).await.context("the responder")?;
+        Ok(Arc::new(
+            redtrace_judges::PhishingVictim::new(format!("phishing-victim:{name}"), model)
+                .map_err(anyhow::Error::msg)?,
+        ))
+    }
+
+    /// The client of a target model.
+    pub async fn target(&self, config: &ModelConfig) -> Result<Arc<dyn Provider>> {
+        provider_for(config, self.progress.as_ref()).await
+    }
+
+    async fn model(&mut self, reference: &ModelRef) -> Result<(JudgeModel, String)> {
+        self.model_with(reference, JUDGE_PARAMS).await
+    }
+
+    /// The model `reference` with default sampling `(temperature, max_tokens)` where the
+    /// reference sets none; one client per reference and defaults.
+    async fn model_with(
+        &mut self,
+        reference: &ModelRef,
+        (temperature, max_tokens): (f64, u64),
+    ) -> Result<(JudgeModel, String)> {
+        let key = format!("{reference}\u{1f}{temperature}\u{1f}{max_tokens}");
+        if let Some((_, model, name)) = self.models.iter().find(|(r, _, _)| *r == key) {
+            return Ok((model.clone(), name.clone()));
+        }
+        let mut config = reference.config().clone();
+        if config.base_url().is_some() && std::env::var_os(DEFAULT_KEY_ENV).is_some() {
+            config.api_key_env = Some(DEFAULT_KEY_ENV.into());
+        }
+        config.params.temperature.get_or_insert(temperature);
+        config.params.max_tokens.get_or_insert(max_tokens);
+        let provider = provider_for(&config, self.progress.as_ref()).await?;
+        let model = JudgeModel::new(provider).with_cache(self.cache.clone());
+        self.models.push((key, model.clone(), config.name.clone()));
+        Ok((model, config.name))
+    }
+}
+
+/// The client for a model, by where it runs; a download or a model load is told to
+/// `progress`.
+pub async fn provider_for(
+    config: &ModelConfig,
+    progress: &dyn Progress,
+) -> Result<Arc<dyn Provider>> {
+    match &config.source {
+        ModelSource::OpenAi { .. } => Ok(Arc::new(OpenAiProvider::new(config.clone())?)),
+        ModelSource::Gguf { path } => local_provider(config, Path::new(path), progress),
+        ModelSource::Hf { repo, file } => {
+            let path = download(repo, file, progress).await?;
+            local_provider(config, &path, progress)
+        }
+    }
+}
+
+#[cfg(feature = "local")]
+fn local_provider(
+    config: &ModelConfig,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Arc<dyn Provider>> {
+    progress.note(&format!("loading {} ...", path.display()));
+    Ok(Arc::new(redtrace_local::LocalProvider::load(
+        config.clone(),
+        path,
+    )?))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_provider(
+    config: &ModelConfig,
+    _path: &Path,
+    _progress: &dyn Progress,
+) -> Result<Arc<dyn Provider>> {
+    anyhow::bail!(
+        "model '{}' runs in-process, but this redtrace was built without the `local` feature; \
+         rebuild with default features (needs cmake and libclang)",
+        config.name
+    )
+}
+
+/// `hf:OWNER/REPO/FILE.gguf`: the local path of `file` in `repo`, downloaded first into the
+/// standard Hugging Face cache (`HF_HOME`, default `~/.cache/huggingface`; `HF_ENDPOINT` picks
+/// the hub) when the cache lacks it; later runs find it there without a request.
+pub async fn download(repo: &str, file: &str, progress: &dyn Progress) -> Result<PathBuf> {
+    let cache = hf_hub::Cache::from_env();
+    if let Some(path) = cache.model(repo.to_owned()).get(file) {
+        return Ok(path);
+    }
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    progress.note(&format!(
+        "downloading {file} from {repo} ({endpoint}) into the Hugging Face cache"
+    ));
+    let api = hf_hub::api::tokio::ApiBuilder::from_env()
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .build()
+        .context("cannot set up the Hugging Face client")?;
+    api.model(repo.to_owned())
+        .get(file)
+        .await
+        .with_context(|| format!("cannot download {file} from {repo} at {endpoint}"))
+}

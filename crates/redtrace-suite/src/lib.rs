@@ -1,0 +1,49 @@
+//! What a run is, as a library: the suite file, its resolution with overrides into one typed
+//! [`RunSettings`] value, the building of targets, judges, responders and attackers, and the
+//! run itself with its lifecycle in the store. The `redtrace` binary is a thin layer over this
+//! crate; anyone can embed redtrace the same way:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use redtrace_suite::{Overrides, Suite};
+//! let settings = Suite::from_file("suite.toml".as_ref())?.with(&Overrides {
+//!     limit: Some(20),
+//!     ..Overrides::default()
+//! })?;
+//! let progress = std::sync::Arc::new(redtrace_suite::NoProgress);
+//! let outcome = redtrace_suite::run(&settings, progress, Default::default()).await?;
+//! let report = redtrace_suite::report(&settings.db, outcome.run_id)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Nothing here prints: notes for a person go through the [`Progress`] trait.
+
+mod build;
+mod file;
+mod resolve;
+mod run;
+mod settings;
+
+pub use build::{download, provider_for, Builder};
+pub use file::{
+    read_suite, AttackEntry, AttackTable, BenchmarkTable, JudgeEntry, JudgeTable, ModelTable,
+    SuiteFile,
+};
+pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcome};
+pub use resolve::{Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV};
+pub use run::{run, RunOutcome};
+pub use settings::{
+    parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Chunking,
+    JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
+};
+
+/// The report of run `run` in the store at `db`, as a value (render it with its `to_*`
+/// methods).
+pub fn report(
+    db: &std::path::Path,
+    run: redtrace_store::RunId,
+) -> anyhow::Result<redtrace_report::Report> {
+    let store = redtrace_store::Store::open(db)?;
+    let info = store.resolve_run(&run.to_string())?;
+    Ok(redtrace_report::Report::build(&store, &info)?)
+}

@@ -1,0 +1,694 @@
+//! Resolution in two stages, as uv resolves its settings: a suite file becomes a [`Suite`]
+//! (its paths taken relative to the file, every reference parsed), then [`Overrides`] (the
+//! command line, or an embedder's changes) are laid over it into [`RunSettings`]. Precedence,
+//! in this one place: overrides, then environment, then file, then defaults.
+
+use anyhow::{bail, Context, Result};
+use redtrace_datasets::{BenchSource, FieldMap, Selection, DATA_DIR_ENV};
+use redtrace_judges::Combine;
+use redtrace_providers::{ModelConfig, ModelRef};
+use std::path::{Path, PathBuf};
+
+use crate::file::{read_suite, relative_to, AttackEntry, JudgeEntry};
+use crate::settings::{
+    parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Chunking,
+    JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
+};
+
+/// The environment variable naming the store when no `--db` is given.
+pub const DB_ENV: &str = "REDTRACE_DB";
+
+/// The store used when neither overrides, environment nor suite file name one.
+pub const DEFAULT_DB: &str = "redtrace.db";
+
+/// The environment variable an OpenAI-compatible endpoint's key is read from by default.
+pub const DEFAULT_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// An attack as a suite names it, before the suite-wide attacker model and budget apply.
+#[derive(Debug, Clone)]
+struct AttackDraft {
+    name: String,
+    attacker_model: Option<ModelRef>,
+    judge_model: Option<ModelRef>,
+    budget: Option<u32>,
+}
+
+/// A benchmark as a suite names it, with its own judges if it lists any.
+#[derive(Debug, Clone)]
+struct BenchmarkDraft {
+    source: BenchSource,
+    limit: Option<usize>,
+    sample_seed: Option<u64>,
+    judges: Option<Vec<JudgeSetting>>,
+}
+
+/// A suite: the models, benchmarks, judges and attacks of a suite file, resolved against the
+/// file's folder and parsed, before any override. [`Suite::default`] is the empty suite that
+/// overrides alone fill (`redtrace run --model … --bench …`).
+#[derive(Debug, Clone, Default)]
+pub struct Suite {
+    path: Option<PathBuf>,
+    db: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    models: Vec<ModelConfig>,
+    benchmarks: Vec<BenchmarkDraft>,
+    judges: Vec<JudgeSetting>,
+    judge_model: Option<ModelRef>,
+    samples: Option<u32>,
+    attacks: Vec<AttackDraft>,
+    attacker_model: Option<ModelRef>,
+    attack_budget: Option<u32>,
+}
+
+impl Suite {
+    /// Reads a suite file; errors name the file and the table.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let file = read_suite(path)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let at = |what: String| format!("suite file {}: {what}", path.display());
+        if file.models.is_empty() {
+            bail!(at("no [[models]] table".into()));
+        }
+        if file.benchmarks.is_empty() {
+            bail!(at("no [[benchmarks]] table".into()));
+        }
+        let mut models = Vec::new();
+        for (i, mut table) in file.models.into_iter().enumerate() {
+            let context = || at(format!("models[{i}]"));
+            let sweep = table.sweep.take();
+            let config = table.into_config(&base).with_context(context)?;
+            let Some(sweep) = sweep else {
+                models.push(config);
+                continue;
+            };
+            let mut entries = sweep.into_iter();
+            let (Some((key, values)), None) = (entries.next(), entries.next()) else {
+                return Err(anyhow::anyhow!(
+                    "sweep: give exactly one setting, e.g. sweep = {{ max_tokens = [1024, 4096] }}"
+                ))
+                .with_context(context);
+            };
+            let toml::Value::Array(items) = values else {
+                return Err(anyhow::anyhow!("sweep.{key}: give a list of values"))
+                    .with_context(context);
+            };
+            let values = items
+                .into_iter()
+                .map(|v| serde_json::to_value(v).map_err(anyhow::Error::from))
+                .collect::<Result<Vec<_>>>()?;
+            models.extend(sweep_model(&config, &key, &values).with_context(context)?);
+        }
+        let mut benchmarks = Vec::new();
+        for (i, table) in file.benchmarks.into_iter().enumerate() {
+            let context = || at(format!("benchmarks[{i}]"));
+            let fields = FieldMap {
+                prompt: table.prompt_field.unwrap_or_else(|| "prompt".into()),
+                id: table.id_field,
+                category: table.category_fields,
+                label: table.label_field,
+                system: table.system_field,
+                fixed_label: None,
+                skip_without_prompt: false,
+                prompt_template: None,
+            };
+            let name = match table.name.strip_prefix("file:") {
+                Some(file) => {
+                    format!("file:{}", relative_to(&base, PathBuf::from(file)).display())
+                }
+                None => table.name.clone(),
+            };
+            let source = BenchSource::parse(&name, fields).with_context(context)?;
+            let judges = table
+                .judges
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|name| JudgeSetting::parse(name))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()
+                .with_context(context)?;
+            benchmarks.push(BenchmarkDraft {
+                source,
+                limit: table.limit,
+                sample_seed: table.sample_seed,
+                judges,
+            });
+        }
+        let judges = file
+            .judges
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                match entry {
+                    JudgeEntry::Name(text) => JudgeSetting::parse(&text),
+                    JudgeEntry::Table(table) => {
+                        let mut setting = JudgeSetting::parse(&table.name)?;
+                        if let Some(model) = &table.model {
+                            setting.model = Some(ModelRef::parse(model)?);
+                        }
+                        setting.template = table.template.map(|t| relative_to(&base, t));
+                        if let Some(channels) = &table.channels {
+                            setting.channels = parse_channels(channels)?;
+                        }
+                        setting.reward = table
+                            .reward
+                            .as_deref()
+                            .map(RewardSetting::parse)
+                            .transpose()?;
+                        Ok(setting)
+                    }
+                }
+                .with_context(|| at(format!("judges[{i}]")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let model = |text: Option<String>, what: &str| {
+            text.as_deref()
+                .map(ModelRef::parse)
+                .transpose()
+                .with_context(|| at(what.to_owned()))
+        };
+        let attacks = file
+            .attacks
+            .into_iter()
+            .map(|entry| {
+                Ok(match entry {
+                    AttackEntry::Name(name) => AttackDraft {
+                        name,
+                        attacker_model: None,
+                        judge_model: None,
+                        budget: None,
+                    },
+                    AttackEntry::Table(table) => AttackDraft {
+                        attacker_model: model(
+                            table.attacker_model,
+                            &format!("attack '{}': attacker_model", table.name),
+                        )?,
+                        judge_model: model(
+                            table.judge_model,
+                            &format!("attack '{}': judge_model", table.name),
+                        )?,
+                        name: table.name,
+                        budget: table.budget,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            db: file.db.map(|db| relative_to(&base, db)),
+            data_dir: file.data_dir.map(|dir| relative_to(&base, dir)),
+            models,
+            benchmarks,
+            judges,
+            judge_model: model(file.judge_model, "judge_model")?,
+            samples: file.samples,
+            attacks,
+            attacker_model: model(file.attacker_model, "attacker_model")?,
+            attack_budget: file.attack_budget,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// The suite with `overrides` laid over it, resolved into settings.
+    pub fn with(self, overrides: &Overrides) -> Result<RunSettings> {
+        overrides.apply(self)
+    }
+}
+
+/// What the command line (or an embedder) sets over a suite. Every field left empty keeps
+/// the suite's value, then the environment's, then the default.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+// The field docs are also the command line's help, written for a terminal, not for rustdoc.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+pub struct Overrides {
+    /// A model (repeatable): MODEL@BASE_URL for an OpenAI-compatible endpoint, gguf:PATH for a
+    /// local GGUF file, hf:OWNER/REPO/FILE.gguf for a GGUF file on the Hugging Face hub.
+    #[cfg_attr(feature = "clap", arg(long = "model", value_name = "REF"))]
+    pub models: Vec<String>,
+    /// Benchmarks: registry names or file:PATH, comma-separated or repeated.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "bench", value_delimiter = ',', value_name = "NAME")
+    )]
+    pub benches: Vec<String>,
+    /// Where data sets live [env: REDTRACE_DATA].
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub data_dir: Option<PathBuf>,
+    /// Judges, comma-separated: NAME or NAME=MODEL_REF [default: each benchmark's own judges,
+    /// those that call a model only with --judge-model].
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "judge", value_delimiter = ',', value_name = "NAME")
+    )]
+    pub judges: Vec<String>,
+    /// The model LLM judges call (any model reference a target can use).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "REF"))]
+    pub judge_model: Option<String>,
+    /// A rubric template file for a judge, NAME=PATH (repeatable).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "judge-template", value_name = "NAME=PATH")
+    )]
+    pub judge_templates: Vec<String>,
+    /// What the judges judge: answer, reasoning, or both [default: both].
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', value_name = "CHANNEL")
+    )]
+    pub channels: Vec<String>,
+    /// The scoring endpoint of the reward judge (--judge reward):
+    /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SPEC"))]
+    pub reward: Option<String>,
+    /// Judge texts longer than N characters (long traces) in overlapping windows of N.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub chunk_chars: Option<usize>,
+    /// How window verdicts combine: any-unsafe (default) or majority.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "RULE", value_parser = parse_combine))]
+    pub chunk_combine: Option<Combine>,
+    /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub api_key_env: Option<String>,
+    /// Requests in flight at once per endpoint.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub concurrency: Option<usize>,
+    /// Requests per minute per endpoint.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub rpm: Option<u32>,
+    /// Per-request timeout in seconds.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub timeout: Option<f64>,
+    /// Retries for rate limits, server errors, timeouts and dropped connections.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub retries: Option<u32>,
+    /// Stream responses (server-sent events).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub stream: bool,
+    /// Sampling temperature.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub temperature: Option<f64>,
+    /// Token budget for trace and answer.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub max_tokens: Option<u64>,
+    /// Start every answer with this text, e.g. "<think>\n" to force a trace.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub think_prefill: Option<String>,
+    /// Threads for in-process (gguf:, hf:) models.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub threads: Option<usize>,
+    /// Use at most N samples per benchmark.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub limit: Option<usize>,
+    /// With --limit: pick the samples at random with this seed.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub sample_seed: Option<u64>,
+    /// Attacks, comma-separated, each applied to every benchmark (reported as BENCH+ATTACK);
+    /// `none` keeps the plain benchmark too. See `redtrace attacks`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "attack", value_delimiter = ',', value_name = "NAME")
+    )]
+    pub attacks: Vec<String>,
+    /// The model that writes model-driven attacks (translate:LANGUAGE, past-tense, pair, tap,
+    /// crescendo); any model reference a target can use. Those that rate replies also call
+    /// the judge model (--judge-model).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "REF"))]
+    pub attacker_model: Option<String>,
+    /// Target queries per sample at most for model-driven attacks.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub attack_budget: Option<u32>,
+    /// Run every model at several values of one setting, KEY=V1,V2,... (max_tokens,
+    /// temperature, top_p, or a request field such as reasoning_effort); each value is a model
+    /// of its own, named NAME@KEY=VALUE, and the findings report safety versus that setting.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "KEY=VALUES"))]
+    pub sweep: Option<String>,
+    /// Completions per prompt, each with its own seed (the model's seed + k): the report then
+    /// gives Safe@1, Safe@K and ConsSafe@K.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "K"))]
+    pub samples: Option<u32>,
+    /// For file: benchmarks, the prompt field [default: prompt].
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub prompt_field: Option<String>,
+    /// For file: benchmarks, the id field (row number when absent from the file).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub id_field: Option<String>,
+    /// For file: benchmarks, category fields (comma-separated, most general first).
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
+    pub category_field: Vec<String>,
+    /// For file: benchmarks, a safe/unsafe label field.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub label_field: Option<String>,
+    /// For file: benchmarks, a system-prompt field.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub system_field: Option<String>,
+    /// Do not serve requests from earlier runs' completions.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub no_cache: bool,
+    /// Start a new run even if this exact run exists (it still uses the cache).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub new_run: bool,
+    /// The SQLite store [env: REDTRACE_DB] [default: the suite's db, else redtrace.db].
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub db: Option<PathBuf>,
+}
+
+/// Parses `--chunk-combine`.
+#[cfg(feature = "clap")]
+fn parse_combine(text: &str) -> Result<Combine, String> {
+    Combine::parse(text)
+}
+
+/// A model reference given as an override, parsed; errors name the flag.
+fn model_ref(text: Option<&str>, flag: &str) -> Result<Option<ModelRef>> {
+    text.map(ModelRef::parse)
+        .transpose()
+        .context(flag.to_owned())
+}
+
+impl Overrides {
+    /// Lays these overrides over `suite`, resolving everything into settings.
+    pub fn apply(&self, suite: Suite) -> Result<RunSettings> {
+        let from_file = suite.path.is_some();
+        let mut models = suite.models;
+        let mut benchmarks = suite.benchmarks;
+        match &suite.path {
+            Some(path) if !self.models.is_empty() || !self.benches.is_empty() => bail!(
+                "give models and benchmarks either in the suite file {} or with --model/--bench, not both",
+                path.display()
+            ),
+            Some(_) => {}
+            None => {
+                if self.models.is_empty() {
+                    bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
+                }
+                if self.benches.is_empty() {
+                    bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
+                }
+                let api_key_env = self.api_key_env.clone().or_else(|| {
+                    std::env::var_os(DEFAULT_KEY_ENV).map(|_| DEFAULT_KEY_ENV.to_owned())
+                });
+                for reference in &self.models {
+                    let mut config = ModelConfig::parse_ref(reference)?;
+                    config.api_key_env = api_key_env.clone();
+                    models.push(config);
+                }
+                let fields = FieldMap {
+                    prompt: self.prompt_field.clone().unwrap_or_else(|| "prompt".into()),
+                    id: self.id_field.clone(),
+                    category: self.category_field.clone(),
+                    label: self.label_field.clone(),
+                    system: self.system_field.clone(),
+                    fixed_label: None,
+                    skip_without_prompt: false,
+                    prompt_template: None,
+                };
+                for name in &self.benches {
+                    benchmarks.push(BenchmarkDraft {
+                        source: BenchSource::parse(name, fields.clone())?,
+                        limit: None,
+                        sample_seed: None,
+                        judges: None,
+                    });
+                }
+            }
+        }
+        let models = self.apply_to_models(models, from_file)?;
+
+        // Judges: a benchmark's own list, else the overrides', else the suite's, else the
+        // benchmark's defaults. LLM judges without a model of their own call the judge model.
+        let judge_model =
+            model_ref(self.judge_model.as_deref(), "--judge-model")?.or(suite.judge_model);
+        let cli_judges = self
+            .judges
+            .iter()
+            .map(|text| JudgeSetting::parse(text))
+            .collect::<Result<Vec<_>>>()?;
+        let global_judges = if !cli_judges.is_empty() {
+            Some(cli_judges)
+        } else if !suite.judges.is_empty() {
+            Some(suite.judges)
+        } else {
+            None
+        };
+        let templates = parse_templates(&self.judge_templates)?;
+        if self.chunk_chars.is_some_and(|n| n < 100) {
+            bail!("--chunk-chars must be at least 100");
+        }
+        let chunk = self.chunk_chars.map(|chars| Chunking {
+            chars,
+            combine: self.chunk_combine.unwrap_or(Combine::AnyUnsafe),
+        });
+        let reward = self
+            .reward
+            .as_deref()
+            .map(RewardSetting::parse)
+            .transpose()
+            .context("--reward")?;
+        let cli_channels = (!self.channels.is_empty())
+            .then(|| parse_channels(&self.channels))
+            .transpose()
+            .context("--channels")?;
+        let mut notes = Vec::new();
+        let mut plans = Vec::new();
+        for draft in benchmarks {
+            let mut judges = match draft.judges.or_else(|| global_judges.clone()) {
+                Some(list) => list,
+                None => default_judges(&draft.source, judge_model.is_some(), &mut notes)?,
+            };
+            for judge in &mut judges {
+                judge.complete(judge_model.as_ref(), &templates)?;
+                if let Some(channels) = &cli_channels {
+                    judge.channels = channels.clone();
+                }
+                if chunk.is_some() {
+                    judge.chunk = chunk;
+                }
+                if judge.name == redtrace_judges::RewardJudge::NAME {
+                    if reward.is_some() {
+                        judge.reward = reward.clone();
+                    }
+                    if judge.reward.is_none() {
+                        bail!("judge 'reward' needs its endpoint: --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]");
+                    }
+                }
+            }
+            let responder_model = match draft.source.responder() {
+                Some(role) => Some(judge_model.clone().with_context(|| {
+                    format!(
+                        "benchmark '{}' is a conversation whose other party ({role}) is played by the judge model: give --judge-model MODEL_REF",
+                        draft.source.name()
+                    )
+                })?),
+                None => None,
+            };
+            plans.push(BenchmarkPlan {
+                selection: Selection {
+                    limit: self.limit.or(draft.limit),
+                    sample_seed: self.sample_seed.or(draft.sample_seed),
+                },
+                source: draft.source,
+                judges,
+                responder_model,
+            });
+        }
+
+        let attacks = self.attacks(suite.attacks, suite.attacker_model, suite.attack_budget)?;
+        let attacks = attacks
+            .into_iter()
+            .map(|draft| {
+                let setting = AttackSetting::new(
+                    draft.name,
+                    draft.attacker_model,
+                    draft.judge_model.or_else(|| judge_model.clone()),
+                    draft
+                        .budget
+                        .unwrap_or(redtrace_attacks::driven::DEFAULT_BUDGET),
+                );
+                setting
+                    .check(&mut notes)
+                    .with_context(|| format!("attack '{}'", setting.name))?;
+                Ok(setting)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let samples_per_prompt = self.samples.or(suite.samples).unwrap_or(1);
+        if samples_per_prompt == 0 {
+            bail!("--samples must be at least 1");
+        }
+        Ok(RunSettings {
+            db: self
+                .db
+                .clone()
+                .or_else(|| std::env::var_os(DB_ENV).map(PathBuf::from))
+                .or(suite.db)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            // Where `redtrace data pull` puts data when nothing else is named.
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| std::env::var_os(DATA_DIR_ENV).map(PathBuf::from))
+                .or(suite.data_dir)
+                .or_else(|| {
+                    redtrace_datasets::catalog::default_data_dir().filter(|dir| dir.is_dir())
+                }),
+            models,
+            benchmarks: plans,
+            notes,
+            attacks,
+            samples_per_prompt,
+            use_cache: !self.no_cache,
+            new_run: self.new_run,
+        })
+    }
+
+    /// The suite's models with a sweep and the per-model overrides applied, checked.
+    fn apply_to_models(
+        &self,
+        mut models: Vec<ModelConfig>,
+        from_file: bool,
+    ) -> Result<Vec<ModelConfig>> {
+        if let Some(text) = &self.sweep {
+            let Some((key, values)) = text.split_once('=') else {
+                bail!("--sweep {text}: give KEY=V1,V2,..., e.g. max_tokens=1024,4096");
+            };
+            let values: Vec<serde_json::Value> = values
+                .split(',')
+                .map(|v| {
+                    let v = v.trim();
+                    serde_json::from_str(v)
+                        .unwrap_or_else(|_| serde_json::Value::String(v.to_owned()))
+                })
+                .collect();
+            let mut swept = Vec::new();
+            for model in &models {
+                swept.extend(sweep_model(model, key.trim(), &values).context("--sweep")?);
+            }
+            models = swept;
+        }
+        for model in &mut models {
+            if let Some(value) = self.concurrency {
+                model.max_concurrency = value;
+            }
+            if let Some(value) = self.rpm {
+                model.requests_per_minute = Some(value);
+            }
+            if let Some(value) = self.timeout {
+                model.timeout_secs = value;
+            }
+            if let Some(value) = self.retries {
+                model.max_retries = value;
+            }
+            if self.stream {
+                model.stream = true;
+            }
+            if let Some(value) = self.temperature {
+                model.params.temperature = Some(value);
+            }
+            if let Some(value) = self.max_tokens {
+                model.params.max_tokens = Some(value);
+            }
+            if let Some(value) = &self.think_prefill {
+                model.think_prefill = Some(value.clone());
+            }
+            if let Some(value) = self.threads {
+                model.threads = Some(value);
+            }
+            if from_file && self.api_key_env.is_some() {
+                model.api_key_env = self.api_key_env.clone();
+            }
+            model.validate()?;
+        }
+        let mut names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            bail!(
+                "two models are named '{}': give each [[models]] table its own name",
+                pair[0]
+            );
+        }
+        Ok(models)
+    }
+
+    /// The attacks: the overrides' names, else the suite's, else the plain benchmark; each
+    /// with the attacker model and budget it names, else the overrides', else the suite's.
+    fn attacks(
+        &self,
+        suite_attacks: Vec<AttackDraft>,
+        suite_attacker: Option<ModelRef>,
+        suite_budget: Option<u32>,
+    ) -> Result<Vec<AttackDraft>> {
+        let attacker_model =
+            model_ref(self.attacker_model.as_deref(), "--attacker-model")?.or(suite_attacker);
+        let budget = self.attack_budget.or(suite_budget);
+        let drafts = if !self.attacks.is_empty() {
+            self.attacks
+                .iter()
+                .map(|name| AttackDraft {
+                    name: name.clone(),
+                    attacker_model: None,
+                    judge_model: None,
+                    budget: None,
+                })
+                .collect()
+        } else if !suite_attacks.is_empty() {
+            suite_attacks
+        } else {
+            vec![AttackDraft {
+                name: redtrace_attacks::NO_ATTACK.to_owned(),
+                attacker_model: None,
+                judge_model: None,
+                budget: None,
+            }]
+        };
+        Ok(drafts
+            .into_iter()
+            .map(|draft| AttackDraft {
+                attacker_model: draft.attacker_model.or_else(|| attacker_model.clone()),
+                budget: draft.budget.or(budget),
+                ..draft
+            })
+            .collect())
+    }
+}
+
+/// A benchmark's own judges, those that call a model only when there is a judge model; the
+/// rule judge when none is left. Judges left out become a note.
+fn default_judges(
+    source: &BenchSource,
+    have_judge_model: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<JudgeSetting>> {
+    let mut defaults = Vec::new();
+    let mut skipped = Vec::new();
+    for name in source.default_judges() {
+        let setting = JudgeSetting::parse(name)?;
+        if setting.calls_model() && !have_judge_model {
+            skipped.push(*name);
+        } else {
+            defaults.push(setting);
+        }
+    }
+    if !skipped.is_empty() {
+        let plural = skipped.len() > 1;
+        notes.push(format!(
+            "{}: its judge{} {} need{} a judge model (--judge-model MODEL_REF); judging with {} only",
+            source.name(),
+            if plural { "s" } else { "" },
+            skipped.join(", "),
+            if plural { "" } else { "s" },
+            if defaults.is_empty() {
+                FALLBACK_JUDGE.to_owned()
+            } else {
+                defaults
+                    .iter()
+                    .map(|j| j.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ));
+    }
+    if defaults.is_empty() {
+        defaults.push(JudgeSetting::parse(FALLBACK_JUDGE)?);
+    }
+    Ok(defaults)
+}

@@ -1,0 +1,220 @@
+//! A run's life: every benchmark file read and checked before anything is sent, the run
+//! found (resume) or created in the store, its parts built, the engine run, and the run's
+//! status set from how it ended.
+
+use anyhow::{Context, Result};
+use redtrace_core::{Channel, RunStatus, Sample};
+use redtrace_datasets::open;
+use redtrace_engine::{
+    BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown,
+    Target,
+};
+use redtrace_store::{RunId, Store};
+use std::sync::Arc;
+
+use crate::build::Builder;
+use crate::settings::{JudgeSetting, RunSettings};
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The run's id.
+    pub run_id: RunId,
+    /// Counts.
+    pub summary: RunSummary,
+    /// Whether an existing run was resumed.
+    pub resumed: bool,
+}
+
+/// Runs `settings` to the end (or until `shutdown`): validates every benchmark file (all rows,
+/// before any request is sent), finds or creates the run, runs it, and records how it ended.
+/// Notes for a person (rows passed over, models loading) go to `progress`.
+pub async fn run(
+    settings: &RunSettings,
+    progress: Arc<dyn Progress>,
+    shutdown: Shutdown,
+) -> Result<RunOutcome> {
+    // Read every benchmark once up front: a bad row fails here, before anything is sent or
+    // stored, and the count gives the progress bar its total.
+    let mut records = Vec::new();
+    let mut counts = Vec::new();
+    for plan in &settings.benchmarks {
+        let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
+        let mut reader = open(&path, &fields, plan.selection)?;
+        let checksum = reader.checksum().to_owned();
+        let mut count = 0u64;
+        for sample in reader.by_ref() {
+            sample?;
+            count += 1;
+        }
+        if reader.skipped() > 0 {
+            progress.note(&format!(
+                "note: {}: {} rows without a prompt in {} passed over",
+                plan.source.name(),
+                reader.skipped(),
+                path.display()
+            ));
+        }
+        counts.push(
+            settings
+                .attacks
+                .iter()
+                .map(|attack| count * redtrace_attacks::variants_per_prompt(&attack.name))
+                .sum::<u64>(),
+        );
+        records.push(BenchmarkRecord {
+            name: plan.source.name(),
+            file: path.display().to_string(),
+            sha256: checksum,
+            fields: serde_json::to_value(&fields).unwrap_or_default(),
+            limit: plan.selection.limit,
+            sample_seed: plan.selection.sample_seed,
+            judges: plan
+                .judges
+                .iter()
+                .map(JudgeSetting::identity)
+                .collect::<Result<_>>()?,
+            responder: plan
+                .responder_model
+                .as_ref()
+                .map(|model| model.as_str().to_owned()),
+            attack: None,
+        });
+    }
+    // Each benchmark once per attack, named BENCH+ATTACK ("none" keeps the plain benchmark).
+    let records: Vec<BenchmarkRecord> = records
+        .into_iter()
+        .flat_map(|record| {
+            settings.attacks.iter().map(move |attack| BenchmarkRecord {
+                name: redtrace_attacks::attacked_name(&record.name, &attack.name),
+                attack: attack.identity(),
+                ..record.clone()
+            })
+        })
+        .collect();
+    let mut all_judges: Vec<String> = Vec::new();
+    for judge in records.iter().flat_map(|r| r.judges.iter()) {
+        if !all_judges.contains(judge) {
+            all_judges.push(judge.clone());
+        }
+    }
+    let mut builder = Builder::new(&settings.db, settings.data_dir.clone(), progress.clone())?;
+    let mut targets = Vec::new();
+    for config in &settings.models {
+        targets.push(Target {
+            config: config.clone(),
+            provider: builder.target(config).await?,
+        });
+    }
+    let spec = RunSpec::new(
+        settings.models.clone(),
+        records.clone(),
+        all_judges,
+        settings.samples_per_prompt,
+    );
+    let store = Store::open(&settings.db)?;
+    let hash = spec.identity_hash();
+    let existing = if settings.new_run {
+        None
+    } else {
+        store.find_run(&hash)?
+    };
+    let resumed = existing.is_some();
+    let run_id = match existing {
+        Some(id) => {
+            store.set_status(id, RunStatus::Running)?;
+            id
+        }
+        None => store.create_run(&spec, env!("CARGO_PKG_VERSION"))?,
+    };
+    drop(store);
+
+    let mut benchmarks = Vec::new();
+    let plans = settings
+        .benchmarks
+        .iter()
+        .flat_map(|plan| settings.attacks.iter().map(move |attack| (plan, attack)));
+    for ((plan, attack), record) in plans.zip(&records) {
+        let (path, fields) = plan.source.resolve(settings.data_dir.as_deref())?;
+        let reader = open(&path, &fields, plan.selection)?;
+        if reader.checksum() != record.sha256 {
+            anyhow::bail!(
+                "{} changed while the run was starting; run again",
+                path.display()
+            );
+        }
+        let mut benchmark_judges = Vec::new();
+        for setting in &plan.judges {
+            benchmark_judges.push(builder.judge(setting).await?);
+        }
+        let responder = match &plan.responder_model {
+            Some(reference) => Some(builder.responder(reference).await?),
+            None => None,
+        };
+        let driven = if attack.is_driven() {
+            Some(builder.driven_attack(attack).await?)
+        } else {
+            None
+        };
+        let label = attack.name.clone();
+        let attack = (attack.name != redtrace_attacks::NO_ATTACK && driven.is_none())
+            .then(|| redtrace_attacks::by_name(&attack.name))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send> =
+            match (attack.clone(), driven.is_some()) {
+                (Some(attack), _) => Box::new(reader.flat_map(move |sample| match sample {
+                    Ok(sample) => attack.variants(&sample).into_iter().map(Ok).collect(),
+                    Err(error) => vec![Err(error.to_string())],
+                })),
+                (None, true) => Box::new(reader.map(move |sample| {
+                    sample
+                        .map(|sample| redtrace_attacks::driven::marked(&sample, &label))
+                        .map_err(|e| e.to_string())
+                })),
+                (None, false) => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
+            };
+        let decode = attack.map(|attack| {
+            Arc::new(move |answer: &str| attack.decode(answer)) as redtrace_engine::Decoder
+        });
+        benchmarks.push(BenchmarkInput {
+            name: record.name.clone(),
+            samples,
+            judges: benchmark_judges,
+            responder,
+            decode,
+            driven,
+        });
+    }
+    let total_units =
+        counts.iter().sum::<u64>() * targets.len() as u64 * u64::from(settings.samples_per_prompt);
+    let plan = Plan {
+        run: run_id,
+        targets,
+        benchmarks,
+        channels: Channel::ALL.to_vec(),
+        samples_per_prompt: settings.samples_per_prompt,
+        use_cache: settings.use_cache,
+        total_units: Some(total_units),
+    };
+    let result = redtrace_engine::run(
+        plan,
+        settings.db.clone(),
+        EngineOptions::default(),
+        progress,
+        shutdown,
+    )
+    .await;
+    let store = Store::open(&settings.db).context("recording how the run ended")?;
+    match &result {
+        Ok(summary) if summary.interrupted => store.set_status(run_id, RunStatus::Interrupted)?,
+        Ok(_) => store.set_status(run_id, RunStatus::Complete)?,
+        Err(_) => store.set_status(run_id, RunStatus::Failed)?,
+    }
+    let summary = result?;
+    Ok(RunOutcome {
+        run_id,
+        summary,
+        resumed,
+    })
+}
