@@ -20,11 +20,34 @@
 //! Russinovich et al., "Great, Now Write an Article About That: The Crescendo Multi-Turn LLM
 //! Jailbreak Attack" (2024).
 
-use crate::driven::{self, shorten, Attempt, DrivenAttack, Helper, Proposal, Session, Target};
-use crate::AttackInfo;
+use crate::driven::{
+    self, shorten, Attempt, DrivenAttack, Helper, Helpers, Proposal, Session, Target,
+};
+use crate::{AttackInfo, Family};
 use async_trait::async_trait;
-use redtrace_core::{Completion, Label, Message, Sample};
+use redtrace_core::{solver::Solved, Label, Message, Sample};
 use std::sync::Arc;
+
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "crescendo",
+    family: Family::Driven,
+    about:
+        "Crescendo: a conversation escalating turn by turn, refused turns taken back (default 5:3)",
+    reference: "Russinovich et al. 2024, The Crescendo Multi-Turn LLM Jailbreak Attack",
+};
+
+/// Builds `crescendo[:TURNS[:BACKTRACKS]]`.
+pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+    let n = driven::numbers("crescendo", params, &[5, 3])?;
+    Ok(Arc::new(Crescendo {
+        turns: n[0],
+        backtracks: n[1],
+        attacker: helpers.attacker("crescendo")?,
+        judge: helpers.judge("crescendo")?,
+        budget: helpers.budget,
+    }))
+}
 
 /// The attack.
 pub struct Crescendo {
@@ -55,11 +78,7 @@ fn attacker_system(goal: &str, turns: u32) -> String {
 #[async_trait]
 impl DrivenAttack for Crescendo {
     fn info(&self) -> AttackInfo {
-        driven::info(
-            "crescendo",
-            "Crescendo: a conversation escalating turn by turn, refused turns taken back",
-            "Russinovich et al. 2024, The Crescendo Multi-Turn LLM Jailbreak Attack",
-        )
+        INFO
     }
 
     fn label(&self) -> String {
@@ -70,7 +89,7 @@ impl DrivenAttack for Crescendo {
         driven::identity(&self.label(), &[&self.attacker, &self.judge], self.budget)
     }
 
-    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Completion, String> {
+    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
         let mut session = Session::new(self.label(), sample, target, self.budget);
         let refusals = redtrace_judges::RefusalRuleJudge::new();
         let mut dialogue = session.preamble();
@@ -153,7 +172,8 @@ impl DrivenAttack for Crescendo {
 #[cfg(test)]
 mod tests {
     use crate::driven::scripted::{helpers, sample, Script};
-    use crate::driven::{build, Transcript};
+    use crate::driven::Transcript;
+    use crate::registry::build_driven as build;
 
     #[tokio::test]
     async fn crescendo_escalates_takes_back_refusals_and_stops_on_success() {
@@ -177,8 +197,12 @@ mod tests {
             ],
         );
         let judge = Script::new("judge", &["RATING: 2", "RATING: 6", "RATING: 10"]);
-        let attack = build("crescendo:5:3", helpers(&attacker, &judge, 20)).unwrap();
-        let completion = attack.run(&sample("goal"), target.as_ref()).await.unwrap();
+        let attack = build("crescendo:5:3", &helpers(&attacker, &judge, 20)).unwrap();
+        let completion = attack
+            .run(&sample("goal"), target.as_ref())
+            .await
+            .unwrap()
+            .into_stored();
         // What the target saw, turn by turn: the refused q2 is gone from later conversations.
         let seen = target.seen.lock().unwrap().clone();
         let contents = |m: &Vec<redtrace_core::Message>| {
@@ -244,8 +268,12 @@ mod tests {
             ],
         );
         let judge = Script::new("judge", &["RATING: 1", "RATING: 3"]);
-        let attack = build("crescendo:2:1", helpers(&attacker, &judge, 20)).unwrap();
-        let completion = attack.run(&sample("goal"), target.as_ref()).await.unwrap();
+        let attack = build("crescendo:2:1", &helpers(&attacker, &judge, 20)).unwrap();
+        let completion = attack
+            .run(&sample("goal"), target.as_ref())
+            .await
+            .unwrap()
+            .into_stored();
         let transcript = Transcript::from_raw(&completion.raw).unwrap();
         let steps: Vec<(&str, Option<u8>)> = transcript
             .attempts

@@ -23,8 +23,10 @@ mod payload_split;
 mod prefix_injection;
 mod reasoning_hijack;
 mod refusal_suppression;
+pub mod registry;
 mod roleplay;
 mod rot13;
+pub mod solver;
 mod tap;
 pub mod templates;
 mod trace_prefill;
@@ -113,8 +115,9 @@ pub fn variants_per_prompt(attack: &str) -> u64 {
         .unwrap_or(1)
 }
 
-/// Every built-in attack.
-pub fn registry() -> Vec<Arc<dyn Attack>> {
+/// The fixed transforms (the whole registry, with the parametrised and model-driven attacks,
+/// is [`registry::attacks`]).
+pub fn transforms() -> Vec<Arc<dyn Attack>> {
     vec![
         Arc::new(refusal_suppression::RefusalSuppression),
         Arc::new(prefix_injection::PrefixInjection),
@@ -133,25 +136,10 @@ pub fn registry() -> Vec<Arc<dyn Attack>> {
     ]
 }
 
-/// An attack by name (`templates:PATH[:N]` loads a template collection), or an error
-/// listing the known ones.
+/// The transform named `name` (`templates:PATH[:N]` loads a template collection), or an
+/// error listing the known attacks.
 pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
-    if let Some(spec) = name.strip_prefix("templates:") {
-        return Ok(Arc::new(templates::TemplateAttack::open(spec)?.0));
-    }
-    if let Some(spec) = name.strip_prefix("many-shot:") {
-        return Ok(Arc::new(many_shot::ManyShot::open(spec)?));
-    }
-    registry()
-        .into_iter()
-        .find(|a| a.info().name == name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = registry().iter().map(|a| a.info().name).collect();
-            format!(
-                "unknown attack '{name}': known attacks are {}",
-                known.join(", ")
-            )
-        })
+    registry::find(name)?.transform(name)
 }
 
 /// The sample under `attack`: its last user message rewritten, the original request kept
@@ -193,7 +181,7 @@ mod tests {
     #[test]
     fn every_attack_conforms() {
         let mut names = std::collections::HashSet::new();
-        for attack in registry() {
+        for attack in transforms() {
             let info = attack.info();
             assert!(names.insert(info.name), "duplicate name {}", info.name);
             assert!(

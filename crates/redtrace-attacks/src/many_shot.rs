@@ -20,6 +20,22 @@ use std::path::Path;
 
 use crate::{Attack, AttackInfo, Family};
 
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "many-shot",
+    family: Family::Framing,
+    about: "N fabricated compliant dialogue turns from a file of examples before the request",
+    reference: "Anil et al. 2024, Many-shot Jailbreaking",
+};
+
+/// Makes `many-shot:PATH[:N]`.
+pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, String> {
+    let spec = name.strip_prefix("many-shot:").ok_or_else(|| {
+        "attack 'many-shot' needs a file of examples: many-shot:PATH[:N]".to_owned()
+    })?;
+    Ok(std::sync::Arc::new(ManyShot::open(spec)?))
+}
+
 /// The attack over a file of examples.
 pub struct ManyShot {
     label: String,
@@ -75,13 +91,7 @@ impl ManyShot {
 
 impl Attack for ManyShot {
     fn info(&self) -> AttackInfo {
-        AttackInfo {
-            name: "many-shot",
-            family: Family::Framing,
-            about:
-                "N fabricated compliant dialogue turns from a file of examples before the request",
-            reference: "Anil et al. 2024, Many-shot Jailbreaking",
-        }
+        INFO
     }
 
     fn label(&self) -> String {

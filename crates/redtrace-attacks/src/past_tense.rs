@@ -15,11 +15,29 @@
 //! Andriushchenko and Flammarion, "Does Refusal Training in LLMs Generalize to the Past
 //! Tense?" (2024).
 
-use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Session, Target};
-use crate::AttackInfo;
+use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Helpers, Session, Target};
+use crate::{AttackInfo, Family};
 use async_trait::async_trait;
-use redtrace_core::{Completion, Message, Sample};
+use redtrace_core::{solver::Solved, Message, Sample};
 use std::sync::Arc;
+
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "past-tense",
+    family: Family::Driven,
+    about: "the request reworded by the attacker model as a question about the past",
+    reference:
+        "Andriushchenko & Flammarion 2024, Does Refusal Training Generalize to the Past Tense?",
+};
+
+/// Builds `past-tense`.
+pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+    driven::numbers("past-tense", params, &[])?;
+    Ok(Arc::new(PastTense {
+        attacker: helpers.attacker("past-tense")?,
+        budget: helpers.budget,
+    }))
+}
 
 /// The attack.
 pub struct PastTense {
@@ -47,11 +65,7 @@ fn rewording_request(request: &str) -> Vec<Message> {
 #[async_trait]
 impl DrivenAttack for PastTense {
     fn info(&self) -> AttackInfo {
-        driven::info(
-            "past-tense",
-            "the request reworded by the attacker model as a question about the past",
-            "Andriushchenko & Flammarion 2024, Does Refusal Training Generalize to the Past Tense?",
-        )
+        INFO
     }
 
     fn label(&self) -> String {
@@ -62,7 +76,7 @@ impl DrivenAttack for PastTense {
         driven::identity(&self.label(), &[&self.attacker], self.budget)
     }
 
-    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Completion, String> {
+    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
         let mut session = Session::new(self.label(), sample, target, self.budget);
         let request = session.request().to_owned();
         let reworded = session
@@ -106,7 +120,8 @@ mod tests {
         let completion = attack
             .run(&sample("How do I pick a shed lock?"), target.as_ref())
             .await
-            .unwrap();
+            .unwrap()
+            .into_stored();
         assert!(attacker.asked()[0].contains("How do I pick a shed lock?"));
         assert_eq!(
             target.seen.lock().unwrap()[0][1].content,

@@ -18,12 +18,36 @@
 //! ## Reference
 //! Mehrotra et al., "Tree of Attacks: Jailbreaking Black-Box LLMs Automatically" (2023).
 
-use crate::driven::{self, feedback, Attempt, DrivenAttack, Helper, Proposal, Session, Target};
-use crate::pair::attacker_system;
-use crate::AttackInfo;
+use crate::driven::{
+    self, attacker_system, feedback, Attempt, DrivenAttack, Helper, Helpers, Proposal, Session,
+    Target,
+};
+use crate::{AttackInfo, Family};
 use async_trait::async_trait;
-use redtrace_core::{Completion, Message, Sample};
+use redtrace_core::{solver::Solved, Message, Sample};
 use std::sync::Arc;
+
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "tap",
+    family: Family::Driven,
+    about:
+        "TAP: a tree of refinements, off-topic branches pruned, the best WIDTH kept (default 4:3:3)",
+    reference: "Mehrotra et al. 2023, Tree of Attacks",
+};
+
+/// Builds `tap[:DEPTH[:BRANCHING[:WIDTH]]]`.
+pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+    let n = driven::numbers("tap", params, &[4, 3, 3])?;
+    Ok(Arc::new(Tap {
+        depth: n[0],
+        branching: n[1],
+        width: n[2],
+        attacker: helpers.attacker("tap")?,
+        judge: helpers.judge("tap")?,
+        budget: helpers.budget,
+    }))
+}
 
 /// The attack.
 pub struct Tap {
@@ -49,11 +73,7 @@ struct Branch {
 #[async_trait]
 impl DrivenAttack for Tap {
     fn info(&self) -> AttackInfo {
-        driven::info(
-            "tap",
-            "TAP: a tree of refinements, off-topic branches pruned, the best kept",
-            "Mehrotra et al. 2023, Tree of Attacks",
-        )
+        INFO
     }
 
     fn label(&self) -> String {
@@ -64,7 +84,7 @@ impl DrivenAttack for Tap {
         driven::identity(&self.label(), &[&self.attacker, &self.judge], self.budget)
     }
 
-    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Completion, String> {
+    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
         let mut session = Session::new(self.label(), sample, target, self.budget);
         let mut leaves = vec![Branch {
             conversation: vec![
@@ -153,7 +173,8 @@ impl DrivenAttack for Tap {
 #[cfg(test)]
 mod tests {
     use crate::driven::scripted::{helpers, sample, Script};
-    use crate::driven::{build, Transcript};
+    use crate::driven::Transcript;
+    use crate::registry::build_driven as build;
 
     #[tokio::test]
     async fn tap_prunes_off_topic_branches_keeps_the_best_and_stops_on_success() {
@@ -186,8 +207,12 @@ mod tests {
             ],
         );
         let target = Script::new("target", &["ra", "rc", "rd"]);
-        let attack = build("tap:3:3:1", helpers(&attacker, &judge, 20)).unwrap();
-        let completion = attack.run(&sample("goal"), target.as_ref()).await.unwrap();
+        let attack = build("tap:3:3:1", &helpers(&attacker, &judge, 20)).unwrap();
+        let completion = attack
+            .run(&sample("goal"), target.as_ref())
+            .await
+            .unwrap()
+            .into_stored();
         let sent = target.prompts();
         assert_eq!(sent, ["a", "c", "d"]);
         // Depth 2 grew from c alone: its conversation carries c's reply and rating.
@@ -227,7 +252,7 @@ mod tests {
         let attacker = Script::new("attacker", &["PROMPT: a", "PROMPT: b"]);
         let judge = Script::new("judge", &["ON_TOPIC: no", "ON_TOPIC: no"]);
         let target = Script::new("target", &[]);
-        let attack = build("tap:3:2:2", helpers(&attacker, &judge, 20)).unwrap();
+        let attack = build("tap:3:2:2", &helpers(&attacker, &judge, 20)).unwrap();
         let error = attack
             .run(&sample("goal"), target.as_ref())
             .await

@@ -170,6 +170,23 @@ fn read(file: &Path) -> Result<Vec<(String, String)>, String> {
     }
 }
 
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "templates",
+    family: Family::Framing,
+    about: "jailbreak templates from a user's collection, N per prompt",
+    reference: "Shen et al. 2023, Do Anything Now; PyRIT and garak collections",
+};
+
+/// Makes `templates:PATH[:N]`.
+pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, String> {
+    let spec = name.strip_prefix("templates:").ok_or_else(|| {
+        "attack 'templates' needs a file: templates:PATH[:N] (e.g. templates:jailbreaks.yaml:3)"
+            .to_owned()
+    })?;
+    Ok(std::sync::Arc::new(TemplateAttack::open(spec)?.0))
+}
+
 /// The template attack over a loaded collection.
 pub struct TemplateAttack {
     name: String,
@@ -214,12 +231,7 @@ impl TemplateAttack {
 
 impl Attack for TemplateAttack {
     fn info(&self) -> AttackInfo {
-        AttackInfo {
-            name: "templates",
-            family: Family::Framing,
-            about: "jailbreak templates from a user's collection, N per prompt",
-            reference: "Shen et al. 2023, Do Anything Now; PyRIT and garak collections",
-        }
+        INFO
     }
 
     fn label(&self) -> String {

@@ -17,11 +17,35 @@
 //! Yong et al., "Low-Resource Languages Jailbreak GPT-4" (2023); Deng et al., "Multilingual
 //! Jailbreak Challenges in Large Language Models" (2023).
 
-use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Session, Target};
-use crate::AttackInfo;
+use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Helpers, Session, Target};
+use crate::{AttackInfo, Family};
 use async_trait::async_trait;
-use redtrace_core::{Completion, Message, Sample};
+use redtrace_core::{solver::Solved, Message, Sample};
 use std::sync::Arc;
+
+/// Its entry in the registry.
+pub(crate) const INFO: AttackInfo = AttackInfo {
+    name: "translate",
+    family: Family::Driven,
+    about:
+        "the request translated by the attacker model, the answer translated back before judging",
+    reference: "Yong et al. 2023, Low-Resource Languages Jailbreak GPT-4",
+};
+
+/// Builds `translate:LANGUAGE`.
+pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+    let language = params.join(":");
+    if language.trim().is_empty() {
+        return Err(
+            "attack 'translate' needs a language: translate:LANGUAGE (e.g. translate:Zulu)".into(),
+        );
+    }
+    Ok(Arc::new(Translate {
+        language: language.trim().to_owned(),
+        attacker: helpers.attacker("translate")?,
+        budget: helpers.budget,
+    }))
+}
 
 /// The attack.
 pub struct Translate {
@@ -51,11 +75,7 @@ pub(crate) fn translation_request(text: &str, language: &str) -> Vec<Message> {
 #[async_trait]
 impl DrivenAttack for Translate {
     fn info(&self) -> AttackInfo {
-        driven::info(
-            "translate",
-            "the request translated by the attacker model, the answer translated back before judging",
-            "Yong et al. 2023, Low-Resource Languages Jailbreak GPT-4",
-        )
+        INFO
     }
 
     fn label(&self) -> String {
@@ -66,7 +86,7 @@ impl DrivenAttack for Translate {
         driven::identity(&self.label(), &[&self.attacker], self.budget)
     }
 
-    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Completion, String> {
+    async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
         let mut session = Session::new(self.label(), sample, target, self.budget);
         let request = session.request().to_owned();
         let translated = session
@@ -121,7 +141,7 @@ impl DrivenAttack for Translate {
 #[cfg(test)]
 mod tests {
     use crate::driven::scripted::{sample, Script};
-    use crate::driven::{judged_view, DrivenAttack, Transcript};
+    use crate::driven::{DrivenAttack, Transcript};
 
     #[tokio::test]
     async fn the_request_goes_out_translated_and_the_answer_comes_back_translated() {
@@ -132,10 +152,13 @@ mod tests {
             attacker: attacker.clone(),
             budget: 5,
         };
-        let completion = attack
+        let solved = attack
             .run(&sample("Please help"), target.as_ref())
             .await
             .unwrap();
+        // The judged answer travels as a value; the transcript is stored once, as `raw`.
+        assert_eq!(solved.judged().answer.as_deref(), Some("Please help"));
+        let completion = solved.into_stored();
         let asked = attacker.asked();
         assert!(asked[0].contains("into Zulu") && asked[0].contains("Please help"));
         assert!(asked[1].contains("into English") && asked[1].contains("Ngizokusiza"));
@@ -146,7 +169,7 @@ mod tests {
         // The stored answer is the target's; the judges read the translation.
         assert_eq!(completion.answer.as_deref(), Some("Ngizokusiza"));
         assert_eq!(
-            judged_view(&completion).unwrap().answer.as_deref(),
+            super::super::driven::judged_answer(&completion).as_deref(),
             Some("Please help")
         );
         let transcript = Transcript::from_raw(&completion.raw).unwrap();

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod run;
+pub mod solver;
 
 pub use model::{ConfigError, ModelConfig, ModelRef, ModelSource, SamplingParams};
 pub use run::{BenchmarkRecord, RunSpec, RunStatus, RUN_SPEC_VERSION};

@@ -1,5 +1,6 @@
-//! The runner: expands a plan (targets × benchmark samples × completions per prompt) into
-//! units, skips units already answered in the run (resume; judging again only what lacks a
+//! The runner: expands a plan (targets × benchmark samples, as each benchmark's solver
+//! prepares them, × completions per prompt) into units, one path for every unit (its solver
+//! reaches the target through the unit's limits), skips units already answered in the run (resume; judging again only what lacks a
 //! scored verdict), serves identical requests from
 //! the completion cache, sends the rest with bounded concurrency per endpoint, an optional
 //! requests-per-minute limit and retries with backoff that honour `Retry-After`, judges each
@@ -17,9 +18,9 @@ pub use judge_cache::StoreReplyCache;
 pub use limits::{Backoff, RateLimiter};
 pub use redtrace_core::{BenchmarkRecord, RunSpec};
 
-use redtrace_attacks::driven::DrivenAttack;
+use redtrace_core::solver::{Solved, Solver};
 use redtrace_core::{sha256_hex, Channel, Completion, Sample};
-use redtrace_judges::{judge_channel, Judge, Responder};
+use redtrace_judges::{judge_channel, Judge};
 use redtrace_providers::{ChatRequest, ModelConfig, Provider, ProviderError};
 use redtrace_store::{RunId, Store, StoreError, UnitError, UnitKey, UnitRecord};
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ pub struct Target {
     pub provider: Arc<dyn Provider>,
 }
 
-/// A benchmark's samples, read lazily, and the judges of its completions.
+/// A benchmark's samples, read lazily, how each is solved, and the judges of its completions.
 pub struct BenchmarkInput {
     /// Its name in the store and reports.
     pub name: String,
@@ -46,21 +47,11 @@ pub struct BenchmarkInput {
     pub samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send>,
     /// Judges applied to every completion of this benchmark, on every channel of the plan.
     pub judges: Vec<Arc<dyn Judge>>,
-    /// For a multi-turn benchmark, the other party: the target's replies and the responder's
-    /// alternate until it stops or the target has had its turns; the completion is then the
-    /// whole exchange.
-    pub responder: Option<Arc<dyn Responder>>,
-    /// For an attack that asks for an encoded answer: the answer as the judges should read it
-    /// (the stored completion keeps what the model wrote).
-    pub decode: Option<Decoder>,
-    /// For a model-driven attack (PAIR, TAP, Crescendo, translation): the attack runs each
-    /// unit, reaching the target through the unit (its retries, limits and cancellation); the
-    /// completion is the reply it chose, with its transcript.
-    pub driven: Option<Arc<dyn DrivenAttack>>,
+    /// What is sent for each sample and what the judges read ([`redtrace_core::solver`]): the
+    /// request as it is, a transform attack, a model-driven attack or a dialogue. It reaches
+    /// the target through the unit's limits, retries and cancellation.
+    pub solver: Arc<dyn Solver>,
 }
-
-/// Turns an encoded answer into the text judges read; `None` leaves it as written.
-pub type Decoder = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Everything one run does.
 pub struct Plan {
@@ -200,6 +191,19 @@ struct Endpoint {
     limiter: Option<Arc<RateLimiter>>,
 }
 
+/// A target with its endpoint, and what every unit sending to it shares: the retry policy,
+/// the counters and the run's cancellation.
+struct Lane {
+    provider: Arc<dyn Provider>,
+    max_retries: u32,
+    endpoint: Arc<Endpoint>,
+    backoff: Backoff,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+    abandon: CancellationToken,
+}
+
 /// Runs a plan to the end (or until shut down), writing everything to the store at `db`.
 pub async fn run(
     plan: Plan,
@@ -314,163 +318,168 @@ pub async fn run(
     let mut data_error = None;
     progress.begin(plan.total_units);
 
-    let targets: Vec<(Arc<dyn Provider>, ModelConfig, Arc<Endpoint>)> = plan
+    let targets: Vec<(ModelConfig, Arc<Lane>)> = plan
         .targets
         .into_iter()
         .zip(target_endpoints)
-        .map(|(target, endpoint)| (target.provider, target.config, endpoint))
+        .map(|(target, endpoint)| {
+            let lane = Lane {
+                provider: target.provider,
+                max_retries: target.config.max_retries,
+                endpoint,
+                backoff: options.backoff,
+                requests: requests.clone(),
+                in_flight: in_flight.clone(),
+                stop: shutdown.stop.clone(),
+                abandon: shutdown.abandon.clone(),
+            };
+            (target.config, Arc::new(lane))
+        })
         .collect();
 
     'intake: for benchmark in plan.benchmarks {
         let judges = Arc::new(benchmark.judges);
-        let responder = benchmark.responder;
-        let decode = benchmark.decode;
-        let driven = benchmark.driven;
-        for sample in benchmark.samples {
-            let sample = match sample {
+        let solver = benchmark.solver;
+        for read in benchmark.samples {
+            let read = match read {
                 Ok(sample) => sample,
                 Err(error) => {
                     data_error = Some(error);
                     break 'intake;
                 }
             };
-            if shutdown.stop.is_cancelled() {
-                break 'intake;
-            }
-            if sender
-                .send(WriterMessage::Sample(
-                    benchmark.name.clone(),
-                    sample.clone(),
-                ))
-                .await
-                .is_err()
-            {
-                break 'intake; // the writer failed; its error is reported below
-            }
-            let sample = Arc::new(sample);
-            for (provider, config, endpoint) in &targets {
-                for sample_k in 0..plan.samples_per_prompt {
-                    let key = UnitKey {
-                        model: config.name.clone(),
-                        benchmark: benchmark.name.clone(),
-                        sample_id: sample.id.clone(),
-                        sample_k,
-                    };
-                    if answered.contains(&key) {
-                        // Judge again where a verdict is missing or unscored (a judge that
-                        // failed, or one added since): from the stored completion, without
-                        // asking the target again.
-                        let done = judged.get(&key);
-                        let missing: Vec<(Arc<dyn Judge>, Channel)> = judges
-                            .iter()
-                            .flat_map(|judge| {
-                                let own = judge.channels();
-                                channels
-                                    .iter()
-                                    .filter(move |c| own.contains(c))
-                                    .map(move |&c| (judge.clone(), c))
-                            })
-                            .filter(|(judge, channel)| {
-                                !done.is_some_and(|d| {
-                                    d.contains(&(judge.name().to_owned(), *channel))
-                                })
-                            })
-                            .collect();
-                        let stored = if missing.is_empty() {
-                            None
-                        } else {
-                            reader.completion(run_id, &key)?
+            for sample in solver.prepare(read) {
+                if shutdown.stop.is_cancelled() {
+                    break 'intake;
+                }
+                if sender
+                    .send(WriterMessage::Sample(
+                        benchmark.name.clone(),
+                        sample.clone(),
+                    ))
+                    .await
+                    .is_err()
+                {
+                    break 'intake; // the writer failed; its error is reported below
+                }
+                let sample = Arc::new(sample);
+                for (config, lane) in &targets {
+                    for sample_k in 0..plan.samples_per_prompt {
+                        let key = UnitKey {
+                            model: config.name.clone(),
+                            benchmark: benchmark.name.clone(),
+                            sample_id: sample.id.clone(),
+                            sample_k,
                         };
-                        let Some(completion) = stored else {
-                            summary.skipped += 1;
-                            progress.unit(UnitOutcome::Skipped);
+                        if answered.contains(&key) {
+                            // Judge again where a verdict is missing or unscored (a judge that
+                            // failed, or one added since): from the stored completion, without
+                            // asking the target again.
+                            let done = judged.get(&key);
+                            let missing: Vec<(Arc<dyn Judge>, Channel)> = judges
+                                .iter()
+                                .flat_map(|judge| {
+                                    let own = judge.channels();
+                                    channels
+                                        .iter()
+                                        .filter(move |c| own.contains(c))
+                                        .map(move |&c| (judge.clone(), c))
+                                })
+                                .filter(|(judge, channel)| {
+                                    !done.is_some_and(|d| {
+                                        d.contains(&(judge.name().to_owned(), *channel))
+                                    })
+                                })
+                                .collect();
+                            let stored = if missing.is_empty() {
+                                None
+                            } else {
+                                reader.completion(run_id, &key)?
+                            };
+                            let Some(completion) = stored else {
+                                summary.skipped += 1;
+                                progress.unit(UnitOutcome::Skipped);
+                                continue;
+                            };
+                            let spawn_permit = tokio::select! {
+                                permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+                                _ = shutdown.stop.cancelled() => break 'intake,
+                            };
+                            let sample = sample.clone();
+                            let sender = sender.clone();
+                            let progress = progress.clone();
+                            let completion = Solved {
+                                judged_answer: solver.judged_answer(&completion),
+                                completion,
+                                transcript: None,
+                            }
+                            .judged();
+                            tasks.spawn(async move {
+                                let _spawn_permit = spawn_permit;
+                                let mut verdicts = Vec::new();
+                                for (judge, channel) in missing {
+                                    verdicts.push(
+                                        judge_channel(
+                                            judge.as_ref(),
+                                            &sample,
+                                            &completion,
+                                            channel,
+                                        )
+                                        .await,
+                                    );
+                                }
+                                if sender
+                                    .send(WriterMessage::Verdicts(key, verdicts))
+                                    .await
+                                    .is_ok()
+                                {
+                                    progress.unit(UnitOutcome::Rejudged);
+                                }
+                                UnitOutcome::Rejudged
+                            });
                             continue;
+                        }
+                        let request = ChatRequest {
+                            messages: sample.messages.clone(),
+                            seed: (plan.samples_per_prompt > 1)
+                                .then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
+                        };
+                        let mut hash = request_hash(lane.provider.as_ref(), &request, sample_k);
+                        if let Some(key) = solver.cache_key() {
+                            // An exchange that more than its first request decides (a dialogue,
+                            // an attack) is cached as a whole, by everything that decides it.
+                            hash = sha256_hex(format!("{hash}\u{1f}{key}").as_bytes());
+                        }
+                        let cached = if plan.use_cache {
+                            reader.cached(&hash)?
+                        } else {
+                            None
                         };
                         let spawn_permit = tokio::select! {
                             permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
                             _ = shutdown.stop.cancelled() => break 'intake,
                         };
-                        let sample = sample.clone();
-                        let sender = sender.clone();
-                        let progress = progress.clone();
-                        let completion =
-                            judged_view(&completion, decode.as_ref()).unwrap_or(completion);
+                        while let Some(done) = tasks.try_join_next() {
+                            count(&mut summary, done);
+                        }
+                        let unit = Unit {
+                            key,
+                            seed: request.seed,
+                            hash,
+                            cached,
+                            sample: sample.clone(),
+                            solver: solver.clone(),
+                            lane: lane.clone(),
+                            judges: judges.clone(),
+                            channels: channels.clone(),
+                            sender: sender.clone(),
+                            progress: progress.clone(),
+                        };
                         tasks.spawn(async move {
                             let _spawn_permit = spawn_permit;
-                            let mut verdicts = Vec::new();
-                            for (judge, channel) in missing {
-                                verdicts.push(
-                                    judge_channel(judge.as_ref(), &sample, &completion, channel)
-                                        .await,
-                                );
-                            }
-                            if sender
-                                .send(WriterMessage::Verdicts(key, verdicts))
-                                .await
-                                .is_ok()
-                            {
-                                progress.unit(UnitOutcome::Rejudged);
-                            }
-                            UnitOutcome::Rejudged
+                            unit.run().await
                         });
-                        continue;
                     }
-                    let request = ChatRequest {
-                        messages: sample.messages.clone(),
-                        seed: (plan.samples_per_prompt > 1)
-                            .then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
-                    };
-                    let mut hash = request_hash(provider.as_ref(), &request, sample_k);
-                    if let Some(responder) = &responder {
-                        // A conversation is cached as a whole, apart from single replies.
-                        hash = sha256_hex(
-                            format!("{hash}\u{1f}dialogue:{}", responder.name()).as_bytes(),
-                        );
-                    }
-                    if let Some(attack) = &driven {
-                        // So is an attack, by everything that changes what it sends.
-                        hash = sha256_hex(
-                            format!("{hash}\u{1f}attack:{}", attack.identity()).as_bytes(),
-                        );
-                    }
-                    let cached = if plan.use_cache {
-                        reader.cached(&hash)?
-                    } else {
-                        None
-                    };
-                    let spawn_permit = tokio::select! {
-                        permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-                        _ = shutdown.stop.cancelled() => break 'intake,
-                    };
-                    while let Some(done) = tasks.try_join_next() {
-                        count(&mut summary, done);
-                    }
-                    let unit = Unit {
-                        key,
-                        request,
-                        hash,
-                        cached,
-                        sample: sample.clone(),
-                        responder: responder.clone(),
-                        decode: decode.clone(),
-                        driven: driven.clone(),
-                        provider: provider.clone(),
-                        max_retries: config.max_retries,
-                        endpoint: endpoint.clone(),
-                        judges: judges.clone(),
-                        channels: channels.clone(),
-                        backoff: options.backoff,
-                        requests: requests.clone(),
-                        sender: sender.clone(),
-                        progress: progress.clone(),
-                        stop: shutdown.stop.clone(),
-                        abandon: shutdown.abandon.clone(),
-                        in_flight: in_flight.clone(),
-                    };
-                    tasks.spawn(async move {
-                        let _spawn_permit = spawn_permit;
-                        unit.run().await
-                    });
                 }
             }
         }
@@ -515,33 +524,9 @@ pub async fn run(
     Ok(summary)
 }
 
-/// A provider's result as stored.
-fn unit_result(
-    (result, attempts): (Result<Completion, ProviderError>, u32),
-) -> (Result<Completion, UnitError>, u32) {
-    (
-        result.map_err(|error| UnitError {
-            kind: error.kind().to_owned(),
-            message: error.to_string(),
-        }),
-        attempts,
-    )
-}
-
-/// The completion as judges should read it, where it differs from what the model wrote: the
-/// translation a driven attack stored, or the decoding of an encoded answer.
-fn judged_view(completion: &Completion, decode: Option<&Decoder>) -> Option<Completion> {
-    redtrace_attacks::driven::judged_view(completion).or_else(|| {
-        let answer = decode?(completion.answer.as_deref()?)?;
-        Some(Completion {
-            answer: Some(answer),
-            ..completion.clone()
-        })
-    })
-}
-
-/// The target as a driven attack reaches it: through the unit's endpoint, retries and
-/// cancellation, counting attempts.
+/// The target as a solver reaches it: through the unit's lane (its endpoint's permits and
+/// rate, retries, cancellation), counting attempts and remembering the kind of the last
+/// failure.
 struct UnitTarget<'a> {
     unit: &'a Unit,
     attempts: std::sync::atomic::AtomicU32,
@@ -550,13 +535,13 @@ struct UnitTarget<'a> {
 }
 
 #[async_trait::async_trait]
-impl redtrace_attacks::driven::Target for UnitTarget<'_> {
+impl redtrace_core::solver::Target for UnitTarget<'_> {
     async fn send(&self, messages: Vec<redtrace_core::Message>) -> Result<Completion, String> {
         let request = ChatRequest {
             messages,
-            seed: self.unit.request.seed,
+            seed: self.unit.seed,
         };
-        let Some((result, attempts)) = self.unit.call(&request).await else {
+        let Some((result, attempts)) = self.unit.lane.call(&request, &self.unit.key).await else {
             self.stopped
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err("the run was stopped".into());
@@ -585,26 +570,17 @@ fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinEr
 
 /// One unit of work, owned by its task.
 struct Unit {
-    responder: Option<Arc<dyn Responder>>,
-    decode: Option<Decoder>,
-    driven: Option<Arc<dyn DrivenAttack>>,
     key: UnitKey,
-    request: ChatRequest,
+    seed: Option<u64>,
     hash: String,
     cached: Option<Completion>,
     sample: Arc<Sample>,
-    provider: Arc<dyn Provider>,
-    max_retries: u32,
-    endpoint: Arc<Endpoint>,
+    solver: Arc<dyn Solver>,
+    lane: Arc<Lane>,
     judges: Arc<Vec<Arc<dyn Judge>>>,
     channels: Arc<Vec<Channel>>,
-    backoff: Backoff,
-    requests: Arc<std::sync::atomic::AtomicU64>,
     sender: tokio::sync::mpsc::Sender<WriterMessage>,
     progress: Arc<dyn Progress>,
-    stop: CancellationToken,
-    abandon: CancellationToken,
-    in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -626,34 +602,30 @@ impl Drop for InFlight {
 impl Unit {
     async fn run(mut self) -> UnitOutcome {
         let (outcome, attempts, cached) = match self.cached.take() {
-            Some(completion) => (Ok(completion), 0, true),
-            None => {
-                let called = match (self.driven.clone(), self.responder.clone()) {
-                    (Some(attack), _) => self.drive(attack.as_ref()).await,
-                    (None, Some(responder)) => {
-                        self.converse(responder.as_ref()).await.map(unit_result)
-                    }
-                    (None, None) => self.call(&self.request).await.map(unit_result),
+            Some(completion) => {
+                let solved = Solved {
+                    judged_answer: self.solver.judged_answer(&completion),
+                    completion,
+                    transcript: None,
                 };
-                let Some((result, attempts)) = called else {
+                (Ok(solved), 0, true)
+            }
+            None => {
+                let Some((result, attempts)) = self.solve().await else {
                     return UnitOutcome::Unsent;
                 };
                 (result, attempts, false)
             }
         };
         let mut verdicts = Vec::new();
-        // Judges read a decoded answer where the attack asked for an encoded one.
-        let decoded = match &outcome {
-            Ok(completion) => judged_view(completion, self.decode.as_ref()),
-            Err(_) => None,
-        };
-        if let Ok(completion) = &outcome {
-            let completion = decoded.as_ref().unwrap_or(completion);
+        if let Ok(solved) = &outcome {
+            // Judges read the answer the solver says they should (decoded, translated back).
+            let completion = solved.judged();
             for judge in self.judges.iter() {
                 let own = judge.channels();
                 for &channel in self.channels.iter().filter(|c| own.contains(c)) {
                     verdicts.push(
-                        judge_channel(judge.as_ref(), &self.sample, completion, channel).await,
+                        judge_channel(judge.as_ref(), &self.sample, &completion, channel).await,
                     );
                 }
             }
@@ -666,7 +638,7 @@ impl Unit {
         let record = UnitRecord {
             key: self.key,
             request_hash: self.hash,
-            outcome,
+            outcome: outcome.map(Solved::into_stored),
             attempts,
             cached,
             verdicts,
@@ -677,19 +649,16 @@ impl Unit {
         result
     }
 
-    /// Runs a model-driven attack on the unit's sample; `None` when the run was stopped
-    /// during it (nothing is stored; a resume runs it again).
-    async fn drive(
-        &self,
-        attack: &dyn DrivenAttack,
-    ) -> Option<(Result<Completion, UnitError>, u32)> {
+    /// Solves the unit's sample; `None` when the run was stopped during it (nothing is
+    /// stored; a resume runs it again).
+    async fn solve(&self) -> Option<(Result<Solved, UnitError>, u32)> {
         let target = UnitTarget {
             unit: self,
             attempts: std::sync::atomic::AtomicU32::new(0),
             stopped: std::sync::atomic::AtomicBool::new(false),
             last_error: std::sync::Mutex::new(None),
         };
-        let result = attack.run(&self.sample, &target).await;
+        let result = self.solver.solve(&self.sample, &target).await;
         if target.stopped.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
@@ -698,18 +667,21 @@ impl Unit {
             .lock()
             .expect("not poisoned")
             .take()
-            .unwrap_or_else(|| "attack".to_owned());
+            .unwrap_or_else(|| self.solver.failure_kind().to_owned());
         Some((
             result.map_err(|message| UnitError { kind, message }),
             target.attempts.load(std::sync::atomic::Ordering::Relaxed),
         ))
     }
+}
 
+impl Lane {
     /// Sends the request, retrying what is retryable; returns the last result and the number
     /// of attempts, or `None` when the run was stopped before the request could start.
     async fn call(
         &self,
         request: &ChatRequest,
+        key: &UnitKey,
     ) -> Option<(Result<Completion, ProviderError>, u32)> {
         // A unit still waiting for its turn when the run is stopped is not in flight: it
         // leaves without sending anything.
@@ -740,107 +712,11 @@ impl Unit {
             let delay = error
                 .retry_after()
                 .unwrap_or_else(|| self.backoff.delay(attempt));
-            tracing::debug!(sample = %self.key.sample_id, attempt, ?delay, %error, "retrying");
+            tracing::debug!(sample = %key.sample_id, attempt, ?delay, %error, "retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.abandon.cancelled() => return Some((Err(error), attempt)),
             }
         }
-    }
-
-    /// Runs a conversation: the target's turns alternate with the responder's replies until
-    /// the responder stops, the target has had its turns, or a turn ends without an answer.
-    /// The completion is the exchange: the answer is the transcript (`ASSISTANT:` and
-    /// `USER:` turns after the opening request), the trace the target's traces turn by turn,
-    /// usage and latency their sums, `raw` the turns as JSON.
-    async fn converse(
-        &self,
-        responder: &dyn Responder,
-    ) -> Option<(Result<Completion, ProviderError>, u32)> {
-        let mut conversation = self.request.messages.clone();
-        let mut attempts = 0;
-        let mut transcript = String::new();
-        let mut traces = String::new();
-        let mut usage = redtrace_core::Usage::default();
-        let mut latency = 0;
-        let mut turns = Vec::new();
-        let mut last: Option<Completion> = None;
-        let add = |sum: &mut Option<u64>, value: Option<u64>| {
-            if let Some(value) = value {
-                *sum = Some(sum.unwrap_or(0) + value);
-            }
-        };
-        for turn in 1..=responder.max_turns() {
-            let request = ChatRequest {
-                messages: conversation.clone(),
-                seed: self.request.seed,
-            };
-            let (result, tries) = self.call(&request).await?;
-            attempts += tries;
-            let completion = match result {
-                Ok(completion) => completion,
-                // A failure after the first turn keeps what was said so far.
-                Err(error) if last.is_none() => return Some((Err(error), attempts)),
-                Err(_) => break,
-            };
-            add(&mut usage.prompt_tokens, completion.usage.prompt_tokens);
-            add(
-                &mut usage.completion_tokens,
-                completion.usage.completion_tokens,
-            );
-            add(
-                &mut usage.reasoning_tokens,
-                completion.usage.reasoning_tokens,
-            );
-            latency += completion.latency_ms;
-            if !completion.reasoning.text.is_empty() {
-                traces.push_str(&format!("[turn {turn}]\n{}\n\n", completion.reasoning.text));
-            }
-            let Some(answer) = completion.answer.clone() else {
-                last = Some(completion);
-                break;
-            };
-            transcript.push_str(&format!("ASSISTANT: {}\n\n", answer.trim()));
-            turns.push(serde_json::json!({"role": "assistant", "content": answer, "reasoning": completion.reasoning.text}));
-            conversation.push(redtrace_core::Message::assistant(answer));
-            last = Some(completion);
-            if turn == responder.max_turns() {
-                break;
-            }
-            match responder.reply(&self.sample, &conversation).await {
-                Ok(Some(reply)) => {
-                    transcript.push_str(&format!("USER: {}\n\n", reply.trim()));
-                    turns.push(serde_json::json!({"role": "user", "content": reply}));
-                    conversation.push(redtrace_core::Message::user(reply));
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(sample = %self.key.sample_id, %error, "the responder failed; the conversation ends here");
-                    turns.push(serde_json::json!({"role": "user", "error": error}));
-                    break;
-                }
-            }
-        }
-        let last = last.expect("at least one turn ran");
-        let reasoning = redtrace_core::Reasoning {
-            text: traces.trim_end().to_owned(),
-            source: last.reasoning.source,
-            state: if traces.is_empty() {
-                redtrace_core::TraceState::Absent
-            } else {
-                last.reasoning.state
-            },
-        };
-        Some((
-            Ok(Completion {
-                reasoning,
-                answer: (!transcript.is_empty()).then(|| transcript.trim_end().to_owned()),
-                finish_reason: last.finish_reason,
-                usage,
-                latency_ms: latency,
-                raw: serde_json::Value::Array(turns).to_string(),
-            }),
-            attempts,
-        ))
     }
 }

@@ -43,9 +43,7 @@ fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
             name: "bench".into(),
             samples: Box::new(samples(n).into_iter().map(Ok)),
             judges: vec![by_name("refusal-rule").unwrap()],
-            responder: None,
-            decode: None,
-            driven: None,
+            solver: Arc::new(redtrace_core::solver::Direct),
         }],
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: 1,
@@ -449,9 +447,7 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
         name: "bench".into(),
         samples: Box::new(rows.into_iter()),
         judges: vec![by_name("refusal-rule").unwrap()],
-        responder: None,
-        decode: None,
-        driven: None,
+        solver: Arc::new(redtrace_core::solver::Direct),
     }];
     let error = run(
         plan,

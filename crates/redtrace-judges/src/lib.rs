@@ -11,6 +11,7 @@
 mod airbench;
 mod canary;
 mod chunk;
+mod dialogue;
 mod ensemble;
 pub mod eval;
 mod mitre;
@@ -25,6 +26,7 @@ mod thinking;
 pub use airbench::AirBenchJudge;
 pub use canary::CanaryJudge;
 pub use chunk::Chunked;
+pub use dialogue::Dialogue;
 pub use ensemble::{Combine, EnsembleJudge};
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};

@@ -103,7 +103,7 @@ impl Builder {
         };
         let judge = match (
             &setting.judge_model,
-            redtrace_attacks::driven::needs_judge(&setting.name),
+            redtrace_attacks::registry::needs_judge(&setting.name),
         ) {
             (Some(reference), true) => {
                 let (model, name) = self.model(reference).await.context("the judge model")?;
@@ -111,9 +111,9 @@ impl Builder {
             }
             _ => None,
         };
-        redtrace_attacks::driven::build(
+        redtrace_attacks::registry::build_driven(
             &setting.name,
-            redtrace_attacks::driven::Helpers {
+            &redtrace_attacks::driven::Helpers {
                 attacker,
                 judge,
                 budget: setting.budget,

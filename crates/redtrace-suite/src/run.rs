@@ -3,17 +3,20 @@
 //! status set from how it ended.
 
 use anyhow::{Context, Result};
-use redtrace_core::{Channel, RunStatus, Sample};
+use redtrace_attacks::solver::{DrivenSolver, TransformSolver};
+use redtrace_core::solver::{Direct, Prepared, Solver};
+use redtrace_core::{Channel, RunStatus};
 use redtrace_datasets::open;
 use redtrace_engine::{
     BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown,
     Target,
 };
+use redtrace_judges::Dialogue;
 use redtrace_store::{RunId, Store};
 use std::sync::Arc;
 
 use crate::build::Builder;
-use crate::settings::{JudgeSetting, RunSettings};
+use crate::settings::{AttackSetting, BenchmarkPlan, JudgeSetting, RunSettings};
 
 /// What a run did.
 #[derive(Debug, Clone)]
@@ -147,43 +150,12 @@ pub async fn run(
         for setting in &plan.judges {
             benchmark_judges.push(builder.judge(setting).await?);
         }
-        let responder = match &plan.responder_model {
-            Some(reference) => Some(builder.responder(reference).await?),
-            None => None,
-        };
-        let driven = if attack.is_driven() {
-            Some(builder.driven_attack(attack).await?)
-        } else {
-            None
-        };
-        let label = attack.name.clone();
-        let attack = (attack.name != redtrace_attacks::NO_ATTACK && driven.is_none())
-            .then(|| redtrace_attacks::by_name(&attack.name))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let samples: Box<dyn Iterator<Item = Result<Sample, String>> + Send> =
-            match (attack.clone(), driven.is_some()) {
-                (Some(attack), _) => Box::new(reader.flat_map(move |sample| match sample {
-                    Ok(sample) => attack.variants(&sample).into_iter().map(Ok).collect(),
-                    Err(error) => vec![Err(error.to_string())],
-                })),
-                (None, true) => Box::new(reader.map(move |sample| {
-                    sample
-                        .map(|sample| redtrace_attacks::driven::marked(&sample, &label))
-                        .map_err(|e| e.to_string())
-                })),
-                (None, false) => Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
-            };
-        let decode = attack.map(|attack| {
-            Arc::new(move |answer: &str| attack.decode(answer)) as redtrace_engine::Decoder
-        });
+        let solver = solver(&mut builder, plan, attack).await?;
         benchmarks.push(BenchmarkInput {
             name: record.name.clone(),
-            samples,
+            samples: Box::new(reader.map(|sample| sample.map_err(|e| e.to_string()))),
             judges: benchmark_judges,
-            responder,
-            decode,
-            driven,
+            solver,
         });
     }
     let total_units =
@@ -216,5 +188,38 @@ pub async fn run(
         run_id,
         summary,
         resumed,
+    })
+}
+
+/// What is sent for each sample of `plan` under `attack`, and what the judges read. A
+/// model-driven attack runs its own exchange; a transform attack prepares the samples (and
+/// decodes answers); a multi-turn benchmark's dialogue runs the exchange, after the transform
+/// where there is one; else the request goes as it is.
+async fn solver(
+    builder: &mut Builder,
+    plan: &BenchmarkPlan,
+    attack: &AttackSetting,
+) -> Result<Arc<dyn Solver>> {
+    if attack.is_driven() {
+        return Ok(Arc::new(DrivenSolver {
+            attack: builder.driven_attack(attack).await?,
+            label: attack.name.clone(),
+        }));
+    }
+    let transform = (attack.name != redtrace_attacks::NO_ATTACK)
+        .then(|| redtrace_attacks::by_name(&attack.name))
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .map(|attack| Arc::new(TransformSolver(attack)) as Arc<dyn Solver>);
+    let dialogue = match &plan.responder_model {
+        Some(reference) => {
+            Some(Arc::new(Dialogue(builder.responder(reference).await?)) as Arc<dyn Solver>)
+        }
+        None => None,
+    };
+    Ok(match (transform, dialogue) {
+        (None, None) => Arc::new(Direct),
+        (Some(solver), None) | (None, Some(solver)) => solver,
+        (Some(prepare), Some(solve)) => Arc::new(Prepared { prepare, solve }),
     })
 }

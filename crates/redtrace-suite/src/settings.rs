@@ -35,8 +35,8 @@ impl AttackSetting {
         judge_model: Option<ModelRef>,
         budget: u32,
     ) -> Self {
-        let driven = redtrace_attacks::driven::is_driven(&name);
-        let rates = redtrace_attacks::driven::needs_judge(&name);
+        let driven = redtrace_attacks::registry::is_driven(&name);
+        let rates = redtrace_attacks::registry::needs_judge(&name);
         Self {
             attacker_model: attacker_model.filter(|_| driven),
             judge_model: judge_model.filter(|_| rates),
@@ -57,7 +57,7 @@ impl AttackSetting {
 
     /// Whether it talks to models.
     pub fn is_driven(&self) -> bool {
-        redtrace_attacks::driven::is_driven(&self.name)
+        redtrace_attacks::registry::is_driven(&self.name)
     }
 
     /// What identifies it in a run: its name, and for a driven attack its models and budget.
@@ -93,19 +93,18 @@ impl AttackSetting {
                     String::new()
                 }
             ));
-        } else if self.is_driven() {
-            redtrace_attacks::driven::check(name).map_err(anyhow::Error::msg)?;
-            if self.budget == 0 {
+        } else if name != redtrace_attacks::NO_ATTACK {
+            let entry = redtrace_attacks::registry::find(name).map_err(anyhow::Error::msg)?;
+            entry.check(name).map_err(anyhow::Error::msg)?;
+            if entry.is_driven() && self.budget == 0 {
                 bail!("the attack budget must be at least 1 query");
             }
-            if self.attacker_model.is_none() {
+            if entry.needs_attacker && self.attacker_model.is_none() {
                 bail!("'{name}' is written by an attacker model: give --attacker-model MODEL_REF (or attacker_model in the suite file)");
             }
-            if redtrace_attacks::driven::needs_judge(name) && self.judge_model.is_none() {
+            if entry.needs_judge && self.judge_model.is_none() {
                 bail!("'{name}' rates the target's replies with a judge model: give --judge-model MODEL_REF");
             }
-        } else if name != redtrace_attacks::NO_ATTACK {
-            redtrace_attacks::by_name(name).map_err(anyhow::Error::msg)?;
         }
         Ok(())
     }

@@ -85,6 +85,33 @@ fn print_report(db: &Path, run: RunId, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// `redtrace attacks`: every attack of the registry, by family.
+pub fn attacks(out: &mut dyn Write) -> Result<()> {
+    for entry in redtrace_attacks::registry::attacks() {
+        let needs = match (entry.needs_attacker, entry.needs_judge) {
+            (true, true) => "A+J",
+            (true, false) => "A",
+            _ => "",
+        };
+        writeln!(
+            out,
+            "{:<33} {:<9} {:<3} {}  [{}]",
+            entry.usage,
+            format!("{:?}", entry.info.family).to_lowercase(),
+            needs,
+            entry.info.about,
+            entry.info.reference
+        )?;
+    }
+    writeln!(
+        out,
+        "\nA: needs --attacker-model; J: also --judge-model to rate replies. Model-driven attacks \
+         send at most --attack-budget N target queries per sample (default {}).",
+        redtrace_attacks::driven::DEFAULT_BUDGET
+    )?;
+    Ok(())
+}
+
 /// Prints a run's report, and its comparison with another run when asked.
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.db.db)?;

@@ -70,27 +70,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Attacks => {
-            for attack in redtrace_attacks::registry() {
-                let info = attack.info();
-                writeln!(
-                    out,
-                    "{:<20} {:<9} {}  [{}]",
-                    info.name,
-                    format!("{:?}", info.family).to_lowercase(),
-                    info.about,
-                    info.reference
-                )?;
-            }
-            writeln!(
-                out,
-                "\nModel-driven (need --attacker-model; those marked * also --judge-model; \
-                 --attack-budget N queries per sample, default {}):",
-                redtrace_attacks::driven::DEFAULT_BUDGET
-            )?;
-            for (name, about, needs_judge) in redtrace_attacks::driven::DRIVEN {
-                let star = if *needs_judge { "*" } else { " " };
-                writeln!(out, "{name:<33}{star} {about}")?;
-            }
+            commands::attacks(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(command) => {
