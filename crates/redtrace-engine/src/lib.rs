@@ -12,16 +12,15 @@
 //! left consistent and the run can be resumed by running it again.
 
 mod judge_cache;
-mod limits;
 
 pub use judge_cache::StoreReplyCache;
-pub use limits::{Backoff, RateLimiter};
 pub use redtrace_core::{BenchmarkRecord, RunSpec};
+pub use redtrace_providers::{Backoff, Gate, RateLimiter, Shutdown};
 
 use redtrace_core::solver::{Solved, Solver};
 use redtrace_core::{sha256_hex, Channel, Completion, Sample};
 use redtrace_judges::{judge_channel, Judge};
-use redtrace_providers::{ChatRequest, ModelConfig, Provider, ProviderError};
+use redtrace_providers::{ChatRequest, ModelConfig, Provider};
 use redtrace_store::{RunId, Store, StoreError, UnitError, UnitKey, UnitRecord};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 /// A model to send requests to.
 pub struct Target {
@@ -133,15 +131,6 @@ impl Progress for NoProgress {
     fn end(&self) {}
 }
 
-/// Cancellation inputs.
-#[derive(Clone, Default)]
-pub struct Shutdown {
-    /// Stop taking new units; let in-flight ones finish.
-    pub stop: CancellationToken,
-    /// Abort in-flight units too.
-    pub abandon: CancellationToken,
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RunSummary {
@@ -186,22 +175,11 @@ pub fn request_hash(provider: &dyn Provider, request: &ChatRequest, sample_k: u3
     sha256_hex(format!("{}\u{1f}{sample_k}", provider.fingerprint(request)).as_bytes())
 }
 
-struct Endpoint {
-    permits: Arc<Semaphore>,
-    limiter: Option<Arc<RateLimiter>>,
-}
-
-/// A target with its endpoint, and what every unit sending to it shares: the retry policy,
-/// the counters and the run's cancellation.
+/// A target and its endpoint's gate (permits, rate, retries, cancellation), shared by the
+/// units that send to it.
 struct Lane {
     provider: Arc<dyn Provider>,
-    max_retries: u32,
-    endpoint: Arc<Endpoint>,
-    backoff: Backoff,
-    requests: Arc<std::sync::atomic::AtomicU64>,
-    in_flight: Arc<std::sync::atomic::AtomicU64>,
-    stop: CancellationToken,
-    abandon: CancellationToken,
+    gate: Arc<Gate>,
 }
 
 /// Runs a plan to the end (or until shut down), writing everything to the store at `db`.
@@ -289,30 +267,28 @@ pub async fn run(
         flush(&mut store, &mut samples, &mut units, &mut rejudged)
     });
 
-    let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
-    let mut target_endpoints = Vec::new();
+    // Targets behind the same endpoint share its gate: its permits and rate limit hold for
+    // all of them together.
+    let mut gates: Vec<(String, Arc<Gate>)> = Vec::new();
+    let mut target_gates = Vec::new();
     let mut spawn_capacity = 0usize;
     for target in &plan.targets {
-        let endpoint = endpoints
-            .entry(target.config.endpoint())
-            .or_insert_with(|| {
+        let endpoint = target.config.endpoint();
+        let gate = match gates.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, gate)) => gate.clone(),
+            None => {
                 spawn_capacity += target.config.max_concurrency;
-                Arc::new(Endpoint {
-                    permits: Arc::new(Semaphore::new(target.config.max_concurrency)),
-                    limiter: target
-                        .config
-                        .requests_per_minute
-                        .map(|rpm| Arc::new(RateLimiter::per_minute(rpm))),
-                })
-            })
-            .clone();
-        target_endpoints.push(endpoint);
+                let gate = Arc::new(Gate::new(&target.config, options.backoff, shutdown.clone()));
+                gates.push((endpoint, gate.clone()));
+                gate
+            }
+        };
+        target_gates.push(gate);
     }
+    let in_flight = || gates.iter().map(|(_, gate)| gate.in_flight()).sum::<u64>();
     // Tasks waiting for an endpoint permit are bounded too: twice the total concurrency.
     let spawn_permits = Arc::new(Semaphore::new(spawn_capacity.max(1) * 2));
     let channels = Arc::new(plan.channels);
-    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let in_flight = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut summary = RunSummary::default();
     let mut tasks: JoinSet<UnitOutcome> = JoinSet::new();
     let mut data_error = None;
@@ -321,17 +297,11 @@ pub async fn run(
     let targets: Vec<(ModelConfig, Arc<Lane>)> = plan
         .targets
         .into_iter()
-        .zip(target_endpoints)
-        .map(|(target, endpoint)| {
+        .zip(target_gates)
+        .map(|(target, gate)| {
             let lane = Lane {
                 provider: target.provider,
-                max_retries: target.config.max_retries,
-                endpoint,
-                backoff: options.backoff,
-                requests: requests.clone(),
-                in_flight: in_flight.clone(),
-                stop: shutdown.stop.clone(),
-                abandon: shutdown.abandon.clone(),
+                gate,
             };
             (target.config, Arc::new(lane))
         })
@@ -491,7 +461,7 @@ pub async fn run(
         tokio::task::yield_now().await;
         progress.note(&format!(
             "stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)",
-            in_flight.load(std::sync::atomic::Ordering::Relaxed)
+            in_flight()
         ));
     }
     loop {
@@ -515,7 +485,7 @@ pub async fn run(
         .expect("joining the writer thread")
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     progress.end();
-    summary.requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+    summary.requests = gates.iter().map(|(_, gate)| gate.requests()).sum();
     summary.interrupted = interrupted || shutdown.abandon.is_cancelled();
     written?;
     if let Some(error) = data_error {
@@ -541,7 +511,9 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
             messages,
             seed: self.unit.seed,
         };
-        let Some((result, attempts)) = self.unit.lane.call(&request, &self.unit.key).await else {
+        let lane = &self.unit.lane;
+        let Some((result, attempts)) = lane.gate.call(lane.provider.as_ref(), &request).await
+        else {
             self.stopped
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err("the run was stopped".into());
@@ -581,22 +553,6 @@ struct Unit {
     channels: Arc<Vec<Channel>>,
     sender: tokio::sync::mpsc::Sender<WriterMessage>,
     progress: Arc<dyn Progress>,
-}
-
-/// Counts a request in flight for as long as it lives.
-struct InFlight(Arc<std::sync::atomic::AtomicU64>);
-
-impl InFlight {
-    fn new(counter: &Arc<std::sync::atomic::AtomicU64>) -> Self {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 impl Unit {
@@ -672,51 +628,5 @@ impl Unit {
             result.map_err(|message| UnitError { kind, message }),
             target.attempts.load(std::sync::atomic::Ordering::Relaxed),
         ))
-    }
-}
-
-impl Lane {
-    /// Sends the request, retrying what is retryable; returns the last result and the number
-    /// of attempts, or `None` when the run was stopped before the request could start.
-    async fn call(
-        &self,
-        request: &ChatRequest,
-        key: &UnitKey,
-    ) -> Option<(Result<Completion, ProviderError>, u32)> {
-        // A unit still waiting for its turn when the run is stopped is not in flight: it
-        // leaves without sending anything.
-        let _permit = tokio::select! {
-            biased;
-            _ = self.stop.cancelled() => return None,
-            permit = self.endpoint.permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        if self.stop.is_cancelled() {
-            return None;
-        }
-        let _in_flight = InFlight::new(&self.in_flight);
-        let mut attempt = 0u32;
-        loop {
-            if let Some(limiter) = &self.endpoint.limiter {
-                limiter.wait().await;
-            }
-            attempt += 1;
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let error = match self.provider.complete(request).await {
-                Ok(completion) => return Some((Ok(completion), attempt)),
-                Err(error) => error,
-            };
-            if !error.is_retryable() || attempt > self.max_retries {
-                return Some((Err(error), attempt));
-            }
-            let delay = error
-                .retry_after()
-                .unwrap_or_else(|| self.backoff.delay(attempt));
-            tracing::debug!(sample = %key.sample_id, attempt, ?delay, %error, "retrying");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.abandon.cancelled() => return Some((Err(error), attempt)),
-            }
-        }
     }
 }

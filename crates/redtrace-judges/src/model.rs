@@ -2,12 +2,11 @@
 //! that a judge call is made once per distinct prompt, across runs and resumes.
 
 use redtrace_core::{sha256_hex, Message};
-use redtrace_providers::{ChatRequest, Provider};
+use redtrace_providers::{Backoff, ChatRequest, Gate, Provider, Shutdown};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Judge calls that fail with a retryable error are tried this many times in all.
-const ATTEMPTS: u32 = 3;
+/// Retries of a judge call that has no gate of its own (outside a run).
+const RETRIES: u32 = 2;
 
 /// Where judge replies are kept between calls (the store, in a run). Keys are hashes of the
 /// whole request (endpoint, model, parameters, messages), so a changed rubric or judge model
@@ -19,10 +18,12 @@ pub trait ReplyCache: Send + Sync {
     fn put(&self, key: &str, reply: &str);
 }
 
-/// A judge model: a provider and, in a run, the reply cache.
+/// A judge model: a provider, the gate of its endpoint (in a run, the endpoint's own limits:
+/// concurrency, rate, retries, cancellation) and, in a run, the reply cache.
 #[derive(Clone)]
 pub struct JudgeModel {
     provider: Arc<dyn Provider>,
+    gate: Arc<Gate>,
     cache: Option<Arc<dyn ReplyCache>>,
 }
 
@@ -36,12 +37,25 @@ pub struct Reply {
 }
 
 impl JudgeModel {
-    /// A judge model without a cache.
+    /// A judge model without a cache, its calls limited only by a few retries.
     pub fn new(provider: Arc<dyn Provider>) -> Self {
         Self {
             provider,
+            gate: Arc::new(Gate::with_limits(
+                usize::MAX,
+                None,
+                RETRIES,
+                Backoff::default(),
+                Shutdown::default(),
+            )),
             cache: None,
         }
+    }
+
+    /// The same model, its calls going through `gate`.
+    pub fn with_gate(mut self, gate: Arc<Gate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The same model, caching its replies in `cache`.
@@ -60,20 +74,11 @@ impl JudgeModel {
         if let Some(text) = self.cache.as_ref().and_then(|cache| cache.get(&key)) {
             return Ok(Reply { text, cached: true });
         }
-        let mut attempt = 0;
-        let completion = loop {
-            attempt += 1;
-            match self.provider.complete(&request).await {
-                Ok(completion) => break completion,
-                Err(error) if error.is_retryable() && attempt < ATTEMPTS => {
-                    let delay = error
-                        .retry_after()
-                        .unwrap_or(Duration::from_millis(500 * u64::from(attempt)));
-                    tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                }
-                Err(error) => return Err(format!("judge call failed: {error}")),
-            }
+        let Some((result, _attempts)) = self.gate.call(self.provider.as_ref(), &request).await
+        else {
+            return Err("the run was stopped before the judge call".into());
         };
+        let completion = result.map_err(|error| format!("judge call failed: {error}"))?;
         // A reasoning judge may think first: only its answer carries the verdict.
         let Some(text) = completion.answer else {
             return Err("judge gave no answer (its output ended inside its reasoning)".into());

@@ -6,10 +6,12 @@
 //! to the engine, which asks [`ProviderError::is_retryable`] and
 //! [`ProviderError::retry_after`] rather than guessing from messages.
 
+mod limits;
 mod model;
 mod openai;
 mod split;
 
+pub use limits::{Backoff, Gate, RateLimiter, Shutdown};
 pub use model::{api_key, ApiKey};
 pub use openai::OpenAiProvider;
 pub use redtrace_core::model::{

@@ -5,7 +5,9 @@
 use anyhow::{Context, Result};
 use redtrace_engine::Progress;
 use redtrace_judges::{Judge, JudgeModel, ReplyCache, Responder};
-use redtrace_providers::{ModelConfig, ModelRef, ModelSource, OpenAiProvider, Provider};
+use redtrace_providers::{
+    Backoff, Gate, ModelConfig, ModelRef, ModelSource, OpenAiProvider, Provider, Shutdown,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ pub struct Builder {
     data_dir: Option<PathBuf>,
     cache: Arc<dyn ReplyCache>,
     progress: Arc<dyn Progress>,
+    shutdown: Shutdown,
     judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
     models: Vec<(String, JudgeModel, String)>,
 }
@@ -38,9 +41,20 @@ impl Builder {
             data_dir,
             cache: Arc::new(redtrace_engine::StoreReplyCache::open(db)?),
             progress,
+            shutdown: Shutdown::default(),
             judges: Vec::new(),
             models: Vec::new(),
         })
+    }
+
+    /// Model calls (judges, attackers, responders) end when `shutdown.abandon` fires. A first
+    /// stop lets them run on: they belong to units already in flight, which finish.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Shutdown {
+            stop: Default::default(),
+            abandon: shutdown.abandon.clone(),
+        };
+        self
     }
 
     /// The judge for `setting`.
@@ -158,7 +172,11 @@ impl Builder {
         config.params.temperature.get_or_insert(temperature);
         config.params.max_tokens.get_or_insert(max_tokens);
         let provider = provider_for(&config, self.progress.as_ref()).await?;
-        let model = JudgeModel::new(provider).with_cache(self.cache.clone());
+        // Each helper model's calls keep to its own endpoint's limits.
+        let gate = Gate::new(&config, Backoff::default(), self.shutdown.clone());
+        let model = JudgeModel::new(provider)
+            .with_cache(self.cache.clone())
+            .with_gate(Arc::new(gate));
         self.models.push((key, model.clone(), config.name.clone()));
         Ok((model, config.name))
     }

@@ -101,7 +101,8 @@ pub async fn run(
             all_judges.push(judge.clone());
         }
     }
-    let mut builder = Builder::new(&settings.db, settings.data_dir.clone(), progress.clone())?;
+    let mut builder = Builder::new(&settings.db, settings.data_dir.clone(), progress.clone())?
+        .with_shutdown(&shutdown);
     let mut targets = Vec::new();
     for config in &settings.models {
         targets.push(Target {

@@ -1,0 +1,236 @@
+//! An endpoint's limits, which every call to a model goes through (a target's, a judge's, an
+//! attacker's): a [`Gate`] holds the permits (requests in flight at most), the
+//! requests-per-minute limiter and the retry policy (backoff with jitter, `Retry-After`
+//! honoured), and stops when the run is stopped.
+
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ChatRequest, Completion, ModelConfig, Provider, ProviderError};
+
+/// Exponential backoff with jitter: attempt n waits a random time in
+/// `[base·2ⁿ⁻¹/2, base·2ⁿ⁻¹]`, capped at `max`. The jitter keeps many failed requests from
+/// coming back at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first delay (before jitter).
+    pub base: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after failed attempt `attempt` (from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let full = self.base.saturating_mul(1 << exponent).min(self.max);
+        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
+        full.mul_f64(jitter)
+    }
+}
+
+/// Spaces requests evenly so that no more than `n` start in any minute.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    // A plain mutex: it is held only to read and bump one instant, never across an await.
+    next: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter for `rpm` requests per minute (at least 1).
+    pub fn per_minute(rpm: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(60) / rpm.max(1),
+            next: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for the next free slot.
+    pub async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("rate limiter lock");
+            let now = Instant::now();
+            let slot = next.map_or(now, |at| at.max(now));
+            *next = Some(slot + self.interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Cancellation inputs of a run: `stop` ends the intake of new requests and lets those in
+/// flight finish; `abandon` also aborts those in flight (and any wait for a retry).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    /// Stop taking new work; let in-flight requests finish.
+    pub stop: CancellationToken,
+    /// Abort in-flight requests too.
+    pub abandon: CancellationToken,
+}
+
+/// One endpoint's limits, shared by every call to it.
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    limiter: Option<RateLimiter>,
+    max_retries: u32,
+    backoff: Backoff,
+    shutdown: Shutdown,
+    requests: AtomicU64,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Gate {
+    /// The gate of `config`'s endpoint: its `max_concurrency`, `requests_per_minute` and
+    /// `max_retries`, waiting `backoff` between attempts, stopped by `shutdown`.
+    pub fn new(config: &ModelConfig, backoff: Backoff, shutdown: Shutdown) -> Self {
+        Self::with_limits(
+            config.max_concurrency,
+            config.requests_per_minute,
+            config.max_retries,
+            backoff,
+            shutdown,
+        )
+    }
+
+    /// A gate letting `max_concurrency` requests in flight and `requests_per_minute` start in
+    /// a minute, retrying `max_retries` times.
+    pub fn with_limits(
+        max_concurrency: usize,
+        requests_per_minute: Option<u32>,
+        max_retries: u32,
+        backoff: Backoff,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(
+                max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            limiter: requests_per_minute.map(RateLimiter::per_minute),
+            max_retries,
+            backoff,
+            shutdown,
+            requests: AtomicU64::new(0),
+            in_flight: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Requests sent through the gate, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight now (holding a permit).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Sends `request` to `provider`, retrying what is retryable; returns the last result and
+    /// the number of attempts, or `None` when the run was stopped before the request could
+    /// start (a call still waiting for its turn is not in flight: it leaves without sending).
+    pub async fn call(
+        &self,
+        provider: &dyn Provider,
+        request: &ChatRequest,
+    ) -> Option<(Result<Completion, ProviderError>, u32)> {
+        let _permit = tokio::select! {
+            biased;
+            _ = self.shutdown.stop.cancelled() => return None,
+            permit = self.permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        if self.shutdown.stop.is_cancelled() {
+            return None;
+        }
+        let _in_flight = InFlight::new(&self.in_flight);
+        let mut attempt = 0u32;
+        loop {
+            if let Some(limiter) = &self.limiter {
+                limiter.wait().await;
+            }
+            attempt += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let error = match provider.complete(request).await {
+                Ok(completion) => return Some((Ok(completion), attempt)),
+                Err(error) => error,
+            };
+            if !error.is_retryable() || attempt > self.max_retries {
+                return Some((Err(error), attempt));
+            }
+            let delay = error
+                .retry_after()
+                .unwrap_or_else(|| self.backoff.delay(attempt));
+            tracing::debug!(attempt, ?delay, %error, "retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.abandon.cancelled() => return Some((Err(error), attempt)),
+            }
+        }
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(Arc<AtomicU64>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for _ in 0..50 {
+            let first = backoff.delay(1);
+            assert!(
+                first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+                "{first:?}"
+            );
+            let third = backoff.delay(3);
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(400),
+                "{third:?}"
+            );
+            assert!(backoff.delay(30) <= Duration::from_secs(1));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests() {
+        let limiter = RateLimiter::per_minute(120); // one every 500 ms
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.wait().await;
+        }
+        // Slots at 0, 0.5, 1.0, 1.5, 2.0 s; with paused time this is exact.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+}
