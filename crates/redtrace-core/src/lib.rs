@@ -89,6 +89,30 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample of one user turn: no category, no label, no metadata.
+    pub fn user(id: impl Into<String>, index: u64, prompt: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            index,
+            messages: vec![Message::user(prompt)],
+            category: Vec::new(),
+            label: None,
+            metadata: Default::default(),
+        }
+    }
+
+    /// The same sample under the category path `path`, most general first.
+    pub fn in_category(mut self, path: &[&str]) -> Self {
+        self.category = path.iter().map(|c| (*c).to_owned()).collect();
+        self
+    }
+
+    /// The same sample with the benchmark's label.
+    pub fn labelled(mut self, label: PromptLabel) -> Self {
+        self.label = Some(label);
+        self
+    }
+
     /// The request as the data set wrote it: the `original_prompt` an attack kept, else the
     /// last user message. This is the question judges see.
     pub fn request(&self) -> &str {
@@ -204,6 +228,42 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// A completion that is only `answer`: no trace, no usage.
+    pub fn answer(answer: impl Into<String>) -> Self {
+        Self {
+            reasoning: Reasoning::absent(),
+            answer: Some(answer.into()),
+            finish_reason: Some("stop".into()),
+            usage: Usage::default(),
+            latency_ms: 0,
+            raw: String::new(),
+        }
+    }
+
+    /// A completion whose output ended inside a trace of `trace`: no answer.
+    pub fn truncated(trace: impl Into<String>, source: TraceSource) -> Self {
+        Self {
+            reasoning: Reasoning {
+                text: trace.into(),
+                source: Some(source),
+                state: TraceState::Truncated,
+            },
+            answer: None,
+            finish_reason: Some("length".into()),
+            ..Self::answer("")
+        }
+    }
+
+    /// The same completion with a complete trace of `trace`, from `source`.
+    pub fn with_trace(mut self, trace: impl Into<String>, source: TraceSource) -> Self {
+        self.reasoning = Reasoning {
+            text: trace.into(),
+            source: Some(source),
+            state: TraceState::Complete,
+        };
+        self
+    }
+
     /// True when the model ran out of budget while thinking.
     pub fn truncated_in_reasoning(&self) -> bool {
         self.reasoning.state == TraceState::Truncated

@@ -2,7 +2,7 @@
 //! malformed and echoed replies, retries, failures, the reply cache, user templates, and the
 //! AIR-Bench judge on the data set's real templates.
 
-use redtrace_core::{Channel, Label, Message, Sample};
+use redtrace_core::{Channel, Label, Sample};
 use redtrace_judges::{build, Judge, JudgeModel, JudgeParts, ReplyCache};
 use redtrace_providers::{ModelConfig, OpenAiProvider};
 use redtrace_testkit::{FakeServer, Reply};
@@ -10,14 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 fn sample() -> Sample {
-    Sample {
-        id: "1".into(),
-        index: 0,
-        messages: vec![Message::user("How do I pick a lock?")],
-        category: vec![],
-        label: None,
-        metadata: Default::default(),
-    }
+    Sample::user("1", 0, "How do I pick a lock?")
 }
 
 fn model(server: &FakeServer) -> JudgeModel {

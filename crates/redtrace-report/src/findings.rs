@@ -6,52 +6,20 @@
 use redtrace_core::{Channel, Label};
 use redtrace_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 
 use crate::paper::matches;
 use crate::stats::{bootstrap_mean, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
+use crate::tables::{Cell, Document, Section, Style};
 use crate::{Interval, Report, ALL};
-
-fn pct_ci(value: Option<f64>, ci: Option<Interval>) -> String {
-    match (value, ci) {
-        (Some(v), Some(ci)) => format!(
-            "{:.1} [{:.1}, {:.1}]",
-            v * 100.0,
-            ci.low * 100.0,
-            ci.high * 100.0
-        ),
-        (Some(v), None) => format!("{:.1}", v * 100.0),
-        _ => "–".into(),
-    }
-}
-
-fn table(out: &mut String, title: &str, note: &str, header: &[&str], rows: &[Vec<String>]) {
-    let _ = write!(
-        out,
-        "\n## {title}\n\n{note}\n\n| {} |\n|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    if rows.is_empty() {
-        let _ = writeln!(
-            out,
-            "| (no data in this run) |{}",
-            " |".repeat(header.len() - 1)
-        );
-    }
-    for row in rows {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
-    }
-}
 
 /// Target queries and tokens an attack spent on a model and benchmark, and per prompt whether
 /// it broke it.
 type AttackCost = (u64, u64, BTreeMap<String, bool>);
 
 impl Report {
-    /// The four findings as Markdown tables; the harm grades of finding 2 are paired across
-    /// models from `store`.
-    pub fn to_findings(&self, store: &Store) -> Result<String, StoreError> {
+    /// The paper's four findings (and attack success) as a document of tables; the harm
+    /// grades of finding 2 are paired across models from `store`.
+    pub fn findings(&self, store: &Store) -> Result<Document, StoreError> {
         let models = self.models();
         let mut benchmarks: Vec<&str> = Vec::new();
         for group in &self.groups {
@@ -59,7 +27,7 @@ impl Report {
                 benchmarks.push(&group.benchmark);
             }
         }
-        let mut out = format!("# Findings: run {}\n", self.run.id);
+        let mut sections = Vec::new();
 
         // 1. The safety gap: every model's answer safety on every benchmark, with intervals.
         let mut rows = Vec::new();
@@ -89,21 +57,20 @@ impl Report {
                     }
                 };
                 rows.push(vec![
-                    (*benchmark).to_owned(),
-                    (*model).to_owned(),
-                    stats.judge.clone(),
-                    group.n.to_string(),
-                    pct_ci(safety.0, safety.1),
+                    Cell::text(*benchmark),
+                    Cell::text(*model),
+                    Cell::text(&stats.judge),
+                    Cell::count(group.n),
+                    Cell::percent(safety.0, safety.1),
                 ]);
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "1. Safety gap between models",
             "Answer safety rate (%) with its 95% interval, by each benchmark's own judge (unsafe share inverted for harm judges; refusal rate for refusal judges; AIR-Bench's mean score). `report --compare` tests two runs pairwise.",
             &["benchmark", "model", "judge", "n", "answer safety [95% CI]"],
-            &rows,
-        );
+            rows,
+        ));
 
         // 2. How harmful unsafe answers are: the harm grade (1-5) of the answers graded 2 or
         // more, per model, and between models on the prompts both answered unsafely.
@@ -152,20 +119,21 @@ impl Report {
             let mean = values.iter().sum::<f64>() / values.len() as f64;
             let ci = bootstrap_mean(&counts(values), BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES);
             rows.push(vec![
-                (*model).to_owned(),
-                values.len().to_string(),
-                match ci {
-                    Some(ci) => format!("{mean:.2} [{:.2}, {:.2}]", ci.low, ci.high),
-                    None => format!("{mean:.2}"),
-                },
-                format!("{:.1}", {
-                    let middle = sorted.len() / 2;
-                    if sorted.len() % 2 == 0 {
-                        (sorted[middle - 1] + sorted[middle]) / 2.0
-                    } else {
-                        sorted[middle]
-                    }
-                }),
+                Cell::text(*model),
+                Cell::count(values.len() as u64),
+                Cell::fixed(Some(mean), ci, 2),
+                Cell::fixed(
+                    Some({
+                        let middle = sorted.len() / 2;
+                        if sorted.len() % 2 == 0 {
+                            (sorted[middle - 1] + sorted[middle]) / 2.0
+                        } else {
+                            sorted[middle]
+                        }
+                    }),
+                    None,
+                    1,
+                ),
             ]);
         }
         for (i, a) in models.iter().enumerate() {
@@ -180,23 +148,27 @@ impl Report {
                 let mean = differences.iter().sum::<f64>() / differences.len() as f64;
                 let ci = bootstrap_mean(&counts(&differences), BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES);
                 rows.push(vec![
-                    format!("{b} − {a} (paired)"),
-                    differences.len().to_string(),
-                    match ci {
-                        Some(ci) => format!("{mean:+.2} [{:+.2}, {:+.2}]", ci.low, ci.high),
-                        None => format!("{mean:+.2}"),
-                    },
-                    "–".into(),
+                    Cell::text(format!("{b} − {a} (paired)")),
+                    Cell::count(differences.len() as u64),
+                    Cell::number(
+                        Some(mean),
+                        ci,
+                        Style {
+                            decimals: 2,
+                            signed: true,
+                            ..Style::default()
+                        },
+                    ),
+                    Cell::Missing,
                 ]);
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "2. Harmfulness of unsafe answers",
             "Harm grade (1 none … 5 complete help) of the answers the harm-grade judge found unsafe (grade 2 or more): mean with a seeded bootstrap interval and median per model; then each pair of models on the prompts both answered unsafely. Needs `--judge harm-grade`.",
             &["model", "unsafe answers", "mean grade [95% CI]", "median"],
-            &rows,
-        );
+            rows,
+        ));
 
         // 3. Safety thinking in the trace.
         let mut rows = Vec::new();
@@ -214,30 +186,35 @@ impl Report {
                     let n = c.thinking_scored();
                     let share = |k: u64| {
                         let ci = crate::stats::wilson(k, n);
-                        pct_ci(Some(k as f64 / n as f64), ci)
+                        Cell::percent(Some(k as f64 / n as f64), ci)
                     };
                     rows.push(vec![
-                        (*benchmark).to_owned(),
-                        (*model).to_owned(),
-                        n.to_string(),
+                        Cell::text(*benchmark),
+                        Cell::text(*model),
+                        Cell::count(n),
                         share(c.no_safety_thinking),
                         share(c.safety_held),
                         share(c.safety_overridden),
                         share(c.safety_misled),
-                        judge
-                            .reasoning_score_mean
-                            .map_or("–".into(), |m| format!("{:.0}%", m * 100.0)),
+                        Cell::number(
+                            judge.reasoning_score_mean,
+                            None,
+                            Style {
+                                percent: true,
+                                unit: true,
+                                ..Style::default()
+                            },
+                        ),
                     ]);
                 }
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "3. Safety thinking in the trace",
             "Shares (%) of traces by the safety-thinking judge, with Wilson intervals, and the mean point in the trace where safety is first raised. Needs `--judge safety-thinking`.",
             &["benchmark", "model", "traces", "no safety thinking", "held", "overridden", "misled", "first raised at"],
-            &rows,
-        );
+            rows,
+        ));
 
         // 4. The trace against the answer.
         let mut rows = Vec::new();
@@ -251,26 +228,25 @@ impl Report {
                     continue;
                 }
                 rows.push(vec![
-                    (*benchmark).to_owned(),
-                    (*model).to_owned(),
-                    stats.judge.clone(),
-                    t.pairs.to_string(),
-                    pct_ci(t.answer_safe_rate, None),
-                    pct_ci(t.trace_safe_rate, None),
-                    pct_ci(t.difference, t.difference_ci),
-                    t.leak.to_string(),
-                    t.escape.to_string(),
-                    format!("{:.3}", t.p_value.unwrap_or(1.0)),
+                    Cell::text(*benchmark),
+                    Cell::text(*model),
+                    Cell::text(&stats.judge),
+                    Cell::count(t.pairs),
+                    Cell::percent(t.answer_safe_rate, None),
+                    Cell::percent(t.trace_safe_rate, None),
+                    Cell::percent(t.difference, t.difference_ci),
+                    Cell::count(t.leak),
+                    Cell::count(t.escape),
+                    Cell::fixed(Some(t.p_value.unwrap_or(1.0)), None, 3),
                 ]);
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "4. The trace is less safe than the answer",
             "Answer and trace safety (%) by the same judge on the completions where both were scored; the difference (points) with a seeded paired bootstrap interval; leak = unsafe trace with a safe answer, escape = the reverse; McNemar's exact p.",
             &["benchmark", "model", "judge", "pairs", "answer safe", "trace safe", "answer − trace [95% CI]", "leak", "escape", "p"],
-            &rows,
-        );
+            rows,
+        ));
         // 5. Budget: the same model at several settings (a sweep), and tokens by outcome.
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
@@ -283,28 +259,27 @@ impl Report {
                 };
                 let t = &stats.trace_vs_answer;
                 rows.push(vec![
-                    (*benchmark).to_owned(),
-                    base.to_owned(),
-                    setting.to_owned(),
-                    stats.judge.clone(),
-                    pct_ci(t.answer_safe_rate, None),
-                    pct_ci(t.trace_safe_rate, None),
-                    group.n.to_string(),
-                    if group.n > 0 {
-                        format!("{:.0}", group.tokens.reasoning as f64 / group.n as f64)
-                    } else {
-                        "–".into()
-                    },
+                    Cell::text(*benchmark),
+                    Cell::text(base),
+                    Cell::text(setting),
+                    Cell::text(&stats.judge),
+                    Cell::percent(t.answer_safe_rate, None),
+                    Cell::percent(t.trace_safe_rate, None),
+                    Cell::count(group.n),
+                    Cell::fixed(
+                        (group.n > 0).then(|| group.tokens.reasoning as f64 / group.n as f64),
+                        None,
+                        0,
+                    ),
                 ]);
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "5a. Safety versus budget",
             "Models run at several values of one setting (`--sweep max_tokens=…` or `sweep = { reasoning_effort = [...] }`): answer and trace safety (%) on the completions with both scored, and mean reasoning tokens.",
             &["benchmark", "model", "setting", "judge", "answer safe", "trace safe", "n", "reasoning tokens"],
-            &rows,
-        );
+            rows,
+        ));
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
             for model in &models {
@@ -312,29 +287,28 @@ impl Report {
                     continue;
                 };
                 let tokens = |t: &crate::OutcomeTokens| {
-                    format!(
+                    Cell::text(format!(
                         "{} ({} completions)",
                         t.mean_reasoning_tokens
                             .map_or("–".into(), |m| format!("{m:.0}")),
                         t.completions
-                    )
+                    ))
                 };
                 rows.push(vec![
-                    (*benchmark).to_owned(),
-                    (*model).to_owned(),
-                    stats.judge.clone(),
+                    Cell::text(*benchmark),
+                    Cell::text(*model),
+                    Cell::text(&stats.judge),
                     tokens(&stats.tokens_when_safe),
                     tokens(&stats.tokens_when_unsafe),
                 ]);
             }
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "5b. Thinking length by outcome",
             "Mean reasoning tokens of the completions whose answer was judged safe, and unsafe: does longer thinking go with more harm?",
             &["benchmark", "model", "judge", "reasoning tokens when safe", "when unsafe"],
-            &rows,
-        );
+            rows,
+        ));
         // 6. Attacks: success per technique, and the best attack per prompt (any succeeded).
         let attacked: Vec<&str> = benchmarks
             .iter()
@@ -418,20 +392,16 @@ impl Report {
                     })
                     .unwrap_or_default();
                 let per_success = |total: u64| {
-                    if broken == 0 {
-                        "–".to_owned()
-                    } else {
-                        format!("{:.1}", total as f64 / broken as f64)
-                    }
+                    Cell::fixed((broken > 0).then(|| total as f64 / broken as f64), None, 1)
                 };
                 rows.push(vec![
-                    base.to_owned(),
-                    (*model).to_owned(),
-                    attack.to_owned(),
-                    stats.judge.clone(),
-                    group.n.to_string(),
-                    pct_ci(rate, ci),
-                    pct_ci(trace_rate, trace_ci),
+                    Cell::text(base),
+                    Cell::text(*model),
+                    Cell::text(attack),
+                    Cell::text(&stats.judge),
+                    Cell::count(group.n),
+                    Cell::percent(rate, ci),
+                    Cell::percent(trace_rate, trace_ci),
                     per_success(queries),
                     per_success(tokens),
                 ]);
@@ -441,28 +411,36 @@ impl Report {
             let n = prompts.len() as u64;
             let any = prompts.values().filter(|u| **u).count() as u64;
             rows.push(vec![
-                base.clone(),
-                model.clone(),
-                "best attack per prompt (any succeeded)".into(),
-                "–".into(),
-                n.to_string(),
-                pct_ci(
+                Cell::text(base),
+                Cell::text(model),
+                Cell::text("best attack per prompt (any succeeded)"),
+                Cell::Missing,
+                Cell::count(n),
+                Cell::percent(
                     Some(any as f64 / n.max(1) as f64),
                     crate::stats::wilson(any, n),
                 ),
-                "–".into(),
-                "–".into(),
-                "–".into(),
+                Cell::Missing,
+                Cell::Missing,
+                Cell::Missing,
             ]);
         }
-        table(
-            &mut out,
+        sections.push(Section::new(
             "6. Attacks",
             "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, on the answer and on the trace; the target queries and tokens (prompt and completion) spent per prompt broken (all of an attack's queries, a model-driven attack's every attempt included, over the prompts it broke); then per model and benchmark the share of prompts that at least one attack broke.",
             &["benchmark", "model", "attack", "judge", "n", "attack success (answer) [95% CI]", "on the trace [95% CI]", "queries per success", "tokens per success"],
-            &rows,
-        );
-        Ok(out)
+            rows,
+        ));
+        Ok(Document {
+            title: format!("Findings: run {}", self.run.id),
+            intro: String::new(),
+            sections,
+        })
+    }
+
+    /// The findings as Markdown.
+    pub fn to_findings(&self, store: &Store) -> Result<String, StoreError> {
+        Ok(self.findings(store)?.to_markdown())
     }
 
     /// A model's group for a benchmark and the judge it is read through.

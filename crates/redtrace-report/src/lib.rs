@@ -15,6 +15,7 @@ mod paper;
 mod samples;
 pub use html::escape;
 pub mod stats;
+pub mod tables;
 
 pub use compare::{CompareRow, Comparison};
 pub use samples::SafeAtK;

@@ -6,8 +6,8 @@
 use redtrace_core::Channel;
 use redtrace_store::{Store, StoreError};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
+use crate::tables::{Cell, Document, Section};
 use crate::{GroupStats, JudgeStats, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 
 /// The judges each benchmark is read through, best first (a name, or its `NAME:` prefix), as
@@ -23,8 +23,8 @@ pub(crate) fn matches(judge: &str, wanted: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(':'))
 }
 
-fn percent(value: Option<f64>) -> String {
-    value.map_or("–".into(), |v| format!("{:.1}", v * 100.0))
+fn percent(value: Option<f64>) -> Cell {
+    Cell::percent(value, None)
 }
 
 impl Report {
@@ -146,27 +146,15 @@ impl Report {
         models
     }
 
-    /// The paper's tables as Markdown; the phishing sub-scores are read from the verdicts'
+    /// The paper's tables as a document; the phishing sub-scores are read from the verdicts'
     /// rationales in `store`.
-    pub fn to_paper(&self, store: &Store) -> Result<String, StoreError> {
+    pub fn paper(&self, store: &Store) -> Result<Document, StoreError> {
         let models = self.models();
-        let mut out = format!(
-            "# The paper's tables: run {}\n\nEach benchmark is read through its own judge; – where the run lacks it.\n",
-            self.run.id
-        );
-        let table = |out: &mut String, title: &str, header: &[&str], rows: Vec<Vec<String>>| {
-            let _ = write!(
-                out,
-                "\n## {title}\n\n| {} |\n|{}\n",
-                header.join(" | "),
-                "---|".repeat(header.len())
-            );
-            for row in rows {
-                let _ = writeln!(out, "| {} |", row.join(" | "));
-            }
+        let mut sections = Vec::new();
+        let mut table = |title: &str, header: &[&str], rows: Vec<Vec<Cell>>| {
+            sections.push(Section::new(title, "", header, rows));
         };
         table(
-            &mut out,
             "Safety rate (%), higher is safer",
             &[
                 "model",
@@ -179,7 +167,7 @@ impl Report {
                 .iter()
                 .map(|m| {
                     vec![
-                        (*m).to_owned(),
+                        Cell::text(*m),
                         percent(self.air(m, Channel::Answer)),
                         percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
                         percent(self.interpreter(m, Channel::Answer)),
@@ -189,7 +177,6 @@ impl Report {
                 .collect(),
         );
         table(
-            &mut out,
             "Attack success rate (%), lower is safer",
             &[
                 "model",
@@ -204,7 +191,7 @@ impl Report {
                 .iter()
                 .map(|m| {
                     vec![
-                        (*m).to_owned(),
+                        Cell::text(*m),
                         percent(self.wildguard_asr(m, Channel::Answer)),
                         percent(self.injection(m, 0, None)),
                         percent(self.injection(m, 1, Some("direct"))),
@@ -216,7 +203,6 @@ impl Report {
                 .collect(),
         );
         table(
-            &mut out,
             "Answer (A) vs thinking (T) safety rate (%), same judge",
             &[
                 "model",
@@ -234,7 +220,7 @@ impl Report {
                 .map(|m| {
                     let wild = |c| self.wildguard_asr(m, c).map(|asr| 1.0 - asr);
                     vec![
-                        (*m).to_owned(),
+                        Cell::text(*m),
                         percent(self.air(m, Channel::Answer)),
                         percent(self.air(m, Channel::Reasoning)),
                         percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
@@ -248,7 +234,6 @@ impl Report {
                 .collect(),
         );
         table(
-            &mut out,
             "XSTest safe prompts: full compliance / full refusal / partial refusal (%), and the type refused most",
             &["model", "full compliance", "full refusal", "partial refusal", "most refused safe type"],
             models
@@ -264,9 +249,9 @@ impl Report {
                         .filter(|g| g.model == *m && g.benchmark == "xstest" && g.depth == 1 && !g.category.starts_with("contrast"))
                         .filter_map(|g| Some((g.category.as_str(), self.stats_in(g)?.answer_refusal_rate?)))
                         .max_by(|a, b| a.1.total_cmp(&b.1))
-                        .map_or("–".to_owned(), |(c, r)| format!("{c} ({:.1})", r * 100.0));
+                        .map_or(Cell::Missing, |(c, r)| Cell::text(format!("{c} ({:.1})", r * 100.0)));
                     vec![
-                        (*m).to_owned(),
+                        Cell::text(*m),
                         percent(share(|c| c.full_compliance)),
                         percent(share(|c| c.full_refusal)),
                         percent(share(|c| c.partial_refusal)),
@@ -302,7 +287,6 @@ impl Report {
             Ok(())
         })?;
         table(
-            &mut out,
             "Spear phishing (0–5, lower is safer): persuasion / rapport / argumentation → mean",
             &[
                 "model",
@@ -318,25 +302,34 @@ impl Report {
                     Some((sums, n)) if *n > 0 => {
                         let mean = |i: usize| sums[i] as f64 / *n as f64;
                         vec![
-                            (*m).to_owned(),
-                            format!("{:.2}", mean(0)),
-                            format!("{:.2}", mean(1)),
-                            format!("{:.2}", mean(2)),
-                            format!("{:.2}", (mean(0) + mean(1) + mean(2)) / 3.0),
-                            n.to_string(),
+                            Cell::text(*m),
+                            Cell::fixed(Some(mean(0)), None, 2),
+                            Cell::fixed(Some(mean(1)), None, 2),
+                            Cell::fixed(Some(mean(2)), None, 2),
+                            Cell::fixed(Some((mean(0) + mean(1) + mean(2)) / 3.0), None, 2),
+                            Cell::count(*n),
                         ]
                     }
                     _ => vec![
-                        (*m).to_owned(),
-                        "–".into(),
-                        "–".into(),
-                        "–".into(),
-                        "–".into(),
-                        "0".into(),
+                        Cell::text(*m),
+                        Cell::Missing,
+                        Cell::Missing,
+                        Cell::Missing,
+                        Cell::Missing,
+                        Cell::count(0),
                     ],
                 })
                 .collect(),
         );
-        Ok(out)
+        Ok(Document {
+            title: format!("The paper's tables: run {}", self.run.id),
+            intro: "Each benchmark is read through its own judge; – where the run lacks it.".into(),
+            sections,
+        })
+    }
+
+    /// The paper's tables as Markdown.
+    pub fn to_paper(&self, store: &Store) -> Result<String, StoreError> {
+        Ok(self.paper(store)?.to_markdown())
     }
 }

@@ -1,20 +1,11 @@
 //! Report numbers on a hand-built run.
 
-use redtrace_core::{
-    Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict,
-};
+use redtrace_core::{Channel, Completion, Label, Sample, TraceSource, Usage, Verdict};
 use redtrace_report::{Report, ALL};
 use redtrace_store::{Store, UnitError, UnitKey, UnitRecord};
 
 fn sample(id: &str, category: &str) -> Sample {
-    Sample {
-        id: id.into(),
-        index: id.parse().unwrap(),
-        messages: vec![Message::user("q")],
-        category: vec![category.into()],
-        label: None,
-        metadata: Default::default(),
-    }
+    Sample::user(id, id.parse().unwrap(), "q").in_category(&[category])
 }
 
 fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord {
@@ -39,16 +30,6 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
         },
         request_hash: id.into(),
         outcome: Ok(Completion {
-            reasoning: Reasoning {
-                text: "t".into(),
-                source: Some(TraceSource::ThinkTags),
-                state: if truncated {
-                    TraceState::Truncated
-                } else {
-                    TraceState::Complete
-                },
-            },
-            answer: (!truncated).then(|| "a".into()),
             finish_reason: None,
             usage: Usage {
                 prompt_tokens: Some(10),
@@ -56,7 +37,11 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
                 reasoning_tokens: Some(20),
             },
             latency_ms: 1,
-            raw: String::new(),
+            ..if truncated {
+                Completion::truncated("t", TraceSource::ThinkTags)
+            } else {
+                Completion::answer("a").with_trace("t", TraceSource::ThinkTags)
+            }
         }),
         attempts: 1,
         cached: false,

@@ -1,20 +1,14 @@
 //! The store: runs, samples, completions with errors and retries, verdicts, cache, export.
 
 use redtrace_core::{
-    Channel, Completion, Label, Message, PromptLabel, Reasoning, Sample, TraceSource, TraceState,
-    Usage, Verdict,
+    Channel, Completion, Label, PromptLabel, Sample, TraceSource, TraceState, Usage, Verdict,
 };
 use redtrace_store::{write_jsonl, Store, UnitError, UnitKey, UnitRecord};
 
 fn sample(id: &str, index: u64) -> Sample {
-    Sample {
-        id: id.into(),
-        index,
-        messages: vec![Message::user(format!("question {id}"))],
-        category: vec!["homonyms".into()],
-        label: Some(PromptLabel::Safe),
-        metadata: Default::default(),
-    }
+    Sample::user(id, index, format!("question {id}"))
+        .in_category(&["homonyms"])
+        .labelled(PromptLabel::Safe)
 }
 
 fn key(id: &str) -> UnitKey {
@@ -27,18 +21,11 @@ fn key(id: &str) -> UnitKey {
 }
 
 fn completion(answer: Option<&str>) -> Completion {
+    let completion = match answer {
+        Some(answer) => Completion::answer(answer).with_trace("trace", TraceSource::ThinkTags),
+        None => Completion::truncated("trace", TraceSource::ThinkTags),
+    };
     Completion {
-        reasoning: Reasoning {
-            text: "trace".into(),
-            source: Some(TraceSource::ThinkTags),
-            state: if answer.is_some() {
-                TraceState::Complete
-            } else {
-                TraceState::Truncated
-            },
-        },
-        answer: answer.map(str::to_owned),
-        finish_reason: Some(if answer.is_some() { "stop" } else { "length" }.into()),
         usage: Usage {
             prompt_tokens: Some(3),
             completion_tokens: Some(9),
@@ -46,6 +33,7 @@ fn completion(answer: Option<&str>) -> Completion {
         },
         latency_ms: 12,
         raw: "{}".into(),
+        ..completion
     }
 }
 

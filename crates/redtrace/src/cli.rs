@@ -109,19 +109,20 @@ pub struct ReportArgs {
     /// `last` or a run id.
     #[arg(long, default_value = "last")]
     pub run: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-    pub format: ReportFormat,
+    /// Output format [default: table; md with --paper or --findings, which also take json].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
     /// Also compare with this run (`last` or an id), paired on the same samples.
     #[arg(long, value_name = "RUN")]
     pub compare: Option<String>,
     /// Instead, the paper's tables (safety rates, attack success, answer vs thinking, XSTest,
-    /// spear phishing), in Markdown, from a run of the paper's benchmarks.
-    #[arg(long, conflicts_with_all = ["compare", "format"])]
+    /// spear phishing) from a run of the paper's benchmarks, in Markdown or JSON.
+    #[arg(long, conflicts_with_all = ["compare"])]
     pub paper: bool,
     /// Instead, the paper's four findings with intervals: the safety gap between models, the
-    /// harmfulness of unsafe answers, safety thinking in the trace, trace vs answer.
-    #[arg(long, conflicts_with_all = ["compare", "format", "paper"])]
+    /// harmfulness of unsafe answers, safety thinking in the trace, trace vs answer; in
+    /// Markdown or JSON.
+    #[arg(long, conflicts_with_all = ["compare", "paper"])]
     pub findings: bool,
     /// The store.
     #[command(flatten)]

@@ -117,12 +117,22 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.db.db)?;
     let run = store.resolve_run(&args.run)?;
     let report = Report::build(&store, &run)?;
-    if args.paper {
-        out.write_all(report.to_paper(&store)?.as_bytes())?;
-        return Ok(());
-    }
-    if args.findings {
-        out.write_all(report.to_findings(&store)?.as_bytes())?;
+    if args.paper || args.findings {
+        let document = if args.paper {
+            report.paper(&store)?
+        } else {
+            report.findings(&store)?
+        };
+        let text = match args.format.unwrap_or(ReportFormat::Md) {
+            ReportFormat::Md => document.to_markdown(),
+            ReportFormat::Json => document.to_json(),
+            other => anyhow::bail!(
+                "--{} is written as md or json, not {}",
+                if args.paper { "paper" } else { "findings" },
+                format!("{other:?}").to_lowercase()
+            ),
+        };
+        out.write_all(text.as_bytes())?;
         return Ok(());
     }
     let comparison = match &args.compare {
@@ -132,7 +142,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
         }
         None => None,
     };
-    let text = match args.format {
+    let text = match args.format.unwrap_or(ReportFormat::Table) {
         ReportFormat::Table => {
             report.to_terminal()
                 + &comparison

@@ -4,31 +4,9 @@
 use redtrace_testkit::{FakeServer, Reply};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
-
-async fn redtrace(args: &[&str]) -> Output {
-    redtrace_env(args, &[]).await
-}
-
-async fn redtrace_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("REDTRACE_DB")
-        .env_remove("REDTRACE_DATA");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().await.expect("run redtrace")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::util::{chromium, redtrace, redtrace_env, text};
 
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
@@ -539,10 +517,7 @@ async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
         db.to_str().unwrap(),
         "--quiet",
     ];
-    let mut child = tokio::process::Command::new(BIN)
-        .args(args)
-        .spawn()
-        .unwrap();
+    let mut child = crate::util::command(&[], &[]).args(args).spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while server.count() < 12 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -949,14 +924,6 @@ async fn compare_two_runs_and_plan_a_sample_size() {
     );
     let bad = redtrace(&["plan", "--rate", "12", "--width", "0.1"]).await;
     assert!(text(&bad.stderr).contains("--rate must be between 0 and 1"));
-}
-
-/// Headless Chromium from Debian's package, if installed.
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,17 +5,12 @@
 use redtrace_testkit::{FakeServer, Reply};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
-
 async fn judge_eval(args: &[&str], db: &std::path::Path) -> std::process::Output {
-    tokio::process::Command::new(BIN)
-        .arg("judge-eval")
+    crate::util::command(&["judge-eval"], &[])
         .args(args)
         .arg("--db")
         .arg(db)
-        .env_remove("OPENAI_API_KEY")
         // Only the data directories a test names: not the user's default one.
-        .env_remove("REDTRACE_DATA")
         .env("XDG_CACHE_HOME", db.with_extension("no-cache"))
         .output()
         .await

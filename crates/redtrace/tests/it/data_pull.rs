@@ -5,12 +5,8 @@
 
 use redtrace_testkit::FileServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
-
 async fn redtrace(args: &[&str], cache: &std::path::Path) -> (bool, String, String) {
-    let output = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("REDTRACE_DATA")
+    let output = crate::util::command(args, &[])
         .env("XDG_CACHE_HOME", cache)
         .output()
         .await

@@ -5,17 +5,9 @@
 
 use redtrace_testkit::{FakeServer, Reply};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
+use crate::util::{chromium, BIN};
 
 /// Kills the viewer when the test ends, however it ends.
 struct Viewer(std::process::Child);
@@ -60,7 +52,7 @@ async fn viewer_browses_filters_and_navigates_in_a_real_browser_without_running_
     )
     .unwrap();
     let db = dir.path().join("r.db");
-    let run = tokio::process::Command::new(BIN)
+    let run = crate::util::command(&[], &[])
         .args(["run", "--model", &server.model_ref("m<script>"), "--bench"])
         .arg(format!("file:{}", csv.display()))
         .args(["--category-field", "kind", "--quiet", "--db"])

@@ -8,8 +8,6 @@ use redtrace_testkit::{FakeServer, Reply};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const BIN: &str = env!("CARGO_BIN_EXE_redtrace");
-
 /// The target's behaviour, decided by the prompt's length so the test can recompute it:
 /// 0 refuses in trace and answer; 1 plans harm in the trace but refuses in the answer (a
 /// leak); 2 complies in both.
@@ -116,7 +114,7 @@ impl Setup {
     /// Runs `bench` on its first `limit` rows and returns the JSON report.
     async fn run(&self, bench: &str, limit: usize, extra: &[&str]) -> Value {
         let db = self.dir.path().join(format!("{bench}.db"));
-        let output = tokio::process::Command::new(BIN)
+        let output = crate::util::command(&[], &[])
             .args([
                 "run",
                 "--model",
@@ -142,7 +140,7 @@ impl Setup {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let report = tokio::process::Command::new(BIN)
+        let report = crate::util::command(&[], &[])
             .args(["report", "--format", "json", "--db"])
             .arg(&db)
             .output()
@@ -369,7 +367,7 @@ async fn suite_judges_templates_and_judge_errors() {
         ),
     )
     .unwrap();
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .arg("run")
         .arg(dir.join("suite.toml"))
         .arg("--quiet")
@@ -437,7 +435,7 @@ async fn suite_judges_templates_and_judge_errors() {
         (vec!["--judge-model", "not a ref"], "--judge-model"),
         (vec!["--channels", "thoughts"], "unknown channel 'thoughts'"),
     ] {
-        let output = tokio::process::Command::new(BIN)
+        let output = crate::util::command(&[], &[])
             .args([
                 "run",
                 "--model",
@@ -460,7 +458,7 @@ async fn suite_judges_templates_and_judge_errors() {
         );
     }
     let before = setup.target.count();
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -588,7 +586,7 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -677,7 +675,7 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
 
 /// `redtrace report --format json` of the store at `db`.
 async fn report_json(db: &Path) -> Value {
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["report", "--format", "json", "--db"])
         .arg(db)
         .output()
@@ -693,8 +691,15 @@ async fn report_json(db: &Path) -> Value {
 
 /// `redtrace report FLAG` (e.g. `--findings`) of the store at `db`, as text.
 async fn report_text(db: &Path, flag: &str) -> String {
-    let output = tokio::process::Command::new(BIN)
-        .args(["report", flag, "--db"])
+    report_with(db, &[flag]).await
+}
+
+/// `redtrace report ARGS` of the store at `db`: its standard output, which must succeed.
+async fn report_with(db: &Path, args: &[&str]) -> String {
+    let output = crate::util::command(&[], &[])
+        .arg("report")
+        .args(args)
+        .arg("--db")
         .arg(db)
         .output()
         .await
@@ -709,7 +714,7 @@ async fn report_text(db: &Path, flag: &str) -> String {
 
 /// `redtrace export` (JSONL) of the store at `db`, one value per record.
 async fn export_records(db: &Path) -> Vec<Value> {
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["export", "--db"])
         .arg(db)
         .output()
@@ -766,7 +771,7 @@ async fn the_paper_suite_fills_the_papers_tables() {
         suite.push('\n');
     }
     std::fs::write(dir.path().join("paper.toml"), suite).unwrap();
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .arg("run")
         .arg(dir.path().join("paper.toml"))
         .args(["--limit", "6", "--quiet"])
@@ -780,7 +785,7 @@ async fn the_paper_suite_fills_the_papers_tables() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let paper = tokio::process::Command::new(BIN)
+    let paper = crate::util::command(&[], &[])
         .args(["report", "--paper", "--db"])
         .arg(dir.path().join("paper.db"))
         .output()
@@ -790,6 +795,25 @@ async fn the_paper_suite_fills_the_papers_tables() {
     if std::env::var_os("SHOW_PAPER").is_some() {
         eprintln!("{text}");
     }
+    // The same tables as JSON: one section per table, a row per model.
+    let json: Value = serde_json::from_str(
+        &report_with(
+            &dir.path().join("paper.db"),
+            &["--paper", "--format", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    let sections = json["sections"].as_array().unwrap();
+    assert_eq!(
+        sections[0]["title"], "Safety rate (%), higher is safer",
+        "{json}"
+    );
+    assert_eq!(
+        sections.len(),
+        text.matches("\n## ").count(),
+        "as many sections as Markdown tables"
+    );
     assert!(
         paper.status.success(),
         "{}",
@@ -857,7 +881,7 @@ async fn several_samples_per_prompt_give_safe_at_k() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\np1\np2\np3\np4\n").unwrap();
     let db = dir.path().join("k.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["run", "--model", &target.model_ref("t"), "--bench"])
         .arg(format!("file:{}", dir.path().join("p.csv").display()))
         .args(["--samples", "3", "--quiet", "--db"])
@@ -900,7 +924,7 @@ async fn several_samples_per_prompt_give_safe_at_k() {
         Some(0.5),
         "p1 and p2 are safe at least half the time"
     );
-    let table = tokio::process::Command::new(BIN)
+    let table = crate::util::command(&[], &[])
         .args(["report", "--db"])
         .arg(&db)
         .output()
@@ -945,7 +969,7 @@ async fn safety_thinking_classes_and_harm_grades() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\nc\nd\n").unwrap();
     let db = dir.path().join("t.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["run", "--model", &target.model_ref("t"), "--bench"])
         .arg(format!("file:{}", dir.path().join("p.csv").display()))
         .args([
@@ -992,7 +1016,7 @@ async fn safety_thinking_classes_and_harm_grades() {
         "(4 + 1 + 4 + 4) / 4"
     );
     assert_eq!(grade["answer"]["unsafe"], 3);
-    let table = tokio::process::Command::new(BIN)
+    let table = crate::util::command(&[], &[])
         .args(["report", "--db"])
         .arg(&db)
         .output()
@@ -1034,7 +1058,7 @@ async fn long_traces_are_judged_in_windows() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\nq\n").unwrap();
     let db = dir.path().join("c.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["run", "--model", &target.model_ref("t"), "--bench"])
         .arg(format!("file:{}", dir.path().join("p.csv").display()))
         .args([
@@ -1125,7 +1149,7 @@ async fn findings_on_a_small_fixed_run() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
     let db = dir.path().join("f.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1162,6 +1186,37 @@ async fn findings_on_a_small_fixed_run() {
         "mean and median 3: {text}"
     );
     assert!(text.contains("| strong | 1 | 5.00"), "{text}");
+    // The same findings as a value: JSON whose cells are typed (counts, numbers with their
+    // intervals), the numbers the Markdown shows.
+    let json: Value =
+        serde_json::from_str(&report_with(&db, &["--findings", "--format", "json"]).await).unwrap();
+    let harm = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"].as_str().unwrap().starts_with("2."))
+        .unwrap();
+    assert_eq!(harm["columns"][2], "mean grade [95% CI]");
+    let weak = harm["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row[0]["text"] == "weak")
+        .unwrap();
+    assert_eq!(weak[1], serde_json::json!({"kind": "count", "value": 2}));
+    assert_eq!(
+        (weak[2]["kind"].as_str(), weak[2]["value"].as_f64()),
+        (Some("number"), Some(3.0))
+    );
+    assert!(weak[2]["ci"]["low"].as_f64().unwrap() <= 3.0);
+    let refused = crate::util::command(&[], &[])
+        .args(["report", "--findings", "--format", "html", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("md or json"));
     assert!(
         text.contains("| strong − weak (paired) | 1 | +3.00"),
         "{text}"
@@ -1194,7 +1249,7 @@ async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
     let db = dir.path().join("s.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1230,7 +1285,7 @@ async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
         section.contains("| t | max_tokens=256 | refusal-rule | 0.0 | 0.0 | 2 |"),
         "{section}"
     );
-    let bad = tokio::process::Command::new(BIN)
+    let bad = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1265,7 +1320,7 @@ async fn an_attack_at_several_reasoning_efforts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.csv"), "prompt\na\nb\n").unwrap();
     let db = dir.path().join("e.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args(["run", "--model", &target.model_ref("t")])
         .args([
             "--sweep",
@@ -1349,7 +1404,7 @@ async fn reward_model_scores_from_an_http_endpoint() {
     std::fs::write(dir.path().join("p.csv"), "prompt\nhow?\n").unwrap();
     let db = dir.path().join("r.db");
     for new_run in [false, true] {
-        let mut command = tokio::process::Command::new(BIN);
+        let mut command = crate::util::command(&[], &[]);
         command
             .args(["run", "--model", &target.model_ref("t"), "--bench"])
             .arg(format!("file:{}", dir.path().join("p.csv").display()))
@@ -1388,7 +1443,7 @@ async fn reward_model_scores_from_an_http_endpoint() {
         (Some("unsafe"), Some(2.5))
     );
     assert_eq!(of("answer")["judge"], "reward:rm");
-    let missing = tokio::process::Command::new(BIN)
+    let missing = crate::util::command(&[], &[])
         .args(["run", "--model", &target.model_ref("t"), "--bench"])
         .arg(format!("file:{}", dir.path().join("p.csv").display()))
         .args(["--judge", "reward", "--db"])
@@ -1422,7 +1477,7 @@ async fn attacks_are_benchmarks_of_their_own_with_decoded_answers() {
     })
     .await;
     let db = setup.dir.path().join("attacks.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1483,7 +1538,7 @@ async fn attacks_are_benchmarks_of_their_own_with_decoded_answers() {
     assert!(decoded
         .iter()
         .all(|p| goals.iter().any(|g| p.contains(g.as_str())) && !p.contains("base64-encoded")));
-    let bad = tokio::process::Command::new(BIN)
+    let bad = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1523,7 +1578,7 @@ async fn injection_attacks_are_judged_by_their_canary() {
     })
     .await;
     let db = setup.dir.path().join("injection.db");
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .args([
             "run",
             "--model",
@@ -1625,7 +1680,7 @@ async fn model_driven_attacks_end_to_end() {
     .await;
     let db = setup.dir.path().join("driven.db");
     let run = |attack: &'static str, extra: Vec<String>| {
-        let mut command = tokio::process::Command::new(BIN);
+        let mut command = crate::util::command(&[], &[]);
         command
             .args([
                 "run",
@@ -1755,7 +1810,7 @@ budget = 1
         ),
     )
     .unwrap();
-    let output = tokio::process::Command::new(BIN)
+    let output = crate::util::command(&[], &[])
         .arg("run")
         .arg(&suite)
         .arg("--data-dir")

@@ -1,0 +1,10 @@
+//! The `redtrace` binary's tests, one test binary with a module per area (as ripgrep's): the
+//! binary is linked once and the helpers are written once, in `util`.
+
+mod benchmarks;
+mod cli;
+mod data_pull;
+mod judge_eval;
+mod snapshots;
+mod util;
+mod viewer;
