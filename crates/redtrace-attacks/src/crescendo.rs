@@ -38,7 +38,10 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Builds `crescendo[:TURNS[:BACKTRACKS]]`.
-pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub(crate) fn build(
+    params: &[&str],
+    helpers: &Helpers,
+) -> Result<Arc<dyn DrivenAttack>, crate::AttackError> {
     let n = driven::numbers("crescendo", params, &[5, 3])?;
     Ok(Arc::new(Crescendo {
         turns: n[0],

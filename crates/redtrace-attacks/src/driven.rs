@@ -10,7 +10,7 @@
 //! `{"redtrace_attack": …}` (see [`Transcript`]), which the viewer shows attempt by attempt
 //! and the report reads for queries and tokens per success.
 
-use crate::AttackInfo;
+use crate::{AttackError, AttackInfo};
 use async_trait::async_trait;
 use redtrace_core::{sha256_hex, Completion, Message, Role, Sample};
 pub use redtrace_core::{AttackAttempt as Attempt, AttackTranscript as Transcript};
@@ -88,27 +88,33 @@ pub trait DrivenAttack: Send + Sync {
 
 impl Helpers {
     /// The attacker model, which attack `name` needs.
-    pub(crate) fn attacker(&self, name: &str) -> Result<Arc<dyn Helper>, String> {
-        self.attacker.clone().ok_or_else(|| {
-            format!("attack '{name}' needs an attacker model: give --attacker-model MODEL_REF")
-        })
+    pub(crate) fn attacker(&self, name: &str) -> Result<Arc<dyn Helper>, AttackError> {
+        self.attacker
+            .clone()
+            .ok_or_else(|| AttackError::NeedsAttacker(name.to_owned()))
     }
 
     /// The judge model, which attack `name` needs to rate replies.
-    pub(crate) fn judge(&self, name: &str) -> Result<Arc<dyn Helper>, String> {
-        self.judge.clone().ok_or_else(|| {
-            format!(
-                "attack '{name}' needs a judge model to rate replies: give --judge-model MODEL_REF"
-            )
-        })
+    pub(crate) fn judge(&self, name: &str) -> Result<Arc<dyn Helper>, AttackError> {
+        self.judge
+            .clone()
+            .ok_or_else(|| AttackError::NeedsJudge(name.to_owned()))
     }
 }
 
 /// An attack's whole-number parameters (`pair:5` → `[5]`), each at least 1, with `defaults`
 /// for those not given.
-pub(crate) fn numbers(name: &str, params: &[&str], defaults: &[u32]) -> Result<Vec<u32>, String> {
+pub(crate) fn numbers(
+    name: &str,
+    params: &[&str],
+    defaults: &[u32],
+) -> Result<Vec<u32>, AttackError> {
+    let wrong = |detail: String| AttackError::Parameter {
+        name: name.to_owned(),
+        detail,
+    };
     if params.len() > defaults.len() {
-        return Err(format!("attack '{name}': too many parameters"));
+        return Err(wrong("too many parameters".into()));
     }
     defaults
         .iter()
@@ -117,9 +123,9 @@ pub(crate) fn numbers(name: &str, params: &[&str], defaults: &[u32]) -> Result<V
             None => Ok(default),
             Some(text) => match text.parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!(
-                    "attack '{name}': parameter '{text}' is not a whole number of at least 1"
-                )),
+                _ => Err(wrong(format!(
+                    "parameter '{text}' is not a whole number of at least 1"
+                ))),
             },
         })
         .collect()

@@ -11,6 +11,7 @@
 mod base64_encoding;
 mod crescendo;
 pub mod driven;
+mod error;
 mod fake_trace;
 mod fiction;
 mod hex_encoding;
@@ -31,6 +32,8 @@ mod tap;
 pub mod templates;
 mod trace_prefill;
 mod translate;
+
+pub use error::AttackError;
 
 use redtrace_core::{Message, Role, Sample};
 use std::sync::Arc;
@@ -138,7 +141,7 @@ pub fn transforms() -> Vec<Arc<dyn Attack>> {
 
 /// The transform named `name` (`templates:PATH[:N]` loads a template collection), or an
 /// error listing the known attacks.
-pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, String> {
+pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, AttackError> {
     registry::find(name)?.transform(name)
 }
 
@@ -203,7 +206,11 @@ mod tests {
                 ),
             }
         }
-        assert!(by_name("nope").err().unwrap().contains("known attacks are"));
+        assert!(by_name("nope")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("known attacks are"));
     }
 
     #[test]

@@ -29,11 +29,16 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Makes `many-shot:PATH[:N]`.
-pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, String> {
-    let spec = name.strip_prefix("many-shot:").ok_or_else(|| {
-        "attack 'many-shot' needs a file of examples: many-shot:PATH[:N]".to_owned()
-    })?;
-    Ok(std::sync::Arc::new(ManyShot::open(spec)?))
+pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, crate::AttackError> {
+    let spec = name
+        .strip_prefix("many-shot:")
+        .ok_or_else(|| crate::AttackError::Parameter {
+            name: name.to_owned(),
+            detail: "needs a file: many-shot:PATH[:N]".into(),
+        })?;
+    Ok(std::sync::Arc::new(
+        ManyShot::open(spec).map_err(crate::AttackError::File)?,
+    ))
 }
 
 /// The attack over a file of examples.

@@ -33,7 +33,10 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Builds `pair[:ROUNDS]`.
-pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub(crate) fn build(
+    params: &[&str],
+    helpers: &Helpers,
+) -> Result<Arc<dyn DrivenAttack>, crate::AttackError> {
     let n = driven::numbers("pair", params, &[5])?;
     Ok(Arc::new(Pair {
         rounds: n[0],

@@ -31,7 +31,10 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Builds `past-tense`.
-pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub(crate) fn build(
+    params: &[&str],
+    helpers: &Helpers,
+) -> Result<Arc<dyn DrivenAttack>, crate::AttackError> {
     driven::numbers("past-tense", params, &[])?;
     Ok(Arc::new(PastTense {
         attacker: helpers.attacker("past-tense")?,

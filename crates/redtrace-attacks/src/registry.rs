@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use crate::driven::{DrivenAttack, Helper, Helpers};
-use crate::{Attack, AttackInfo};
+use crate::{Attack, AttackError, AttackInfo};
 
 /// Makes a model-driven attack from the parameters in its name and its helper models.
-pub type MakeDriven = fn(&[&str], &Helpers) -> Result<Arc<dyn DrivenAttack>, String>;
+pub type MakeDriven = fn(&[&str], &Helpers) -> Result<Arc<dyn DrivenAttack>, AttackError>;
 
 /// How an entry's attack is made from the name a user gave (`pair:3`, `templates:x.yaml:2`).
 #[derive(Clone)]
@@ -18,7 +18,7 @@ pub enum Make {
     /// A fixed transform of the prompt.
     Transform(Arc<dyn Attack>),
     /// A transform configured by the parameters in its name.
-    Parametrised(fn(&str) -> Result<Arc<dyn Attack>, String>),
+    Parametrised(fn(&str) -> Result<Arc<dyn Attack>, AttackError>),
     /// A model-driven attack, from the parameters in its name and its helper models.
     Driven(MakeDriven),
 }
@@ -108,18 +108,16 @@ fn head(name: &str) -> &str {
 }
 
 /// The entry of the attack `name` (parameters included), or an error listing the known ones.
-pub fn find(name: &str) -> Result<Entry, String> {
+pub fn find(name: &str) -> Result<Entry, AttackError> {
     let entries = attacks();
     let wanted = head(name);
     if let Some(entry) = entries.iter().find(|e| e.info.name == wanted) {
         return Ok(entry.clone());
     }
-    let known: Vec<&str> = entries.iter().map(|e| e.usage).collect();
-    Err(format!(
-        "unknown attack '{name}': known attacks are {} (and `{}` for none)",
-        known.join(", "),
-        crate::NO_ATTACK
-    ))
+    Err(AttackError::Unknown {
+        name: name.to_owned(),
+        known: entries.iter().map(|e| e.usage).collect(),
+    })
 }
 
 impl Entry {
@@ -129,27 +127,35 @@ impl Entry {
     }
 
     /// The transform named `name` (this entry's, with its parameters).
-    pub fn transform(&self, name: &str) -> Result<Arc<dyn Attack>, String> {
+    pub fn transform(&self, name: &str) -> Result<Arc<dyn Attack>, AttackError> {
         match &self.make {
             Make::Transform(attack) if name == self.info.name => Ok(attack.clone()),
-            Make::Transform(_) => Err(format!(
-                "attack '{}' takes no parameters: give `{}`",
-                name, self.info.name
-            )),
+            Make::Transform(_) => Err(AttackError::Parameter {
+                name: name.to_owned(),
+                detail: format!("takes no parameters: give `{}`", self.info.name),
+            }),
             Make::Parametrised(make) => make(name),
-            Make::Driven(_) => Err(format!(
-                "'{name}' is a model-driven attack, not a transform"
-            )),
+            Make::Driven(_) => Err(AttackError::WrongKind {
+                name: name.to_owned(),
+                what: "a model-driven attack, not a transform",
+            }),
         }
     }
 
     /// The model-driven attack named `name` with its helpers.
-    pub fn driven(&self, name: &str, helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+    pub fn driven(
+        &self,
+        name: &str,
+        helpers: &Helpers,
+    ) -> Result<Arc<dyn DrivenAttack>, AttackError> {
         let Make::Driven(make) = self.make else {
-            return Err(format!("'{name}' is not a model-driven attack"));
+            return Err(AttackError::WrongKind {
+                name: name.to_owned(),
+                what: "not a model-driven attack",
+            });
         };
         if helpers.budget == 0 {
-            return Err("the attack budget must be at least 1 query".into());
+            return Err(AttackError::NoBudget);
         }
         let params: Vec<&str> = name.split(':').skip(1).collect();
         make(&params, helpers)
@@ -157,7 +163,7 @@ impl Entry {
 
     /// Checks the name's parameters (and, for a parametrised transform, its file) without
     /// models: what a run checks before anything is sent.
-    pub fn check(&self, name: &str) -> Result<(), String> {
+    pub fn check(&self, name: &str) -> Result<(), AttackError> {
         if !self.is_driven() {
             return self.transform(name).map(|_| ());
         }
@@ -198,7 +204,7 @@ pub fn needs_judge(name: &str) -> bool {
 }
 
 /// Builds the model-driven attack `name` with its helpers.
-pub fn build_driven(name: &str, helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub fn build_driven(name: &str, helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, AttackError> {
     find(name)?.driven(name, helpers)
 }
 
@@ -223,7 +229,11 @@ mod tests {
             assert!(!entry.needs_judge || entry.is_driven());
             assert_eq!(find(entry.usage).unwrap().info, entry.info);
         }
-        assert!(find("nope").err().unwrap().contains("known attacks are"));
+        assert!(find("nope")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("known attacks are"));
         assert!(find("fiction:3").unwrap().transform("fiction:3").is_err());
     }
 
@@ -282,41 +292,44 @@ mod tests {
             judge: None,
             budget: 5,
         };
-        assert!(build_driven("pair", &none)
-            .err()
-            .unwrap()
-            .contains("--attacker-model"));
+        assert_eq!(
+            build_driven("pair", &none).err(),
+            Some(AttackError::NeedsAttacker("pair".into()))
+        );
         let attacker = scripted::Script::new("a", &[]);
         let only_attacker = Helpers {
             attacker: Some(attacker as Arc<dyn Helper>),
             ..none
         };
-        assert!(build_driven("tap", &only_attacker)
-            .err()
-            .unwrap()
-            .contains("--judge-model"));
+        assert_eq!(
+            build_driven("tap", &only_attacker).err(),
+            Some(AttackError::NeedsJudge("tap".into()))
+        );
         assert!(build_driven("past-tense", &only_attacker).is_ok());
         assert!(build_driven("translate", &only_attacker)
             .err()
             .unwrap()
+            .to_string()
             .contains("needs a language"));
         assert!(build_driven("translate:Zulu", &only_attacker).is_ok());
         assert!(build_driven("pair:0", &only_attacker)
             .err()
             .unwrap()
+            .to_string()
             .contains("at least 1"));
         assert!(build_driven("crescendo:1:2:3", &only_attacker)
             .err()
             .unwrap()
+            .to_string()
             .contains("too many"));
         let no_budget = Helpers {
             budget: 0,
             ..only_attacker
         };
-        assert!(build_driven("past-tense", &no_budget)
-            .err()
-            .unwrap()
-            .contains("at least 1 query"));
+        assert_eq!(
+            build_driven("past-tense", &no_budget).err(),
+            Some(AttackError::NoBudget)
+        );
         assert!(is_driven("pair:3") && needs_judge("tap") && !needs_judge("translate:x"));
         assert!(!is_driven("fiction") && !is_driven("templates:x.json"));
     }

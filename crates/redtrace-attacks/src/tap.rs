@@ -37,7 +37,10 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Builds `tap[:DEPTH[:BRANCHING[:WIDTH]]]`.
-pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub(crate) fn build(
+    params: &[&str],
+    helpers: &Helpers,
+) -> Result<Arc<dyn DrivenAttack>, crate::AttackError> {
     let n = driven::numbers("tap", params, &[4, 3, 3])?;
     Ok(Arc::new(Tap {
         depth: n[0],

@@ -179,12 +179,18 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Makes `templates:PATH[:N]`.
-pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, String> {
-    let spec = name.strip_prefix("templates:").ok_or_else(|| {
-        "attack 'templates' needs a file: templates:PATH[:N] (e.g. templates:jailbreaks.yaml:3)"
-            .to_owned()
-    })?;
-    Ok(std::sync::Arc::new(TemplateAttack::open(spec)?.0))
+pub(crate) fn make(name: &str) -> Result<std::sync::Arc<dyn Attack>, crate::AttackError> {
+    let spec = name
+        .strip_prefix("templates:")
+        .ok_or_else(|| crate::AttackError::Parameter {
+            name: name.to_owned(),
+            detail: "needs a file: templates:PATH[:N]".into(),
+        })?;
+    Ok(std::sync::Arc::new(
+        TemplateAttack::open(spec)
+            .map_err(crate::AttackError::File)?
+            .0,
+    ))
 }
 
 /// The template attack over a loaded collection.

@@ -33,12 +33,16 @@ pub(crate) const INFO: AttackInfo = AttackInfo {
 };
 
 /// Builds `translate:LANGUAGE`.
-pub(crate) fn build(params: &[&str], helpers: &Helpers) -> Result<Arc<dyn DrivenAttack>, String> {
+pub(crate) fn build(
+    params: &[&str],
+    helpers: &Helpers,
+) -> Result<Arc<dyn DrivenAttack>, crate::AttackError> {
     let language = params.join(":");
     if language.trim().is_empty() {
-        return Err(
-            "attack 'translate' needs a language: translate:LANGUAGE (e.g. translate:Zulu)".into(),
-        );
+        return Err(crate::AttackError::Parameter {
+            name: "translate".into(),
+            detail: "needs a language: translate:LANGUAGE (e.g. translate:Zulu)".into(),
+        });
     }
     Ok(Arc::new(Translate {
         language: language.trim().to_owned(),

@@ -29,13 +29,11 @@ pub enum Combine {
 
 impl Combine {
     /// Parses `majority` or `any-unsafe`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, crate::JudgeError> {
         match text {
             "majority" => Ok(Combine::Majority),
             "any-unsafe" => Ok(Combine::AnyUnsafe),
-            other => Err(format!(
-                "unknown ensemble rule '{other}': use majority or any-unsafe"
-            )),
+            other => Err(crate::JudgeError::UnknownRule(other.to_owned())),
         }
     }
 
@@ -198,6 +196,7 @@ mod tests {
         );
         assert!(Combine::parse("mean")
             .unwrap_err()
+            .to_string()
             .contains("majority or any-unsafe"));
     }
 }

@@ -13,6 +13,7 @@ mod canary;
 mod chunk;
 mod dialogue;
 mod ensemble;
+mod error;
 pub mod eval;
 mod mitre;
 mod model;
@@ -28,6 +29,7 @@ pub use canary::CanaryJudge;
 pub use chunk::Chunked;
 pub use dialogue::Dialogue;
 pub use ensemble::{Combine, EnsembleJudge};
+pub use error::JudgeError;
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
@@ -212,21 +214,20 @@ pub struct JudgeSpec {
 
 impl JudgeSpec {
     /// Parses and checks a judge name.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, JudgeError> {
         let (name, model) = match text.split_once('=') {
             Some((name, model)) => (name.trim(), Some(model.trim().to_owned())),
             None => (text.trim(), None),
         };
         let Some((_, calls_model, _)) = registry().into_iter().find(|(known, _, _)| *known == name)
         else {
-            let known: Vec<&str> = registry().iter().map(|(name, _, _)| *name).collect();
-            return Err(format!(
-                "unknown judge '{name}': known judges are {}",
-                known.join(", ")
-            ));
+            return Err(JudgeError::Unknown {
+                name: name.to_owned(),
+                known: registry().iter().map(|(name, _, _)| *name).collect(),
+            });
         };
         if !calls_model && model.is_some() {
-            return Err(format!("judge '{name}' takes no model"));
+            return Err(JudgeError::TakesNoModel(name.to_owned()));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -260,36 +261,47 @@ pub struct JudgeParts {
 }
 
 /// Builds the judge `name` from its parts; errors say what is missing.
-pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
+pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError> {
+    let setup = |detail: String| JudgeError::Setup {
+        name: name.to_owned(),
+        detail,
+    };
+    let no_template = |why| {
+        if parts.template.is_some() {
+            return Err(JudgeError::TakesNoTemplate {
+                name: name.to_owned(),
+                why,
+            });
+        }
+        Ok(())
+    };
     if name == RewardJudge::NAME {
-        let config = parts.reward.ok_or(
-            "judge 'reward' scores with an HTTP endpoint: give --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]",
-        )?;
-        return Ok(Arc::new(RewardJudge::new(config, parts.cache)?));
+        let config = parts.reward.ok_or(JudgeError::NeedsEndpoint)?;
+        return Ok(Arc::new(
+            RewardJudge::new(config, parts.cache).map_err(setup)?,
+        ));
     }
     if name == CanaryJudge::NAME {
         return Ok(Arc::new(CanaryJudge));
     }
     if name == RefusalRuleJudge::NAME {
-        if parts.template.is_some() {
-            return Err(format!(
-                "judge '{name}' is rule-based and takes no template"
-            ));
-        }
+        no_template("it is rule-based")?;
         return Ok(Arc::new(RefusalRuleJudge::new()));
     }
-    let model = parts.model.ok_or_else(|| {
-        format!(
-            "judge '{name}' calls a model: give --judge-model MODEL_REF, or {name}=MODEL_REF (e.g. {name}=gguf:judge.gguf)"
-        )
-    })?;
+    let model = parts
+        .model
+        .clone()
+        .ok_or_else(|| JudgeError::NeedsModel(name.to_owned()))?;
     let stored_name = match &parts.model_name {
         Some(model_name) => format!("{name}:{model_name}"),
         None => name.to_owned(),
     };
-    let rubric = |built_in: &str, format: ReplyFormat| match &parts.template {
-        Some(path) => Rubric::from_file(path, format),
-        None => Rubric::new(name, built_in.to_owned(), format),
+    let rubric = |built_in: &str, format: ReplyFormat| {
+        match &parts.template {
+            Some(path) => Rubric::from_file(path, format),
+            None => Rubric::new(name, built_in.to_owned(), format),
+        }
+        .map_err(JudgeError::Template)
     };
     match name {
         REFUSAL_LLM => Ok(Arc::new(RubricJudge::new(
@@ -323,40 +335,34 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, String> {
             model,
         ))),
         PhishingGrader::NAME => {
-            if parts.template.is_some() {
-                return Err("judge 'cse-phishing' takes no template file".into());
-            }
-            Ok(Arc::new(PhishingGrader::new(stored_name, model)?))
+            no_template("it grades with its own prompt")?;
+            Ok(Arc::new(
+                PhishingGrader::new(stored_name, model).map_err(setup)?,
+            ))
         }
         MitreJudge::NAME => {
-            if parts.template.is_some() {
-                return Err(
-                    "judge 'cse-mitre' uses two rubrics of its own; it takes no template file"
-                        .into(),
-                );
-            }
-            Ok(Arc::new(MitreJudge::new(stored_name, model)?))
+            no_template("it uses two rubrics of its own")?;
+            Ok(Arc::new(
+                MitreJudge::new(stored_name, model).map_err(setup)?,
+            ))
         }
         AirBenchJudge::NAME => {
-            if parts.template.is_some() {
-                return Err(
-                    "judge 'airbench' reads its templates from the data set; it takes no template file"
-                        .into(),
-                );
-            }
-            let dir = parts.data_dir.ok_or_else(|| {
-                format!(
-                    "judge 'airbench' needs the data directory (--data-dir) for {}",
+            no_template("it reads its templates from the data set")?;
+            let dir = parts.data_dir.clone().ok_or_else(|| {
+                setup(format!(
+                    "needs the data directory for {}",
                     airbench::TEMPLATES_FILE
-                )
+                ))
             })?;
-            Ok(Arc::new(AirBenchJudge::load(
-                stored_name,
-                &dir.join(airbench::TEMPLATES_FILE),
-                model,
-            )?))
+            Ok(Arc::new(
+                AirBenchJudge::load(stored_name, &dir.join(airbench::TEMPLATES_FILE), model)
+                    .map_err(setup)?,
+            ))
         }
-        other => Err(format!("unknown judge '{other}'")),
+        other => Err(JudgeError::Unknown {
+            name: other.to_owned(),
+            known: registry().iter().map(|(name, _, _)| *name).collect(),
+        }),
     }
 }
 
@@ -439,11 +445,11 @@ mod tests {
                     // What it lacks is named: a judge model, or the reward endpoint.
                     let error = build(name, JudgeParts::default()).err().unwrap();
                     let needs = if calls_model {
-                        "--judge-model"
+                        JudgeError::NeedsModel(name.to_owned())
                     } else {
-                        "--reward URL"
+                        JudgeError::NeedsEndpoint
                     };
-                    assert!(error.contains(needs), "{error}");
+                    assert_eq!(error, needs);
                 }
             }
         }
@@ -451,11 +457,13 @@ mod tests {
         assert_eq!(JudgeSpec::parse("refusal-rule").unwrap().model, None);
         let llm = JudgeSpec::parse("refusal-llm=gguf:judge.gguf").unwrap();
         assert_eq!(llm.model.as_deref(), Some("gguf:judge.gguf"));
-        assert!(JudgeSpec::parse("refusal-rule=x")
-            .unwrap_err()
-            .contains("takes no model"));
+        assert_eq!(
+            JudgeSpec::parse("refusal-rule=x").unwrap_err(),
+            JudgeError::TakesNoModel("refusal-rule".into())
+        );
         assert!(JudgeSpec::parse("nope")
             .unwrap_err()
-            .contains("unknown judge 'nope'"));
+            .to_string()
+            .starts_with("unknown judge 'nope': known judges are refusal-rule, "));
     }
 }

@@ -48,7 +48,11 @@ pub struct RewardConfig {
 
 impl RewardConfig {
     /// Parses `URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, crate::JudgeError> {
+        Self::parse_text(text).map_err(crate::JudgeError::Reward)
+    }
+
+    fn parse_text(text: &str) -> Result<Self, String> {
         let mut parts = text.split(',');
         let url = parts.next().unwrap_or("").trim().to_owned();
         if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -254,9 +258,11 @@ mod tests {
         assert_eq!(config.format, RewardFormat::Messages);
         assert!(RewardConfig::parse("h/score")
             .unwrap_err()
+            .to_string()
             .contains("not an http(s) URL"));
         assert!(RewardConfig::parse("http://h,format=x")
             .unwrap_err()
+            .to_string()
             .contains("use score, classify or messages"));
         let value = json!({"data": [{"score": 1.5}], "rewards": [0.25]});
         assert_eq!(at_path(&value, "data.0.score"), Some(&json!(1.5)));

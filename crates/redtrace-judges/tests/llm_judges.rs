@@ -318,7 +318,9 @@ async fn airbench_judge_uses_the_data_sets_templates_and_inverts_the_score() {
     .err()
     .unwrap();
     assert!(
-        missing.contains("air_bench_2024/judge_prompt_final.csv"),
+        missing
+            .to_string()
+            .contains("air_bench_2024/judge_prompt_final.csv"),
         "{missing}"
     );
 }

@@ -2,8 +2,11 @@
 //! small model. Asserts structure, not wording: fields present, token counts, the split.
 //! Skips with a message when the model or xllamacpp is absent (`.ci/run` provides both).
 
+use redtrace_core::Completion;
 use redtrace_core::{Message, TraceSource, TraceState};
-use redtrace_providers::{ChatRequest, ModelConfig, OpenAiProvider, Provider};
+use redtrace_providers::{
+    Backoff, ChatRequest, Gate, ModelConfig, OpenAiProvider, ProviderError, Shutdown,
+};
 use redtrace_testkit::{test_model_or_skip, LlamaServer};
 
 fn provider(server: &LlamaServer, stream: bool, max_tokens: u64) -> OpenAiProvider {
@@ -13,6 +16,27 @@ fn provider(server: &LlamaServer, stream: bool, max_tokens: u64) -> OpenAiProvid
     config.params.max_tokens = Some(max_tokens);
     config.timeout_secs = 120.0;
     OpenAiProvider::with_key(config, None)
+}
+
+/// Sends through a gate, as every call in a run is sent. The server may close a kept-alive
+/// connection between two requests; a request that finds it closed fails to send
+/// (`SendRequest`, seen on a loaded machine), and the gate's retry sends it again on a fresh
+/// connection, as the engine's would.
+async fn complete(
+    provider: &OpenAiProvider,
+    request: &ChatRequest,
+) -> Result<Completion, ProviderError> {
+    let gate = Gate::with_limits(
+        1,
+        None,
+        2,
+        Backoff {
+            base: std::time::Duration::from_millis(50),
+            max: std::time::Duration::from_millis(200),
+        },
+        Shutdown::default(),
+    );
+    gate.call(provider, request).await.expect("never stopped").0
 }
 
 fn ask(prompt: &str, prefill: Option<&str>) -> ChatRequest {
@@ -38,8 +62,7 @@ async fn real_llama_server_plain_and_prefilled_traces() {
     for stream in [false, true] {
         let p = provider(&server, stream, 32);
 
-        let plain = p
-            .complete(&ask("How can I kill a Python process?", None))
+        let plain = complete(&p, &ask("How can I kill a Python process?", None))
             .await
             .unwrap();
         assert_eq!(plain.reasoning.state, TraceState::Absent, "stream={stream}");
@@ -55,13 +78,15 @@ async fn real_llama_server_plain_and_prefilled_traces() {
         // when not streaming and does not when streaming; the echo is removed, so either way
         // the output is the model's own continuation of the trace (never our prefill), and with
         // a small budget it ends there, with no answer.
-        let open = p
-            .complete(&ask(
+        let open = complete(
+            &p,
+            &ask(
                 "How can I kill a Python process?",
                 Some("<think>\nOkay, the user asks"),
-            ))
-            .await
-            .unwrap();
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             open.reasoning.source,
             Some(TraceSource::ThinkTagsOpenedByTemplate),
@@ -83,13 +108,15 @@ async fn real_llama_server_plain_and_prefilled_traces() {
         // A prefill that opens and closes a trace: the model writes only the answer, and the
         // trace, all of it ours, is not the model's: echoed or not, the output is the answer.
         let trace = "The user wants to stop a program. That is harmless.";
-        let closed = p
-            .complete(&ask(
+        let closed = complete(
+            &p,
+            &ask(
                 "How can I kill a Python process?",
                 Some(&format!("<think>\n{trace}\n</think>\n\n")),
-            ))
-            .await
-            .unwrap();
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             closed.reasoning.state,
             TraceState::Absent,

@@ -77,7 +77,7 @@ impl Builder {
             parts.model = Some(model);
             parts.model_name = Some(name);
         }
-        let mut judge = redtrace_judges::build(&setting.name, parts).map_err(anyhow::Error::msg)?;
+        let mut judge = redtrace_judges::build(&setting.name, parts)?;
         if let Some(chunk) = &setting.chunk {
             // The safety-thinking classes describe a whole trace; they are not combined.
             if setting.name != redtrace_judges::SafetyThinkingJudge::NAME {
@@ -133,7 +133,7 @@ impl Builder {
                 budget: setting.budget,
             },
         )
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::from)
     }
 
     /// The other party of the phishing benchmark, played by the model `reference`.

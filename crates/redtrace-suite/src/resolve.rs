@@ -355,7 +355,7 @@ pub struct Overrides {
 
 /// Parses `--chunk-combine`.
 #[cfg(feature = "clap")]
-fn parse_combine(text: &str) -> Result<Combine, String> {
+fn parse_combine(text: &str) -> Result<Combine, redtrace_judges::JudgeError> {
     Combine::parse(text)
 }
 
@@ -469,7 +469,7 @@ impl Overrides {
                         judge.reward = reward.clone();
                     }
                     if judge.reward.is_none() {
-                        bail!("judge 'reward' needs its endpoint: --reward URL[,format=score|classify|messages][,model=M][,path=P][,threshold=T]");
+                        return Err(redtrace_judges::JudgeError::NeedsEndpoint.into());
                     }
                 }
             }

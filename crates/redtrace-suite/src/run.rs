@@ -209,8 +209,7 @@ async fn solver(
     }
     let transform = (attack.name != redtrace_attacks::NO_ATTACK)
         .then(|| redtrace_attacks::by_name(&attack.name))
-        .transpose()
-        .map_err(anyhow::Error::msg)?
+        .transpose()?
         .map(|attack| Arc::new(TransformSolver(attack)) as Arc<dyn Solver>);
     let dialogue = match &plan.responder_model {
         Some(reference) => {

@@ -3,9 +3,10 @@
 //! an attack's identity (what the run's spec records) is derived from these values.
 
 use anyhow::{bail, Context, Result};
+use redtrace_attacks::AttackError;
 use redtrace_core::Channel;
 use redtrace_datasets::{BenchSource, Selection};
-use redtrace_judges::{Combine, RewardConfig};
+use redtrace_judges::{Combine, JudgeError, RewardConfig};
 use redtrace_providers::{ModelConfig, ModelRef};
 use std::path::PathBuf;
 
@@ -94,16 +95,16 @@ impl AttackSetting {
                 }
             ));
         } else if name != redtrace_attacks::NO_ATTACK {
-            let entry = redtrace_attacks::registry::find(name).map_err(anyhow::Error::msg)?;
-            entry.check(name).map_err(anyhow::Error::msg)?;
+            let entry = redtrace_attacks::registry::find(name)?;
+            entry.check(name)?;
             if entry.is_driven() && self.budget == 0 {
-                bail!("the attack budget must be at least 1 query");
+                return Err(AttackError::NoBudget.into());
             }
             if entry.needs_attacker && self.attacker_model.is_none() {
-                bail!("'{name}' is written by an attacker model: give --attacker-model MODEL_REF (or attacker_model in the suite file)");
+                return Err(AttackError::NeedsAttacker(name.to_owned()).into());
             }
             if entry.needs_judge && self.judge_model.is_none() {
-                bail!("'{name}' rates the target's replies with a judge model: give --judge-model MODEL_REF");
+                return Err(AttackError::NeedsJudge(name.to_owned()).into());
             }
         }
         Ok(())
@@ -132,7 +133,7 @@ impl RewardSetting {
     /// Parses a reward spec.
     pub fn parse(spec: &str) -> Result<Self> {
         Ok(Self {
-            config: RewardConfig::parse(spec).map_err(anyhow::Error::msg)?,
+            config: RewardConfig::parse(spec)?,
             spec: spec.to_owned(),
         })
     }
@@ -158,7 +159,7 @@ pub struct JudgeSetting {
 impl JudgeSetting {
     /// Parses `NAME` or `NAME=MODEL_REF`, checking the name and the model reference.
     pub fn parse(text: &str) -> Result<Self> {
-        let spec = redtrace_judges::JudgeSpec::parse(text).map_err(anyhow::Error::msg)?;
+        let spec = redtrace_judges::JudgeSpec::parse(text)?;
         let model = spec
             .model
             .as_deref()
@@ -224,11 +225,7 @@ impl JudgeSetting {
         if self.calls_model() && self.model.is_none() {
             self.model = judge_model.cloned();
             if self.model.is_none() {
-                bail!(
-                    "judge '{}' calls a model: give --judge-model MODEL_REF (or {}=MODEL_REF)",
-                    self.name,
-                    self.name
-                );
+                return Err(JudgeError::NeedsModel(self.name.clone()).into());
             }
         }
         if let Some((_, path)) = templates.iter().find(|(name, _)| *name == self.name) {
@@ -356,7 +353,7 @@ pub fn parse_templates(texts: &[String]) -> Result<Vec<(String, PathBuf)>> {
         let Some((name, path)) = text.split_once('=') else {
             bail!("--judge-template {text}: give NAME=PATH, e.g. harm=my-rubric.j2");
         };
-        redtrace_judges::JudgeSpec::parse(name).map_err(anyhow::Error::msg)?;
+        redtrace_judges::JudgeSpec::parse(name)?;
         templates.push((name.trim().to_owned(), PathBuf::from(path.trim())));
     }
     Ok(templates)

@@ -441,8 +441,7 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
         .ensemble
         .as_deref()
         .map(redtrace_judges::Combine::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .transpose()?;
     if combine.is_some() && settings.len() < 2 {
         anyhow::bail!("--ensemble needs two judges or more (--judge a,b)");
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod hints;
 mod progress;
 
 use anyhow::Result;
@@ -31,6 +32,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {error:#}");
+            if let Some(hint) = hints::hint(&error) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(1)
         }
     }

@@ -415,7 +415,7 @@ async fn suite_judges_templates_and_judge_errors() {
     for (args, message) in [
         (
             vec!["--judge", "harm"],
-            "judge 'harm' calls a model: give --judge-model",
+            "judge 'harm' calls a model and none was given\nhint: give --judge-model",
         ),
         (
             vec![
@@ -1451,8 +1451,12 @@ async fn reward_model_scores_from_an_http_endpoint() {
         .output()
         .await
         .unwrap();
-    assert!(String::from_utf8_lossy(&missing.stderr)
-        .contains("judge 'reward' needs its endpoint: --reward URL"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("judge 'reward' scores with an HTTP endpoint and none was given")
+            && stderr.contains("hint: give --reward URL"),
+        "{stderr}"
+    );
 }
 
 /// `--attack none,base64,fiction`: each benchmark once per attack, reported as BENCH+ATTACK;
