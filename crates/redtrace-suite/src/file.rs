@@ -83,7 +83,7 @@ pub struct JudgeTable {
     /// A rubric template file replacing the built-in one (relative to the suite file).
     pub template: Option<PathBuf>,
     /// The channels it judges: `["answer"]`, `["reasoning"]` or both (the default).
-    pub channels: Option<Vec<String>>,
+    pub channels: Option<Vec<crate::settings::Channels>>,
     /// For the reward judge: its endpoint, `URL[,format=…][,model=…][,path=…][,threshold=…]`.
     pub reward: Option<String>,
 }

@@ -33,7 +33,7 @@ pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcom
 pub use resolve::{Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV};
 pub use run::{run, RunOutcome};
 pub use settings::{
-    parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Chunking,
+    parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Channels, Chunking,
     JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
 };
 

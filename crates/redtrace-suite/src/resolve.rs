@@ -256,7 +256,7 @@ pub struct Overrides {
         feature = "clap",
         arg(long, value_delimiter = ',', value_name = "CHANNEL")
     )]
-    pub channels: Vec<String>,
+    pub channels: Vec<crate::settings::Channels>,
     /// The scoring endpoint of the reward judge (--judge reward):
     /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
     #[cfg_attr(feature = "clap", arg(long, value_name = "SPEC"))]

@@ -281,15 +281,29 @@ pub struct RunSettings {
     pub new_run: bool,
 }
 
-/// Parses channel names: `answer`, `reasoning` (or `trace`), `both`.
-pub fn parse_channels(names: &[String]) -> Result<Vec<Channel>> {
+/// What a judge judges, as the command line and a suite file name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Channels {
+    /// The final answer.
+    Answer,
+    /// The thinking trace.
+    #[serde(alias = "trace")]
+    #[cfg_attr(feature = "clap", value(alias = "trace"))]
+    Reasoning,
+    /// Both.
+    Both,
+}
+
+/// The channels named, in the canonical order, each once.
+pub fn parse_channels(names: &[Channels]) -> Result<Vec<Channel>> {
     let mut channels = Vec::new();
     for name in names {
-        let add: &[Channel] = match name.trim() {
-            "answer" => &[Channel::Answer],
-            "reasoning" | "trace" => &[Channel::Reasoning],
-            "both" => &Channel::ALL,
-            other => bail!("unknown channel '{other}': use answer, reasoning or both"),
+        let add: &[Channel] = match name {
+            Channels::Answer => &[Channel::Answer],
+            Channels::Reasoning => &[Channel::Reasoning],
+            Channels::Both => &Channel::ALL,
         };
         for channel in add {
             if !channels.contains(channel) {

@@ -232,8 +232,8 @@ pub struct JudgeEvalArgs {
     #[arg(long = "judge-template", value_name = "NAME=PATH")]
     pub judge_templates: Vec<String>,
     /// Also measure the judges combined: majority or any-unsafe.
-    #[arg(long, value_name = "RULE")]
-    pub ensemble: Option<String>,
+    #[arg(long, value_name = "RULE", value_parser = redtrace_judges::Combine::parse)]
+    pub ensemble: Option<redtrace_judges::Combine>,
     /// The labelled set.
     #[arg(long, value_name = "SET")]
     pub labels: String,

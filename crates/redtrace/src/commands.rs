@@ -437,11 +437,7 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
         setting.complete(judge_model.as_ref(), &templates)?;
         settings.push(setting);
     }
-    let combine = args
-        .ensemble
-        .as_deref()
-        .map(redtrace_judges::Combine::parse)
-        .transpose()?;
+    let combine = args.ensemble;
     if combine.is_some() && settings.len() < 2 {
         anyhow::bail!("--ensemble needs two judges or more (--judge a,b)");
     }

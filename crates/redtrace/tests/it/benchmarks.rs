@@ -433,7 +433,10 @@ async fn suite_judges_templates_and_judge_errors() {
             "takes no model",
         ),
         (vec!["--judge-model", "not a ref"], "--judge-model"),
-        (vec!["--channels", "thoughts"], "unknown channel 'thoughts'"),
+        (
+            vec!["--channels", "thoughts"],
+            "invalid value 'thoughts' for '--channels <CHANNEL>'",
+        ),
     ] {
         let output = crate::util::command(&[], &[])
             .args([
