@@ -5,6 +5,7 @@
 //! unit's limits, retries and cancellation.
 
 use async_trait::async_trait;
+use std::borrow::Cow;
 
 use crate::{AttackTranscript, Completion, Message, Sample};
 
@@ -38,14 +39,14 @@ impl Solved {
         }
     }
 
-    /// The completion as the judges read it.
-    pub fn judged(&self) -> Completion {
+    /// The completion as the judges read it (borrowed when they read it as written).
+    pub fn judged(&self) -> Cow<'_, Completion> {
         match &self.judged_answer {
-            Some(answer) => Completion {
+            Some(answer) => Cow::Owned(Completion {
                 answer: Some(answer.clone()),
                 ..self.completion.clone()
-            },
-            None => self.completion.clone(),
+            }),
+            None => Cow::Borrowed(&self.completion),
         }
     }
 

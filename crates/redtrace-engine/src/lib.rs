@@ -378,12 +378,14 @@ pub async fn run(
                             let sample = sample.clone();
                             let sender = sender.clone();
                             let progress = progress.clone();
-                            let completion = Solved {
-                                judged_answer: solver.judged_answer(&completion),
-                                completion,
-                                transcript: None,
-                            }
-                            .judged();
+                            // The answer the judges read, where it differs from the stored one.
+                            let completion = match solver.judged_answer(&completion) {
+                                Some(answer) => Completion {
+                                    answer: Some(answer),
+                                    ..completion
+                                },
+                                None => completion,
+                            };
                             tasks.spawn(async move {
                                 let _spawn_permit = spawn_permit;
                                 let mut verdicts = Vec::new();

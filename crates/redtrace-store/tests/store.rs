@@ -323,3 +323,30 @@ fn spec(label: &str) -> redtrace_core::RunSpec {
         ..Default::default()
     }
 }
+
+/// A store written before run specs carried a version (today's schema) opens, its runs read
+/// typed; a spec that cannot be read is an error naming the run, not a silent default.
+#[test]
+fn runs_stored_before_specs_had_a_version_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    drop(Store::open(&path).unwrap());
+    // The spec exactly as the earlier version wrote it.
+    let old_spec = r#"{"models":[{"name":"m","source":{"kind":"openai","base_url":"http://h/v1"},"model":"m","params":{"temperature":0.0},"stream":false,"template_opens_think":false,"max_concurrency":16,"timeout_secs":600.0,"max_retries":5}],"benchmarks":[{"name":"xstest","file":"x.csv","sha256":"abc","fields":{},"limit":null,"sample_seed":null,"judges":["refusal-rule"]}],"judges":["refusal-rule"],"samples_per_prompt":1}"#;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO runs (spec_hash, created_at, updated_at, status, tool_version, spec)
+         VALUES ('h', 't', 't', 'complete', '0.1.0', ?1)",
+        [old_spec],
+    )
+    .unwrap();
+    let runs = Store::open(&path).unwrap().runs().unwrap();
+    assert_eq!(runs[0].status, redtrace_core::RunStatus::Complete);
+    assert_eq!(runs[0].spec.schema_version, 1);
+    assert_eq!(runs[0].spec.models[0].params.temperature, Some(0.0));
+    assert_eq!(runs[0].spec.benchmarks[0].judges, ["refusal-rule"]);
+    conn.execute("UPDATE runs SET spec = '{\"models\": 3}'", [])
+        .unwrap();
+    let error = Store::open(&path).unwrap().runs().unwrap_err().to_string();
+    assert!(error.contains("runs.spec of run 1"), "{error}");
+}
