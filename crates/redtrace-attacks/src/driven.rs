@@ -592,7 +592,7 @@ pub(crate) mod scripted {
             Ok(Completion {
                 reasoning: redtrace_core::Reasoning::absent(),
                 answer: Some(answer),
-                finish_reason: Some("stop".into()),
+                finish_reason: Some(redtrace_core::StopReason::Stop),
                 usage: redtrace_core::Usage {
                     prompt_tokens: Some(10),
                     completion_tokens: Some(5),

@@ -209,6 +209,58 @@ impl Usage {
     }
 }
 
+/// Why a model stopped generating, as the server said. Stored and exported as the server's
+/// word (`stop`, `length`, `content_filter`, `tool_calls`, or any other it gives).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// It finished (`stop`, `end_turn`).
+    Stop,
+    /// It ran out of its token budget (`length`, `max_tokens`).
+    Length,
+    /// The provider's filter stopped it (`content_filter`).
+    ContentFilter,
+    /// It called a tool (`tool_calls`).
+    ToolCalls,
+    /// Any other reason, as the server wrote it.
+    Other(String),
+}
+
+impl StopReason {
+    /// Reads a server's finish reason.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "stop" | "end_turn" => StopReason::Stop,
+            "length" | "max_tokens" => StopReason::Length,
+            "content_filter" => StopReason::ContentFilter,
+            "tool_calls" => StopReason::ToolCalls,
+            other => StopReason::Other(other.to_owned()),
+        }
+    }
+
+    /// The reason as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StopReason::Stop => "stop",
+            StopReason::Length => "length",
+            StopReason::ContentFilter => "content_filter",
+            StopReason::ToolCalls => "tool_calls",
+            StopReason::Other(text) => text,
+        }
+    }
+}
+
+impl Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StopReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(StopReason::parse(&String::deserialize(deserializer)?))
+    }
+}
+
 /// What a target returned for one request, split into trace and answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
@@ -217,8 +269,8 @@ pub struct Completion {
     /// The final answer; `None` when the output ended inside the trace. Never an empty
     /// string standing in for "no answer".
     pub answer: Option<String>,
-    /// The server's finish reason (`stop`, `length`, ...), as given.
-    pub finish_reason: Option<String>,
+    /// Why the model stopped, as the server said.
+    pub finish_reason: Option<StopReason>,
     /// Token usage.
     pub usage: Usage,
     /// Wall time of the successful attempt, in milliseconds.
@@ -233,7 +285,7 @@ impl Completion {
         Self {
             reasoning: Reasoning::absent(),
             answer: Some(answer.into()),
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(StopReason::Stop),
             usage: Usage::default(),
             latency_ms: 0,
             raw: String::new(),
@@ -249,7 +301,7 @@ impl Completion {
                 state: TraceState::Truncated,
             },
             answer: None,
-            finish_reason: Some("length".into()),
+            finish_reason: Some(StopReason::Length),
             ..Self::answer("")
         }
     }
@@ -463,6 +515,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_reasons_read_and_write_the_servers_words() {
+        for (word, reason) in [
+            ("stop", StopReason::Stop),
+            ("length", StopReason::Length),
+            ("content_filter", StopReason::ContentFilter),
+            ("tool_calls", StopReason::ToolCalls),
+            ("eos", StopReason::Other("eos".into())),
+        ] {
+            assert_eq!(StopReason::parse(word), reason);
+            assert_eq!(serde_json::to_value(&reason).unwrap(), word);
+            assert_eq!(
+                serde_json::from_value::<StopReason>(word.into()).unwrap(),
+                reason
+            );
+        }
+        // Other APIs' words for the same reasons.
+        assert_eq!(StopReason::parse("end_turn"), StopReason::Stop);
+        assert_eq!(StopReason::parse("max_tokens"), StopReason::Length);
+    }
 
     #[test]
     fn prompt_is_the_last_user_turn() {

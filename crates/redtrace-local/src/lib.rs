@@ -507,7 +507,7 @@ fn finish(sequence: Sequence, finish_reason: &str) {
     let completion = Completion {
         reasoning,
         answer,
-        finish_reason: Some(finish_reason.to_owned()),
+        finish_reason: Some(redtrace_core::StopReason::parse(finish_reason)),
         usage: Usage {
             prompt_tokens: Some(sequence.prompt_tokens),
             completion_tokens: Some(sequence.generated_tokens),

@@ -49,8 +49,8 @@ async fn answers_prompts_in_parallel_with_usage_and_greedy_determinism() {
         let generated = completion.usage.completion_tokens.unwrap();
         assert!(generated > 0 && generated <= 24);
         assert!(matches!(
-            completion.finish_reason.as_deref(),
-            Some("stop" | "length")
+            completion.finish_reason,
+            Some(redtrace_core::StopReason::Stop | redtrace_core::StopReason::Length)
         ));
         answers.push(answer);
     }

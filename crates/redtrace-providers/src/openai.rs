@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redtrace_core::{Completion, Role, Usage};
+use redtrace_core::{Completion, Role, StopReason, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
@@ -265,7 +265,7 @@ impl OpenAiProvider {
         Completion {
             reasoning,
             answer,
-            finish_reason: state.finish_reason,
+            finish_reason: state.finish_reason.as_deref().map(StopReason::parse),
             usage: state.usage.map(Usage::from).unwrap_or_default(),
             latency_ms: started.elapsed().as_millis() as u64,
             raw,

@@ -70,8 +70,8 @@ async fn real_llama_server_plain_and_prefilled_traces() {
         assert!(plain.usage.prompt_tokens.unwrap_or(0) > 0);
         assert!(plain.usage.completion_tokens.unwrap_or(0) > 0);
         assert!(matches!(
-            plain.finish_reason.as_deref(),
-            Some("stop" | "length")
+            plain.finish_reason,
+            Some(redtrace_core::StopReason::Stop | redtrace_core::StopReason::Length)
         ));
 
         // An R1-style prefill that opens the trace. llama.cpp echoes the prefill in `content`

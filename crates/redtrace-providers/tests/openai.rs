@@ -50,7 +50,10 @@ async fn reasoning_content_in_both_transports() {
             completion.answer.as_deref(),
             Some("I can't help with that.")
         );
-        assert_eq!(completion.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            completion.finish_reason,
+            Some(redtrace_core::StopReason::Stop)
+        );
         assert_eq!(completion.usage.prompt_tokens, Some(12));
         assert_eq!(completion.usage.completion_tokens, Some(40));
         assert_eq!(
@@ -99,7 +102,10 @@ async fn think_tags_split_in_both_transports() {
         let truncated = p.complete(&request("truncated")).await.unwrap();
         assert_eq!(truncated.reasoning.state, TraceState::Truncated);
         assert_eq!(truncated.answer, None, "no answer, never an empty one");
-        assert_eq!(truncated.finish_reason.as_deref(), Some("length"));
+        assert_eq!(
+            truncated.finish_reason,
+            Some(redtrace_core::StopReason::Length)
+        );
         let field = p.complete(&request("field")).await.unwrap();
         assert_eq!(field.reasoning.source, Some(TraceSource::ReasoningField));
         assert_eq!(field.answer.as_deref(), Some("Answer D"));

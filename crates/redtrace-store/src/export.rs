@@ -112,7 +112,7 @@ fn flatten(row: ResultRow) -> Flat {
             flat.reasoning_source = completion.reasoning.source.and_then(|s| name_of(&s));
             flat.reasoning_state = name_of(&completion.reasoning.state);
             flat.answer = completion.answer;
-            flat.finish_reason = completion.finish_reason;
+            flat.finish_reason = completion.finish_reason.map(|r| r.as_str().to_owned());
             flat.prompt_tokens = completion.usage.prompt_tokens;
             flat.completion_tokens = completion.usage.completion_tokens;
             flat.reasoning_tokens = completion.usage.reasoning_tokens;

@@ -16,8 +16,8 @@ pub use export::{
 };
 
 use redtrace_core::{
-    Channel, Completion, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample, TraceSource,
-    TraceState, Usage, Verdict,
+    Channel, Completion, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample, StopReason,
+    TraceSource, TraceState, Usage, Verdict,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -626,7 +626,7 @@ impl Store {
                                 .map(|c| enum_name(&c.reasoning.state))
                                 .unwrap_or_else(|| "absent".into()),
                             completion.and_then(|c| c.answer.as_deref()),
-                            completion.and_then(|c| c.finish_reason.as_deref()),
+                            completion.and_then(|c| c.finish_reason.as_ref().map(|r| r.as_str())),
                             completion.and_then(|c| c.usage.prompt_tokens.map(|v| v as i64)),
                             completion.and_then(|c| c.usage.completion_tokens.map(|v| v as i64)),
                             completion.and_then(|c| c.usage.reasoning_tokens.map(|v| v as i64)),
@@ -703,7 +703,7 @@ impl Store {
                 state,
             },
             answer: text(3)?,
-            finish_reason: text(4)?,
+            finish_reason: text(4)?.as_deref().map(StopReason::parse),
             usage: Usage {
                 prompt_tokens: int(5)?,
                 completion_tokens: int(6)?,

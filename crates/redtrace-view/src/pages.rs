@@ -427,7 +427,7 @@ pub fn sample(
                 Some(answer) => format!(
                     "<pre class=\"answer\" id=\"answer-text\">{}</pre><p class=\"meta\">finish {} · tokens in {} / out {} / reasoning {} · {} ms</p>",
                     escape(answer),
-                    escape(completion.finish_reason.as_deref().unwrap_or("?")),
+                    escape(completion.finish_reason.as_ref().map_or("?", |r| r.as_str())),
                     opt(completion.usage.prompt_tokens),
                     opt(completion.usage.completion_tokens),
                     opt(completion.usage.reasoning_tokens),

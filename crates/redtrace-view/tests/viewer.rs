@@ -41,7 +41,7 @@ fn record(id: &str, answer_label: Label) -> UnitRecord {
                 state: TraceState::Complete,
             },
             answer: Some(format!("answer {id} </pre><script>x()</script>")),
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(redtrace_core::StopReason::Stop),
             usage: Usage::default(),
             latency_ms: 5,
             raw: "{}".into(),
