@@ -132,7 +132,7 @@ pub(crate) fn numbers(
 }
 
 /// The sample as a driven attack receives it: unchanged, marked with the attack's name and its
-/// request kept as `original_prompt` (the judges' question), as for every attack.
+/// request kept as its `request` (the judges' question), as for every attack.
 pub fn marked(sample: &Sample, label: &str) -> Sample {
     crate::with_prompt(sample, sample.prompt().to_owned(), label)
 }
@@ -612,6 +612,7 @@ pub(crate) mod scripted {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         for route in [Route::Direct, Route::Indirect] {
             let attacked = &Injection(route).variants(&sample)[0];

@@ -3,7 +3,7 @@
 //! attack success rate per technique is the benchmark's unsafe (or compliance) rate under it.
 //!
 //! Most attacks are pure functions of the prompt ([`Attack`]). The judged request stays the
-//! original one (kept in the sample as `original_prompt`), and an attack that asks for an
+//! original one (kept as the sample's `request`), and an attack that asks for an
 //! encoded answer decodes it before it is judged. Attacks that talk to an attacker model and
 //! a judge model (translation, past tense, PAIR, TAP, Crescendo) are [`driven::DrivenAttack`]s,
 //! run by the engine one sample at a time.
@@ -146,7 +146,7 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Attack>, AttackError> {
 }
 
 /// The sample under `attack`: its last user message rewritten, the original request kept
-/// as `original_prompt` (the judges' question) and the attack's name as `attack`.
+/// as its `request` (the judges' question) and the attack's name as `attack`.
 pub fn apply<A: Attack + ?Sized>(attack: &A, sample: &Sample) -> Sample {
     with_prompt(sample, attack.rewrite(sample.prompt()), &attack.label())
 }
@@ -163,10 +163,7 @@ pub(crate) fn with_prompt(sample: &Sample, prompt: String, attack: &str) -> Samp
     {
         *message = Message::user(prompt);
     }
-    attacked.metadata.insert(
-        "original_prompt".into(),
-        serde_json::Value::String(original),
-    );
+    attacked.request = Some(original);
     attacked.metadata.insert(
         "attack".into(),
         serde_json::Value::String(attack.to_owned()),
@@ -222,6 +219,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         let attacked = apply(by_name("fiction").unwrap().as_ref(), &sample);
         assert_eq!(attacked.messages[0].content, "rules");

@@ -320,6 +320,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         let variants = attack.variants(&sample);
         assert_eq!(variants.len(), 2);

@@ -57,6 +57,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         let attacked = &TracePrefill.variants(&sample)[0];
         assert_eq!(attacked.messages.len(), 2);

@@ -86,6 +86,10 @@ pub struct Sample {
     /// Any other fields of the source row, kept for templates and exports.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The request as the data set wrote it, where the prompt sent is not it (an attack
+    /// rewrote it): what the judges ask about. `None` when the prompt is the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl Sample {
@@ -98,6 +102,7 @@ impl Sample {
             category: Vec::new(),
             label: None,
             metadata: Default::default(),
+            request: None,
         }
     }
 
@@ -113,13 +118,10 @@ impl Sample {
         self
     }
 
-    /// The request as the data set wrote it: the `original_prompt` an attack kept, else the
-    /// last user message. This is the question judges see.
+    /// The request as the data set wrote it (an attack's sample keeps it apart from the
+    /// prompt it sends), else the last user message. This is the question judges see.
     pub fn request(&self) -> &str {
-        self.metadata
-            .get("original_prompt")
-            .and_then(|v| v.as_str())
-            .unwrap_or_else(|| self.prompt())
+        self.request.as_deref().unwrap_or_else(|| self.prompt())
     }
 
     /// The text of the last user message, as sent.
@@ -550,6 +552,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         assert_eq!(sample.prompt(), "second");
         assert_eq!(sample.category_name(), "(none)");

@@ -506,6 +506,7 @@ impl SampleReader {
             category,
             label,
             metadata: row,
+            request: None,
         };
         self.index += 1;
         Ok(sample)

@@ -22,6 +22,7 @@ fn samples(n: usize) -> Vec<Sample> {
             category: vec![if i % 2 == 0 { "even" } else { "odd" }.into()],
             label: None,
             metadata: Default::default(),
+            request: None,
         })
         .collect()
 }

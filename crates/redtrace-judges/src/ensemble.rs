@@ -155,6 +155,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         };
         EnsembleJudge::new(members, rule)
             .judge_text(&sample, Channel::Answer, "t")

@@ -230,6 +230,7 @@ pub async fn evaluate(
                 category: vec![item.source.clone()],
                 label: None,
                 metadata: Default::default(),
+                request: None,
             };
             let mut verdicts = Vec::with_capacity(judges.len());
             for judge in judges {

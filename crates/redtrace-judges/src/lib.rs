@@ -384,6 +384,7 @@ mod tests {
             category: vec![],
             label: None,
             metadata: Default::default(),
+            request: None,
         }
     }
 

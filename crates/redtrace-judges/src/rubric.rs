@@ -208,6 +208,7 @@ mod tests {
             category: vec!["homonyms".into()],
             label: None,
             metadata,
+            request: None,
         }
     }
 

@@ -23,6 +23,17 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+/// A sample's metadata as stored: its source row's other fields and, for an attacked sample,
+/// the request as the data set wrote it (under `original_prompt`, as stores have always kept
+/// it); `None` when there is neither.
+fn stored_metadata(sample: &Sample) -> Option<String> {
+    let mut metadata = sample.metadata.clone();
+    if let Some(request) = &sample.request {
+        metadata.insert("original_prompt".into(), request.clone().into());
+    }
+    (!metadata.is_empty()).then(|| serde_json::Value::Object(metadata).to_string())
+}
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -548,17 +559,15 @@ impl Store {
             for sample in samples {
                 statement
                     .execute(params![
-                            run,
-                            benchmark,
-                            sample.id,
-                            sample.index as i64,
-                            serde_json::to_string(&sample.category).unwrap_or_default(),
-                            sample.label.map(|l| enum_name(&l)),
-                            serde_json::to_string(&sample.messages).unwrap_or_default(),
-                            (!sample.metadata.is_empty())
-                                .then(|| serde_json::Value::Object(sample.metadata.clone())
-                                    .to_string()),
-                        ])
+                        run,
+                        benchmark,
+                        sample.id,
+                        sample.index as i64,
+                        serde_json::to_string(&sample.category).unwrap_or_default(),
+                        sample.label.map(|l| enum_name(&l)),
+                        serde_json::to_string(&sample.messages).unwrap_or_default(),
+                        stored_metadata(sample),
+                    ])
                     .map_err(|e| StoreError::Sqlite {
                         path: self.path.clone(),
                         source: e,

@@ -15,6 +15,7 @@ fn sample(id: &str, category: &[&str]) -> Sample {
         category: category.iter().map(|c| (*c).to_owned()).collect(),
         label: None,
         metadata: Default::default(),
+        request: None,
     }
 }
 
