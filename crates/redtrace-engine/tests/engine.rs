@@ -35,7 +35,7 @@ fn config(server: &FakeServer, concurrency: usize, retries: u32) -> ModelConfig 
     config
 }
 
-fn plan(run: i64, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
+fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
     let provider = Arc::new(OpenAiProvider::with_key(config.clone(), None));
     Plan {
         run,
@@ -75,7 +75,7 @@ async fn go(db: &Path, plan: Plan) -> RunSummary {
     .unwrap()
 }
 
-fn results(db: &Path, run: i64) -> Vec<ResultRow> {
+fn results(db: &Path, run: redtrace_store::RunId) -> Vec<ResultRow> {
     let store = Store::open(db).unwrap();
     let mut rows = Vec::new();
     store
@@ -87,7 +87,7 @@ fn results(db: &Path, run: i64) -> Vec<ResultRow> {
     rows
 }
 
-fn new_run(db: &Path, hash: &str) -> i64 {
+fn new_run(db: &Path, hash: &str) -> redtrace_store::RunId {
     Store::open(db)
         .unwrap()
         .create_run(

@@ -56,9 +56,9 @@ pub struct CompareRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     /// The base run (A).
-    pub base: i64,
+    pub base: redtrace_store::RunId,
     /// The other run (B).
-    pub other: i64,
+    pub other: redtrace_store::RunId,
     /// Whether samples were paired across different model names (each run has one model).
     pub paired_across_models: bool,
     /// The rows, "(all)" first within each benchmark × judge × channel.

@@ -136,10 +136,15 @@ fn counts_and_rates_per_category_and_channel() {
     );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["groups"][0]["judges"][0]["answer"]["full_refusal"], 1);
-    assert_eq!(json["run"]["id"], run);
+    assert_eq!(json["run"]["id"], run.0);
 }
 
-fn run_with(store: &mut Store, hash: &str, model: &str, refuse: impl Fn(usize) -> bool) -> i64 {
+fn run_with(
+    store: &mut Store,
+    hash: &str,
+    model: &str,
+    refuse: impl Fn(usize) -> bool,
+) -> redtrace_store::RunId {
     let run = store.create_run(&spec(hash), "t").unwrap();
     let samples: Vec<Sample> = (0..30)
         .map(|i| sample(&i.to_string(), if i < 20 { "x" } else { "y" }))

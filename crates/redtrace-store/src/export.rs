@@ -78,7 +78,7 @@ fn flatten(row: ResultRow) -> Flat {
         .unwrap_or_default();
     let verdicts = serde_json::to_value(&row.verdicts).unwrap_or_default();
     let mut flat = Flat {
-        run_id: row.run_id,
+        run_id: row.run_id.0,
         model: row.key.model,
         benchmark: row.key.benchmark,
         sample_id: row.key.sample_id,

@@ -63,8 +63,30 @@ pub enum StoreError {
     Export(String),
 }
 
-/// A run's id.
-pub type RunId = i64;
+/// A run's id in its store.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl rusqlite::ToSql for RunId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for RunId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(RunId)
+    }
+}
 
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -289,7 +311,7 @@ impl Store {
                 ],
             )
             .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(RunId(self.conn.last_insert_rowid()))
     }
 
     /// Sets a run's status.
@@ -382,7 +404,7 @@ impl Store {
         let found = if reference == "last" {
             runs.into_iter().next()
         } else {
-            let id: RunId = reference.parse().map_err(|_| {
+            let id = reference.parse().map(RunId).map_err(|_| {
                 StoreError::NotFound(format!(
                     "run '{reference}' is neither 'last' nor a run id (see `redtrace runs`)"
                 ))

@@ -225,7 +225,12 @@ pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
     Ok(written)
 }
 
-fn text_export(store: &Store, run: i64, format: ExportFormat, out: &mut dyn Write) -> Result<u64> {
+fn text_export(
+    store: &Store,
+    run: RunId,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<u64> {
     Ok(match format {
         ExportFormat::Jsonl => write_jsonl(store, run, out)?,
         ExportFormat::Csv => write_csv(store, run, out)?,

@@ -90,11 +90,17 @@ def evaluate(expression):
 
 
 def settle(previous):
-    """Waits until the page has left `previous` and finished loading."""
+    """Waits until the page has left `previous` and finished loading. An evaluation that
+    lands while the page navigates is refused by the browser ("Inspected target navigated or
+    closed", seen on a loaded machine): that is a page still loading, so ask again."""
     while time.time() < deadline:
-        href = evaluate("location.href")
-        if href != previous and evaluate("document.readyState") == "complete":
-            return href
+        try:
+            href = evaluate("location.href")
+            if href != previous and evaluate("document.readyState") == "complete":
+                return href
+        except RuntimeError as error:
+            if "navigated or closed" not in str(error):
+                raise
         time.sleep(0.05)
     raise TimeoutError("page did not load")
 
