@@ -59,7 +59,7 @@ impl Solver for DrivenSolver {
         driven::judged_answer(completion)
     }
 
-    fn failure_kind(&self) -> &'static str {
-        "attack"
+    fn failure_kind(&self) -> redtrace_core::ErrorKind {
+        redtrace_core::ErrorKind::Attack
     }
 }

@@ -263,6 +263,75 @@ impl<'de> Deserialize<'de> for StopReason {
     }
 }
 
+/// Why a unit has no completion, stored and exported as its snake_case name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// HTTP 429.
+    RateLimited,
+    /// HTTP 5xx.
+    ServerError,
+    /// Any other HTTP error status.
+    HttpError,
+    /// No reply within the timeout.
+    Timeout,
+    /// The connection failed or dropped.
+    Connection,
+    /// A reply that could not be read.
+    InvalidResponse,
+    /// The model's configuration is unusable (a missing key, a bad URL).
+    Config,
+    /// A model-driven attack got no reply it could use.
+    Attack,
+    /// A solver failed without a failed request to name.
+    Solver,
+    /// A kind stored by another version.
+    Other(String),
+}
+
+impl ErrorKind {
+    const NAMED: [ErrorKind; 9] = [
+        ErrorKind::RateLimited,
+        ErrorKind::ServerError,
+        ErrorKind::HttpError,
+        ErrorKind::Timeout,
+        ErrorKind::Connection,
+        ErrorKind::InvalidResponse,
+        ErrorKind::Config,
+        ErrorKind::Attack,
+        ErrorKind::Solver,
+    ];
+
+    /// The kind as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::HttpError => "http_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::Config => "config",
+            ErrorKind::Attack => "attack",
+            ErrorKind::Solver => "solver",
+            ErrorKind::Other(text) => text,
+        }
+    }
+
+    /// Reads a stored kind.
+    pub fn parse(text: &str) -> Self {
+        Self::NAMED
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .unwrap_or_else(|| ErrorKind::Other(text.to_owned()))
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a target returned for one request, split into trace and answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
@@ -517,6 +586,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_round_trip() {
+        for kind in ErrorKind::NAMED {
+            assert_eq!(ErrorKind::parse(kind.as_str()), kind);
+        }
+        assert_eq!(ErrorKind::parse("quota"), ErrorKind::Other("quota".into()));
+    }
 
     #[test]
     fn stop_reasons_read_and_write_the_servers_words() {

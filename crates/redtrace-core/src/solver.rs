@@ -88,8 +88,8 @@ pub trait Solver: Send + Sync {
     }
 
     /// The error kind stored when solving fails without a failed request to name one.
-    fn failure_kind(&self) -> &'static str {
-        "solver"
+    fn failure_kind(&self) -> crate::ErrorKind {
+        crate::ErrorKind::Solver
     }
 }
 
@@ -140,7 +140,7 @@ impl Solver for Prepared {
             .or_else(|| self.prepare.judged_answer(completion))
     }
 
-    fn failure_kind(&self) -> &'static str {
+    fn failure_kind(&self) -> crate::ErrorKind {
         self.solve.failure_kind()
     }
 }

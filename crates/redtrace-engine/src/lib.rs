@@ -503,7 +503,7 @@ struct UnitTarget<'a> {
     unit: &'a Unit,
     attempts: std::sync::atomic::AtomicU32,
     stopped: std::sync::atomic::AtomicBool,
-    last_error: std::sync::Mutex<Option<String>>,
+    last_error: std::sync::Mutex<Option<redtrace_core::ErrorKind>>,
 }
 
 #[async_trait::async_trait]
@@ -523,7 +523,7 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
         self.attempts
             .fetch_add(attempts, std::sync::atomic::Ordering::Relaxed);
         result.map_err(|error| {
-            *self.last_error.lock().expect("not poisoned") = Some(error.kind().to_owned());
+            *self.last_error.lock().expect("not poisoned") = Some(error.kind());
             error.to_string()
         })
     }
@@ -625,7 +625,7 @@ impl Unit {
             .lock()
             .expect("not poisoned")
             .take()
-            .unwrap_or_else(|| self.solver.failure_kind().to_owned());
+            .unwrap_or_else(|| self.solver.failure_kind());
         Some((
             result.map_err(|message| UnitError { kind, message }),
             target.attempts.load(std::sync::atomic::Ordering::Relaxed),

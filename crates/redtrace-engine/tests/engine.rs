@@ -264,9 +264,12 @@ async fn random_failures_lose_no_sample_and_are_counted() {
         .filter_map(|r| r.outcome.as_ref().err())
         .collect();
     assert_eq!(errors.len() as u64, expected_failures);
-    assert!(errors
-        .iter()
-        .all(|e| e.kind == "server_error" && e.message.contains("HTTP 500")));
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.kind == redtrace_core::ErrorKind::ServerError
+                && e.message.contains("HTTP 500"))
+    );
 
     // Running it again retries only the failed ones.
     let before = server.count();

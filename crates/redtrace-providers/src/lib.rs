@@ -98,15 +98,16 @@ impl ProviderError {
     }
 
     /// A short machine-readable kind for the store and reports.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> redtrace_core::ErrorKind {
+        use redtrace_core::ErrorKind;
         match self {
-            ProviderError::Http { status: 429, .. } => "rate_limited",
-            ProviderError::Http { status, .. } if *status >= 500 => "server_error",
-            ProviderError::Http { .. } => "http_error",
-            ProviderError::Timeout { .. } => "timeout",
-            ProviderError::Connection { .. } => "connection",
-            ProviderError::InvalidResponse { .. } => "invalid_response",
-            ProviderError::Config(_) => "config",
+            ProviderError::Http { status: 429, .. } => ErrorKind::RateLimited,
+            ProviderError::Http { status, .. } if *status >= 500 => ErrorKind::ServerError,
+            ProviderError::Http { .. } => ErrorKind::HttpError,
+            ProviderError::Timeout { .. } => ErrorKind::Timeout,
+            ProviderError::Connection { .. } => ErrorKind::Connection,
+            ProviderError::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            ProviderError::Config(_) => ErrorKind::Config,
         }
     }
 }

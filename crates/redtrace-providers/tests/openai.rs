@@ -178,11 +178,11 @@ async fn failures_are_classified() {
     let error = plain.complete(&request("429")).await.unwrap_err();
     assert!(error.is_retryable());
     assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
-    assert_eq!(error.kind(), "rate_limited");
+    assert_eq!(error.kind(), redtrace_core::ErrorKind::RateLimited);
 
     let error = plain.complete(&request("500")).await.unwrap_err();
     assert!(error.is_retryable());
-    assert_eq!(error.kind(), "server_error");
+    assert_eq!(error.kind(), redtrace_core::ErrorKind::ServerError);
 
     let error = plain.complete(&request("400")).await.unwrap_err();
     assert!(!error.is_retryable());

@@ -67,7 +67,7 @@ fn counts_and_rates_per_category_and_channel() {
     store.insert_samples(run, "b", samples.iter()).unwrap();
     let mut failed = record("5", Label::FullCompliance, Label::FullCompliance, false);
     failed.outcome = Err(UnitError {
-        kind: "timeout".into(),
+        kind: redtrace_core::ErrorKind::Timeout,
         message: "timed out".into(),
     });
     failed.verdicts.clear();

@@ -119,7 +119,7 @@ fn flatten(row: ResultRow) -> Flat {
             flat.latency_ms = Some(completion.latency_ms);
         }
         Err(error) => {
-            flat.error_kind = Some(error.kind);
+            flat.error_kind = Some(error.kind.as_str().to_owned());
             flat.error_message = Some(error.message);
         }
     }

@@ -16,8 +16,8 @@ pub use export::{
 };
 
 use redtrace_core::{
-    Channel, Completion, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample, StopReason,
-    TraceSource, TraceState, Usage, Verdict,
+    Channel, Completion, ErrorKind, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample,
+    StopReason, TraceSource, TraceState, Usage, Verdict,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -144,8 +144,8 @@ pub struct UnitRecord {
 /// A request that failed for good.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitError {
-    /// A machine-readable kind (`rate_limited`, `timeout`, ...).
-    pub kind: String,
+    /// Why: rate limited, timed out, ...
+    pub kind: ErrorKind,
     /// The message.
     pub message: String,
 }
@@ -713,7 +713,7 @@ impl Store {
         };
         if let Some(message) = text(10)? {
             return Ok(Err(UnitError {
-                kind: text(11)?.unwrap_or_default(),
+                kind: ErrorKind::parse(&text(11)?.unwrap_or_default()),
                 message,
             }));
         }

@@ -66,7 +66,7 @@ fn failed(id: &str, hash: &str) -> UnitRecord {
         key: key(id),
         request_hash: hash.into(),
         outcome: Err(UnitError {
-            kind: "server_error".into(),
+            kind: redtrace_core::ErrorKind::ServerError,
             message: "HTTP 500".into(),
         }),
         attempts: 6,

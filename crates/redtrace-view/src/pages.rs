@@ -441,7 +441,7 @@ pub fn sample(
             String::new(),
             format!(
                 "<p class=\"err\" id=\"error\">{}: {}</p>",
-                escape(&error.kind),
+                escape(error.kind.as_str()),
                 escape(&error.message)
             ),
         ),
