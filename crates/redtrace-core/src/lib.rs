@@ -166,8 +166,11 @@ pub enum TraceState {
     Complete,
     /// The output ended inside the trace (token budget spent): there is no answer.
     Truncated,
-    /// The model shows no trace (not a reasoning model, or hidden reasoning).
+    /// The model shows no trace (not a reasoning model).
     Absent,
+    /// The model reasoned (its usage counts reasoning tokens) but the server withheld the
+    /// trace (o3-mini and other hidden-reasoning APIs): there is none to judge.
+    Redacted,
 }
 
 /// The thinking trace of a completion, lifted out once at the provider boundary.

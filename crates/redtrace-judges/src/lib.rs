@@ -143,6 +143,7 @@ pub async fn judge_channel(
         },
         Channel::Reasoning => match completion.reasoning.state {
             TraceState::Absent => unscored("no reasoning trace"),
+            TraceState::Redacted => unscored("the provider withheld the reasoning trace"),
             _ if completion.reasoning.text.trim().is_empty() => unscored("empty reasoning trace"),
             _ => {
                 judge

@@ -492,7 +492,7 @@ fn finish(sequence: Sequence, finish_reason: &str) {
         ..Default::default()
     });
     let reasoning_tokens = match reasoning.state {
-        redtrace_core::TraceState::Absent => None,
+        redtrace_core::TraceState::Absent | redtrace_core::TraceState::Redacted => None,
         redtrace_core::TraceState::Truncated => Some(sequence.generated_tokens),
         redtrace_core::TraceState::Complete => sequence.reasoning_tokens,
     };

@@ -255,18 +255,20 @@ impl OpenAiProvider {
                 .unwrap_or(&state.content),
             _ => &state.content,
         };
+        let usage = state.usage.map(Usage::from).unwrap_or_default();
         let (reasoning, answer) = split_reasoning(RawOutput {
             content: Some(content),
             reasoning_content: Some(&state.reasoning_content),
             reasoning: Some(&state.reasoning),
             finish_reason: state.finish_reason.as_deref(),
             opened_in_prompt: self.opened_in_prompt(request),
+            reasoning_tokens: usage.reasoning_tokens,
         });
         Completion {
             reasoning,
             answer,
             finish_reason: state.finish_reason.as_deref().map(StopReason::parse),
-            usage: state.usage.map(Usage::from).unwrap_or_default(),
+            usage,
             latency_ms: started.elapsed().as_millis() as u64,
             raw,
         }

@@ -25,6 +25,9 @@ pub struct RawOutput<'a> {
     /// Whether the prompt template (or a prefill) opened `<think>` before the output began, so
     /// the output starts inside the trace.
     pub opened_in_prompt: bool,
+    /// Reasoning tokens the server's usage counts: with no trace in the output, the server
+    /// withheld it.
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// Splits raw output into the trace and the answer (`None` when there is none).
@@ -64,7 +67,19 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
             Some(answer),
         );
     }
-    split_tags(content, raw.opened_in_prompt)
+    let (reasoning, answer) = split_tags(content, raw.opened_in_prompt);
+    if reasoning.state == TraceState::Absent && raw.reasoning_tokens.unwrap_or(0) > 0 {
+        // The model thought (the usage says so) but the server kept the trace (o3-mini and
+        // other hidden-reasoning APIs): there is a trace, and it is not ours to judge.
+        return (
+            Reasoning {
+                state: TraceState::Redacted,
+                ..reasoning
+            },
+            answer,
+        );
+    }
+    (reasoning, answer)
 }
 
 fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<String>) {
@@ -138,6 +153,31 @@ mod tests {
             finish_reason: Some("stop"),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_trace_the_server_withheld_is_redacted_not_absent() {
+        let raw = RawOutput {
+            content: Some("The answer."),
+            finish_reason: Some("stop"),
+            reasoning_tokens: Some(812),
+            ..Default::default()
+        };
+        let (reasoning, answer) = split_reasoning(raw);
+        assert_eq!(reasoning.state, TraceState::Redacted);
+        assert_eq!(answer.as_deref(), Some("The answer."));
+        // No reasoning tokens: a model that does not reason has no trace at all.
+        let plain = RawOutput {
+            reasoning_tokens: Some(0),
+            ..raw
+        };
+        assert_eq!(split_reasoning(plain).0.state, TraceState::Absent);
+        // A trace in the output is the trace, whatever the usage says.
+        let shown = RawOutput {
+            content: Some("<think>hm</think>The answer."),
+            ..raw
+        };
+        assert_eq!(split_reasoning(shown).0.state, TraceState::Complete);
     }
 
     #[test]

@@ -429,11 +429,17 @@ impl Report {
                         if completion.reasoning.state == TraceState::Truncated {
                             acc.truncated += 1;
                         }
-                        if completion.reasoning.state != TraceState::Absent {
-                            acc.with_trace += 1;
-                        } else if completion.usage.reasoning_tokens.unwrap_or(0) > 0 {
-                            // The model thought but the server kept the trace (o3-mini).
-                            acc.redacted += 1;
+                        match completion.reasoning.state {
+                            TraceState::Complete | TraceState::Truncated => acc.with_trace += 1,
+                            TraceState::Redacted => acc.redacted += 1,
+                            // Runs stored before the splitter said so: a trace kept back
+                            // shows as absent with reasoning tokens in the usage.
+                            TraceState::Absent
+                                if completion.usage.reasoning_tokens.unwrap_or(0) > 0 =>
+                            {
+                                acc.redacted += 1
+                            }
+                            TraceState::Absent => {}
                         }
                         acc.tokens.prompt += completion.usage.prompt_tokens.unwrap_or(0);
                         acc.tokens.answer += completion.usage.answer_tokens().unwrap_or(0);

@@ -414,6 +414,9 @@ pub fn sample(
                 TraceState::Complete => "complete",
                 TraceState::Truncated => "truncated: the output ended inside the trace",
                 TraceState::Absent => "absent",
+                TraceState::Redacted => {
+                    "withheld by the provider (its usage counts reasoning tokens)"
+                }
             };
             let trace = if completion.reasoning.state == TraceState::Absent {
                 "<p class=\"meta\">no trace</p>".to_owned()
