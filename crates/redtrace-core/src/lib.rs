@@ -266,6 +266,50 @@ impl<'de> Deserialize<'de> for StopReason {
     }
 }
 
+/// A judge as its verdicts name it: the registry name and, for a judge that calls a model,
+/// the model's name, written `harm:gpt-4o`. Readers ask it what judge it is instead of
+/// taking the text apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JudgeId {
+    /// The registry name (`harm`, `refusal-rule`).
+    pub name: String,
+    /// The judge model's name, for a judge that calls one.
+    pub model: Option<String>,
+}
+
+impl JudgeId {
+    /// The judge `name`, calling `model` if any.
+    pub fn new(name: impl Into<String>, model: Option<&str>) -> Self {
+        Self {
+            name: name.into(),
+            model: model.map(str::to_owned),
+        }
+    }
+
+    /// Reads a verdict's judge (`harm:gpt-4o`, `refusal-rule`): the registry name is up to
+    /// the first `:` (registry names have none), the model is the rest.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once(':') {
+            Some((name, model)) => Self::new(name, Some(model)),
+            None => Self::new(text, None),
+        }
+    }
+
+    /// Whether a verdict's judge is the judge `name`, whatever its model.
+    pub fn names(verdict_judge: &str, name: &str) -> bool {
+        Self::parse(verdict_judge).name == name
+    }
+}
+
+impl std::fmt::Display for JudgeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.model {
+            Some(model) => write!(f, "{}:{model}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 /// Why a unit has no completion, stored and exported as its snake_case name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -589,6 +633,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn judge_ids_read_what_verdicts_store() {
+        let id = JudgeId::parse("harm:gpt-4o@http://h/v1");
+        assert_eq!(id, JudgeId::new("harm", Some("gpt-4o@http://h/v1")));
+        assert_eq!(id.to_string(), "harm:gpt-4o@http://h/v1");
+        assert_eq!(JudgeId::parse("refusal-rule").model, None);
+        assert!(JudgeId::names("harm:j", "harm") && JudgeId::names("harm", "harm"));
+        assert!(!JudgeId::names("harm-grade:j", "harm"));
+    }
 
     #[test]
     fn error_kinds_round_trip() {

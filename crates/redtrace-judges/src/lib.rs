@@ -293,10 +293,7 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
         .model
         .clone()
         .ok_or_else(|| JudgeError::NeedsModel(name.to_owned()))?;
-    let stored_name = match &parts.model_name {
-        Some(model_name) => format!("{name}:{model_name}"),
-        None => name.to_owned(),
-    };
+    let stored_name = redtrace_core::JudgeId::new(name, parts.model_name.as_deref()).to_string();
     let rubric = |built_in: &str, format: ReplyFormat| {
         match &parts.template {
             Some(path) => Rubric::from_file(path, format),

@@ -3,11 +3,10 @@
 //! trace, and the trace against the answer. Each table reads the benchmarks' own judges and
 //! the trace judges where the run has them, and says so where it does not.
 
-use redtrace_core::{Channel, Label};
+use redtrace_core::{Channel, JudgeId, Label};
 use redtrace_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 
-use crate::paper::matches;
 use crate::stats::{bootstrap_mean, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
 use crate::tables::{Cell, Document, Section, Style};
 use crate::{Interval, Report, ALL};
@@ -78,7 +77,7 @@ impl Report {
         store.for_each_result(self.run.id, false, |row| {
             for v in row.verdicts.iter().filter(|v| {
                 v.channel == Channel::Answer
-                    && matches(&v.judge, "harm-grade")
+                    && JudgeId::names(&v.judge, "harm-grade")
                     && v.label == Label::Unsafe
             }) {
                 if let Some(score) = v.score {
@@ -348,7 +347,7 @@ impl Report {
                 let verdict = wanted.iter().find_map(|w| {
                     row.verdicts
                         .iter()
-                        .find(|v| v.channel == Channel::Answer && matches(&v.judge, w))
+                        .find(|v| v.channel == Channel::Answer && JudgeId::names(&v.judge, w))
                 });
                 if let Some(is_unsafe) = verdict.and_then(|v| crate::unsafe_outcome(v.label)) {
                     *spent.2.entry(prompt.clone()).or_default() |= is_unsafe;

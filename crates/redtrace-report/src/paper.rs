@@ -3,7 +3,7 @@
 //! Each benchmark is read through its own judge; a cell is "–" where the run lacks the
 //! benchmark or the judge.
 
-use redtrace_core::Channel;
+use redtrace_core::{Channel, JudgeId};
 use redtrace_store::{Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -14,13 +14,6 @@ use crate::{GroupStats, JudgeStats, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 /// the benchmark registry declares them.
 pub(crate) fn judges_of(benchmark: &str) -> &'static [&'static str] {
     redtrace_datasets::reading_of(benchmark).judges
-}
-
-pub(crate) fn matches(judge: &str, wanted: &str) -> bool {
-    judge == wanted
-        || judge
-            .strip_prefix(wanted)
-            .is_some_and(|rest| rest.starts_with(':'))
 }
 
 fn percent(value: Option<f64>) -> Cell {
@@ -35,9 +28,12 @@ impl Report {
     }
 
     pub(crate) fn stats_in<'a>(&self, group: &'a GroupStats) -> Option<&'a JudgeStats> {
-        judges_of(&group.benchmark)
-            .iter()
-            .find_map(|wanted| group.judges.iter().find(|j| matches(&j.judge, wanted)))
+        judges_of(&group.benchmark).iter().find_map(|wanted| {
+            group
+                .judges
+                .iter()
+                .find(|j| JudgeId::names(&j.judge, wanted))
+        })
     }
 
     pub(crate) fn stats(
@@ -266,11 +262,9 @@ impl Report {
             if row.key.benchmark != "cse-phishing" {
                 return Ok(());
             }
-            for verdict in row
-                .verdicts
-                .iter()
-                .filter(|v| v.channel == Channel::Answer && matches(&v.judge, "cse-phishing"))
-            {
+            for verdict in row.verdicts.iter().filter(|v| {
+                v.channel == Channel::Answer && JudgeId::names(&v.judge, "cse-phishing")
+            }) {
                 let scores: Vec<u64> = verdict
                     .rationale
                     .split(", ")

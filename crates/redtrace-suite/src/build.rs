@@ -140,8 +140,11 @@ impl Builder {
     pub async fn responder(&mut self, reference: &ModelRef) -> Result<Arc<dyn Responder>> {
         let (model, name) = self.model(reference).await.context("the responder")?;
         Ok(Arc::new(
-            redtrace_judges::PhishingVictim::new(format!("phishing-victim:{name}"), model)
-                .map_err(anyhow::Error::msg)?,
+            redtrace_judges::PhishingVictim::new(
+                redtrace_core::JudgeId::new("phishing-victim", Some(&name)).to_string(),
+                model,
+            )
+            .map_err(anyhow::Error::msg)?,
         ))
     }
 
