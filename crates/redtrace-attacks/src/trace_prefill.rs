@@ -50,15 +50,7 @@ mod tests {
 
     #[test]
     fn the_prefill_is_the_last_message() {
-        let sample = Sample {
-            id: "1".into(),
-            index: 0,
-            messages: vec![Message::user("the request")],
-            category: vec![],
-            label: None,
-            metadata: Default::default(),
-            request: None,
-        };
+        let sample = Sample::user("1", 0, "the request");
         let attacked = &TracePrefill.variants(&sample)[0];
         assert_eq!(attacked.messages.len(), 2);
         assert_eq!(attacked.messages[1].role, redtrace_core::Role::Assistant);

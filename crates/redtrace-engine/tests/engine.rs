@@ -1,7 +1,7 @@
 //! The engine against the fake server: storage of every outcome, resume, cache, retries with
 //! Retry-After, random failures, concurrency and rate bounds, stop and abandon.
 
-use redtrace_core::{Channel, Label, Message, Sample};
+use redtrace_core::{Channel, Label, Sample};
 use redtrace_engine::{
     run, Backoff, BenchmarkInput, EngineOptions, NoProgress, Plan, RunSummary, Shutdown, Target,
 };
@@ -15,14 +15,9 @@ use std::time::Duration;
 
 fn samples(n: usize) -> Vec<Sample> {
     (0..n)
-        .map(|i| Sample {
-            id: format!("s{i}"),
-            index: i as u64,
-            messages: vec![Message::user(format!("prompt {i}"))],
-            category: vec![if i % 2 == 0 { "even" } else { "odd" }.into()],
-            label: None,
-            metadata: Default::default(),
-            request: None,
+        .map(|i| {
+            Sample::user(format!("s{i}"), i as u64, format!("prompt {i}"))
+                .in_category(&[if i % 2 == 0 { "even" } else { "odd" }])
         })
         .collect()
 }

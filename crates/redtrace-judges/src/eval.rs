@@ -4,7 +4,7 @@
 //! labels the set's file carries, so a judge can be placed among them.
 
 use futures_util::stream::{self, StreamExt};
-use redtrace_core::{Channel, Label, Measure, Message, Sample};
+use redtrace_core::{Channel, Label, Measure, Sample};
 use redtrace_datasets::labels::{LabelKind, LabelSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -223,15 +223,8 @@ pub async fn evaluate(
     let mut labels: Vec<Vec<Label>> = vec![Vec::new(); set.items.len()];
     let mut stream = stream::iter(set.items.iter().enumerate())
         .map(|(index, item)| async move {
-            let sample = Sample {
-                id: index.to_string(),
-                index: index as u64,
-                messages: vec![Message::user(item.prompt.clone())],
-                category: vec![item.source.clone()],
-                label: None,
-                metadata: Default::default(),
-                request: None,
-            };
+            let sample = Sample::user(index.to_string(), index as u64, item.prompt.clone())
+                .in_category(&[&item.source]);
             let mut verdicts = Vec::with_capacity(judges.len());
             for judge in judges {
                 let verdict = if item.text.trim().is_empty() {

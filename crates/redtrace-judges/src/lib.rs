@@ -372,18 +372,10 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Judge>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redtrace_core::{Label, Message, Reasoning, TraceSource, Usage};
+    use redtrace_core::{Label, Reasoning, TraceSource, Usage};
 
     fn sample() -> Sample {
-        Sample {
-            id: "1".into(),
-            index: 0,
-            messages: vec![Message::user("q")],
-            category: vec![],
-            label: None,
-            metadata: Default::default(),
-            request: None,
-        }
+        Sample::user("1", 0, "q")
     }
 
     fn completion(answer: Option<&str>, trace: Option<&str>, state: TraceState) -> Completion {

@@ -3,20 +3,12 @@
 //! of the sample pages and the live refresh of a running run.
 
 use redtrace_core::{
-    Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict,
+    Channel, Completion, Label, Reasoning, Sample, TraceSource, TraceState, Usage, Verdict,
 };
 use redtrace_store::{Store, UnitKey, UnitRecord};
 
 fn sample(id: &str, category: &[&str]) -> Sample {
-    Sample {
-        id: id.into(),
-        index: id.parse().unwrap(),
-        messages: vec![Message::user(format!("question {id} <b>"))],
-        category: category.iter().map(|c| (*c).to_owned()).collect(),
-        label: None,
-        metadata: Default::default(),
-        request: None,
-    }
+    Sample::user(id, id.parse().unwrap(), format!("question {id} <b>")).in_category(category)
 }
 
 fn record(id: &str, answer_label: Label) -> UnitRecord {

@@ -178,7 +178,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
 #[cfg(feature = "local")]
 fn bench_local(args: &BenchArgs, path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
     use redtrace_core::Message;
-    use redtrace_providers::{ChatRequest, Provider};
+    use redtrace_providers::{ChatRequest, ModelConfig, Provider};
     let mut config = ModelConfig::parse_ref(&format!("gguf:{}", path.display()))?;
     config.max_concurrency = args.concurrency;
     config.params.max_tokens = Some(args.max_tokens);
@@ -249,7 +249,7 @@ fn bench_local(_args: &BenchArgs, _path: &std::path::Path, _out: &mut dyn Write)
 /// 20 categories), then times the report and a Parquet export over it.
 fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
     use redtrace_core::{
-        Channel, Completion, Label, Message, Reasoning, Sample, TraceSource, TraceState, Usage,
+        Channel, Completion, Label, Reasoning, Sample, StopReason, TraceSource, TraceState, Usage,
         Verdict,
     };
     use redtrace_store::{Store, UnitKey, UnitRecord};
@@ -267,13 +267,9 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
     while start < completions {
         let end = (start + chunk).min(completions);
         let samples: Vec<Sample> = (start..end)
-            .map(|i| Sample {
-                id: i.to_string(),
-                index: i,
-                messages: vec![Message::user(format!("prompt {i}"))],
-                category: vec![format!("category {:02}", i % 20)],
-                label: None,
-                metadata: Default::default(),
+            .map(|i| {
+                Sample::user(i.to_string(), i, format!("prompt {i}"))
+                    .in_category(&[&format!("category {:02}", i % 20)])
             })
             .collect();
         store.insert_samples(run, "bench", samples.iter())?;
@@ -308,7 +304,7 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
                             state: TraceState::Complete,
                         },
                         answer: Some("Here is an answer of moderate length.".into()),
-                        finish_reason: Some("stop".into()),
+                        finish_reason: Some(StopReason::Stop),
                         usage: Usage {
                             prompt_tokens: Some(12),
                             completion_tokens: Some(40),
