@@ -117,6 +117,8 @@ pub trait Progress: Send + Sync {
     fn unit(&self, outcome: UnitOutcome);
     /// Something worth telling a person (stopping, waiting for a retry).
     fn note(&self, message: &str);
+    /// A download (a model from the hub) has `done` of `total` bytes of `file`.
+    fn bytes(&self, _file: &str, _done: u64, _total: u64) {}
     /// The run ended.
     fn end(&self);
 }

@@ -150,7 +150,7 @@ impl Builder {
 
     /// The client of a target model.
     pub async fn target(&self, config: &ModelConfig) -> Result<Arc<dyn Provider>> {
-        provider_for(config, self.progress.as_ref()).await
+        provider_for(config, &self.progress).await
     }
 
     async fn model(&mut self, reference: &ModelRef) -> Result<(JudgeModel, String)> {
@@ -174,7 +174,7 @@ impl Builder {
         }
         config.params.temperature.get_or_insert(temperature);
         config.params.max_tokens.get_or_insert(max_tokens);
-        let provider = provider_for(&config, self.progress.as_ref()).await?;
+        let provider = provider_for(&config, &self.progress).await?;
         // Each helper model's calls keep to its own endpoint's limits.
         let gate = Gate::new(&config, Backoff::default(), self.shutdown.clone());
         let model = JudgeModel::new(provider)
@@ -189,14 +189,14 @@ impl Builder {
 /// `progress`.
 pub async fn provider_for(
     config: &ModelConfig,
-    progress: &dyn Progress,
+    progress: &Arc<dyn Progress>,
 ) -> Result<Arc<dyn Provider>> {
     match &config.source {
         ModelSource::OpenAi { .. } => Ok(Arc::new(OpenAiProvider::new(config.clone())?)),
-        ModelSource::Gguf { path } => local_provider(config, Path::new(path), progress),
+        ModelSource::Gguf { path } => local_provider(config, Path::new(path), progress.as_ref()),
         ModelSource::Hf { repo, file } => {
-            let path = download(repo, file, progress).await?;
-            local_provider(config, &path, progress)
+            let path = download(repo, file, progress.clone()).await?;
+            local_provider(config, &path, progress.as_ref())
         }
     }
 }
@@ -229,8 +229,9 @@ fn local_provider(
 
 /// `hf:OWNER/REPO/FILE.gguf`: the local path of `file` in `repo`, downloaded first into the
 /// standard Hugging Face cache (`HF_HOME`, default `~/.cache/huggingface`; `HF_ENDPOINT` picks
-/// the hub) when the cache lacks it; later runs find it there without a request.
-pub async fn download(repo: &str, file: &str, progress: &dyn Progress) -> Result<PathBuf> {
+/// the hub) when the cache lacks it; later runs find it there without a request. The bytes
+/// downloaded are told to `progress`.
+pub async fn download(repo: &str, file: &str, progress: Arc<dyn Progress>) -> Result<PathBuf> {
     let cache = hf_hub::Cache::from_env();
     if let Some(path) = cache.model(repo.to_owned()).get(file) {
         return Ok(path);
@@ -240,11 +241,44 @@ pub async fn download(repo: &str, file: &str, progress: &dyn Progress) -> Result
         "downloading {file} from {repo} ({endpoint}) into the Hugging Face cache"
     ));
     let api = hf_hub::api::tokio::ApiBuilder::from_env()
-        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_progress(false)
         .build()
         .context("cannot set up the Hugging Face client")?;
+    let bytes = Bytes {
+        progress,
+        file: file.to_owned(),
+        done: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        total: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
     api.model(repo.to_owned())
-        .get(file)
+        .download_with_progress(file, bytes)
         .await
         .with_context(|| format!("cannot download {file} from {repo} at {endpoint}"))
+}
+
+/// The hub client's download progress, told to a [`Progress`]. The hub client clones it for
+/// its parallel chunks, so the counts are shared.
+#[derive(Clone)]
+struct Bytes {
+    progress: Arc<dyn Progress>,
+    file: String,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl hf_hub::api::tokio::Progress for Bytes {
+    async fn init(&mut self, size: usize, _filename: &str) {
+        use std::sync::atomic::Ordering;
+        self.total.store(size as u64, Ordering::Relaxed);
+        self.progress.bytes(&self.file, 0, size as u64);
+    }
+
+    async fn update(&mut self, size: usize) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+        self.progress
+            .bytes(&self.file, done, self.total.load(Ordering::Relaxed));
+    }
+
+    async fn finish(&mut self) {}
 }

@@ -47,6 +47,8 @@ impl Bar {
 
 impl Progress for Bar {
     fn begin(&self, total: Option<u64>) {
+        // A download may have used the bar for its bytes.
+        self.bar.set_position(0);
         if let Some(total) = total {
             self.bar.set_length(total);
         }
@@ -66,6 +68,14 @@ impl Progress for Bar {
             self.refresh_message();
         }
         self.bar.inc(1);
+    }
+
+    fn bytes(&self, file: &str, done: u64, total: u64) {
+        if done == 0 {
+            self.bar.set_length(total);
+            self.bar.set_message(file.to_owned());
+        }
+        self.bar.set_position(done);
     }
 
     fn note(&self, message: &str) {
