@@ -53,6 +53,7 @@ fn fast() -> EngineOptions {
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),
+            ..Default::default()
         },
         ..Default::default()
     }

@@ -22,13 +22,20 @@ pub struct Backoff {
     pub base: Duration,
     /// The longest delay.
     pub max: Duration,
+    /// The longest wait a server may ask for with `Retry-After` (seconds or a date): a 429
+    /// that asks for an hour, or a date in 2100, waits this long and tries again.
+    pub max_retry_after: Duration,
 }
+
+/// How long a server's `Retry-After` is honoured at most unless told otherwise.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
             base: Duration::from_millis(500),
             max: Duration::from_secs(30),
+            max_retry_after: MAX_RETRY_AFTER,
         }
     }
 }
@@ -170,12 +177,16 @@ impl Gate {
             if !error.is_retryable() || attempt > self.max_retries {
                 return Some((Err(error), attempt));
             }
-            let delay = error
-                .retry_after()
-                .unwrap_or_else(|| self.backoff.delay(attempt));
+            let delay = match error.retry_after() {
+                Some(asked) => asked.min(self.backoff.max_retry_after),
+                None => self.backoff.delay(attempt),
+            };
             tracing::debug!(attempt, ?delay, %error, "retrying");
+            // A wait is cut short by a stop: the call then counts as never made (a resume
+            // makes it), so that Ctrl-C never waits out a long Retry-After.
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.stop.cancelled() => return None,
                 _ = self.shutdown.abandon.cancelled() => return Some((Err(error), attempt)),
             }
         }
@@ -207,6 +218,7 @@ mod tests {
         let backoff = Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            ..Default::default()
         };
         for _ in 0..50 {
             let first = backoff.delay(1);
@@ -232,5 +244,62 @@ mod tests {
         }
         // Slots at 0, 0.5, 1.0, 1.5, 2.0 s; with paused time this is exact.
         assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    /// A provider that answers 429 with a long `Retry-After` once, then succeeds.
+    struct SlowDown(std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl Provider for SlowDown {
+        async fn complete(&self, _request: &ChatRequest) -> Result<Completion, ProviderError> {
+            if self.0.fetch_add(1, Ordering::Relaxed) == 0 {
+                return Err(ProviderError::Http {
+                    endpoint: "http://127.0.0.1:1/v1".into(),
+                    status: 429,
+                    body: "slow down".into(),
+                    retry_after: Some(Duration::from_secs(3600)),
+                });
+            }
+            Ok(Completion::answer("ok"))
+        }
+
+        fn fingerprint(&self, _request: &ChatRequest) -> String {
+            "slow-down".into()
+        }
+    }
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            messages: vec![redtrace_core::Message::user("hi")],
+            seed: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_after_is_capped() {
+        let gate = Gate::with_limits(1, None, 3, Backoff::default(), Shutdown::default());
+        let start = Instant::now();
+        let (result, attempts) = gate.call(&SlowDown(0.into()), &request()).await.unwrap();
+        assert!(result.is_ok() && attempts == 2);
+        assert_eq!(
+            start.elapsed(),
+            MAX_RETRY_AFTER,
+            "an hour asked, a minute waited"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_cuts_a_retry_wait_short() {
+        let shutdown = Shutdown::default();
+        let gate = Gate::with_limits(1, None, 3, Backoff::default(), shutdown.clone());
+        let stop = shutdown.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stop.cancel();
+        });
+        let start = Instant::now();
+        assert!(gate.call(&SlowDown(0.into()), &request()).await.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(gate.requests(), 1);
     }
 }

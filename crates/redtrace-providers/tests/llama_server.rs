@@ -33,6 +33,7 @@ async fn complete(
         Backoff {
             base: std::time::Duration::from_millis(50),
             max: std::time::Duration::from_millis(200),
+            ..Default::default()
         },
         Shutdown::default(),
     );

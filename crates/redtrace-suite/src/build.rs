@@ -29,6 +29,7 @@ pub struct Builder {
     cache: Arc<dyn ReplyCache>,
     progress: Arc<dyn Progress>,
     shutdown: Shutdown,
+    backoff: Backoff,
     judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
     models: Vec<(String, JudgeModel, String)>,
 }
@@ -42,9 +43,16 @@ impl Builder {
             cache: Arc::new(redtrace_engine::StoreReplyCache::open(db)?),
             progress,
             shutdown: Shutdown::default(),
+            backoff: Backoff::default(),
             judges: Vec::new(),
             models: Vec::new(),
         })
+    }
+
+    /// Model calls (judges, attackers, responders) wait `backoff` between attempts.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// Model calls (judges, attackers, responders) end when `shutdown.abandon` fires. A first
@@ -176,7 +184,7 @@ impl Builder {
         config.params.max_tokens.get_or_insert(max_tokens);
         let provider = provider_for(&config, &self.progress).await?;
         // Each helper model's calls keep to its own endpoint's limits.
-        let gate = Gate::new(&config, Backoff::default(), self.shutdown.clone());
+        let gate = Gate::new(&config, self.backoff, self.shutdown.clone());
         let model = JudgeModel::new(provider)
             .with_cache(self.cache.clone())
             .with_gate(Arc::new(gate));

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use redtrace_datasets::{BenchSource, FieldMap, Selection, DATA_DIR_ENV};
 use redtrace_judges::Combine;
-use redtrace_providers::{ModelConfig, ModelRef};
+use redtrace_providers::{Backoff, ModelConfig, ModelRef};
 use std::path::{Path, PathBuf};
 
 use crate::file::{read_suite, relative_to, AttackEntry, JudgeEntry};
@@ -282,6 +282,9 @@ pub struct Overrides {
     /// Retries for rate limits, server errors, timeouts and dropped connections.
     #[cfg_attr(feature = "clap", arg(long))]
     pub retries: Option<u32>,
+    /// The longest wait a server's Retry-After is honoured for, in seconds [default: 60].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SECS"))]
+    pub max_retry_wait: Option<f64>,
     /// Stream responses (server-sent events).
     #[cfg_attr(feature = "clap", arg(long))]
     pub stream: bool,
@@ -511,6 +514,13 @@ impl Overrides {
                 Ok(setting)
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut backoff = Backoff::default();
+        if let Some(seconds) = self.max_retry_wait {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                bail!("--max-retry-wait must be a positive number of seconds, got {seconds}");
+            }
+            backoff.max_retry_after = std::time::Duration::from_secs_f64(seconds);
+        }
         let samples_per_prompt = self.samples.or(suite.samples).unwrap_or(1);
         if samples_per_prompt == 0 {
             bail!("--samples must be at least 1");
@@ -538,6 +548,7 @@ impl Overrides {
             samples_per_prompt,
             use_cache: !self.no_cache,
             new_run: self.new_run,
+            backoff,
         })
     }
 

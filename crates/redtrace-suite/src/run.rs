@@ -102,7 +102,8 @@ pub async fn run(
         }
     }
     let mut builder = Builder::new(&settings.db, settings.data_dir.clone(), progress.clone())?
-        .with_shutdown(&shutdown);
+        .with_shutdown(&shutdown)
+        .with_backoff(settings.backoff);
     let mut targets = Vec::new();
     for config in &settings.models {
         targets.push(Target {
@@ -173,7 +174,10 @@ pub async fn run(
     let result = redtrace_engine::run(
         plan,
         settings.db.clone(),
-        EngineOptions::default(),
+        EngineOptions {
+            backoff: settings.backoff,
+            ..EngineOptions::default()
+        },
         progress,
         shutdown,
     )

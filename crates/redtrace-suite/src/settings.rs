@@ -279,6 +279,9 @@ pub struct RunSettings {
     pub use_cache: bool,
     /// Always start a new run.
     pub new_run: bool,
+    /// How long to wait between attempts of every model call, and the cap on a server's
+    /// `Retry-After`.
+    pub backoff: redtrace_providers::Backoff,
 }
 
 /// What a judge judges, as the command line and a suite file name it.

@@ -393,6 +393,56 @@ async fn bad_input_gets_clear_errors() {
     );
 }
 
+/// A 429 that asks for an hour is honoured for `--max-retry-wait` seconds at most, then the
+/// request is sent again (regression: a Retry-After of an hour, or a date in 2100, stalled the
+/// run).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_retry_after_is_capped() {
+    let server = FakeServer::start(|seen| {
+        if seen.attempt == 0 {
+            Reply::too_many_requests(3600)
+        } else {
+            Reply::text("Sure.")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "p.jsonl", "{\"prompt\":\"hello\"}\n");
+    let started = std::time::Instant::now();
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &server.model_ref("m"),
+        "--bench",
+        &format!("file:{}", data.display()),
+        "--max-retry-wait",
+        "0.2",
+        "--quiet",
+        "--db",
+        dir.path().join("r.db").to_str().unwrap(),
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("1 answered"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(server.count(), 2);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let bad = redtrace(&[
+        "run",
+        "--model",
+        "m@http://127.0.0.1:9/v1",
+        "--bench",
+        "xstest",
+        "--max-retry-wait",
+        "0",
+    ])
+    .await;
+    assert!(text(&bad.stderr).contains("--max-retry-wait must be a positive number"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_endpoint_records_errors_and_finishes() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
