@@ -36,21 +36,76 @@ const NAV_JS: &str = r#"document.addEventListener('keydown', function (event) {
 });
 "#;
 
-/// The viewer's routes over the store at `db`.
-pub fn router(db: PathBuf) -> Router {
-    Router::new()
+/// Which `Host` names the viewer answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    /// Loopback names only (`localhost`, `127.0.0.1`, `[::1]`, with any port): a web page on
+    /// another site that rebinds its own domain to 127.0.0.1 sends its own name, and is refused
+    /// (DNS rebinding would otherwise read every stored prompt and response).
+    Loopback,
+    /// Any name (`--allow-remote`).
+    Any,
+}
+
+/// The viewer's routes over the store at `db`, answering requests for `hosts`.
+pub fn router(db: PathBuf, hosts: Hosts) -> Router {
+    let router = Router::new()
         .route("/", get(runs))
         .route("/nav.js", get(nav_js))
         .route("/runs/{run}", get(run))
         .route("/runs/{run}/report", get(report))
         .route("/runs/{run}/samples", get(samples))
         .route("/runs/{run}/samples/{position}", get(sample))
-        .with_state(Arc::new(db))
+        .with_state(Arc::new(db));
+    match hosts {
+        Hosts::Loopback => router.layer(axum::middleware::from_fn(loopback_only)),
+        Hosts::Any => router,
+    }
 }
 
 /// Serves the viewer on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, db: PathBuf) -> std::io::Result<()> {
-    axum::serve(listener, router(db)).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    db: PathBuf,
+    hosts: Hosts,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(db, hosts)).await
+}
+
+/// Refuses a request whose `Host` is not a loopback name.
+async fn loopback_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok());
+    if host.is_some_and(is_loopback_host) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "this viewer answers only to localhost, 127.0.0.1 or [::1] (start it with --allow-remote \
+         to serve other names)\n",
+    )
+        .into_response()
+}
+
+/// Whether a `Host` header (`name[:port]`) names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((address, _port)) => address,
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 type Db = State<Arc<PathBuf>>;
@@ -166,7 +221,8 @@ async fn samples(
         with_store(&db, move |store| {
             let info = run_info(store, run)?;
             let page = filter.page.unwrap_or(0);
-            let first = page * PAGE_ROWS;
+            // A huge page number is past the end, not an overflow.
+            let first = page.saturating_mul(PAGE_ROWS);
             let mut rows = Vec::new();
             let mut matching = 0usize;
             let mut total = 0usize;

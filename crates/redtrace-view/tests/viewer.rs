@@ -82,7 +82,11 @@ async fn pages_filters_and_errors() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(redtrace_view::serve(listener, db.clone()));
+    tokio::spawn(redtrace_view::serve(
+        listener,
+        db.clone(),
+        redtrace_view::Hosts::Loopback,
+    ));
 
     let (status, body, headers) = get(&base, "/").await;
     assert_eq!(status, 200);
@@ -198,7 +202,11 @@ async fn attack_transcripts_are_browsable() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(redtrace_view::serve(listener, db.clone()));
+    tokio::spawn(redtrace_view::serve(
+        listener,
+        db.clone(),
+        redtrace_view::Hosts::Loopback,
+    ));
     let (status, body, _) = get(&base, "/runs/1/samples/0").await;
     assert_eq!(status, 200);
     assert!(body.contains("Attack transcript"), "{body}");
@@ -209,4 +217,65 @@ async fn attack_transcripts_are_browsable() {
     assert!(!body.contains("<script>y()") && !body.contains("<script>x()"));
     assert!(body.contains("<tr class=\"chosen\"><td class=\"n\">2 (judged)</td><td>round 2</td>"));
     assert!(body.contains("10/10") && body.contains("1/10"));
+}
+
+/// DNS rebinding: a request whose Host is another site's name (a page that rebound its domain
+/// to 127.0.0.1) is refused; loopback names with any port are served. A huge page number is
+/// past the end, not an overflow.
+#[tokio::test]
+async fn only_loopback_host_names_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut store = Store::open(&db).unwrap();
+    let run = store
+        .create_run(&redtrace_core::RunSpec::default(), "t")
+        .unwrap();
+    store
+        .insert_samples(run, "b", [sample("1", &["c"])].iter())
+        .unwrap();
+    store
+        .write_batch(run, &[record("1", Label::FullRefusal)])
+        .unwrap();
+    drop(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(redtrace_view::serve(
+        listener,
+        db.clone(),
+        redtrace_view::Hosts::Loopback,
+    ));
+    let client = reqwest::Client::new();
+    let with_host = |host: &str| {
+        client
+            .get(format!("http://{address}/runs/1"))
+            .header(reqwest::header::HOST, host)
+            .send()
+    };
+    let refused = with_host("attacker.example:8700").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(refused.text().await.unwrap().contains("--allow-remote"));
+    for host in ["localhost:8700", "127.0.0.1", "[::1]:8700", "LOCALHOST"] {
+        assert_eq!(
+            with_host(host).await.unwrap().status().as_u16(),
+            200,
+            "{host}"
+        );
+    }
+    let (status, _, _) = get(
+        &format!("http://{address}"),
+        &format!("/runs/1/samples?page={}", usize::MAX),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (host, loopback) in [
+        ("localhost", true),
+        ("127.0.0.2:1", true),
+        ("[::1]", true),
+        ("localhost.attacker.example", false),
+        ("127.0.0.1.nip.io", false),
+        ("[::1", false),
+        ("10.0.0.1:8700", false),
+    ] {
+        assert_eq!(redtrace_view::is_loopback_host(host), loopback, "{host}");
+    }
 }

@@ -504,6 +504,13 @@ pub fn view(args: &ViewArgs) -> Result<()> {
             args.host
         );
     }
+    // Without --allow-remote the viewer answers only to loopback names, even on a loopback
+    // address: a page elsewhere that rebinds its domain to 127.0.0.1 is refused.
+    let hosts = if args.allow_remote {
+        redtrace_view::Hosts::Any
+    } else {
+        redtrace_view::Hosts::Loopback
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let address = std::net::SocketAddr::new(args.host, args.port);
@@ -515,7 +522,7 @@ pub fn view(args: &ViewArgs) -> Result<()> {
         println!("http://{bound}/");
         eprintln!("redtrace view: serving {} (Ctrl-C to stop)", db.display());
         tokio::select! {
-            served = redtrace_view::serve(listener, db.clone()) => served?,
+            served = redtrace_view::serve(listener, db.clone(), hosts) => served?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(())
