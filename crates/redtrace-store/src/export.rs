@@ -204,7 +204,27 @@ const FLAT_COLUMNS: [&str; 25] = [
     "verdicts",
 ];
 
+/// A CSV cell as a spreadsheet will read it safely: control characters (NUL, BEL, ESC, the C1
+/// set; not tab or line breaks) are dropped, and a cell that begins with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return gets a leading `'`, so that model output is never run as a formula.
+pub fn csv_cell(text: String) -> String {
+    let unsafe_control = |c: char| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || ('\u{80}'..='\u{9f}').contains(&c)
+    };
+    let text = if text.chars().any(unsafe_control) {
+        text.chars().filter(|&c| !unsafe_control(c)).collect()
+    } else {
+        text
+    };
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 /// Writes every result of `run` as CSV with a header row; returns the number of records.
+/// Cells go through [`csv_cell`].
 pub fn write_csv(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64, StoreError> {
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(FLAT_COLUMNS).map_err(io_error)?;
@@ -214,33 +234,36 @@ pub fn write_csv(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64, 
     store.for_each_result(run, true, |row| {
         let flat = flatten(row);
         writer
-            .write_record([
-                EXPORT_SCHEMA_VERSION.to_string(),
-                flat.run_id.to_string(),
-                flat.model.clone(),
-                flat.benchmark.clone(),
-                flat.sample_id.clone(),
-                flat.sample_k.to_string(),
-                flat.index.to_string(),
-                flat.category.join(" / "),
-                text(&flat.prompt_label),
-                flat.prompt.clone(),
-                text(&flat.reasoning),
-                text(&flat.reasoning_source),
-                text(&flat.reasoning_state),
-                text(&flat.answer),
-                text(&flat.finish_reason),
-                flat.truncated_in_reasoning.to_string(),
-                number(flat.prompt_tokens),
-                number(flat.completion_tokens),
-                number(flat.reasoning_tokens),
-                number(flat.latency_ms),
-                flat.cached.to_string(),
-                flat.attempts.to_string(),
-                text(&flat.error_kind),
-                text(&flat.error_message),
-                flat.verdicts.to_string(),
-            ])
+            .write_record(
+                [
+                    EXPORT_SCHEMA_VERSION.to_string(),
+                    flat.run_id.to_string(),
+                    flat.model.clone(),
+                    flat.benchmark.clone(),
+                    flat.sample_id.clone(),
+                    flat.sample_k.to_string(),
+                    flat.index.to_string(),
+                    flat.category.join(" / "),
+                    text(&flat.prompt_label),
+                    flat.prompt.clone(),
+                    text(&flat.reasoning),
+                    text(&flat.reasoning_source),
+                    text(&flat.reasoning_state),
+                    text(&flat.answer),
+                    text(&flat.finish_reason),
+                    flat.truncated_in_reasoning.to_string(),
+                    number(flat.prompt_tokens),
+                    number(flat.completion_tokens),
+                    number(flat.reasoning_tokens),
+                    number(flat.latency_ms),
+                    flat.cached.to_string(),
+                    flat.attempts.to_string(),
+                    text(&flat.error_kind),
+                    text(&flat.error_message),
+                    flat.verdicts.to_string(),
+                ]
+                .map(csv_cell),
+            )
             .map_err(io_error)?;
         records += 1;
         Ok(())
@@ -407,4 +430,29 @@ pub fn write_parquet<W: Write + Send>(
     }
     writer.close().map_err(io_error)?;
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_never_formulas_nor_terminal_escapes() {
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")".into()),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for start in ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_cell(start.into()).starts_with('\''), "{start:?}");
+        }
+        assert_eq!(
+            csv_cell("a\u{1b}[31mred\u{7}\u{0}\u{9b}b".into()),
+            "a[31mredb"
+        );
+        assert_eq!(
+            csv_cell("line one\nline\ttwo".into()),
+            "line one\nline\ttwo"
+        );
+        assert_eq!(csv_cell("plain 12".into()), "plain 12");
+    }
 }

@@ -12,7 +12,8 @@ mod export;
 mod schema;
 
 pub use export::{
-    parquet_schema, write_csv, write_jsonl, write_parquet, EXPORT_SCHEMA_VERSION, PARQUET_BATCH,
+    csv_cell, parquet_schema, write_csv, write_jsonl, write_parquet, EXPORT_SCHEMA_VERSION,
+    PARQUET_BATCH,
 };
 
 use redtrace_core::{
