@@ -189,9 +189,18 @@ impl ModelConfig {
         } else {
             let hint = "expected MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1), \
                         gguf:PATH or hf:OWNER/REPO/FILE.gguf";
-            let Some((model, base_url)) = reference.rsplit_once('@') else {
+            // The URL starts at the last `@http`: a model id may hold `@`, and so may a URL's
+            // credentials (refused by `validate`, never taken for part of the model id).
+            let split = ["@http://", "@https://"]
+                .iter()
+                .filter_map(|marker| reference.rfind(marker))
+                .max()
+                .map(|at| (&reference[..at], &reference[at + 1..]))
+                .or_else(|| reference.rsplit_once('@'));
+            let Some((model, base_url)) = split else {
                 return Err(ConfigError(format!(
-                    "unknown model reference '{reference}': {hint}"
+                    "unknown model reference '{}': {hint}",
+                    redact_credentials(reference)
                 )));
             };
             if model.is_empty() {
@@ -216,9 +225,17 @@ impl ModelConfig {
                         redact_url(base_url)
                     ));
                 }
-                if url::Url::parse(base_url).is_err() {
+                let Ok(parsed) = url::Url::parse(base_url) else {
                     return fail(format!(
                         "base_url '{}' is not a valid URL",
+                        redact_url(base_url)
+                    ));
+                };
+                if !parsed.username().is_empty() || parsed.password().is_some() {
+                    return fail(format!(
+                        "base_url '{}' carries credentials, which would be stored with the run \
+                         and shown in reports: name the environment variable that holds the key \
+                         instead (api_key_env, or --api-key-env)",
                         redact_url(base_url)
                     ));
                 }
@@ -315,8 +332,31 @@ pub fn redact_url(url: &str) -> String {
             let _ = parsed.set_password(None);
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        _ => redact_credentials(url),
     }
+}
+
+/// Any text (a model reference, an error) with the `user:password@` part of every URL in it
+/// replaced by `***@`.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?' or '#' (or the text's end); credentials
+        // are what comes before its last '@'.
+        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -376,6 +416,42 @@ mod tests {
         assert!(error.contains("MODEL@BASE_URL"), "{error}");
         let error = ModelConfig::parse_ref("m@ftp://x").unwrap_err().to_string();
         assert!(error.contains("must start with http"), "{error}");
+    }
+
+    #[test]
+    fn credentials_in_a_reference_stay_with_its_url() {
+        let error = ModelConfig::parse_ref("m@http://u:s3cret@h:1/v1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("carries credentials") && !error.contains("s3cret"),
+            "{error}"
+        );
+        assert_eq!(
+            ModelConfig::parse_ref("org/m@v2@https://h:1/v1")
+                .unwrap()
+                .model,
+            "org/m@v2"
+        );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_refused_and_never_shown() {
+        let mut config = ModelConfig::new("http://user:s3cret@h:1/v1", "m");
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("carries credentials") && !error.contains("s3cret"),
+            "{error}"
+        );
+        config.source = ModelSource::OpenAi {
+            base_url: "http://h:1/v1".into(),
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            redact_credentials("judge 'harm=m@http://u:s3cret@h/v1' and https://k@x.io?q=1"),
+            "judge 'harm=m@http://***@h/v1' and https://***@x.io?q=1"
+        );
+        assert_eq!(redact_credentials("no url here"), "no url here");
     }
 
     #[test]

@@ -165,7 +165,9 @@ impl JudgeSetting {
             .as_deref()
             .map(ModelRef::parse)
             .transpose()
-            .with_context(|| format!("judge '{text}'"))?;
+            .with_context(|| {
+                format!("judge '{}'", redtrace_core::model::redact_credentials(text))
+            })?;
         Ok(Self {
             name: spec.name,
             model,

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {error:#}");
+            // No credentials of a URL ever reach the terminal, whatever error carried them.
+            let message = redtrace_core::model::redact_credentials(&format!("{error:#}"));
+            eprintln!("error: {message}");
             if let Some(hint) = hints::hint(&error) {
                 eprintln!("hint: {hint}");
             }
