@@ -11,7 +11,7 @@ use redtrace_providers::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::resolve::DEFAULT_KEY_ENV;
+use crate::resolve::default_key_env;
 use crate::settings::{AttackSetting, JudgeSetting};
 
 /// Judges should be deterministic and have room for a short rationale.
@@ -30,6 +30,7 @@ pub struct Builder {
     progress: Arc<dyn Progress>,
     shutdown: Shutdown,
     backoff: Backoff,
+    key_env: Option<String>,
     judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
     models: Vec<(String, JudgeModel, String)>,
 }
@@ -44,9 +45,17 @@ impl Builder {
             progress,
             shutdown: Shutdown::default(),
             backoff: Backoff::default(),
+            key_env: None,
             judges: Vec::new(),
             models: Vec::new(),
         })
+    }
+
+    /// Judge, attacker and responder models behind an endpoint send the key held in the
+    /// environment variable `name` (by default none, but OpenAI's own key to its own API).
+    pub fn with_key_env(mut self, name: Option<String>) -> Self {
+        self.key_env = name;
+        self
     }
 
     /// Model calls (judges, attackers, responders) wait `backoff` between attempts.
@@ -177,8 +186,8 @@ impl Builder {
             return Ok((model.clone(), name.clone()));
         }
         let mut config = reference.config().clone();
-        if config.base_url().is_some() && std::env::var_os(DEFAULT_KEY_ENV).is_some() {
-            config.api_key_env = Some(DEFAULT_KEY_ENV.into());
+        if config.base_url().is_some() {
+            config.api_key_env = self.key_env.clone().or_else(|| default_key_env(&config));
         }
         config.params.temperature.get_or_insert(temperature);
         config.params.max_tokens.get_or_insert(max_tokens);

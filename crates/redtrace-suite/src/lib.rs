@@ -30,7 +30,9 @@ pub use file::{
     SuiteFile,
 };
 pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcome};
-pub use resolve::{Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV};
+pub use resolve::{
+    default_key_env, Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV, DEFAULT_KEY_HOST,
+};
 pub use run::{run, RunOutcome};
 pub use settings::{
     parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Channels, Chunking,

@@ -21,8 +21,23 @@ pub const DB_ENV: &str = "REDTRACE_DB";
 /// The store used when neither overrides, environment nor suite file name one.
 pub const DEFAULT_DB: &str = "redtrace.db";
 
-/// The environment variable an OpenAI-compatible endpoint's key is read from by default.
+/// The environment variable OpenAI's own API key is read from by default.
 pub const DEFAULT_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// The host [`DEFAULT_KEY_ENV`] is sent to without being named.
+pub const DEFAULT_KEY_HOST: &str = "api.openai.com";
+
+/// The key variable a model gets when none is named: `OPENAI_API_KEY`, where it is set, for
+/// OpenAI's own API only. A key goes to the endpoint it was made for, never by default to a
+/// judge, a local server or anyone else's endpoint.
+pub fn default_key_env(config: &ModelConfig) -> Option<String> {
+    let host = url::Url::parse(config.base_url()?)
+        .ok()?
+        .host_str()?
+        .to_owned();
+    (host == DEFAULT_KEY_HOST && std::env::var_os(DEFAULT_KEY_ENV).is_some())
+        .then(|| DEFAULT_KEY_ENV.to_owned())
+}
 
 /// An attack as a suite names it, before the suite-wide attacker model and budget apply.
 #[derive(Debug, Clone)]
@@ -267,9 +282,15 @@ pub struct Overrides {
     /// How window verdicts combine: any-unsafe (default) or majority.
     #[cfg_attr(feature = "clap", arg(long, value_name = "RULE", value_parser = parse_combine))]
     pub chunk_combine: Option<Combine>,
-    /// Environment variable holding the API key [default: OPENAI_API_KEY when set].
+    /// Environment variable holding the targets' API key [default: OPENAI_API_KEY, only for
+    /// api.openai.com].
     #[cfg_attr(feature = "clap", arg(long))]
     pub api_key_env: Option<String>,
+    /// Environment variable holding the key of the judge, attacker and responder models
+    /// [default: OPENAI_API_KEY, only for api.openai.com]; the targets' key is never sent to
+    /// them.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "NAME"))]
+    pub judge_api_key_env: Option<String>,
     /// Requests in flight at once per endpoint.
     #[cfg_attr(feature = "clap", arg(long))]
     pub concurrency: Option<usize>,
@@ -388,12 +409,12 @@ impl Overrides {
                 if self.benches.is_empty() {
                     bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
                 }
-                let api_key_env = self.api_key_env.clone().or_else(|| {
-                    std::env::var_os(DEFAULT_KEY_ENV).map(|_| DEFAULT_KEY_ENV.to_owned())
-                });
                 for reference in &self.models {
                     let mut config = ModelConfig::parse_ref(reference)?;
-                    config.api_key_env = api_key_env.clone();
+                    config.api_key_env = self
+                        .api_key_env
+                        .clone()
+                        .or_else(|| default_key_env(&config));
                     models.push(config);
                 }
                 let fields = FieldMap {
@@ -549,6 +570,7 @@ impl Overrides {
             use_cache: !self.no_cache,
             new_run: self.new_run,
             backoff,
+            helper_key_env: self.judge_api_key_env.clone(),
         })
     }
 

@@ -284,6 +284,9 @@ pub struct RunSettings {
     /// How long to wait between attempts of every model call, and the cap on a server's
     /// `Retry-After`.
     pub backoff: redtrace_providers::Backoff,
+    /// The environment variable holding the key of the judge, attacker and responder models
+    /// (else OpenAI's own key, for its own API only).
+    pub helper_key_env: Option<String>,
 }
 
 /// What a judge judges, as the command line and a suite file name it.

@@ -228,6 +228,10 @@ pub struct JudgeEvalArgs {
     /// The model LLM judges call.
     #[arg(long, value_name = "REF")]
     pub judge_model: Option<String>,
+    /// Environment variable holding the judge model's key [default: OPENAI_API_KEY, only for
+    /// api.openai.com].
+    #[arg(long, value_name = "NAME")]
+    pub judge_api_key_env: Option<String>,
     /// A rubric template file for a judge, NAME=PATH (repeatable).
     #[arg(long = "judge-template", value_name = "NAME=PATH")]
     pub judge_templates: Vec<String>,

@@ -452,7 +452,8 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
             &args.db.db,
             data_dir.clone(),
             Arc::new(crate::progress::Bar::new(true)),
-        )?;
+        )?
+        .with_key_env(args.judge_api_key_env.clone());
         let mut judges = Vec::new();
         for setting in &settings {
             judges.push(builder.judge(setting).await?);

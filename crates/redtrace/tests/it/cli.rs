@@ -519,6 +519,59 @@ async fn api_keys_reach_the_server_and_nothing_else() {
     let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
     assert!(!text(&export.stdout).contains(secret));
 
+    // A key goes only where it was named: with OpenAI's key in the environment and the
+    // targets' key named, a judge on another endpoint gets neither (regression: both were
+    // sent to every endpoint), until its own variable is named.
+    let judge = FakeServer::start(|_| Reply::text("CLASS: full_refusal")).await;
+    for (round, (extra, expected)) in [
+        (vec![], None),
+        (
+            vec!["--judge-api-key-env", "JUDGE_KEY"],
+            Some("Bearer sk-judge-only"),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A store of its own each time: judge replies are cached in the store.
+        let db = dir.path().join(format!("keys{round}.db"));
+        let judged_before = judge.requests().len();
+        let mut args = vec![
+            "run".to_owned(),
+            "--model".into(),
+            server.model_ref("m"),
+            "--bench".into(),
+            format!("file:{}", csv.display()),
+            "--api-key-env".into(),
+            "MY_KEY".into(),
+            "--judge".into(),
+            format!("refusal-llm={}", judge.model_ref("j")),
+            "--db".into(),
+            db.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = redtrace_env(
+            &args,
+            &[
+                ("MY_KEY", secret),
+                ("OPENAI_API_KEY", "sk-openai-elsewhere"),
+                ("JUDGE_KEY", "sk-judge-only"),
+            ],
+        )
+        .await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let seen = judge.requests();
+        assert!(seen.len() > judged_before);
+        for request in &seen[judged_before..] {
+            assert_eq!(request.authorization.as_deref(), expected, "{extra:?}");
+        }
+        assert_eq!(
+            server.requests().last().unwrap().authorization.as_deref(),
+            Some(format!("Bearer {secret}").as_str())
+        );
+    }
+
     // A missing key variable is named, and the run does not start.
     let output = redtrace(&[
         "run",
