@@ -150,7 +150,18 @@ impl OpenAiProvider {
     fn invalid(&self, detail: impl Into<String>) -> ProviderError {
         ProviderError::InvalidResponse {
             endpoint: self.endpoint.clone(),
-            detail: detail.into(),
+            detail: self.redact(detail.into()),
+        }
+    }
+
+    /// `text` with this client's key replaced by `***` wherever a server echoed it (in an
+    /// error body, or in a reply), so that it reaches no store, report or message.
+    fn redact(&self, text: String) -> String {
+        match &self.api_key {
+            Some(key) if !key.expose().is_empty() && text.contains(key.expose()) => {
+                text.replace(key.expose(), "***")
+            }
+            _ => text,
         }
     }
 }
@@ -240,10 +251,14 @@ impl OpenAiProvider {
     fn finish(
         &self,
         request: &ChatRequest,
-        state: StreamState,
+        mut state: StreamState,
         raw: String,
         started: Instant,
     ) -> Completion {
+        let raw = self.redact(raw);
+        state.content = self.redact(state.content);
+        state.reasoning_content = self.redact(state.reasoning_content);
+        state.reasoning = self.redact(state.reasoning);
         // Some servers (llama.cpp without streaming) echo an assistant prefill before its
         // continuation, others do not: the completion is the model's own text either way, so
         // the prefill (ours, not the model's) is never judged as its thinking.
@@ -432,7 +447,7 @@ impl Provider for OpenAiProvider {
             return Err(ProviderError::Http {
                 status: status.as_u16(),
                 endpoint: self.endpoint.clone(),
-                body: truncate_chars(body.trim(), ERROR_BODY_CHARS),
+                body: truncate_chars(self.redact(body).trim(), ERROR_BODY_CHARS),
                 retry_after,
             });
         }

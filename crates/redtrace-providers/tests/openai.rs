@@ -273,3 +273,41 @@ fn missing_key_variable_is_named() {
     let error = OpenAiProvider::new(config).err().unwrap().to_string();
     assert!(error.contains("REDTRACE_TEST_SURELY_UNSET_KEY"), "{error}");
 }
+
+/// A server that echoes the key (in a 401 body, or in its reply) gets it back as `***`: the
+/// key reaches no error, stored completion or report (regression: it was stored in
+/// `completions.error` and shown by exports, the HTML report and the viewer).
+#[tokio::test]
+async fn a_key_the_server_echoes_is_redacted() {
+    let key = "sk-echoed-0123456789";
+    let server = FakeServer::start(|seen| {
+        let echoed = seen.authorization.clone().unwrap_or_default();
+        if seen.prompt == "fail" {
+            Reply::Status {
+                code: 401,
+                retry_after: None,
+                body: format!("{{\"error\": \"bad key: {echoed}\"}}"),
+            }
+        } else {
+            Reply::reasoning_content(format!("the key was {echoed}"), format!("{echoed}!"))
+        }
+    })
+    .await;
+    for stream in [false, true] {
+        let mut config = ModelConfig::new(server.base_url(), "fake-r1");
+        config.stream = stream;
+        let provider = OpenAiProvider::with_key(config, Some(ApiKey::new(key)));
+        let error = provider.complete(&request("fail")).await.unwrap_err();
+        assert!(!error.to_string().contains(key), "{error}");
+        assert!(error.to_string().contains("bad key: Bearer ***"), "{error}");
+        let completion = provider.complete(&request("echo")).await.unwrap();
+        for text in [
+            completion.answer.as_deref().unwrap(),
+            &completion.reasoning.text,
+            &completion.raw,
+        ] {
+            assert!(!text.contains(key), "stream={stream}: {text}");
+        }
+        assert_eq!(completion.answer.as_deref(), Some("Bearer ***!"));
+    }
+}
