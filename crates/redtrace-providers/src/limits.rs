@@ -90,7 +90,15 @@ pub struct Shutdown {
     pub abandon: CancellationToken,
 }
 
-/// One endpoint's limits, shared by every call to it.
+/// Calls in a row that must fail to reach an endpoint (after their retries) before its gate
+/// gives up on it.
+pub const TRIP_AFTER: u32 = 10;
+
+/// One endpoint's limits, shared by every call to it. It is also a circuit breaker: once
+/// [`TRIP_AFTER`] calls in a row have failed to reach the endpoint (refused, dropped or timed
+/// out, after their retries), it is taken to be down and later calls fail at once, sending
+/// nothing, so a run against a dead endpoint ends in seconds with every unit stored as failed
+/// (and resumable), not after thousands of attempts.
 pub struct Gate {
     permits: Arc<Semaphore>,
     limiter: Option<RateLimiter>,
@@ -99,19 +107,24 @@ pub struct Gate {
     shutdown: Shutdown,
     requests: AtomicU64,
     in_flight: Arc<AtomicU64>,
+    failures_in_a_row: std::sync::atomic::AtomicU32,
+    endpoint: String,
 }
 
 impl Gate {
     /// The gate of `config`'s endpoint: its `max_concurrency`, `requests_per_minute` and
     /// `max_retries`, waiting `backoff` between attempts, stopped by `shutdown`.
     pub fn new(config: &ModelConfig, backoff: Backoff, shutdown: Shutdown) -> Self {
-        Self::with_limits(
-            config.max_concurrency,
-            config.requests_per_minute,
-            config.max_retries,
-            backoff,
-            shutdown,
-        )
+        Self {
+            endpoint: config.endpoint(),
+            ..Self::with_limits(
+                config.max_concurrency,
+                config.requests_per_minute,
+                config.max_retries,
+                backoff,
+                shutdown,
+            )
+        }
     }
 
     /// A gate letting `max_concurrency` requests in flight and `requests_per_minute` start in
@@ -133,6 +146,24 @@ impl Gate {
             shutdown,
             requests: AtomicU64::new(0),
             in_flight: Arc::new(AtomicU64::new(0)),
+            failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
+            endpoint: "the endpoint".into(),
+        }
+    }
+
+    /// Whether the gate has given up on its endpoint.
+    pub fn tripped(&self) -> bool {
+        self.failures_in_a_row.load(Ordering::Relaxed) >= TRIP_AFTER
+    }
+
+    /// Counts a call's end towards the breaker: a reply resets it, a failure to reach the
+    /// endpoint adds to it, any other error (the endpoint answered) resets it too.
+    fn record(&self, result: &Result<Completion, ProviderError>) {
+        match result {
+            Err(ProviderError::Connection { .. } | ProviderError::Timeout { .. }) => {
+                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.failures_in_a_row.store(0, Ordering::Relaxed),
         }
     }
 
@@ -162,6 +193,18 @@ impl Gate {
         if self.shutdown.stop.is_cancelled() {
             return None;
         }
+        if self.tripped() {
+            return Some((
+                Err(ProviderError::Connection {
+                    endpoint: self.endpoint.clone(),
+                    detail: format!(
+                        "not sent: the last {TRIP_AFTER} calls to this endpoint could not reach it \
+                         (is it up?); run again to retry"
+                    ),
+                }),
+                0,
+            ));
+        }
         let _in_flight = InFlight::new(&self.in_flight);
         let mut attempt = 0u32;
         loop {
@@ -171,11 +214,17 @@ impl Gate {
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let error = match provider.complete(request).await {
-                Ok(completion) => return Some((Ok(completion), attempt)),
+                Ok(completion) => {
+                    let result = Ok(completion);
+                    self.record(&result);
+                    return Some((result, attempt));
+                }
                 Err(error) => error,
             };
             if !error.is_retryable() || attempt > self.max_retries {
-                return Some((Err(error), attempt));
+                let result = Err(error);
+                self.record(&result);
+                return Some((result, attempt));
             }
             let delay = match error.retry_after() {
                 Some(asked) => asked.min(self.backoff.max_retry_after),
@@ -301,5 +350,52 @@ mod tests {
         assert!(gate.call(&SlowDown(0.into()), &request()).await.is_none());
         assert_eq!(start.elapsed(), Duration::from_secs(5));
         assert_eq!(gate.requests(), 1);
+    }
+
+    /// Always refused, as an endpoint that is down.
+    struct Down(std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl Provider for Down {
+        async fn complete(&self, _request: &ChatRequest) -> Result<Completion, ProviderError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(ProviderError::Connection {
+                endpoint: "http://127.0.0.1:1/v1".into(),
+                detail: "connection refused".into(),
+            })
+        }
+
+        fn fingerprint(&self, _request: &ChatRequest) -> String {
+            "down".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_endpoint_trips_the_breaker() {
+        let gate = Gate::with_limits(4, None, 1, Backoff::default(), Shutdown::default());
+        let down = Down(0.into());
+        for _ in 0..TRIP_AFTER {
+            let (result, attempts) = gate.call(&down, &request()).await.unwrap();
+            assert!(result.is_err() && attempts == 2);
+        }
+        assert!(gate.tripped());
+        let (result, attempts) = gate.call(&down, &request()).await.unwrap();
+        assert_eq!(attempts, 0);
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("could not reach it"));
+        assert_eq!(
+            down.0.load(Ordering::Relaxed),
+            2 * TRIP_AFTER,
+            "nothing more was sent"
+        );
+        // An endpoint that answers, even with an error, resets the count.
+        let flaky = Gate::with_limits(4, None, 0, Backoff::default(), Shutdown::default());
+        for _ in 0..TRIP_AFTER - 1 {
+            let _ = flaky.call(&down, &request()).await;
+        }
+        let _ = flaky.call(&SlowDown(1.into()), &request()).await;
+        assert!(!flaky.tripped());
     }
 }

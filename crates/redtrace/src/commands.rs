@@ -71,8 +71,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     if !args.quiet {
         print_report(&settings.db, outcome.run_id, out)?;
     }
+    // Units that failed are stored and a rerun retries them, but the run did not do all it
+    // was asked: a script or CI job must not take it for a success.
     Ok(if summary.interrupted {
         ExitCode::from(130)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })

@@ -1,6 +1,6 @@
 //! The `redtrace` binary: parses the command line, dispatches to the library crates, draws
-//! progress, and maps outcomes to exit codes (0 done, 1 error, 2 usage, 130 interrupted; a
-//! closed stdout pipe is not an error). No assessment logic lives here.
+//! progress, and maps outcomes to exit codes (0 done, 1 error or units failed, 2 usage, 130
+//! interrupted; a closed stdout pipe is not an error). No assessment logic lives here.
 
 #[cfg(feature = "bench")]
 mod bench;

@@ -443,6 +443,57 @@ async fn a_long_retry_after_is_capped() {
     assert!(text(&bad.stderr).contains("--max-retry-wait must be a positive number"));
 }
 
+/// An endpoint that fails every call is given up on (a circuit breaker): the rest of the
+/// units fail at once, sending nothing, stored and resumable, and the run exits 1
+/// (regression: 2,000 units × 6 attempts were sent to a dead endpoint, exit 0).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_endpoint_is_given_up_on() {
+    let server = FakeServer::start(|_| Reply::Drop).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..60)
+        .map(|i| format!("{{\"prompt\":\"q{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "p.jsonl", &rows);
+    let db = dir.path().join("r.db");
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &server.model_ref("m"),
+        "--bench",
+        &format!("file:{}", data.display()),
+        "--retries",
+        "1",
+        "--concurrency",
+        "4",
+        "--quiet",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("60 failed"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Ten calls in a row (two attempts each), and the calls already in flight, reached it.
+    assert!(
+        server.count() <= 2 * (10 + 4),
+        "{} requests",
+        server.count()
+    );
+    let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+    let given_up = export_lines(&export.stdout)
+        .iter()
+        .filter(|line| {
+            line["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("could not reach it"))
+        })
+        .count();
+    assert!(given_up >= 40, "{given_up}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_endpoint_records_errors_and_finishes() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -465,7 +516,8 @@ async fn unreachable_endpoint_records_errors_and_finishes() {
         db.to_str().unwrap(),
     ])
     .await;
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Failed units are stored and the report printed, but the run exits 1 (regression: 0).
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains("2 failed"),
         "{}",
