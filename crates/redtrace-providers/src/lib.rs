@@ -11,7 +11,7 @@ mod model;
 mod openai;
 mod split;
 
-pub use limits::{Backoff, Gate, RateLimiter, Shutdown};
+pub use limits::{Backoff, Gate, RateLimiter, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER};
 pub use model::{api_key, ApiKey};
 pub use openai::OpenAiProvider;
 pub use redtrace_core::model::{
