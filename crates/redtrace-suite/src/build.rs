@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::resolve::default_key_env;
-use crate::settings::{AttackSetting, JudgeSetting};
+use crate::settings::{AttackSetting, HelperLimits, JudgeSetting};
 
 /// Judges should be deterministic and have room for a short rationale.
 const JUDGE_PARAMS: (f64, u64) = (0.0, 512);
@@ -31,6 +31,7 @@ pub struct Builder {
     shutdown: Shutdown,
     backoff: Backoff,
     key_env: Option<String>,
+    limits: HelperLimits,
     judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
     models: Vec<(String, JudgeModel, String)>,
 }
@@ -46,6 +47,7 @@ impl Builder {
             shutdown: Shutdown::default(),
             backoff: Backoff::default(),
             key_env: None,
+            limits: HelperLimits::default(),
             judges: Vec::new(),
             models: Vec::new(),
         })
@@ -55,6 +57,13 @@ impl Builder {
     /// environment variable `name` (by default none, but OpenAI's own key to its own API).
     pub fn with_key_env(mut self, name: Option<String>) -> Self {
         self.key_env = name;
+        self
+    }
+
+    /// Judge, attacker and responder models keep to `limits` (the command line's timeout,
+    /// retries, concurrency and rate), as targets do.
+    pub fn with_limits(mut self, limits: HelperLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -189,6 +198,7 @@ impl Builder {
         if config.base_url().is_some() {
             config.api_key_env = self.key_env.clone().or_else(|| default_key_env(&config));
         }
+        self.limits.apply(&mut config);
         config.params.temperature.get_or_insert(temperature);
         config.params.max_tokens.get_or_insert(max_tokens);
         let provider = provider_for(&config, &self.progress).await?;

@@ -36,7 +36,7 @@ pub use resolve::{
 pub use run::{run, RunOutcome};
 pub use settings::{
     parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Channels, Chunking,
-    JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
+    HelperLimits, JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
 };
 
 /// The report of run `run` in the store at `db`, as a value (render it with its `to_*`

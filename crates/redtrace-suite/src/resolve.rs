@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::file::{read_suite, relative_to, AttackEntry, JudgeEntry};
 use crate::settings::{
     parse_channels, parse_templates, sweep_model, AttackSetting, BenchmarkPlan, Chunking,
-    JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
+    HelperLimits, JudgeSetting, RewardSetting, RunSettings, FALLBACK_JUDGE,
 };
 
 /// The environment variable naming the store when no `--db` is given.
@@ -571,6 +571,12 @@ impl Overrides {
             new_run: self.new_run,
             backoff,
             helper_key_env: self.judge_api_key_env.clone(),
+            helper_limits: HelperLimits {
+                timeout_secs: self.timeout,
+                max_retries: self.retries,
+                max_concurrency: self.concurrency,
+                requests_per_minute: self.rpm,
+            },
         })
     }
 

@@ -104,7 +104,8 @@ pub async fn run(
     let mut builder = Builder::new(&settings.db, settings.data_dir.clone(), progress.clone())?
         .with_shutdown(&shutdown)
         .with_backoff(settings.backoff)
-        .with_key_env(settings.helper_key_env.clone());
+        .with_key_env(settings.helper_key_env.clone())
+        .with_limits(settings.helper_limits);
     let mut targets = Vec::new();
     for config in &settings.models {
         targets.push(Target {

@@ -287,6 +287,40 @@ pub struct RunSettings {
     /// The environment variable holding the key of the judge, attacker and responder models
     /// (else OpenAI's own key, for its own API only).
     pub helper_key_env: Option<String>,
+    /// The limits given on the command line, which the judge, attacker and responder models
+    /// keep to as the targets do.
+    pub helper_limits: HelperLimits,
+}
+
+/// Limits that apply to every model a run calls, its helpers too, where they are given.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HelperLimits {
+    /// Per-request timeout, seconds.
+    pub timeout_secs: Option<f64>,
+    /// Retries after the first attempt.
+    pub max_retries: Option<u32>,
+    /// Requests in flight per endpoint.
+    pub max_concurrency: Option<usize>,
+    /// Requests per minute per endpoint.
+    pub requests_per_minute: Option<u32>,
+}
+
+impl HelperLimits {
+    /// `config` with these limits where they are given.
+    pub fn apply(&self, config: &mut ModelConfig) {
+        if let Some(value) = self.timeout_secs {
+            config.timeout_secs = value;
+        }
+        if let Some(value) = self.max_retries {
+            config.max_retries = value;
+        }
+        if let Some(value) = self.max_concurrency {
+            config.max_concurrency = value;
+        }
+        if let Some(value) = self.requests_per_minute {
+            config.requests_per_minute = Some(value);
+        }
+    }
 }
 
 /// What a judge judges, as the command line and a suite file name it.

@@ -443,6 +443,53 @@ async fn a_long_retry_after_is_capped() {
     assert!(text(&bad.stderr).contains("--max-retry-wait must be a positive number"));
 }
 
+/// --timeout and --retries hold for judge calls too (regression: a hanging judge stalled the
+/// run for 600 s per attempt, whatever the flags said).
+#[tokio::test(flavor = "multi_thread")]
+async fn judge_calls_keep_to_the_timeout_and_retries() {
+    let target = FakeServer::start(|_| Reply::text("Sure.")).await;
+    let judge =
+        FakeServer::start(|_| Reply::text("CLASS: full_compliance").after(Duration::from_secs(30)))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "p.jsonl", "{\"prompt\":\"hello\"}\n");
+    let started = std::time::Instant::now();
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &target.model_ref("m"),
+        "--bench",
+        &format!("file:{}", data.display()),
+        "--judge",
+        &format!("refusal-llm={}", judge.model_ref("j")),
+        "--timeout",
+        "0.5",
+        "--retries",
+        "0",
+        "--quiet",
+        "--db",
+        dir.path().join("r.db").to_str().unwrap(),
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(judge.count(), 1, "one call for the answer (there is no trace), no retry");
+    let export = redtrace(&["export", "--db", dir.path().join("r.db").to_str().unwrap()]).await;
+    let line = &export_lines(&export.stdout)[0];
+    assert_eq!(line["verdicts"][0]["label"], "unscored");
+    assert!(
+        line["verdicts"][0]["rationale"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{line}"
+    );
+}
+
 /// An endpoint that fails every call is given up on (a circuit breaker): the rest of the
 /// units fail at once, sending nothing, stored and resumable, and the run exits 1
 /// (regression: 2,000 units × 6 attempts were sent to a dead endpoint, exit 0).
