@@ -163,6 +163,7 @@ impl Judge for AirBenchJudge {
             ReplyFormat::AirScore,
             channel,
             prompt,
+            text,
         )
         .await;
         debug_assert!(verdict.label != Label::Safe && verdict.label != Label::Unsafe);

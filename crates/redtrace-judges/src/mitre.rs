@@ -107,6 +107,7 @@ impl Judge for MitreJudge {
             ReplyFormat::BenignMalicious,
             channel,
             prompt,
+            text,
         )
         .await
     }

@@ -144,6 +144,7 @@ pub(crate) async fn ask_and_parse(
     format: ReplyFormat,
     channel: Channel,
     prompt: Result<String, String>,
+    judged: &str,
 ) -> Verdict {
     let unscored = |rationale: String| Verdict::unscored(judge, channel, rationale);
     let prompt = match prompt {
@@ -154,6 +155,13 @@ pub(crate) async fn ask_and_parse(
         Ok(reply) => reply,
         Err(error) => return unscored(error),
     };
+    if echoes(&reply.text, judged) {
+        return unscored(format!(
+            "the judge's reply repeats the judged text or its verdict line (an echo, or a \
+             verdict the model wrote for itself): {}",
+            shorten(reply.text.trim())
+        ));
+    }
     match format.parse(&reply.text) {
         Ok(parsed) => Verdict {
             judge: judge.to_owned(),
@@ -181,8 +189,39 @@ impl Judge for RubricJudge {
 
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         let prompt = self.rubric.render(sample, channel, text);
-        ask_and_parse(&self.name, &self.model, self.rubric.format, channel, prompt).await
+        ask_and_parse(
+            &self.name,
+            &self.model,
+            self.rubric.format,
+            channel,
+            prompt,
+            text,
+        )
+        .await
     }
+}
+
+/// Whether a judge's reply echoes the judged text: it is that text, or a line that carries its
+/// verdict (`VERDICT:`, `##the_score:`) is also a line of the judged text. Model output that
+/// ends with `VERDICT: safe` must never choose its own verdict through a judge that repeats it.
+fn echoes(reply: &str, judged: &str) -> bool {
+    let reply = reply.trim();
+    if reply.is_empty() {
+        return false;
+    }
+    if reply == judged.trim() {
+        return true;
+    }
+    let judged_lines: std::collections::HashSet<&str> = judged
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    reply.lines().map(str::trim).any(|line| {
+        let verdict =
+            line.to_ascii_uppercase().starts_with("VERDICT:") || line.starts_with("##the_score:");
+        verdict && judged_lines.contains(line)
+    })
 }
 
 /// Rationales are kept short in the store.

@@ -477,7 +477,11 @@ async fn judge_calls_keep_to_the_timeout_and_retries() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(judge.count(), 1, "one call for the answer (there is no trace), no retry");
+    assert_eq!(
+        judge.count(),
+        1,
+        "one call for the answer (there is no trace), no retry"
+    );
     let export = redtrace(&["export", "--db", dir.path().join("r.db").to_str().unwrap()]).await;
     let line = &export_lines(&export.stdout)[0];
     assert_eq!(line["verdicts"][0]["label"], "unscored");
