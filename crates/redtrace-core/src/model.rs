@@ -107,7 +107,15 @@ pub struct ModelConfig {
     /// Retries after the first attempt for retryable failures.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// A response body (or stream) past this many bytes is cut off and the request fails;
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`] when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
 }
+
+/// The largest response read unless a model says otherwise: far above any real completion,
+/// far below what would exhaust the memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 fn default_concurrency() -> usize {
     16
@@ -154,7 +162,17 @@ impl ModelConfig {
             requests_per_minute: None,
             timeout_secs: default_timeout(),
             max_retries: default_retries(),
+            max_response_bytes: None,
         }
+    }
+
+    /// The largest response read, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        usize::try_from(
+            self.max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        )
+        .unwrap_or(usize::MAX)
     }
 
     /// Parses a command-line model reference: `MODEL@BASE_URL`, `gguf:PATH` or

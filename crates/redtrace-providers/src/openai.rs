@@ -15,6 +15,9 @@ use crate::{
 /// How much of an error body goes into an error message.
 const ERROR_BODY_CHARS: usize = 300;
 
+/// An error body is read this far at most: its start is all an error message shows.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
 /// A client for one model behind an OpenAI-compatible endpoint.
 pub struct OpenAiProvider {
     config: ModelConfig,
@@ -152,6 +155,37 @@ impl OpenAiProvider {
             endpoint: self.endpoint.clone(),
             detail: self.redact(detail.into()),
         }
+    }
+
+    /// The body, read up to `limit` bytes: past it, an error (`fail`) or the start alone. An
+    /// endless or huge body (a broken or hostile server) never fills the memory.
+    async fn read_capped(
+        &self,
+        response: reqwest::Response,
+        limit: usize,
+        fail: bool,
+    ) -> Result<String, ProviderError> {
+        let mut body: Vec<u8> = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| self.transport_error(error))?;
+            if body.len() + chunk.len() > limit {
+                if fail {
+                    return Err(self.too_large(limit));
+                }
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn too_large(&self, limit: usize) -> ProviderError {
+        self.invalid(format!(
+            "the response passed {limit} bytes and was cut off (max_response_bytes in the \
+             model's suite table raises the cap)"
+        ))
     }
 
     /// `text` with this client's key replaced by `***` wherever a server echoed it (in an
@@ -379,8 +413,14 @@ impl OpenAiProvider {
         let mut state = StreamState::default();
         let mut stream = response.bytes_stream();
         let mut pending: Vec<u8> = Vec::new();
+        let limit = self.config.max_response_bytes();
+        let mut received = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|error| self.transport_error(error))?;
+            received += chunk.len();
+            if received > limit {
+                return Err(self.too_large(limit));
+            }
             pending.extend_from_slice(&chunk);
             while let Some(newline) = pending.iter().position(|&byte| byte == b'\n') {
                 let line: Vec<u8> = pending.drain(..=newline).collect();
@@ -443,7 +483,10 @@ impl Provider for OpenAiProvider {
         let status = response.status();
         if !status.is_success() {
             let retry_after = parse_retry_after(response.headers());
-            let body = response.text().await.unwrap_or_default();
+            let body = self
+                .read_capped(response, ERROR_BODY_BYTES, false)
+                .await
+                .unwrap_or_default();
             return Err(ProviderError::Http {
                 status: status.as_u16(),
                 endpoint: self.endpoint.clone(),
@@ -454,10 +497,8 @@ impl Provider for OpenAiProvider {
         if self.config.stream {
             self.read_stream(request, response, started).await
         } else {
-            let text = response
-                .text()
-                .await
-                .map_err(|error| self.transport_error(error))?;
+            let limit = self.config.max_response_bytes();
+            let text = self.read_capped(response, limit, true).await?;
             self.parse_whole(request, text, started)
         }
     }

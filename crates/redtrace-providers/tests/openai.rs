@@ -311,3 +311,44 @@ async fn a_key_the_server_echoes_is_redacted() {
         assert_eq!(completion.answer.as_deref(), Some("Bearer ***!"));
     }
 }
+
+/// A body or stream past the cap fails the request with a clear error instead of filling the
+/// memory (regression: an endless JSON body reached 19 GB, an endless stream 5 GB).
+#[tokio::test]
+async fn responses_past_the_cap_are_cut_off() {
+    let long = "word ".repeat(2_000);
+    let server = FakeServer::start(move |seen| {
+        if seen.prompt == "error" {
+            Reply::Status {
+                code: 500,
+                retry_after: None,
+                body: "x".repeat(1_000_000),
+            }
+        } else {
+            Reply::text(long.clone())
+        }
+    })
+    .await;
+    for stream in [false, true] {
+        let mut config = ModelConfig::new(server.base_url(), "fake-r1");
+        config.stream = stream;
+        config.max_response_bytes = Some(4_000);
+        let provider = OpenAiProvider::with_key(config, None);
+        let error = provider.complete(&request("hi")).await.unwrap_err();
+        assert!(
+            error.to_string().contains("passed 4000 bytes"),
+            "stream={stream}: {error}"
+        );
+        assert!(!error.is_retryable());
+        // An error body is read only as far as its start is shown.
+        let error = provider.complete(&request("error")).await.unwrap_err();
+        assert!(
+            error.to_string().len() < 1_000,
+            "{}",
+            error.to_string().len()
+        );
+    }
+    // The default cap is far above a real completion.
+    let provider = OpenAiProvider::with_key(ModelConfig::new(server.base_url(), "fake-r1"), None);
+    assert!(provider.complete(&request("hi")).await.is_ok());
+}

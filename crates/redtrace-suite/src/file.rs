@@ -136,6 +136,8 @@ pub struct ModelTable {
     pub timeout_secs: Option<f64>,
     /// Retries.
     pub max_retries: Option<u32>,
+    /// The largest response read, in bytes (default 64 MiB).
+    pub max_response_bytes: Option<u64>,
     /// Run this model at several values of one setting: `{ max_tokens = [1024, 4096] }` or
     /// `{ reasoning_effort = ["low", "high"] }`; each value is a model of its own, named
     /// `NAME@KEY=VALUE`.
@@ -227,6 +229,7 @@ impl ModelTable {
         if let Some(value) = self.max_retries {
             config.max_retries = value;
         }
+        config.max_response_bytes = self.max_response_bytes;
         Ok(config)
     }
 }
