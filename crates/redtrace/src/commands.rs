@@ -33,10 +33,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
         let shutdown = Shutdown::default();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupted().await {
                 eprintln!("\ninterrupted: finishing requests in flight; press Ctrl-C again to abandon them");
                 signals.stop.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if interrupted().await {
                     eprintln!("abandoning requests in flight");
                     signals.abandon.cancel();
                 }
@@ -80,6 +80,26 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Waits for Ctrl-C, or for SIGTERM (what `kill`, a scheduler or `docker stop` sends), which
+/// is handled the same way; `false` when no signal can be listened for.
+async fn interrupted() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                result = tokio::signal::ctrl_c() => result.is_ok(),
+                _ = terminate.recv() => true,
+            },
+            Err(_) => tokio::signal::ctrl_c().await.is_ok(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 /// Prints a run's report for the terminal.

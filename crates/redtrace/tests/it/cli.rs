@@ -696,6 +696,68 @@ async fn api_keys_reach_the_server_and_nothing_else() {
     );
 }
 
+/// SIGTERM (from `kill`, a scheduler, `docker stop`) stops a run as Ctrl-C does: requests in
+/// flight finish and are stored, the run is marked interrupted, the exit code is 130, and a
+/// rerun completes it (regression: SIGTERM lost the work in flight and left it `running`).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_run_like_ctrl_c() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..40)
+        .map(|i| format!("{{\"prompt\":\"q{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "p.jsonl", &rows);
+    let db = dir.path().join("r.db");
+    let bench = format!("file:{}", data.display());
+    let model = server.model_ref("m");
+    let args = [
+        "run",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--concurrency",
+        "2",
+        "--quiet",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let child = crate::util::command(&args, &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.count() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("interrupted"),
+        "{}",
+        text(&output.stderr)
+    );
+    let runs = redtrace(&["runs", "--json", "--db", db.to_str().unwrap()]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "interrupted");
+    let stored = runs[0]["completions"].as_u64().unwrap();
+    assert!(stored >= 2 && stored < 40, "{stored}");
+    let sent = server.count();
+    let rerun = redtrace(&args).await;
+    assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+    assert_eq!(
+        server.count() - sent,
+        40 - stored as usize,
+        "the rest, and only the rest"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
     let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(300))).await;
