@@ -242,6 +242,31 @@ impl Store {
         })
     }
 
+    /// Checks the file's pages (SQLite's `quick_check`): a store whose pages are damaged is
+    /// refused before a run writes into it, not found out later by a report.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("PRAGMA quick_check(5)")
+            .map_err(|e| self.err(e))?;
+        let problems: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        if problems == ["ok"] {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt {
+            path: self.path.clone(),
+            what: "the database file".into(),
+            detail: format!(
+                "{} (restore a copy, or run with another --db; nothing was written)",
+                problems.join("; ")
+            ),
+        })
+    }
+
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path

@@ -37,6 +37,10 @@ pub async fn run(
     progress: Arc<dyn Progress>,
     shutdown: Shutdown,
 ) -> Result<RunOutcome> {
+    // A store that exists is checked before anything is written into it.
+    if settings.db.is_file() {
+        Store::open(&settings.db)?.check_integrity()?;
+    }
     // Read every benchmark once up front: a bad row fails here, before anything is sent or
     // stored, and the count gives the progress bar its total.
     let mut records = Vec::new();

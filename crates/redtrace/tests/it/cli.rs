@@ -696,6 +696,50 @@ async fn api_keys_reach_the_server_and_nothing_else() {
     );
 }
 
+/// A store with damaged pages is refused before a run writes into it (regression: a run
+/// wrote 20 completions into it, and only the report found it malformed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_store_is_refused_before_anything_is_sent() {
+    let server = FakeServer::start(|_| Reply::text("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..200)
+        .map(|i| format!("{{\"prompt\":\"question number {i} about cooking pasta well\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "p.jsonl", &rows);
+    let db = dir.path().join("r.db");
+    let bench = format!("file:{}", data.display());
+    let model = server.model_ref("m");
+    let args = [
+        "run",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--quiet",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let first = redtrace(&args).await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    // Damage pages in the middle of the file.
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 5 * 4096, "{} bytes", bytes.len());
+    for byte in &mut bytes[2 * 4096 + 100..4 * 4096] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let sent = server.count();
+    let again: Vec<&str> = args.iter().copied().chain(["--new-run"]).collect();
+    let output = redtrace(&again).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("database file") || stderr.contains("malformed"),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), sent, "nothing was sent");
+}
+
 /// SIGTERM (from `kill`, a scheduler, `docker stop`) stops a run as Ctrl-C does: requests in
 /// flight finish and are stored, the run is marked interrupted, the exit code is 130, and a
 /// rerun completes it (regression: SIGTERM lost the work in flight and left it `running`).
