@@ -42,29 +42,33 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
     .find_map(|(text, source)| text.filter(|t| !t.trim().is_empty()).map(|t| (t, source)));
 
     if let Some((text, source)) = field {
-        // Some servers put the trace in a field *and* leave tags in the content; the tags'
-        // split wins for the answer so that no trace text leaks into it.
-        let (_, answer) = split_tags(content, raw.opened_in_prompt);
-        let answer = answer.or_else(|| (!content.contains(OPEN)).then(|| content.to_owned()));
-        let no_answer = answer.as_deref().is_none_or(|a| a.trim().is_empty());
-        if ran_out && no_answer {
+        // The field is the trace and the content the answer. A complete `<think>…</think>`
+        // block at the start of the content (a server that also inlines the trace) moves to
+        // the trace, added where it says more than the field; any other tag is text of the
+        // answer. So no text is dropped, and a tag the model writes in its answer cannot move
+        // text out of the judged answer.
+        let (inline, answer) = leading_block(content);
+        let mut trace = text.to_owned();
+        if let Some(inline) = inline.filter(|i| !i.is_empty() && i.trim() != text.trim()) {
+            trace = format!("{}\n\n{}", trace.trim_end(), inline.trim());
+        }
+        if ran_out && answer.trim().is_empty() {
             return (
                 Reasoning {
-                    text: text.to_owned(),
+                    text: trace,
                     source: Some(source),
                     state: TraceState::Truncated,
                 },
                 None,
             );
         }
-        let answer = answer.unwrap_or_default();
         return (
             Reasoning {
-                text: text.to_owned(),
+                text: trace,
                 source: Some(source),
                 state: TraceState::Complete,
             },
-            Some(answer),
+            Some(answer.to_owned()),
         );
     }
     let (reasoning, answer) = split_tags(content, raw.opened_in_prompt);
@@ -80,6 +84,21 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
         );
     }
     (reasoning, answer)
+}
+
+/// A complete `<think>…</think>` block at the start of `content` (leading space aside): its
+/// inside, and the rest; else no block and all of `content`.
+fn leading_block(content: &str) -> (Option<&str>, &str) {
+    let start = content.trim_start();
+    if let Some(inside) = start.strip_prefix(OPEN) {
+        if let Some(close_at) = inside.find(CLOSE) {
+            return (
+                Some(&inside[..close_at]),
+                inside[close_at + CLOSE.len()..].trim_start(),
+            );
+        }
+    }
+    (None, content)
 }
 
 fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<String>) {
@@ -153,6 +172,37 @@ mod tests {
             finish_reason: Some("stop"),
             ..Default::default()
         }
+    }
+
+    /// With the trace in a field, tags in the content move no text out of the answer
+    /// (regression: `</think>` in the content dropped the text before it from both, and an
+    /// unclosed `<think>` emptied the answer).
+    #[test]
+    fn tags_in_the_answer_move_no_text_out_of_it_when_the_trace_has_a_field() {
+        let with_field = |content| RawOutput {
+            content: Some(content),
+            reasoning_content: Some("the real trace"),
+            finish_reason: Some("stop"),
+            ..Default::default()
+        };
+        let (trace, answer) = split_reasoning(with_field("Step 1: the harmful part </think> bye"));
+        assert_eq!(trace.text, "the real trace");
+        assert_eq!(
+            answer.as_deref(),
+            Some("Step 1: the harmful part </think> bye")
+        );
+        let (_, answer) = split_reasoning(with_field("<think> and then the help"));
+        assert_eq!(answer.as_deref(), Some("<think> and then the help"));
+        // A server that inlines the trace too: the block leaves the answer, and what it says
+        // beyond the field is kept in the trace.
+        let (trace, answer) = split_reasoning(with_field("<think>the real trace</think>\nAnswer"));
+        assert_eq!(
+            (trace.text.as_str(), answer.as_deref()),
+            ("the real trace", Some("Answer"))
+        );
+        let (trace, answer) = split_reasoning(with_field("<think>more thought</think>Answer"));
+        assert_eq!(trace.text, "the real trace\n\nmore thought");
+        assert_eq!(answer.as_deref(), Some("Answer"));
     }
 
     #[test]
@@ -275,7 +325,9 @@ mod tests {
             reasoning_content: Some("real trace"),
             ..Default::default()
         });
-        assert_eq!(reasoning.text, "real trace");
+        // The inline block leaves the answer; what it says beyond the field stays in the trace
+        // (no model text is dropped).
+        assert_eq!(reasoning.text, "real trace\n\ndup");
         assert_eq!(answer.as_deref(), Some("Final"));
     }
 }
