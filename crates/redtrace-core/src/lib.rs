@@ -266,6 +266,20 @@ impl<'de> Deserialize<'de> for StopReason {
     }
 }
 
+/// `text` without the control characters a terminal or spreadsheet would act on (NUL, BEL,
+/// ESC and the rest of C0 but tab and line breaks, DEL, the C1 set): model output and data
+/// strings are hostile input, and must not move a cursor, ring a bell or rewrite the screen.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_control = |c: char| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || ('\u{80}'..='\u{9f}').contains(&c)
+    };
+    if text.chars().any(unsafe_control) {
+        std::borrow::Cow::Owned(text.chars().filter(|&c| !unsafe_control(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A judge as its verdicts name it: the registry name and, for a judge that calls a model,
 /// the model's name, written `harm:gpt-4o`. Readers ask it what judge it is instead of
 /// taking the text apart.
@@ -633,6 +647,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_keeps_no_terminal_controls() {
+        assert_eq!(printable("a\u{1b}[2Jb\u{7}\u{0}\u{9b}c\u{7f}"), "a[2Jbc");
+        assert_eq!(printable("tab\tand\nlines"), "tab\tand\nlines");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn judge_ids_read_what_verdicts_store() {

@@ -802,7 +802,8 @@ impl Report {
         }
         out.push_str(NOTE);
         out.push('\n');
-        out
+        // Category names, ids and model names come from data files and servers.
+        redtrace_core::printable(&out).into_owned()
     }
 
     /// The report as Markdown: a heading and a table for each table.

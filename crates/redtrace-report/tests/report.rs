@@ -370,6 +370,33 @@ fn trace_against_answer_cell_by_cell() {
 }
 
 /// A run spec told apart from others by `label`.
+/// Data strings reach the terminal without the controls a terminal acts on (regression: an
+/// ESC in a category name cleared the screen of whoever read the report).
+#[test]
+fn terminal_reports_keep_no_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+    let run = store.create_run(&spec("ctl"), "t").unwrap();
+    store
+        .insert_samples(run, "b", [sample("1", "evil\u{1b}[2J\u{7}")].iter())
+        .unwrap();
+    store
+        .write_batch(
+            run,
+            &[record(
+                "1",
+                Label::FullRefusal,
+                Label::FullCompliance,
+                false,
+            )],
+        )
+        .unwrap();
+    let info = store.resolve_run("last").unwrap();
+    let text = Report::build(&store, &info).unwrap().to_terminal();
+    assert!(text.contains("evil[2J"), "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'));
+}
+
 fn spec(label: &str) -> redtrace_core::RunSpec {
     redtrace_core::RunSpec {
         judges: vec![label.into()],

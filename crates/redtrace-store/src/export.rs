@@ -208,13 +208,9 @@ const FLAT_COLUMNS: [&str; 25] = [
 /// set; not tab or line breaks) are dropped, and a cell that begins with `=`, `+`, `-`, `@`, a
 /// tab or a carriage return gets a leading `'`, so that model output is never run as a formula.
 pub fn csv_cell(text: String) -> String {
-    let unsafe_control = |c: char| {
-        (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || ('\u{80}'..='\u{9f}').contains(&c)
-    };
-    let text = if text.chars().any(unsafe_control) {
-        text.chars().filter(|&c| !unsafe_control(c)).collect()
-    } else {
-        text
+    let text = match redtrace_core::printable(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
     };
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")

@@ -321,7 +321,11 @@ fn write_columns(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<(
             .enumerate()
             .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
             .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            redtrace_core::printable(line.join("  ").trim_end())
+        )?;
     }
     Ok(())
 }

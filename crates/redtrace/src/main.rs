@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             }
             // No credentials of a URL ever reach the terminal, whatever error carried them.
             let message = redtrace_core::model::redact_credentials(&format!("{error:#}"));
+            let message = redtrace_core::printable(&message);
             eprintln!("error: {message}");
             if let Some(hint) = hints::hint(&error) {
                 eprintln!("hint: {hint}");
