@@ -20,11 +20,20 @@ use crate::cli::{
 /// `redtrace run`: resolves the suite and overrides, runs with a progress bar and Ctrl-C
 /// handling, prints the summary and the report; exit code 130 when interrupted.
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let suite = match &args.suite {
-        Some(path) => Suite::from_file(path)?,
-        None => Suite::default(),
+    // Whatever fails before anything is read or sent (a flag, the suite file, a model, judge,
+    // attack or benchmark name) is a usage error: exit code 2, as clap's own.
+    let resolved = match &args.suite {
+        Some(path) => Suite::from_file(path),
+        None => Ok(Suite::default()),
+    }
+    .and_then(|suite| suite.with(&args.overrides));
+    let settings = match resolved {
+        Ok(settings) => settings,
+        Err(error) => {
+            crate::print_error(&error);
+            return Ok(ExitCode::from(2));
+        }
     };
-    let settings = suite.with(&args.overrides)?;
     for note in &settings.notes {
         eprintln!("note: {note}");
     }

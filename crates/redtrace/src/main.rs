@@ -1,6 +1,7 @@
 //! The `redtrace` binary: parses the command line, dispatches to the library crates, draws
-//! progress, and maps outcomes to exit codes (0 done, 1 error or units failed, 2 usage, 130
-//! interrupted; a closed stdout pipe is not an error). No assessment logic lives here.
+//! progress, and maps outcomes to exit codes (0 done, 1 error or units failed, 2 usage: a flag,
+//! a suite file or a name that cannot be resolved, 130 interrupted; a closed stdout pipe is not
+//! an error). No assessment logic lives here.
 
 #[cfg(feature = "bench")]
 mod bench;
@@ -31,15 +32,19 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            // No credentials of a URL ever reach the terminal, whatever error carried them.
-            let message = redtrace_core::model::redact_credentials(&format!("{error:#}"));
-            let message = redtrace_core::printable(&message);
-            eprintln!("error: {message}");
-            if let Some(hint) = hints::hint(&error) {
-                eprintln!("hint: {hint}");
-            }
+            print_error(&error);
             ExitCode::from(1)
         }
+    }
+}
+
+/// Prints an error and its hint to stderr: no URL credentials, no control characters.
+pub(crate) fn print_error(error: &anyhow::Error) {
+    let message = redtrace_core::model::redact_credentials(&format!("{error:#}"));
+    let message = redtrace_core::printable(&message);
+    eprintln!("error: {message}");
+    if let Some(hint) = hints::hint(error) {
+        eprintln!("hint: {hint}");
     }
 }
 

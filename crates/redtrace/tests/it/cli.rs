@@ -286,8 +286,10 @@ async fn bad_input_gets_clear_errors() {
     let csv = write(dir.path(), "ok.csv", "prompt\nhello\n");
     let bench = format!("file:{}", csv.display());
 
+    // Usage errors (a malformed --model, a suite key that does not exist, an unknown
+    // benchmark) exit 2, as clap's own (regression: 1).
     let output = redtrace(&["run", "--model", "gpt-9", "--bench", &bench, "--db", db]).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(
         text(&output.stderr).contains("unknown model reference 'gpt-9'"),
         "{}",
@@ -301,7 +303,19 @@ async fn bad_input_gets_clear_errors() {
     );
     let output = redtrace(&["run", suite.to_str().unwrap(), "--db", db]).await;
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
+    let unknown = redtrace(&[
+        "run",
+        "--model",
+        "m@http://127.0.0.1:9/v1",
+        "--bench",
+        "nosuchbench",
+        "--db",
+        db,
+    ])
+    .await;
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+    assert!(text(&unknown.stderr).contains("unknown benchmark 'nosuchbench'"));
     assert!(
         stderr.contains("bad.toml") && stderr.contains("temprature") && stderr.contains("line 4"),
         "{stderr}"
