@@ -226,7 +226,7 @@ async fn rate_limited_for_a_while_then_ok_honours_retry_after() {
 /// repeatable.
 fn flaky(prompt: &str, attempt: usize) -> bool {
     let text = format!("{prompt}#{attempt}");
-    redtrace_core::sha256_hex(text.as_bytes()).as_bytes()[0] % 10 == 0
+    redtrace_core::sha256_hex(text.as_bytes()).as_bytes()[0].is_multiple_of(10)
 }
 
 #[tokio::test]

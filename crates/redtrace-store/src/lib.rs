@@ -59,6 +59,14 @@ pub enum StoreError {
     /// A run reference matched nothing.
     #[error("{0}")]
     NotFound(String),
+    /// Another process is running this run.
+    #[error("run {run} in {path} is being run by another redtrace process: wait for it to end, or start a run of your own with --new-run")]
+    Busy {
+        /// The database file.
+        path: PathBuf,
+        /// The run.
+        run: RunId,
+    },
     /// Writing an export failed.
     #[error("writing the export failed: {0}")]
     Export(String),
@@ -110,6 +118,11 @@ pub struct RunInfo {
     pub completions: u64,
     /// Of which errors.
     pub errors: u64,
+}
+
+/// A process's claim on a run (see [`Store::claim_run`]); released when dropped.
+pub struct RunClaim {
+    _file: std::fs::File,
 }
 
 /// Identifies one unit of work within a run.
@@ -311,6 +324,48 @@ impl Store {
         Ok(())
     }
 
+    /// The lock file that says who runs `run`: beside the database, one per run.
+    fn claim_path(&self, run: RunId) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".run-{run}.lock"));
+        PathBuf::from(name)
+    }
+
+    /// Claims `run` for this process: while the claim lives, no other process can run it (it
+    /// gets [`StoreError::Busy`]), and lists show it running. An OS lock on a file beside the
+    /// database, released by the system however the process ends, kill -9 included: a run whose
+    /// status says running but whose claim nobody holds is shown as interrupted.
+    pub fn claim_run(&self, run: RunId) -> Result<RunClaim, StoreError> {
+        let path = self.claim_path(run);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|error| StoreError::Export(format!("{}: {error}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunClaim { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy {
+                path: self.path.clone(),
+                run,
+            }),
+            Err(std::fs::TryLockError::Error(error)) => {
+                Err(StoreError::Export(format!("{}: {error}", path.display())))
+            }
+        }
+    }
+
+    /// Whether some process holds the claim on `run`.
+    fn is_claimed(&self, run: RunId) -> bool {
+        let Ok(file) = std::fs::File::open(self.claim_path(run)) else {
+            return false;
+        };
+        matches!(
+            file.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        )
+    }
+
     /// The latest run with this spec hash, if any.
     pub fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError> {
         self.conn
@@ -413,8 +468,13 @@ impl Store {
                 spec_hash,
                 created_at,
                 updated_at,
-                status: RunStatus::parse(&status)
-                    .ok_or_else(|| corrupt("status", format!("unknown status '{status}'")))?,
+                status: match RunStatus::parse(&status)
+                    .ok_or_else(|| corrupt("status", format!("unknown status '{status}'")))?
+                {
+                    // Running, says the store, but nobody runs it: its process died.
+                    RunStatus::Running if !self.is_claimed(id) => RunStatus::Interrupted,
+                    status => status,
+                },
                 tool_version,
                 spec: RunSpec::from_json(&spec).map_err(|e| corrupt("spec", e.to_string()))?,
                 completions,

@@ -131,12 +131,18 @@ pub async fn run(
         store.find_run(&hash)?
     };
     let resumed = existing.is_some();
-    let run_id = match existing {
+    // One process runs a run at a time: a second start of the same run is refused before it
+    // sends anything, and a run whose process died shows as interrupted.
+    let (run_id, _claim) = match existing {
         Some(id) => {
+            let claim = store.claim_run(id)?;
             store.set_status(id, RunStatus::Running)?;
-            id
+            (id, claim)
         }
-        None => store.create_run(&spec, env!("CARGO_PKG_VERSION"))?,
+        None => {
+            let id = store.create_run(&spec, env!("CARGO_PKG_VERSION"))?;
+            (id, store.claim_run(id)?)
+        }
     };
     drop(store);
 

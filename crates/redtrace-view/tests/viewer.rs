@@ -79,6 +79,8 @@ async fn pages_filters_and_errors() {
     store
         .set_status(run, redtrace_core::RunStatus::Running)
         .unwrap();
+    // Running, and held by this process as a run's process holds it.
+    let _claim = store.claim_run(run).unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -816,6 +816,51 @@ async fn sigterm_stops_a_run_like_ctrl_c() {
     );
 }
 
+/// The same run started twice on one store: the second start is refused before it sends
+/// anything, so every sample is asked once (regression: both sent every sample).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_process_runs_a_run_at_a_time() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(200))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..20)
+        .map(|i| format!("{{\"prompt\":\"q{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "p.jsonl", &rows);
+    let db = dir.path().join("r.db");
+    let bench = format!("file:{}", data.display());
+    let model = server.model_ref("m");
+    let args = [
+        "run",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--concurrency",
+        "2",
+        "--quiet",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let first = crate::util::command(&args, &[]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.count() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let runs = redtrace(&["runs", "--json", "--db", db.to_str().unwrap()]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "running", "its process holds it");
+    let second = redtrace(&args).await;
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("being run by another redtrace process"),
+        "{}",
+        text(&second.stderr)
+    );
+    let first = first.wait_with_output().await.unwrap();
+    assert!(first.status.success());
+    assert_eq!(server.count(), 20, "each sample asked once");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
     let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(300))).await;
@@ -855,6 +900,10 @@ async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
     child.wait().await.unwrap();
     let sent_before_kill = server.count();
     assert!(sent_before_kill < n, "killed mid-run");
+    // Its process is dead: the run shows as interrupted, not running forever (regression).
+    let runs = redtrace(&["runs", "--json", "--db", db.to_str().unwrap()]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "interrupted");
 
     let output = redtrace(&args).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
