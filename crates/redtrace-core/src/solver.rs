@@ -39,6 +39,27 @@ impl Solved {
         }
     }
 
+    /// A completion stored earlier (a resumed unit, a cache hit), with the answer `solver`
+    /// says its judges read.
+    pub fn stored(completion: Completion, solver: &dyn Solver) -> Self {
+        Self {
+            judged_answer: solver.judged_answer(&completion),
+            completion,
+            transcript: None,
+        }
+    }
+
+    /// The completion as the judges read it, taken.
+    pub fn into_judged(self) -> Completion {
+        match self.judged_answer {
+            Some(answer) => Completion {
+                answer: Some(answer),
+                ..self.completion
+            },
+            None => self.completion,
+        }
+    }
+
     /// The completion as the judges read it (borrowed when they read it as written).
     pub fn judged(&self) -> Cow<'_, Completion> {
         match &self.judged_answer {

@@ -380,14 +380,8 @@ pub async fn run(
                             let sample = sample.clone();
                             let sender = sender.clone();
                             let progress = progress.clone();
-                            // The answer the judges read, where it differs from the stored one.
-                            let completion = match solver.judged_answer(&completion) {
-                                Some(answer) => Completion {
-                                    answer: Some(answer),
-                                    ..completion
-                                },
-                                None => completion,
-                            };
+                            let completion =
+                                Solved::stored(completion, solver.as_ref()).into_judged();
                             tasks.spawn(async move {
                                 let _spawn_permit = spawn_permit;
                                 let mut verdicts = Vec::new();
@@ -562,14 +556,11 @@ struct Unit {
 impl Unit {
     async fn run(mut self) -> UnitOutcome {
         let (outcome, attempts, cached) = match self.cached.take() {
-            Some(completion) => {
-                let solved = Solved {
-                    judged_answer: self.solver.judged_answer(&completion),
-                    completion,
-                    transcript: None,
-                };
-                (Ok(solved), 0, true)
-            }
+            Some(completion) => (
+                Ok(Solved::stored(completion, self.solver.as_ref())),
+                0,
+                true,
+            ),
             None => {
                 let Some((result, attempts)) = self.solve().await else {
                     return UnitOutcome::Unsent;

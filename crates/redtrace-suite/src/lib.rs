@@ -46,6 +46,10 @@ pub fn report(
     run: redtrace_store::RunId,
 ) -> anyhow::Result<redtrace_report::Report> {
     let store = redtrace_store::Store::open(db)?;
-    let info = store.resolve_run(&run.to_string())?;
+    let info = store
+        .runs()?
+        .into_iter()
+        .find(|info| info.id == run)
+        .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", db.display()))?;
     Ok(redtrace_report::Report::build(&store, &info)?)
 }

@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use crate::util::{chromium, redtrace, redtrace_env, text};
 
+/// Waits (20 s at most) until `server` has received `n` requests: a run under way.
+async fn wait_for_requests(server: &FakeServer, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.count() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
@@ -784,10 +792,7 @@ async fn sigterm_stops_a_run_like_ctrl_c() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.count() < 4 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_requests(&server, 4).await;
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -842,10 +847,7 @@ async fn one_process_runs_a_run_at_a_time() {
         db.to_str().unwrap(),
     ];
     let first = crate::util::command(&args, &[]).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.count() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_requests(&server, 2).await;
     let runs = redtrace(&["runs", "--json", "--db", db.to_str().unwrap()]).await;
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs[0]["status"], "running", "its process holds it");
@@ -889,10 +891,7 @@ async fn kill_minus_nine_then_rerun_answers_every_sample_exactly_once() {
         "--quiet",
     ];
     let mut child = crate::util::command(&[], &[]).args(args).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.count() < 12 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_requests(&server, 12).await;
     // Kill in the middle of a round of requests, not at the instant one round completes: a
     // completion is committed within milliseconds, and the guarantee is about requests in flight.
     tokio::time::sleep(Duration::from_millis(150)).await;
