@@ -28,6 +28,22 @@ SETS = {
 }
 
 
+# Files upstream publishes that the data collection does not hold, pinned by what upstream
+# itself names them by (a git blob id at a commit); a download is checked against it.
+EXTRA = {
+    "cyberseceval": [
+        {
+            "path": "cyberseceval/mitre_benchmark_100_per_category_with_augmentation.json",
+            "bytes": 0,
+            "sha256": "",
+            "git_blob": "da9bca1fae21ebe55eead0af9b1ce9a9cfdf3514",
+            "url": "https://raw.githubusercontent.com/meta-llama/PurpleLlama/4be64c3a24442b51c76175e6ec67722cc3f5fe38/CybersecurityBenchmarks/datasets/mitre/mitre_benchmark_100_per_category_with_augmentation.json",
+            "origin": "github.com/meta-llama/PurpleLlama at 4be64c3a2444, CybersecurityBenchmarks/datasets/mitre/mitre_benchmark_100_per_category_with_augmentation.json (the official MITRE prompts)",
+        },
+    ],
+}
+
+
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1])]
     catalog = []
@@ -53,6 +69,7 @@ def main():
                 "url": url,
                 "origin": origin,
             })
+        files.extend(EXTRA.get(name, []))
         catalog.append({"name": name, "description": description, "license": license_, "files": files})
     with open("crates/redtrace-datasets/catalog.json", "w") as out:
         json.dump(catalog, out, indent=1)

@@ -622,6 +622,39 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// How the rationale of a counted unparseable verdict starts ([`Verdict::counted_unparseable`]).
+    pub const COUNTED_UNPARSEABLE: &'static str = "unparseable judge reply, counted as";
+
+    /// The verdict of an official judge whose reply its parser could not read, counted as the
+    /// benchmark's own pipeline counts such replies (CyberSecEval MITRE: not benign; code
+    /// interpreter: non-malicious; prompt injection: not injected). Reports count these apart
+    /// ([`Verdict::is_counted_unparseable`]) so the share of such replies stays visible.
+    pub fn counted_unparseable(
+        judge: &str,
+        channel: Channel,
+        label: Label,
+        score: f64,
+        reply: &str,
+    ) -> Self {
+        let reply: String = reply.trim().chars().take(300).collect();
+        Self {
+            judge: judge.to_owned(),
+            channel,
+            label,
+            score: Some(score),
+            rationale: format!(
+                "{} {} as the official method counts it: {reply}",
+                Self::COUNTED_UNPARSEABLE,
+                label.as_str()
+            ),
+        }
+    }
+
+    /// Whether the verdict is an unparseable reply counted by the official rule.
+    pub fn is_counted_unparseable(&self) -> bool {
+        self.label != Label::Unscored && self.rationale.starts_with(Self::COUNTED_UNPARSEABLE)
+    }
+
     /// The verdict of a judge that could not score: label unscored, no score, the reason.
     pub fn unscored(judge: &str, channel: Channel, reason: impl Into<String>) -> Self {
         Self {

@@ -24,8 +24,13 @@ pub struct CatalogFile {
     pub path: String,
     /// Its size.
     pub bytes: u64,
-    /// Its SHA-256, hex.
+    /// Its SHA-256, hex; empty when it is pinned by its git blob id only.
+    #[serde(default)]
     pub sha256: String,
+    /// Its git blob id (SHA-1 of `blob LEN\0` and the bytes), hex, where upstream names the
+    /// file by it: a download is checked against it as well as against the SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_blob: Option<String>,
     /// Where it is downloaded from; `None` when it cannot be.
     pub url: Option<String>,
     /// Where it comes from, in words.
@@ -105,6 +110,37 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// Git's blob id of a file, hex: SHA-1 of `blob LEN\0` followed by its bytes.
+pub fn file_git_blob(path: &Path) -> std::io::Result<String> {
+    use sha1::Sha1;
+    let length = std::fs::metadata(path)?.len();
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {length}\0").as_bytes());
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+impl CatalogFile {
+    /// Whether the file at `path` is this one: every pin it has (SHA-256, git blob id)
+    /// matches. `Err` says which differs.
+    pub fn verify(&self, path: &Path) -> Result<(), String> {
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        if !self.sha256.is_empty() {
+            let got = file_sha256(path).map_err(io)?;
+            if got != self.sha256 {
+                return Err(format!("SHA-256 {got} is not the pinned {}", self.sha256));
+            }
+        }
+        if let Some(blob) = &self.git_blob {
+            let got = file_git_blob(path).map_err(io)?;
+            if &got != blob {
+                return Err(format!("git blob id {got} is not the pinned {blob}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The state of each file of `set` under `dir`.
 pub fn status(set: &CatalogSet, dir: &Path) -> Vec<(CatalogFile, FileState)> {
     set.files
@@ -113,7 +149,7 @@ pub fn status(set: &CatalogSet, dir: &Path) -> Vec<(CatalogFile, FileState)> {
             let path = dir.join(&file.path);
             let state = if !path.is_file() {
                 FileState::Missing
-            } else if file_sha256(&path).ok().as_deref() == Some(file.sha256.as_str()) {
+            } else if file.verify(&path).is_ok() {
                 FileState::Present
             } else {
                 FileState::Different
@@ -121,6 +157,14 @@ pub fn status(set: &CatalogSet, dir: &Path) -> Vec<(CatalogFile, FileState)> {
             (file.clone(), state)
         })
         .collect()
+}
+
+/// The catalogue's entry for `file` (a path under the data directory).
+pub fn pinned(file: &str) -> Option<CatalogFile> {
+    catalog()
+        .into_iter()
+        .flat_map(|set| set.files)
+        .find(|f| f.path == file)
 }
 
 /// What a pull did.
@@ -169,7 +213,7 @@ pub async fn pull(
             }
         };
         let target = dir.join(&file.path);
-        let bytes = download(&client, &url, &target, &file.sha256, progress).await?;
+        let bytes = download(&client, &url, &target, &file, progress).await?;
         summary.bytes += bytes;
         summary.downloaded.push(file.path.clone());
     }
@@ -180,7 +224,7 @@ async fn download(
     client: &reqwest::Client,
     url: &str,
     target: &Path,
-    sha256: &str,
+    file: &CatalogFile,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, String> {
     let part = target.with_extension(match target.extension() {
@@ -201,7 +245,6 @@ async fn download(
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let mut out = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
-    let mut hasher = Sha256::new();
     let mut total = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
@@ -212,21 +255,80 @@ async fn download(
                 return Err(format!("{url}: {error}"));
             }
         };
-        hasher.update(&chunk);
         out.write_all(&chunk)
             .map_err(|e| format!("{}: {e}", part.display()))?;
         total += chunk.len() as u64;
         progress(chunk.len() as u64);
     }
     drop(out);
-    let got = format!("{:x}", hasher.finalize());
-    if got != sha256 {
+    if let Err(differs) = file.verify(&part) {
         let _ = std::fs::remove_file(&part);
         return Err(format!(
-            "{url}: SHA-256 {got} is not the pinned {sha256}; nothing was written to {}",
+            "{url}: {differs}; nothing was written to {}",
             target.display()
         ));
     }
     std::fs::rename(&part, target).map_err(|e| format!("{}: {e}", target.display()))?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha256: &str, git_blob: Option<&str>) -> CatalogFile {
+        CatalogFile {
+            path: "x/hello.txt".into(),
+            bytes: 6,
+            sha256: sha256.into(),
+            git_blob: git_blob.map(Into::into),
+            url: None,
+            origin: "a test".into(),
+        }
+    }
+
+    #[test]
+    fn a_file_pinned_by_git_blob_id_is_checked_against_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello.txt");
+        std::fs::write(&path, "hello\n").unwrap();
+        // `git hash-object` of "hello\n".
+        let blob = "ce013625030ba8dba906f756967f9e9ca394464a";
+        assert_eq!(file_git_blob(&path).unwrap(), blob);
+        assert_eq!(entry("", Some(blob)).verify(&path), Ok(()));
+        let other = "0000000000000000000000000000000000000000";
+        assert_eq!(
+            entry("", Some(other)).verify(&path).unwrap_err(),
+            format!("git blob id {blob} is not the pinned {other}")
+        );
+        // Both pins are checked when both are given.
+        let sha = file_sha256(&path).unwrap();
+        assert_eq!(entry(&sha, Some(blob)).verify(&path), Ok(()));
+        assert!(entry("ab", Some(blob))
+            .verify(&path)
+            .unwrap_err()
+            .starts_with("SHA-256"));
+    }
+
+    #[test]
+    fn the_official_mitre_file_and_the_method_files_are_catalogued() {
+        let mitre =
+            pinned("cyberseceval/mitre_benchmark_100_per_category_with_augmentation.json").unwrap();
+        assert_eq!(
+            mitre.git_blob.as_deref(),
+            Some("da9bca1fae21ebe55eead0af9b1ce9a9cfdf3514")
+        );
+        assert!(mitre
+            .url
+            .unwrap()
+            .contains("/4be64c3a24442b51c76175e6ec67722cc3f5fe38/"));
+        for file in [
+            "mitre_benchmark.py",
+            "benchmark_utils.py",
+            "interpreter_benchmark.py",
+        ] {
+            let entry = pinned(&format!("cyberseceval/method/{file}")).unwrap();
+            assert_eq!(entry.sha256.len(), 64);
+        }
+    }
 }

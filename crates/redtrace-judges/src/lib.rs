@@ -11,6 +11,7 @@
 mod airbench;
 mod canary;
 mod chunk;
+pub mod cyberseceval;
 mod dialogue;
 mod ensemble;
 mod error;
@@ -27,6 +28,9 @@ mod thinking;
 pub use airbench::AirBenchJudge;
 pub use canary::CanaryJudge;
 pub use chunk::Chunked;
+pub use cyberseceval::{
+    CseInjectionJudge, CseInterpreterJudge, CseMitreJudge, CseRefusal, CseRefusalJudge,
+};
 pub use dialogue::Dialogue;
 pub use ensemble::{Combine, EnsembleJudge};
 pub use error::JudgeError;
@@ -160,10 +164,11 @@ pub const REFUSAL_LLM: &str = "refusal-llm";
 pub const HARM: &str = "harm";
 /// The harm-grade judge's registry name.
 pub const HARM_GRADE: &str = "harm-grade";
-/// The code-interpreter abuse judge's registry name.
-pub const CSE_INTERPRETER: &str = "cse-interpreter";
-/// The prompt-injection judge's registry name.
-pub const CSE_INJECTION: &str = "cse-injection";
+/// Our code-interpreter abuse rubric's registry name (the official judge is
+/// [`CseInterpreterJudge`]).
+pub const CSE_INTERPRETER_RUBRIC: &str = "cse-interpreter-rubric";
+/// Our prompt-injection rubric's registry name (the official judge is [`CseInjectionJudge`]).
+pub const CSE_INJECTION_RUBRIC: &str = "cse-injection-rubric";
 
 /// Every judge: its name, whether it calls a model, and one line about it.
 pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
@@ -187,20 +192,36 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
         ),
         (AirBenchJudge::NAME, true, AirBenchJudge::ABOUT),
         (RewardJudge::NAME, false, RewardJudge::ABOUT),
+        (CseRefusalJudge::NAME, false, CseRefusalJudge::ABOUT),
+        (CseMitreJudge::NAME, true, CseMitreJudge::ABOUT),
+        (CseInterpreterJudge::NAME, true, CseInterpreterJudge::ABOUT),
+        (CseInjectionJudge::NAME, true, CseInjectionJudge::ABOUT),
         (MitreJudge::NAME, true, MitreJudge::ABOUT),
         (SafetyThinkingJudge::NAME, true, SafetyThinkingJudge::ABOUT),
         (PhishingGrader::NAME, true, PhishingGrader::ABOUT),
         (
-            CSE_INTERPRETER,
+            CSE_INTERPRETER_RUBRIC,
             true,
-            "CyberSecEval code interpreter abuse: extremely / potentially / non-malicious, with our rubric",
+            "CyberSecEval code interpreter abuse with our rubric (an alternative to the official cse-interpreter): extremely / potentially / non-malicious",
         ),
         (
-            CSE_INJECTION,
+            CSE_INJECTION_RUBRIC,
             true,
-            "CyberSecEval prompt injection: answers the item's own yes/no judge_question (yes = injected)",
+            "CyberSecEval prompt injection with our rubric (an alternative to the official cse-injection): the item's yes/no judge_question (yes = injected)",
         ),
     ]
+}
+
+/// The upstream method a judge reads at run time (its files pinned at that version), for the
+/// run's record: a judge whose method is another is another judge.
+pub fn method_of(name: &str) -> Option<&'static str> {
+    match name {
+        CseRefusalJudge::NAME
+        | CseMitreJudge::NAME
+        | CseInterpreterJudge::NAME
+        | CseInjectionJudge::NAME => Some(cyberseceval::METHOD_COMMIT),
+        _ => None,
+    }
 }
 
 /// A judge as the command line or a suite file names it: `NAME`, or `NAME=MODEL_REF` for a
@@ -285,6 +306,19 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
     if name == CanaryJudge::NAME {
         return Ok(Arc::new(CanaryJudge));
     }
+    let data_dir = |file: &str| {
+        parts
+            .data_dir
+            .clone()
+            .ok_or_else(|| setup(format!("needs the data directory for {file}")))
+    };
+    if name == CseRefusalJudge::NAME {
+        no_template("it reads its patterns from the data set")?;
+        let dir = data_dir(cyberseceval::METHOD_DIR)?;
+        return Ok(Arc::new(CseRefusalJudge::new(
+            CseRefusal::load(&dir).map_err(setup)?,
+        )));
+    }
     if name == RefusalRuleJudge::NAME {
         no_template("it is rule-based")?;
         return Ok(Arc::new(RefusalRuleJudge::new()));
@@ -317,12 +351,12 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
             rubric(HARM_GRADE_RUBRIC, ReplyFormat::Grade5)?,
             model,
         ))),
-        CSE_INTERPRETER => Ok(Arc::new(RubricJudge::new(
+        CSE_INTERPRETER_RUBRIC => Ok(Arc::new(RubricJudge::new(
             stored_name,
             rubric(INTERPRETER_RUBRIC, ReplyFormat::Malicious3)?,
             model,
         ))),
-        CSE_INJECTION => Ok(Arc::new(RubricJudge::new(
+        CSE_INJECTION_RUBRIC => Ok(Arc::new(RubricJudge::new(
             stored_name,
             rubric(INJECTION_RUBRIC, ReplyFormat::YesNo)?,
             model,
@@ -338,6 +372,20 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
                 PhishingGrader::new(stored_name, model).map_err(setup)?,
             ))
         }
+        CseMitreJudge::NAME | CseInterpreterJudge::NAME | CseInjectionJudge::NAME => {
+            no_template("it reads its prompts from the data set")?;
+            let dir = data_dir(cyberseceval::METHOD_DIR)?;
+            let judge: Arc<dyn Judge> = match name {
+                CseMitreJudge::NAME => {
+                    Arc::new(CseMitreJudge::load(stored_name, model, &dir).map_err(setup)?)
+                }
+                CseInterpreterJudge::NAME => {
+                    Arc::new(CseInterpreterJudge::load(stored_name, model, &dir).map_err(setup)?)
+                }
+                _ => Arc::new(CseInjectionJudge::load(stored_name, model, &dir).map_err(setup)?),
+            };
+            Ok(judge)
+        }
         MitreJudge::NAME => {
             no_template("it uses two rubrics of its own")?;
             Ok(Arc::new(
@@ -346,12 +394,7 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
         }
         AirBenchJudge::NAME => {
             no_template("it reads its templates from the data set")?;
-            let dir = parts.data_dir.clone().ok_or_else(|| {
-                setup(format!(
-                    "needs the data directory for {}",
-                    airbench::TEMPLATES_FILE
-                ))
-            })?;
+            let dir = data_dir(airbench::TEMPLATES_FILE)?;
             Ok(Arc::new(
                 AirBenchJudge::load(stored_name, &dir.join(airbench::TEMPLATES_FILE), model)
                     .map_err(setup)?,
@@ -433,14 +476,17 @@ mod tests {
             match by_name(name) {
                 Some(judge) => assert!(!calls_model && judge.name() == name),
                 None => {
-                    // What it lacks is named: a judge model, or the reward endpoint.
+                    // What it lacks is named: a judge model, the reward endpoint, or the
+                    // data directory its method is read from.
                     let error = build(name, JudgeParts::default()).err().unwrap();
-                    let needs = if calls_model {
-                        JudgeError::NeedsModel(name.to_owned())
-                    } else {
-                        JudgeError::NeedsEndpoint
-                    };
-                    assert_eq!(error, needs);
+                    match error {
+                        JudgeError::NeedsModel(n) => assert!(calls_model && n == name),
+                        JudgeError::NeedsEndpoint => assert_eq!(name, RewardJudge::NAME),
+                        JudgeError::Setup { detail, .. } => {
+                            assert!(detail.starts_with("needs the data directory"), "{detail}")
+                        }
+                        other => panic!("{name}: {other}"),
+                    }
                 }
             }
         }

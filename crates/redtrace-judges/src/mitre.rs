@@ -1,4 +1,8 @@
-//! # CyberSecEval MITRE judge (`cse-mitre`)
+//! # CyberSecEval MITRE judge with our rubrics (`cse-mitre-rubric`)
+//!
+//! An alternative to the official `cse-mitre` ([`crate::CseMitreJudge`]), not comparable with
+//! CyberSecEval's published numbers: its rubrics show the request and set a higher bar for
+//! "malicious".
 //!
 //! ## What it does
 //! CyberSecEval's three steps, with rubrics we wrote: a text the refusal rule reads as a full
@@ -41,10 +45,10 @@ pub struct MitreJudge {
 
 impl MitreJudge {
     /// The registry name.
-    pub const NAME: &'static str = "cse-mitre";
+    pub const NAME: &'static str = "cse-mitre-rubric";
     /// One line for listings.
     pub const ABOUT: &'static str =
-        "CyberSecEval MITRE: refusal check, expansion by a judge model, then benign / malicious";
+        "CyberSecEval MITRE with our rubrics (an alternative to the official cse-mitre): refusal rule, expansion, then benign / malicious";
 
     /// A MITRE judge stored under `name`.
     pub fn new(name: impl Into<String>, model: JudgeModel) -> Result<Self, String> {

@@ -60,6 +60,9 @@ pub struct LabelCounts {
     pub safety_misled: u64,
     /// Not scored (no answer, no trace, judge failure).
     pub unscored: u64,
+    /// Judge replies the official parser could not read, counted in the labels above as the
+    /// benchmark's own pipeline counts them (CyberSecEval MITRE: not benign).
+    pub unparseable: u64,
     /// The verdicts' scores (in millionths) with their counts: the judge's own scale (refusal
     /// score, unsafe 1 / safe 0, AIR-Bench's score, a phishing grade).
     #[serde(skip)]
@@ -67,7 +70,11 @@ pub struct LabelCounts {
 }
 
 impl LabelCounts {
-    fn add(&mut self, label: Label, score: Option<f64>) {
+    fn add(&mut self, verdict: &redtrace_core::Verdict) {
+        let (label, score) = (verdict.label, verdict.score);
+        if verdict.is_counted_unparseable() {
+            self.unparseable += 1;
+        }
         if let (Some(score), true) = (score, label != Label::Unscored) {
             *self.scores.entry((score * 1e6).round() as i64).or_default() += 1;
         }
@@ -449,8 +456,8 @@ impl Report {
                 for verdict in &row.verdicts {
                     let judge = acc.judges.entry(verdict.judge.clone()).or_default();
                     match verdict.channel {
-                        Channel::Answer => judge.answer.add(verdict.label, verdict.score),
-                        Channel::Reasoning => judge.reasoning.add(verdict.label, verdict.score),
+                        Channel::Answer => judge.answer.add(verdict),
+                        Channel::Reasoning => judge.reasoning.add(verdict),
                     }
                 }
                 if let Ok(completion) = &row.outcome {
@@ -614,7 +621,14 @@ impl Report {
                 .iter()
                 .filter(|j| j.reasoning.thinking_scored() == 0)
             {
-                let unscored = format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored);
+                let mut unscored =
+                    format!("{}/{}", judge.answer.unscored, judge.reasoning.unscored);
+                if judge.answer.unparseable + judge.reasoning.unparseable > 0 {
+                    unscored.push_str(&format!(
+                        " ({}/{} unparseable, counted as officially)",
+                        judge.answer.unparseable, judge.reasoning.unparseable
+                    ));
+                }
                 let score = |mean: Option<f64>| mean.map_or("–".into(), |m| format!("{m:.2}"));
                 let scores = format!(
                     "{}/{}",

@@ -194,6 +194,9 @@ impl JudgeSetting {
         if let Some(model) = &self.model {
             text = format!("{text}={model}");
         }
+        if let Some(method) = redtrace_judges::method_of(&self.name) {
+            text = format!("{text} method={method}");
+        }
         if self.channels != Channel::ALL {
             let names: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
             text = format!("{text} channels={}", names.join(","));

@@ -355,11 +355,16 @@ pub fn data(command: &DataCommand, out: &mut dyn Write) -> Result<()> {
             for set in catalog::catalog() {
                 let bytes: u64 = set.files.iter().map(|f| f.bytes).sum();
                 let downloadable = set.files.iter().filter(|f| f.url.is_some()).count();
+                // A file pinned by its git blob id only has no size on record.
+                let unknown = set
+                    .files
+                    .iter()
+                    .any(|f| f.bytes == 0 && f.sha256.is_empty());
                 writeln!(
                     out,
                     "{:<18} {:>9}  {:>2}/{:<2} files downloadable  {}  [{}]",
                     set.name,
-                    megabytes(bytes),
+                    format!("{}{}", megabytes(bytes), if unknown { "+" } else { "" }),
                     downloadable,
                     set.files.len(),
                     set.description,
@@ -390,7 +395,11 @@ data directory: {}",
                     "  {:<70} {:>9}  {state}
       from {}{}",
                     file.path,
-                    megabytes(file.bytes),
+                    if file.bytes == 0 && file.sha256.is_empty() {
+                        "size ?".to_owned()
+                    } else {
+                        megabytes(file.bytes)
+                    },
                     file.origin,
                     if file.url.is_none() {
                         " (not downloadable by redtrace)"

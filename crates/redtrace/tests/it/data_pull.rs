@@ -24,15 +24,38 @@ async fn pull_verifies_caches_and_refuses_corrupt_files() {
         return;
     };
     let cache = tempfile::tempdir().unwrap();
+    // The mirror serves the shared data, plus a file of ours where the official MITRE prompts
+    // go (the shared data lacks them): its git blob id is not the pinned one.
+    let root = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "cyberseceval" {
+            std::os::unix::fs::symlink(entry.path(), root.path().join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir(root.path().join("cyberseceval")).unwrap();
+    for entry in std::fs::read_dir(data.join("cyberseceval")).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(
+            entry.path(),
+            root.path().join("cyberseceval").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.path().join(redtrace_datasets::MITRE_FILE),
+        r#"[{"mutated_prompt": "not the official file", "mitre_category": "Discovery"}]"#,
+    )
+    .unwrap();
     let mirror = FileServer::start(
-        data.clone(),
+        root.path().to_owned(),
         vec!["jailbreakbench_jbb/harmful-behaviors.csv".into()],
     )
     .await;
 
     let (ok, list, _) = redtrace(&["data", "list"], cache.path()).await;
     assert!(
-        ok && list.contains("cyberseceval") && list.contains("8/8  files downloadable"),
+        ok && list.contains("cyberseceval") && list.contains("16/16 files downloadable"),
         "{list}"
     );
 
@@ -58,24 +81,28 @@ async fn pull_verifies_caches_and_refuses_corrupt_files() {
     );
 
     let (ok, out, stderr) = redtrace(
-        &[
-            "data",
-            "pull",
-            "xstest",
-            "cyberseceval",
-            "--mirror",
-            &mirror.url(),
-        ],
+        &["data", "pull", "xstest", "--mirror", &mirror.url()],
         cache.path(),
     )
     .await;
     assert!(ok, "{stderr}");
+    assert!(out.contains("xstest: 18 files downloaded"), "{out}");
+    // CyberSecEval: the method files and prompts come; the MITRE file, checked against its git
+    // blob id, is refused and nothing of it is left.
+    let (ok, _, stderr) = redtrace(
+        &["data", "pull", "cyberseceval", "--mirror", &mirror.url()],
+        cache.path(),
+    )
+    .await;
     assert!(
-        out.contains("xstest: 18 files downloaded")
-            && out.contains("cyberseceval: 8 files downloaded"),
-        "{out}"
+        !ok && stderr.contains("is not the pinned da9bca1fae21ebe55eead0af9b1ce9a9cfdf3514"),
+        "{stderr}"
     );
     let target = cache.path().join("redtrace/data");
+    assert!(!target.join(redtrace_datasets::MITRE_FILE).exists());
+    assert!(target
+        .join("cyberseceval/method/mitre_benchmark.py")
+        .is_file());
     for file in [
         "xstest/xstest_prompts.csv",
         "cyberseceval/prompt_injection.json",
@@ -86,7 +113,7 @@ async fn pull_verifies_caches_and_refuses_corrupt_files() {
         );
     }
     let served = mirror.requests();
-    assert_eq!(served, 26);
+    assert_eq!(served, 18 + 16);
 
     // Nothing is fetched twice.
     let (ok, out, _) = redtrace(
