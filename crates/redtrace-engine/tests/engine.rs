@@ -30,6 +30,15 @@ fn config(server: &FakeServer, concurrency: usize, retries: u32) -> ModelConfig 
     config
 }
 
+/// A judge on both channels that needs no model: the refusal rule, made to read traces too for
+/// these tests of how the engine judges each channel (a run never uses it on traces).
+fn both_channels() -> Arc<dyn redtrace_judges::Judge> {
+    Arc::new(redtrace_judges::OnChannels::new(
+        by_name("refusal-rule").unwrap(),
+        Channel::ALL.to_vec(),
+    ))
+}
+
 fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
     let provider = Arc::new(OpenAiProvider::with_key(config.clone(), None));
     Plan {
@@ -38,7 +47,7 @@ fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bo
         benchmarks: vec![BenchmarkInput {
             name: "bench".into(),
             samples: Box::new(samples(n).into_iter().map(Ok)),
-            judges: vec![by_name("refusal-rule").unwrap()],
+            judges: vec![both_channels()],
             solver: Arc::new(redtrace_core::solver::Direct),
         }],
         channels: Channel::ALL.to_vec(),
@@ -446,7 +455,7 @@ async fn a_bad_row_stops_intake_but_keeps_what_was_stored() {
     plan.benchmarks = vec![BenchmarkInput {
         name: "bench".into(),
         samples: Box::new(rows.into_iter()),
-        judges: vec![by_name("refusal-rule").unwrap()],
+        judges: vec![both_channels()],
         solver: Arc::new(redtrace_core::solver::Direct),
     }];
     let error = run(

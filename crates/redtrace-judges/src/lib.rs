@@ -212,6 +212,28 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
     ]
 }
 
+/// The channels the judge `name` is valid on (what its [`Judge::channels`] says, known before
+/// it is built): the rule judges read answers only, the safety-thinking judge traces only.
+pub fn valid_channels(name: &str) -> Vec<Channel> {
+    match name {
+        RefusalRuleJudge::NAME | CseRefusalJudge::NAME => vec![Channel::Answer],
+        SafetyThinkingJudge::NAME => vec![Channel::Reasoning],
+        _ => Channel::ALL.to_vec(),
+    }
+}
+
+/// Why the judge `name` does not judge `channel`, where there is more to say than that.
+pub fn why_not_on(name: &str, channel: Channel) -> Option<&'static str> {
+    match (name, channel) {
+        (RefusalRuleJudge::NAME | CseRefusalJudge::NAME, Channel::Reasoning) => Some(
+            "its rules read a reply's opening for refusal phrases, and a trace's deliberation \
+             (\"…so I should decline politely\") is not a reply; judge traces with a model judge \
+             (harm, refusal-llm, safety-thinking)",
+        ),
+        _ => None,
+    }
+}
+
 /// The upstream method a judge reads at run time (its files pinned at that version), for the
 /// run's record: a judge whose method is another is another judge.
 pub fn method_of(name: &str) -> Option<&'static str> {

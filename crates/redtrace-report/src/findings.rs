@@ -35,26 +35,7 @@ impl Report {
                 let Some((group, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
-                let safety = match stats.measure {
-                    redtrace_core::Measure::Unsafe => (
-                        stats.answer_unsafe_rate.map(|r| 1.0 - r),
-                        stats.answer_unsafe_ci.map(|ci| Interval {
-                            low: 1.0 - ci.high,
-                            high: 1.0 - ci.low,
-                        }),
-                    ),
-                    // Refusal judges: the refusal rate is the safety on harmful prompts
-                    // (AIR-Bench: its mean score, as its registry entry says).
-                    redtrace_core::Measure::Refusal
-                        if redtrace_datasets::reading_of(benchmark).headline
-                            == redtrace_datasets::Headline::MeanScore =>
-                    {
-                        (stats.answer_score_mean, stats.answer_score_ci)
-                    }
-                    redtrace_core::Measure::Refusal => {
-                        (stats.answer_refusal_rate, stats.answer_refusal_ci)
-                    }
-                };
+                let safety = answer_safety(benchmark, stats);
                 rows.push(vec![
                     Cell::text(*benchmark),
                     Cell::text(*model),
@@ -257,13 +238,19 @@ impl Report {
                     continue;
                 };
                 let t = &stats.trace_vs_answer;
+                // A judge that does not read traces gives the answers' safety alone.
+                let (answer_safe, trace_safe) = if t.pairs > 0 {
+                    (t.answer_safe_rate, t.trace_safe_rate)
+                } else {
+                    (answer_safety(benchmark, stats).0, None)
+                };
                 rows.push(vec![
                     Cell::text(*benchmark),
                     Cell::text(base),
                     Cell::text(setting),
                     Cell::text(&stats.judge),
-                    Cell::percent(t.answer_safe_rate, None),
-                    Cell::percent(t.trace_safe_rate, None),
+                    Cell::percent(answer_safe, None),
+                    Cell::percent(trace_safe, None),
                     Cell::count(group.n),
                     Cell::fixed(
                         (group.n > 0).then(|| group.tokens.reasoning as f64 / group.n as f64),
@@ -275,7 +262,7 @@ impl Report {
         }
         sections.push(Section::new(
             "5a. Safety versus budget",
-            "Models run at several values of one setting (`--sweep max_tokens=…` or `sweep = { reasoning_effort = [...] }`): answer and trace safety (%) on the completions with both scored, and mean reasoning tokens.",
+            "Models run at several values of one setting (`--sweep max_tokens=…` or `sweep = { reasoning_effort = [...] }`): answer and trace safety (%) on the completions with both scored (a judge that does not read traces, such as refusal-rule: the answers' safety, no trace figure), and mean reasoning tokens.",
             &["benchmark", "model", "setting", "judge", "answer safe", "trace safe", "n", "reasoning tokens"],
             rows,
         ));
@@ -465,5 +452,27 @@ impl Report {
                     .iter()
                     .find(|g| g.model == model && g.benchmark == benchmark && g.category == ALL)
             })
+    }
+}
+
+/// A judge's answer safety rate on a benchmark with its interval: the unsafe share inverted
+/// for harm judges, the refusal rate for refusal judges on harmful prompts, AIR-Bench's mean
+/// score where the benchmark's headline is a mean score.
+fn answer_safety(benchmark: &str, stats: &crate::JudgeStats) -> (Option<f64>, Option<Interval>) {
+    match stats.measure {
+        redtrace_core::Measure::Unsafe => (
+            stats.answer_unsafe_rate.map(|r| 1.0 - r),
+            stats.answer_unsafe_ci.map(|ci| Interval {
+                low: 1.0 - ci.high,
+                high: 1.0 - ci.low,
+            }),
+        ),
+        redtrace_core::Measure::Refusal
+            if redtrace_datasets::reading_of(benchmark).headline
+                == redtrace_datasets::Headline::MeanScore =>
+        {
+            (stats.answer_score_mean, stats.answer_score_ci)
+        }
+        redtrace_core::Measure::Refusal => (stats.answer_refusal_rate, stats.answer_refusal_ci),
     }
 }

@@ -800,6 +800,13 @@ impl Report {
         tables
     }
 
+    /// Why the report has no trace-vs-answer table although the run has traces: none of its
+    /// judges reads traces.
+    fn no_trace_judge(&self) -> Option<&'static str> {
+        (self.trace_rows().is_empty() && self.groups.iter().any(|g| g.with_trace > 0))
+            .then_some(NO_TRACE_JUDGE)
+    }
+
     /// The report as terminal tables.
     pub fn to_terminal(&self) -> String {
         let mut out = format!("{}\n", self.title());
@@ -813,6 +820,9 @@ impl Report {
                 table.add_row(row);
             }
             out.push_str(&format!("\n{title}\n{table}\n"));
+        }
+        if let Some(note) = self.no_trace_judge() {
+            out.push_str(&format!("\n{note}\n"));
         }
         out.push_str(NOTE);
         out.push('\n');
@@ -832,6 +842,9 @@ impl Report {
                 let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
+        }
+        if let Some(note) = self.no_trace_judge() {
+            out.push_str(&format!("\n{note}\n"));
         }
         out.push_str(&format!("\n{NOTE}\n"));
         out
@@ -916,6 +929,9 @@ const SAFE_AT_K_HEADER: [&str; 9] = [
     "Safe@K",
     "ConsSafe@K",
 ];
+
+/// Said where a run has traces but no judge that reads them.
+const NO_TRACE_JUDGE: &str = "No trace-vs-answer table: the traces were not judged. refusal-rule and cse-refusal read answers only (their phrases are a reply's, and a trace's deliberation is not a reply); judge traces with a model judge (harm, refusal-llm, safety-thinking) to compare the thinking with the answer.";
 
 const NOTE: &str =
     "Rates are shares of scored verdicts, with 95% Wilson intervals in brackets; refusal counts \

@@ -2,7 +2,7 @@
 //! OpenAI-compatible endpoint, a GGUF file in process, a file on the Hugging Face hub), and the
 //! judges, responders and model-driven attacks of a run, each built once.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use redtrace_engine::Progress;
 use redtrace_judges::{Judge, JudgeModel, ReplyCache, Responder};
 use redtrace_providers::{
@@ -112,6 +112,23 @@ impl Builder {
                     chunk.chars,
                     chunk.combine,
                 ));
+            }
+        }
+        // A judge is used only on the texts it is valid for: asking a reply judge to read
+        // traces is refused, not silently done.
+        let valid = judge.channels();
+        if let Some(channel) = setting.channels.iter().find(|c| !valid.contains(c)) {
+            if setting.channels != redtrace_core::Channel::ALL {
+                let names: Vec<&str> = valid.iter().map(|c| c.as_str()).collect();
+                bail!(
+                    "judge '{}' does not judge the {} channel (only {}){}",
+                    setting.name,
+                    channel.as_str(),
+                    names.join(", "),
+                    redtrace_judges::why_not_on(&setting.name, *channel)
+                        .map(|why| format!(": {why}"))
+                        .unwrap_or_default()
+                );
             }
         }
         if setting.channels != redtrace_core::Channel::ALL {

@@ -476,14 +476,54 @@ impl Overrides {
         let mut notes = Vec::new();
         let mut plans = Vec::new();
         for draft in benchmarks {
+            let named = draft.judges.is_some() || global_judges.is_some();
             let mut judges = match draft.judges.or_else(|| global_judges.clone()) {
                 Some(list) => list,
                 None => default_judges(&draft.source, judge_model.is_some(), &mut notes)?,
             };
+            if let Some(channels) = &cli_channels {
+                // A default judge that is not valid on the channels asked for is left out,
+                // saying so; a judge named on the command line or in the suite is an error.
+                judges.retain(|judge| {
+                    let valid = redtrace_judges::valid_channels(&judge.name);
+                    let keep = named || channels.iter().any(|c| valid.contains(c));
+                    if !keep {
+                        notes.push(format!(
+                            "{}: its judge {} does not judge {}; left out",
+                            draft.source.name(),
+                            judge.name,
+                            channels
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    keep
+                });
+            }
             for judge in &mut judges {
                 judge.complete(judge_model.as_ref(), &templates)?;
                 if let Some(channels) = &cli_channels {
                     judge.channels = channels.clone();
+                }
+                let valid = redtrace_judges::valid_channels(&judge.name);
+                if judge.channels != redtrace_core::Channel::ALL {
+                    if let Some(channel) = judge.channels.iter().find(|c| !valid.contains(c)) {
+                        if !named || judge.channels.iter().any(|c| valid.contains(c)) {
+                            // Asked for both through --channels with one valid: keep that one.
+                            judge.channels.retain(|c| valid.contains(c));
+                        } else {
+                            bail!(
+                                "judge '{}' does not judge the {} channel{}",
+                                judge.name,
+                                channel.as_str(),
+                                redtrace_judges::why_not_on(&judge.name, *channel)
+                                    .map(|why| format!(": {why}"))
+                                    .unwrap_or_default()
+                            );
+                        }
+                    }
                 }
                 if chunk.is_some() {
                     judge.chunk = chunk;

@@ -562,6 +562,11 @@ async fn suite_judges_templates_and_judge_errors() {
             vec!["--channels", "thoughts"],
             "invalid value 'thoughts' for '--channels <CHANNEL>'",
         ),
+        // A rule written for replies is not a trace judge.
+        (
+            vec!["--judge", "refusal-rule", "--channels", "reasoning"],
+            "judge 'refusal-rule' does not judge the reasoning channel: its rules read a reply's opening",
+        ),
     ] {
         let output = crate::util::command(&[], &[])
             .args([
@@ -1476,11 +1481,11 @@ async fn a_budget_sweep_is_reported_as_safety_versus_budget() {
     let text = report_text(&db, "--findings").await;
     let section = &text[text.find("## 5a.").unwrap()..text.find("## 5b.").unwrap()];
     assert!(
-        section.contains("| t | max_tokens=64 | refusal-rule | 100.0 | 100.0 | 2 |"),
+        section.contains("| t | max_tokens=64 | refusal-rule | 100.0 | – | 2 |"),
         "{section}"
     );
     assert!(
-        section.contains("| t | max_tokens=256 | refusal-rule | 0.0 | 0.0 | 2 |"),
+        section.contains("| t | max_tokens=256 | refusal-rule | 0.0 | – | 2 |"),
         "{section}"
     );
     let bad = crate::util::command(&[], &[])

@@ -135,7 +135,8 @@ async fn viewer_browses_filters_and_navigates_in_a_real_browser_without_running_
         seen["sample_trace"],
         "trace <script>document.title='pwned'</script>"
     );
-    assert!(seen["verdict_rows"].as_u64().unwrap() >= 3, "{seen}");
+    // Answer verdicts (refusal-rule reads no traces).
+    assert!(seen["verdict_rows"].as_u64().unwrap() >= 2, "{seen}");
     assert!(
         seen["after_j_url"]
             .as_str()
