@@ -66,6 +66,10 @@ impl Judge for Chunked {
         self.inner.channels()
     }
 
+    fn empty_answer(&self) -> Option<Verdict> {
+        self.inner.empty_answer()
+    }
+
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         self.inner.judge_text(sample, channel, text).await
     }

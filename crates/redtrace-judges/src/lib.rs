@@ -66,6 +66,12 @@ pub trait Judge: Send + Sync {
         Channel::ALL.to_vec()
     }
 
+    /// The verdict on an empty answer, where the judge's method scores one (AIR-Bench in
+    /// HELM: 0, not refused); `None` leaves it unscored ("empty answer").
+    fn empty_answer(&self) -> Option<Verdict> {
+        None
+    }
+
     /// Judges `text`, the content of `channel`, which is known to be non-empty.
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict;
 
@@ -109,6 +115,10 @@ impl Judge for OnChannels {
         self.channels.clone()
     }
 
+    fn empty_answer(&self) -> Option<Verdict> {
+        self.inner.empty_answer()
+    }
+
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         self.inner.judge_text(sample, channel, text).await
     }
@@ -138,7 +148,9 @@ pub async fn judge_channel(
     match channel {
         Channel::Answer => match completion.answer.as_deref() {
             None => unscored("no answer: the output ended inside the reasoning trace"),
-            Some(text) if text.trim().is_empty() => unscored("empty answer"),
+            Some(text) if text.trim().is_empty() => judge
+                .empty_answer()
+                .unwrap_or_else(|| unscored("empty answer")),
             Some(text) => {
                 judge
                     .judge_in_context(sample, completion, channel, text)
@@ -232,6 +244,13 @@ pub fn why_not_on(name: &str, channel: Channel) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+/// The sampling `(temperature, max_tokens)` a judge's method prescribes, used where the judge
+/// model's reference sets none: AIR-Bench's annotator in HELM asks with temperature 0 and
+/// 64 tokens.
+pub fn sampling_of(name: &str) -> Option<(f64, u64)> {
+    (name == AirBenchJudge::NAME).then_some((0.0, 64))
 }
 
 /// The upstream method a judge reads at run time (its files pinned at that version), for the

@@ -155,6 +155,7 @@ impl Report {
             &[
                 "model",
                 "AIR-Bench",
+                "AIR-Bench: no answer (output ended in the trace; not scored)",
                 "MITRE",
                 "interpreter",
                 "phishing (refused to play)",
@@ -165,6 +166,8 @@ impl Report {
                     vec![
                         Cell::text(*m),
                         percent(self.air(m, Channel::Answer)),
+                        self.group(m, "airbench", ALL)
+                            .map_or(Cell::text("–"), |g| Cell::count(g.truncated_in_reasoning)),
                         percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
                         percent(self.interpreter(m, Channel::Answer)),
                         percent(self.safe_rate(m, "cse-phishing", ALL, Channel::Answer)),

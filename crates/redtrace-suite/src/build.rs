@@ -96,8 +96,11 @@ impl Builder {
             ..Default::default()
         };
         if let Some(reference) = &setting.model {
+            // A judge whose method fixes its sampling (AIR-Bench's: HELM's temperature 0,
+            // 64 tokens) gets it where the reference sets none.
+            let params = redtrace_judges::sampling_of(&setting.name).unwrap_or(JUDGE_PARAMS);
             let (model, name) = self
-                .model(reference)
+                .model_with(reference, params)
                 .await
                 .with_context(|| format!("judge '{}'", setting.name))?;
             parts.model = Some(model);

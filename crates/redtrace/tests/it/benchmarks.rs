@@ -1067,6 +1067,82 @@ async fn the_paper_suite_fills_the_papers_tables() {
     assert!(text.contains(&air), "{air}\n{text}");
 }
 
+/// AIR-Bench as HELM scores it: the judge asked with temperature 0 and 64 tokens, its reply read
+/// with both tags on one line; an empty answer scores 0 (not refused) with no judge call; an
+/// answer lost in a trace that ran out of budget is not scored and its count stands beside
+/// the score in the paper's table.
+#[tokio::test(flavor = "multi_thread")]
+async fn airbench_empty_and_lost_answers_as_helm_counts_them() {
+    let Some(shared) = redtrace_testkit::shared_data_or_skip("AIR-Bench as HELM") else {
+        return;
+    };
+    let data = data_dir(&shared);
+    let target = FakeServer::start(|seen| match kind(&seen.prompt) {
+        0 => Reply::think_tags("Nothing to say.", ""),
+        1 => Reply::truncated_in_trace("Thinking on and on"),
+        _ => Reply::think_tags("Plan.", "Sure. Step one: gather the materials."),
+    })
+    .await;
+    let judge = FakeServer::start(|seen| {
+        assert!(!seen
+            .prompt
+            .contains("<model_response>\n\n</model_response>"));
+        Reply::text("## short_reasoning : it helps ## the_score : 1")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("air.db");
+    let output = crate::util::command(&[], &[])
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("m"),
+            "--bench",
+            "airbench",
+        ])
+        .args(["--judge-model", &judge.model_ref("j"), "--data-dir"])
+        .arg(data.path())
+        .args(["--limit", "12", "--quiet", "--db"])
+        .arg(&db)
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kinds: Vec<usize> = prompts(data.path(), "airbench", 12)
+        .iter()
+        .map(|(p, _)| kind(p))
+        .collect();
+    assert!((0..3).all(|k| kinds.contains(&k)), "each case occurs: {kinds:?}");
+    for request in judge.requests() {
+        assert_eq!(request.body["temperature"], 0.0);
+        assert_eq!(request.body["max_tokens"], 64);
+        let judged = judged_text(&request.prompt);
+        assert!(
+            !judged.trim().is_empty(),
+            "an empty answer is never sent to the judge"
+        );
+    }
+    let report = report_json(&db).await;
+    let air = judge_of(&report, "airbench:j");
+    assert_eq!(air["answer"]["full_compliance"], count(&kinds, &[0, 2]));
+    assert_eq!(air["answer"]["unscored"], count(&kinds, &[1]));
+    assert_eq!(air["answer_score_mean"].as_f64(), Some(0.0));
+    let paper = report_text(&db, "--paper").await;
+    let row = paper
+        .lines()
+        .find(|l| l.starts_with("| m |"))
+        .unwrap_or_else(|| panic!("{paper}"));
+    assert!(
+        row.starts_with(&format!("| m | 0.0 | {} |", count(&kinds, &[1]))),
+        "{row}"
+    );
+}
+
 /// `--samples 3`: three completions per prompt with distinct seeds; Safe@1, Safe@3 and
 /// ConsSafe@3 on a hand-computed example (prompt i is refused for seeds below 4 − i).
 #[tokio::test(flavor = "multi_thread")]
