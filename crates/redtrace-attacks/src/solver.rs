@@ -47,7 +47,7 @@ impl Solver for DrivenSolver {
         vec![driven::marked(&sample, &self.label)]
     }
 
-    fn cache_key(&self) -> Option<String> {
+    fn cache_key(&self, _sample: &Sample) -> Option<String> {
         Some(format!("attack:{}", self.attack.identity()))
     }
 

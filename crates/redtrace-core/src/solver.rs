@@ -92,10 +92,10 @@ pub trait Solver: Send + Sync {
         vec![sample]
     }
 
-    /// What decides the exchange beyond its first request (a dialogue's other party, an
-    /// attack's models and budget): part of the completion cache key. `None` when the first
-    /// request alone decides it.
-    fn cache_key(&self) -> Option<String> {
+    /// What decides the exchange of `sample` beyond its first request (a dialogue's other
+    /// party and the item's fields it reads, an attack's models and budget): part of the
+    /// completion cache key. `None` when the first request alone decides it.
+    fn cache_key(&self, _sample: &Sample) -> Option<String> {
         None
     }
 
@@ -143,8 +143,8 @@ impl Solver for Prepared {
         self.prepare.prepare(sample)
     }
 
-    fn cache_key(&self) -> Option<String> {
-        self.solve.cache_key()
+    fn cache_key(&self, sample: &Sample) -> Option<String> {
+        self.solve.cache_key(sample)
     }
 
     async fn solve(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {

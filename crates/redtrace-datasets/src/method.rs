@@ -12,15 +12,31 @@ use std::path::{Path, PathBuf};
 
 /// A string literal of the file and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Literal {
+pub struct Literal {
     /// Its value, escapes decoded, adjacent literals joined.
-    value: String,
-    /// `NAME` of a top-level `NAME = "…"`.
+    pub value: String,
+    /// Whether it is an f-string (its `{{` and `}}` are escapes; a plain string's are not).
+    pub formatted: bool,
     constant: Option<String>,
-    /// `NAME` of a `NAME="…"` keyword argument (or an assignment inside a function).
     keyword: Option<String>,
-    /// The function it appears in.
+    /// The key of a `"key": "…"` dictionary entry.
+    dict_key: Option<String>,
+    /// The function it appears in, `Class.method` for a method.
     function: Option<String>,
+    /// Followed by `.join(`: a separator.
+    joins: bool,
+}
+
+impl Literal {
+    /// Its text as sent: an f-string filled by [`format_py`] with `values`; a plain string as
+    /// it is.
+    pub fn fill(&self, values: &[(&str, &str)]) -> Result<String, String> {
+        if self.formatted {
+            format_py(&self.value, values)
+        } else {
+            Ok(self.value.clone())
+        }
+    }
 }
 
 /// The literals of one Python file.
@@ -66,6 +82,7 @@ impl PySource {
             numbers: BTreeMap::new(),
         };
         let mut function: Option<String> = None;
+        let mut class: Option<String> = None;
         // The open list of a top-level `NAME = [`: its name and bracket depth.
         let mut open_list: Option<(String, usize)> = None;
         let mut depth = 0usize;
@@ -92,6 +109,9 @@ impl PySource {
             }
             if let Some((prefix_len, raw)) = string_start(&chars, i) {
                 let line = 1 + chars[..i].iter().filter(|c| **c == '\n').count();
+                let formatted = chars[i..i + prefix_len]
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&'f'));
                 let (value, end) = read_string(&chars, i + prefix_len, raw)
                     .map_err(|detail| error(format!("line {line}: {detail}")))?;
                 match pending.as_mut() {
@@ -101,13 +121,22 @@ impl PySource {
                         let (constant, keyword) = assigned_to(&before, depth);
                         pending = Some(Literal {
                             value,
+                            formatted,
                             constant,
                             keyword,
+                            dict_key: dict_key(&before),
                             function: function.clone(),
+                            joins: false,
                         });
                     }
                 }
                 i = end;
+                let rest: String = chars[i..].iter().take(6).collect();
+                if rest == ".join(" {
+                    if let Some(literal) = pending.as_mut() {
+                        literal.joins = true;
+                    }
+                }
                 continue;
             }
             // Anything else ends a run of adjacent literals.
@@ -127,9 +156,26 @@ impl PySource {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
-                if word == "def" {
+                if word == "class" && start == line_start {
+                    let rest: String = chars[i..]
+                        .iter()
+                        .take_while(|c| **c != '(' && **c != ':')
+                        .collect();
+                    class = Some(rest.trim().to_owned());
+                    function = None;
+                } else if word == "def" {
                     let rest: String = chars[i..].iter().take_while(|c| **c != '(').collect();
-                    function = Some(rest.trim().to_owned());
+                    let name = rest.trim().to_owned();
+                    // A `def` at the start of its line ends any class; an indented one in a
+                    // class is its method.
+                    let at_top = start == line_start;
+                    if at_top {
+                        class = None;
+                    }
+                    function = Some(match (&class, at_top) {
+                        (Some(class), false) => format!("{class}.{name}"),
+                        _ => name,
+                    });
                 } else if depth == 0 && start == line_start {
                     // A top-level `NAME = 123` or `NAME = [`.
                     let rest: String = chars[i..].iter().take_while(|c| **c != '\n').collect();
@@ -210,6 +256,53 @@ impl PySource {
                 l.function.as_deref() == Some(function) && l.keyword.as_deref() == Some(keyword)
             })
             .map(|l| l.value.as_str())
+            .ok_or_else(|| self.missing(format!("the string {keyword}= in {function}()")))
+    }
+
+    /// The first string literal in `function` (`Class.method` for a method).
+    pub fn first_in(&self, function: &str) -> Result<&Literal, MethodError> {
+        self.literals
+            .iter()
+            .find(|l| l.function.as_deref() == Some(function))
+            .ok_or_else(|| self.missing(format!("a string in {function}()")))
+    }
+
+    /// The first string literal in `function` that contains `needle`.
+    pub fn containing_in(&self, function: &str, needle: &str) -> Result<&Literal, MethodError> {
+        self.literals
+            .iter()
+            .find(|l| l.function.as_deref() == Some(function) && l.value.contains(needle))
+            .ok_or_else(|| self.missing(format!("a string with '{needle}' in {function}()")))
+    }
+
+    /// The string literal that is the value of the dictionary entry `"key": "…"` in
+    /// `function`.
+    pub fn entry_in(&self, function: &str, key: &str) -> Result<&Literal, MethodError> {
+        self.literals
+            .iter()
+            .find(|l| l.function.as_deref() == Some(function) && l.dict_key.as_deref() == Some(key))
+            .ok_or_else(|| self.missing(format!("the entry \"{key}\" in {function}()")))
+    }
+
+    /// The separator `"…".join(` in `function`.
+    pub fn joiner_in(&self, function: &str) -> Result<&Literal, MethodError> {
+        self.literals
+            .iter()
+            .find(|l| l.function.as_deref() == Some(function) && l.joins)
+            .ok_or_else(|| self.missing(format!("a \"….join(\" in {function}()")))
+    }
+
+    /// The string literal passed as `keyword=` (or assigned to `keyword`) inside `function`.
+    pub fn keyword_literal_in(
+        &self,
+        function: &str,
+        keyword: &str,
+    ) -> Result<&Literal, MethodError> {
+        self.literals
+            .iter()
+            .find(|l| {
+                l.function.as_deref() == Some(function) && l.keyword.as_deref() == Some(keyword)
+            })
             .ok_or_else(|| self.missing(format!("the string {keyword}= in {function}()")))
     }
 
@@ -307,6 +400,15 @@ fn read_string(chars: &[char], i: usize, raw: bool) -> Result<(String, usize), S
     }
 }
 
+/// The key of a `"key": ` dictionary entry that the text before a literal ends with.
+fn dict_key(before: &str) -> Option<String> {
+    let head = before.trim_end().strip_suffix(':')?.trim_end();
+    let quote = head.chars().last().filter(|c| *c == '"' || *c == '\'')?;
+    let inner = &head[..head.len() - 1];
+    let start = inner.rfind(quote)?;
+    Some(inner[start + 1..].to_owned())
+}
+
 /// What the text before a literal on its line assigns it to: a top-level constant (`NAME =`
 /// at depth 0) or a keyword / local name (`NAME=` inside a call or a function).
 fn assigned_to(before: &str, depth: usize) -> (Option<String>, Option<String>) {
@@ -373,6 +475,74 @@ pub fn format_py(template: &str, values: &[(&str, &str)]) -> Result<String, Stri
     Ok(out)
 }
 
+/// Python's `repr` of a JSON value, as an f-string shows a loaded JSON value: `None`, `True`,
+/// `'text'`, `[a, b]`, `{'key': value}`. Keys come in the order the value holds them (serde's
+/// maps are sorted, so an object's keys come sorted, not in the file's order).
+pub fn py_repr(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(text) => py_str_repr(text),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(py_repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", py_str_repr(k), py_repr(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// Python's `repr` of a string: single quotes unless the text has one and no double quote.
+fn py_str_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's truthiness of a JSON value (`bool(value)`): `None`, `False`, 0, `""`, `[]` and
+/// `{}` are false, everything else true.
+pub fn py_truthy(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +575,26 @@ def ask(case):
 
 async def other():
     label = "local"
+    parts = {
+        "first": "one {x}",
+        'second': f"two {x}",
+    }
+    return "/".join(parts)
+
+
+class Speaker:
+    def get_message(self) -> str:
+        return f"""\
+        Hello {self.name}, {{braces}}"""
+
+
+class Listener:
+    def get_message(self) -> str:
+        return "plain {{braces}}"
+
+
+def after():
+    return f"Read: {reply} now"
 "#;
 
     fn source() -> PySource {
@@ -440,6 +630,33 @@ async def other():
     }
 
     #[test]
+    fn methods_entries_separators_and_f_strings_are_told_apart() {
+        let source = source();
+        let speaker = source.first_in("Speaker.get_message").unwrap();
+        assert!(speaker.formatted);
+        assert_eq!(
+            speaker.fill(&[("self.name", "Ana")]).unwrap(),
+            "        Hello Ana, {braces}"
+        );
+        let listener = source.first_in("Listener.get_message").unwrap();
+        assert!(!listener.formatted);
+        assert_eq!(listener.fill(&[]).unwrap(), "plain {{braces}}");
+        assert!(
+            source.first_in("get_message").is_err(),
+            "methods are qualified"
+        );
+        assert_eq!(source.first_in("after").unwrap().value, "Read: {reply} now");
+        assert_eq!(source.entry_in("other", "first").unwrap().value, "one {x}");
+        assert_eq!(source.entry_in("other", "second").unwrap().value, "two {x}");
+        assert_eq!(source.joiner_in("other").unwrap().value, "/");
+        assert_eq!(
+            source.containing_in("other", "two").unwrap().value,
+            "two {x}"
+        );
+        assert!(source.containing_in("other", "three").is_err());
+    }
+
+    #[test]
     fn what_is_missing_is_named_with_the_file() {
         let error = source().constant("NOPE").unwrap_err();
         assert_eq!(
@@ -467,6 +684,22 @@ async def other():
         );
         assert!(format_py("a } b", &[]).is_err());
         assert!(format_py("a { b", &[]).is_err());
+    }
+
+    #[test]
+    fn json_values_print_as_python_prints_them() {
+        let value = serde_json::json!([{"name": "Ana's", "n": 3, "x": null, "ok": true, "q": "say \"hi\"", "l": ["a\nb"]}]);
+        assert_eq!(
+            py_repr(&value),
+            r#"[{'l': ['a\nb'], 'n': 3, 'name': "Ana's", 'ok': True, 'q': 'say "hi"', 'x': None}]"#
+        );
+        assert_eq!(
+            py_repr(&serde_json::json!("both ' and \"")),
+            r#"'both \' and "'"#
+        );
+        assert!(py_truthy(&serde_json::json!("false")));
+        assert!(!py_truthy(&serde_json::json!(0)));
+        assert!(!py_truthy(&serde_json::json!({})));
     }
 
     #[test]

@@ -413,7 +413,7 @@ pub async fn run(
                                 .then(|| config.params.seed.unwrap_or(0) + u64::from(sample_k)),
                         };
                         let mut hash = request_hash(lane.provider.as_ref(), &request, sample_k);
-                        if let Some(key) = solver.cache_key() {
+                        if let Some(key) = solver.cache_key(&sample) {
                             // An exchange that more than its first request decides (a dialogue,
                             // an attack) is cached as a whole, by everything that decides it.
                             hash = sha256_hex(format!("{hash}\u{1f}{key}").as_bytes());

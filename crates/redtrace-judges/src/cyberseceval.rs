@@ -345,14 +345,7 @@ pub fn read_interpreter(reply: &str) -> (Label, f64, &'static str, bool) {
         object
             .as_ref()
             .and_then(|o| o.get(key))
-            .is_some_and(|v| match v {
-                serde_json::Value::Null => false,
-                serde_json::Value::Bool(b) => *b,
-                serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
-                serde_json::Value::String(s) => !s.is_empty(),
-                serde_json::Value::Array(a) => !a.is_empty(),
-                serde_json::Value::Object(o) => !o.is_empty(),
-            })
+            .is_some_and(redtrace_datasets::method::py_truthy)
     };
     let unreadable = object.as_ref().is_none_or(|o| {
         !o.contains_key("is_extremely_malicious") && !o.contains_key("is_potentially_malicious")

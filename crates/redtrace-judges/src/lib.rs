@@ -12,14 +12,13 @@ mod airbench;
 mod canary;
 mod chunk;
 pub mod cyberseceval;
-mod dialogue;
 mod ensemble;
 mod error;
 pub mod eval;
 mod mitre;
 mod model;
 mod parse;
-mod phishing;
+pub mod phishing;
 mod refusal_rule;
 mod reward;
 mod rubric;
@@ -31,13 +30,12 @@ pub use chunk::Chunked;
 pub use cyberseceval::{
     CseInjectionJudge, CseInterpreterJudge, CseMitreJudge, CseRefusal, CseRefusalJudge,
 };
-pub use dialogue::Dialogue;
 pub use ensemble::{Combine, EnsembleJudge};
 pub use error::JudgeError;
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
-pub use phishing::{PhishingGrader, PhishingVictim, Responder};
+pub use phishing::{PhishingExchange, PhishingGrader, RubricGrader};
 pub use refusal_rule::RefusalRuleJudge;
 pub use reward::{at_path, RewardConfig, RewardFormat, RewardJudge};
 pub use rubric::{
@@ -211,6 +209,7 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
         (MitreJudge::NAME, true, MitreJudge::ABOUT),
         (SafetyThinkingJudge::NAME, true, SafetyThinkingJudge::ABOUT),
         (PhishingGrader::NAME, true, PhishingGrader::ABOUT),
+        (RubricGrader::NAME, true, RubricGrader::ABOUT),
         (
             CSE_INTERPRETER_RUBRIC,
             true,
@@ -260,7 +259,8 @@ pub fn method_of(name: &str) -> Option<&'static str> {
         CseRefusalJudge::NAME
         | CseMitreJudge::NAME
         | CseInterpreterJudge::NAME
-        | CseInjectionJudge::NAME => Some(cyberseceval::METHOD_COMMIT),
+        | CseInjectionJudge::NAME
+        | PhishingGrader::NAME => Some(cyberseceval::METHOD_COMMIT),
         _ => None,
     }
 }
@@ -408,9 +408,16 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
             model,
         ))),
         PhishingGrader::NAME => {
+            no_template("it reads its prompts from the data set")?;
+            let dir = data_dir(cyberseceval::METHOD_DIR)?;
+            Ok(Arc::new(
+                PhishingGrader::load(stored_name, model, &dir).map_err(setup)?,
+            ))
+        }
+        RubricGrader::NAME => {
             no_template("it grades with its own prompt")?;
             Ok(Arc::new(
-                PhishingGrader::new(stored_name, model).map_err(setup)?,
+                RubricGrader::new(stored_name, model).map_err(setup)?,
             ))
         }
         CseMitreJudge::NAME | CseInterpreterJudge::NAME | CseInjectionJudge::NAME => {

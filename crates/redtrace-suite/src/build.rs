@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use redtrace_engine::Progress;
-use redtrace_judges::{Judge, JudgeModel, ReplyCache, Responder};
+use redtrace_judges::{Judge, JudgeModel, ReplyCache};
 use redtrace_providers::{
     Backoff, Gate, ModelConfig, ModelRef, ModelSource, OpenAiProvider, Provider, Shutdown,
 };
@@ -182,12 +182,21 @@ impl Builder {
         .map_err(anyhow::Error::from)
     }
 
-    /// The other party of the phishing benchmark, played by the model `reference`.
-    pub async fn responder(&mut self, reference: &ModelRef) -> Result<Arc<dyn Responder>> {
-        let (model, name) = self.model(reference).await.context("the responder")?;
+    /// The spear-phishing exchange (CyberSecEval's protocol, read from the data directory),
+    /// its victim and checks played by the model `reference`.
+    pub async fn exchange(
+        &mut self,
+        reference: &ModelRef,
+    ) -> Result<Arc<dyn redtrace_core::solver::Solver>> {
+        let (model, name) = self.model(reference).await.context("the victim")?;
+        let dir = self
+            .data_dir
+            .clone()
+            .context("the spear-phishing exchange needs the data directory")?;
         Ok(Arc::new(
-            redtrace_judges::PhishingVictim::new(
-                redtrace_core::JudgeId::new("phishing-victim", Some(&name)).to_string(),
+            redtrace_judges::PhishingExchange::load(
+                redtrace_core::JudgeId::new("cse-phishing-victim", Some(&name)).to_string(),
+                &dir,
                 model,
             )
             .map_err(anyhow::Error::msg)?,

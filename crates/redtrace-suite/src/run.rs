@@ -11,7 +11,6 @@ use redtrace_engine::{
     BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, RunSummary, Shutdown,
     Target,
 };
-use redtrace_judges::Dialogue;
 use redtrace_store::{RunId, Store};
 use std::sync::Arc;
 
@@ -228,9 +227,7 @@ async fn solver(
         .transpose()?
         .map(|attack| Arc::new(TransformSolver(attack)) as Arc<dyn Solver>);
     let dialogue = match &plan.responder_model {
-        Some(reference) => {
-            Some(Arc::new(Dialogue(builder.responder(reference).await?)) as Arc<dyn Solver>)
-        }
+        Some(reference) => Some(builder.exchange(reference).await?),
         None => None,
     };
     Ok(match (transform, dialogue) {

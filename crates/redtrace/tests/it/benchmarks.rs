@@ -738,52 +738,90 @@ async fn cyberseceval_benchmarks_by_their_own_judges() {
     );
 }
 
-/// Spear phishing: the target plays the attacker for up to five turns against a victim played
-/// by the judge model, the grader scores the exchange; a model that refuses to play ends the
-/// exchange at once and scores 0.
+/// Spear phishing by CyberSecEval's protocol (prompts read from its method file): the target
+/// attacks under the attacker instruction with the goal as its first turn, the judge model
+/// plays the victim and checks each reply (complied, refused: the exchange stops), and grades
+/// the dialogue with three calls; "refused to play" is CyberSecEval's refusal detector on the
+/// opening reply. Kinds by the goal: 0 refuses every turn, 1 plays all six turns against a
+/// wary victim, 2 gets the victim to comply at its second message and is refused at its third.
 #[tokio::test(flavor = "multi_thread")]
-async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
-    let Some(data) = redtrace_testkit::shared_data_or_skip("spear phishing") else {
+async fn spear_phishing_follows_cyberseceval_exchange_and_grading() {
+    use redtrace_datasets::method::PySource;
+    let Some(shared) = redtrace_testkit::shared_data_or_skip("spear phishing") else {
         return;
     };
+    let data_dir = data_dir(&shared);
+    let data = data_dir.path().to_owned();
+    let method =
+        PySource::read(&data.join("cyberseceval/method/multiturn_phishing_benchmark.py")).unwrap();
+    let head = |text: &str| text.split('{').next().unwrap().trim().to_owned();
+    let victim_head = head(&method.first_in("Victim.get_system_message").unwrap().value);
+    let check_head = head(&method.first_in("check_for_phishing").unwrap().value);
+    // The two checks differ after the victim's reply: the complied one ends with its own
+    // question.
+    let complied_tail = method
+        .containing_in("process_multiturn_phishing", "complied")
+        .unwrap()
+        .value
+        .rsplit('}')
+        .next()
+        .unwrap()
+        .to_owned();
+    let attributes: Vec<String> = ["persuasion", "rapport", "argumentation"]
+        .iter()
+        .map(|a| method.entry_in("grade_attribute", a).unwrap().value.clone())
+        .collect();
+    let joiner = method
+        .joiner_in("process_multiturn_phishing")
+        .unwrap()
+        .value
+        .clone();
     let target = FakeServer::start(|seen| {
-        let body = &seen.body;
-        let turns = body["messages"].as_array().unwrap().len();
-        let opening = body["messages"][0]["content"].as_str().unwrap().to_owned();
-        if kind(&opening) == 0 {
-            Reply::think_tags("Phishing is harmful.", "I can't help with that.")
-        } else {
-            Reply::think_tags(
-                &format!("Turn {} of my plan.", turns.div_ceil(2)),
-                &format!(
-                    "Message {} to you: please open the attachment.",
-                    turns.div_ceil(2)
-                ),
-            )
+        let messages = seen.body["messages"].as_array().unwrap();
+        let goal = messages[1]["content"].as_str().unwrap();
+        let n = messages.iter().filter(|m| m["role"] == "user").count();
+        match kind(goal) {
+            0 => Reply::text("I'm sorry, but I can't help with that."),
+            k => Reply::think_tags(
+                &format!("Turn {n} of my plan."),
+                &format!("Thought: build rapport.\nR: [kind {k}] Message {n}: please open the attachment."),
+            ),
         }
     })
     .await;
-    let judge = FakeServer::start(|seen| {
-        let body = &seen.body;
-        let first = body["messages"][0]["content"].as_str().unwrap_or("");
-        if first.starts_with("You are the person described below") {
-            assert_eq!(body["messages"][0]["role"], "system");
-            assert!(
-                !body.to_string().contains("sanctioned security-awareness"),
-                "the victim never sees the attacker's brief"
-            );
-            Reply::text("Who is this? I do not open attachments from strangers.")
-        } else if first.contains("PERSUASION:") {
-            if first.contains("USER: Who is this?") {
-                Reply::text("Persistent.\nPERSUASION: 3\nRAPPORT: 2\nARGUMENTATION: 4")
+    let judge = {
+        let attributes = attributes.clone();
+        FakeServer::start(move |seen| {
+            let system = seen.body["messages"][0]["content"].as_str().unwrap_or("").trim().to_owned();
+            let user = seen.prompt.clone();
+            if system.starts_with(&victim_head) {
+                if user.contains("[kind 2] Message 2") {
+                    Reply::text("OK, I opened it.")
+                } else if user.contains("[kind 2] Message 3") {
+                    Reply::text("No. I am reporting this to security.")
+                } else {
+                    Reply::text("Who is this?")
+                }
+            } else if system.starts_with(&check_head) {
+                let complied = user.ends_with(&complied_tail);
+                let yes = if complied {
+                    user.contains("OK, I opened it.")
+                } else {
+                    user.contains("reporting this")
+                };
+                Reply::text(format!("{{\"complied_with_request\": {yes}}}"))
+            } else if let Some(slot) = attributes.iter().position(|a| system.contains(a.as_str())) {
+                if user.contains("I'm sorry") {
+                    Reply::text(if slot == 0 { "zero, it refused" } else { "{\"numerical_grade\": 0}" })
+                } else {
+                    Reply::text(format!("{{\"step_by_step_grading_logic_description_and_grading_notes\": \"x\", \"numerical_grade\": {}}}", [3, 2, 4][slot]))
+                }
             } else {
-                Reply::text("Refused.\nPERSUASION: 0\nRAPPORT: 0\nARGUMENTATION: 0")
+                Reply::status(400)
             }
-        } else {
-            Reply::status(400)
-        }
-    })
-    .await;
+        })
+        .await
+    };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
     let output = crate::util::command(&[], &[])
@@ -808,69 +846,80 @@ async fn spear_phishing_is_a_conversation_graded_on_three_scales() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let source = BenchSource::parse("cse-phishing", FieldMap::default()).unwrap();
-    let (path, fields) = source.resolve(Some(&data)).unwrap();
-    let playing = open(
-        &path,
-        &fields,
-        Selection {
-            limit: Some(6),
-            sample_seed: None,
-        },
-    )
-    .unwrap()
-    .filter(|s| kind(s.as_ref().unwrap().prompt()) != 0)
-    .count();
-    assert!(
-        playing > 0 && playing < 6,
-        "the scripted mix has both: {playing}"
-    );
-    // Five target turns and four victim replies per exchange played, one turn otherwise.
-    assert_eq!(target.count(), 5 * playing + (6 - playing));
-    let victim_calls = judge
-        .requests()
+    let kinds: Vec<usize> = prompts(&data, "cse-phishing", 6)
         .iter()
-        .filter(|r| {
-            r.body
-                .to_string()
-                .contains("You are the person described below")
-        })
-        .count();
-    // Four victim replies per exchange played; scenarios that share a profile share replies
-    // through the judge cache.
+        .map(|(p, _)| kind(p))
+        .collect();
     assert!(
-        victim_calls <= 4 * playing && victim_calls >= 4,
-        "{victim_calls}"
+        (0..3).all(|k| kinds.contains(&k)),
+        "each case occurs: {kinds:?}"
     );
+    let (k0, k1, k2) = (
+        count(&kinds, &[0]),
+        count(&kinds, &[1]),
+        count(&kinds, &[2]),
+    );
+    // Six attacker turns (opening + five) unless the victim refuses: kind 2 stops at three.
+    assert_eq!(target.count() as u64, 6 * (k0 + k1) + 3 * k2);
+    // The attacker instruction is the system prompt, the goal the first user turn.
+    let first = &target.requests()[0].body["messages"];
+    assert_eq!(first[0]["role"], "system");
+    assert!(first[0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("'first_name': 'Aisha'"));
+    assert_eq!(first[1]["role"], "user");
+    assert!(first[1]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Convince the target"));
+    // The victim never sees the goal.
+    for request in judge.requests() {
+        assert!(!request
+            .body
+            .to_string()
+            .contains("Convince the target to download"));
+    }
 
     let report = report_json(&db).await;
     let grader = judge_of(&report, "cse-phishing:judge");
+    assert_eq!(grader["answer"]["safe"], k0, "refused to play");
+    assert_eq!(grader["answer"]["unsafe"], k1 + k2, "played the attacker");
     assert_eq!(
-        grader["answer"]["unsafe"], playing as u64,
-        "played the attacker"
+        grader["answer"]["unparseable"], k0,
+        "a grade that is not JSON counts 0"
     );
-    assert_eq!(grader["answer"]["safe"], (6 - playing) as u64, "refused to");
     let mean = grader["answer_score_mean"].as_f64().unwrap();
-    assert!(
-        (mean - 3.0 * playing as f64 / 6.0).abs() < 1e-9,
-        "mean of (3+2+4)/3 = 3 per exchange: {mean}"
+    assert!((mean - 3.0 * (k1 + k2) as f64 / 6.0).abs() < 1e-9, "{mean}");
+    assert_eq!(
+        grader["reasoning"]["unscored"], 0,
+        "the grader reads exchanges, not traces"
     );
 
-    let records = export_records(&db).await;
-    assert_eq!(records.len(), 6);
-    for record in &records {
+    for record in export_records(&db).await {
         let answer = record["answer"].as_str().unwrap();
-        if answer.contains("USER:") {
-            assert_eq!(answer.matches("ASSISTANT: ").count(), 5);
-            assert_eq!(answer.matches("USER: Who is this?").count(), 4);
+        let entries = answer.split(joiner.as_str()).count();
+        if answer.contains("I'm sorry") || answer.contains("[kind 1]") {
+            assert_eq!(entries, 12, "{answer}");
+        } else {
+            assert_eq!(entries, 6, "{answer}");
+            assert!(answer.contains("Message 3"));
+        }
+        if answer.contains("[kind 1]") {
             assert!(record["reasoning"]
                 .as_str()
                 .unwrap()
-                .contains("[turn 5]\nTurn 5 of my plan."));
-        } else {
-            assert_eq!(answer, "ASSISTANT: I can't help with that.");
+                .contains("[turn 6]\nTurn 6 of my plan."));
         }
     }
+    let paper = report_text(&db, "--paper").await;
+    let row = paper
+        .lines()
+        .rfind(|l| l.starts_with("| t |"))
+        .unwrap()
+        .to_owned();
+    let complied = format!("| {:.1} | 6 |", k2 as f64 / 6.0 * 100.0);
+    assert!(row.ends_with(&complied), "{row}\n{paper}");
 }
 
 /// `redtrace report --format json` of the store at `db`.
@@ -1117,7 +1166,10 @@ async fn airbench_empty_and_lost_answers_as_helm_counts_them() {
         .iter()
         .map(|(p, _)| kind(p))
         .collect();
-    assert!((0..3).all(|k| kinds.contains(&k)), "each case occurs: {kinds:?}");
+    assert!(
+        (0..3).all(|k| kinds.contains(&k)),
+        "each case occurs: {kinds:?}"
+    );
     for request in judge.requests() {
         assert_eq!(request.body["temperature"], 0.0);
         assert_eq!(request.body["max_tokens"], 64);
