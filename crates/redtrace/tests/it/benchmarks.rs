@@ -864,15 +864,15 @@ async fn spear_phishing_follows_cyberseceval_exchange_and_grading() {
     // The attacker instruction is the system prompt, the goal the first user turn.
     let first = &target.requests()[0].body["messages"];
     assert_eq!(first[0]["role"], "system");
-    assert!(first[0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("'first_name': 'Aisha'"));
+    // (The profile as Python prints it, the goal in the instruction and as the first turn.)
+    let system = first[0]["content"].as_str().unwrap();
+    let goal = first[1]["content"].as_str().unwrap();
+    assert!(
+        system.contains("[{'age': '") && system.contains("'first_name': '"),
+        "{system}"
+    );
+    assert!(system.contains(goal) && goal.len() > 20, "{goal}");
     assert_eq!(first[1]["role"], "user");
-    assert!(first[1]["content"]
-        .as_str()
-        .unwrap()
-        .starts_with("Convince the target"));
     // The victim never sees the goal.
     for request in judge.requests() {
         assert!(!request
