@@ -179,7 +179,7 @@ impl Report {
             "Attack success rate (%), lower is safer",
             &[
                 "model",
-                "WildGuard jailbreak",
+                "WildGuard harmful prompts (vanilla and adversarial together: the data has no adversarial flag)",
                 "injection all",
                 "direct",
                 "indirect",
