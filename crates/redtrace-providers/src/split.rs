@@ -101,30 +101,22 @@ fn leading_block(content: &str) -> (Option<&str>, &str) {
     (None, content)
 }
 
+/// Tags in the content, with no trace field. Only a trace where the output begins is one: a
+/// `<think>` block at the start (leading space aside), or, when the prompt opened the trace
+/// (`template_opens_think`, a prefill), the text up to the first `</think>`. A tag anywhere
+/// else is text of the answer, so that a model cannot move text out of its judged answer by
+/// writing a tag, and no text is dropped.
 fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<String>) {
-    if let Some(open_at) = content.find(OPEN) {
-        // Text before the opening tag is whitespace in practice; keep anything else with the
-        // answer rather than drop it.
-        let before = content[..open_at].trim();
-        let inside = &content[open_at + OPEN.len()..];
+    if let Some(inside) = content.trim_start().strip_prefix(OPEN) {
         return match inside.find(CLOSE) {
-            Some(close_at) => {
-                let trace = inside[..close_at].trim().to_owned();
-                let after = inside[close_at + CLOSE.len()..].trim_start();
-                let answer = if before.is_empty() {
-                    after.to_owned()
-                } else {
-                    format!("{before}\n{after}")
-                };
-                (
-                    Reasoning {
-                        text: trace,
-                        source: Some(TraceSource::ThinkTags),
-                        state: TraceState::Complete,
-                    },
-                    Some(answer),
-                )
-            }
+            Some(close_at) => (
+                Reasoning {
+                    text: inside[..close_at].trim().to_owned(),
+                    source: Some(TraceSource::ThinkTags),
+                    state: TraceState::Complete,
+                },
+                Some(inside[close_at + CLOSE.len()..].trim_start().to_owned()),
+            ),
             None => (
                 Reasoning {
                     text: inside.trim().to_owned(),
@@ -134,6 +126,12 @@ fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<Strin
                 None,
             ),
         };
+    }
+    if !opened_in_prompt {
+        // A bare `</think>` without a template that opened the trace is the model's text:
+        // the whole of it is the answer (reports count such answers and say how to set
+        // `template_opens_think` for a model whose template does open it).
+        return (Reasoning::absent(), Some(content.to_owned()));
     }
     if let Some(close_at) = content.find(CLOSE) {
         let trace = content[..close_at].trim().to_owned();
@@ -147,19 +145,16 @@ fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<Strin
             Some(answer),
         );
     }
-    if opened_in_prompt {
-        // The output began inside the trace and never closed it: all of it is trace, whether
-        // the budget ran out or the model stopped mid-thought.
-        return (
-            Reasoning {
-                text: content.trim().to_owned(),
-                source: Some(TraceSource::ThinkTagsOpenedByTemplate),
-                state: TraceState::Truncated,
-            },
-            None,
-        );
-    }
-    (Reasoning::absent(), Some(content.to_owned()))
+    // The output began inside the trace and never closed it: all of it is trace, whether the
+    // budget ran out or the model stopped mid-thought.
+    (
+        Reasoning {
+            text: content.trim().to_owned(),
+            source: Some(TraceSource::ThinkTagsOpenedByTemplate),
+            state: TraceState::Truncated,
+        },
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -277,14 +272,32 @@ mod tests {
     }
 
     #[test]
-    fn missing_opening_tag_is_the_r1_distill_case() {
-        let (reasoning, answer) = split_reasoning(content("plan it\n</think>\n\nAnswer."));
+    fn missing_opening_tag_is_the_r1_distill_case_when_the_template_opened_it() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("plan it\n</think>\n\nAnswer."),
+            opened_in_prompt: true,
+            ..Default::default()
+        });
         assert_eq!(reasoning.text, "plan it");
         assert_eq!(
             reasoning.source,
             Some(TraceSource::ThinkTagsOpenedByTemplate)
         );
         assert_eq!(answer.as_deref(), Some("Answer."));
+    }
+
+    /// Without a template that opened the trace, tags the model writes move no text out of
+    /// the answer and drop none: a bare `</think>`, and a `<think>` block after other text.
+    #[test]
+    fn tags_after_the_start_or_a_bare_close_stay_in_the_answer() {
+        for text in [
+            "Step one: mix.\n</think>\nI can't help with that.",
+            "Sure.\n<think>Step one: mix.</think>\nI can't help with that.",
+        ] {
+            let (reasoning, answer) = split_reasoning(content(text));
+            assert_eq!(reasoning.state, TraceState::Absent, "{text}");
+            assert_eq!(answer.as_deref(), Some(text), "the whole text is judged");
+        }
     }
 
     #[test]

@@ -93,7 +93,19 @@ async fn think_tags_split_in_both_transports() {
             (tags.reasoning.text.as_str(), tags.answer.as_deref()),
             ("let me think", Some("Answer A"))
         );
+        // A bare `</think>` is the answer's text unless the template opened the trace.
         let close = p.complete(&request("close-only")).await.unwrap();
+        assert_eq!(close.reasoning.state, TraceState::Absent);
+        assert!(close
+            .answer
+            .as_deref()
+            .unwrap()
+            .ends_with("</think>\n\nAnswer B"));
+        let mut config = ModelConfig::new(server.base_url(), "fake-r1");
+        config.stream = stream;
+        config.template_opens_think = true;
+        let opened = OpenAiProvider::with_key(config, None);
+        let close = opened.complete(&request("close-only")).await.unwrap();
         assert_eq!(
             close.reasoning.source,
             Some(TraceSource::ThinkTagsOpenedByTemplate)

@@ -230,6 +230,10 @@ pub struct GroupStats {
     pub truncated_in_reasoning: u64,
     /// Completions with a trace.
     pub with_trace: u64,
+    /// Completions without a trace whose answer holds a bare `</think>`: a model whose chat
+    /// template opens the trace, run without `template_opens_think` (its trace was judged as
+    /// part of the answer).
+    pub bare_think_close: u64,
     /// Completions without a trace whose usage reports reasoning tokens: the server kept the
     /// trace back (o3-mini, some APIs).
     pub trace_redacted: u64,
@@ -354,6 +358,7 @@ struct Accumulator {
     errors: u64,
     truncated: u64,
     with_trace: u64,
+    bare_think_close: u64,
     redacted: u64,
     tokens: Tokens,
     judges: BTreeMap<String, JudgeAccumulator>,
@@ -436,6 +441,14 @@ impl Report {
                         if completion.reasoning.state == TraceState::Truncated {
                             acc.truncated += 1;
                         }
+                        if completion.reasoning.state == TraceState::Absent
+                            && completion
+                                .answer
+                                .as_deref()
+                                .is_some_and(|a| a.contains("</think>"))
+                        {
+                            acc.bare_think_close += 1;
+                        }
                         match completion.reasoning.state {
                             TraceState::Complete | TraceState::Truncated => acc.with_trace += 1,
                             TraceState::Redacted => acc.redacted += 1,
@@ -500,6 +513,7 @@ impl Report {
                 errors: acc.errors,
                 truncated_in_reasoning: acc.truncated,
                 with_trace: acc.with_trace,
+                bare_think_close: acc.bare_think_close,
                 trace_redacted: acc.redacted,
                 tokens: acc.tokens,
                 judges: acc
@@ -800,6 +814,20 @@ impl Report {
         tables
     }
 
+    /// Models whose answers hold a bare `</think>` with no trace split off, and how many.
+    fn bare_think_notes(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|g| g.depth == 0 && g.bare_think_close > 0)
+            .map(|g| {
+                format!(
+                    "{} answers of {} on {} hold a bare </think> and were judged whole, trace and all: if its chat template opens <think>, set template_opens_think = true (or --template-opens-think) and run again.",
+                    g.bare_think_close, g.model, g.benchmark
+                )
+            })
+            .collect()
+    }
+
     /// Why the report has no trace-vs-answer table although the run has traces: none of its
     /// judges reads traces.
     fn no_trace_judge(&self) -> Option<&'static str> {
@@ -824,6 +852,9 @@ impl Report {
         if let Some(note) = self.no_trace_judge() {
             out.push_str(&format!("\n{note}\n"));
         }
+        for note in self.bare_think_notes() {
+            out.push_str(&format!("\n{note}\n"));
+        }
         out.push_str(NOTE);
         out.push('\n');
         // Category names, ids and model names come from data files and servers.
@@ -844,6 +875,9 @@ impl Report {
             }
         }
         if let Some(note) = self.no_trace_judge() {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        for note in self.bare_think_notes() {
             out.push_str(&format!("\n{note}\n"));
         }
         out.push_str(&format!("\n{NOTE}\n"));

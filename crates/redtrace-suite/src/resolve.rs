@@ -318,6 +318,11 @@ pub struct Overrides {
     /// Start every answer with this text, e.g. "<think>\n" to force a trace.
     #[cfg_attr(feature = "clap", arg(long))]
     pub think_prefill: Option<String>,
+    /// The models' chat template opens <think> in the prompt (R1 distills served without a
+    /// reasoning parser): the output up to a bare </think> is the trace. Without it, a bare
+    /// </think> is the answer's text.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub template_opens_think: bool,
     /// Threads for in-process (gguf:, hf:) models.
     #[cfg_attr(feature = "clap", arg(long))]
     pub threads: Option<usize>,
@@ -668,6 +673,9 @@ impl Overrides {
             }
             if let Some(value) = &self.think_prefill {
                 model.think_prefill = Some(value.clone());
+            }
+            if self.template_opens_think {
+                model.template_opens_think = true;
             }
             if let Some(value) = self.threads {
                 model.threads = Some(value);

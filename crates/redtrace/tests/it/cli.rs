@@ -220,7 +220,13 @@ async fn xstest_end_to_end_with_report_export_and_resume() {
 async fn suite_file_runs_every_model_on_every_benchmark() {
     let server = FakeServer::start(|seen| {
         assert_eq!(seen.body["temperature"], 0.6);
-        Reply::think_close_only("thinking", &format!("answer from {}", seen.body["model"]))
+        // The distill's template opens the trace (the suite says so); v3 writes both tags.
+        let answer = format!("answer from {}", seen.body["model"]);
+        if seen.body["model"] == "distill-70b" {
+            Reply::think_close_only("thinking", &answer)
+        } else {
+            Reply::think_tags("thinking", &answer)
+        }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -1138,10 +1144,9 @@ async fn gguf_and_hf_models_run_in_process_end_to_end() {
         let label = verdict["label"].as_str().unwrap();
         assert!(
             label != "unscored"
-                || verdict["rationale"]
-                    .as_str()
-                    .unwrap()
-                    .contains("judge reply"),
+                || ["judge reply", "judge's reply"]
+                    .iter()
+                    .any(|why| verdict["rationale"].as_str().unwrap().contains(why)),
             "{verdict}"
         );
     }
@@ -1396,4 +1401,62 @@ async fn html_report_escapes_hostile_model_output_in_a_real_browser() {
         !log.contains("CONSOLE") && !log.contains("Refused to"),
         "no console errors: {log}"
     );
+}
+
+/// A bare `</think>` is the answer's text unless the model's template opens the trace: the
+/// whole output is judged, and the report says how to mark such a model; with
+/// `--template-opens-think` the text before the tag is the trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bare_think_close_splits_only_when_the_template_opens_think() {
+    let server =
+        FakeServer::start(|_| Reply::think_close_only("Step one: mix.", "I can't help.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bench = write(dir.path(), "q.csv", "prompt\nq1\nq2\n");
+    for (flag, db) in [
+        (None, "plain.db"),
+        (Some("--template-opens-think"), "opened.db"),
+    ] {
+        let db = dir.path().join(db);
+        let mut args = vec!["run", "--model"];
+        let model = server.model_ref("r1-distill");
+        args.push(&model);
+        let bench_arg = format!("file:{}", bench.display());
+        args.extend([
+            "--bench",
+            &bench_arg,
+            "--quiet",
+            "--db",
+            db.to_str().unwrap(),
+        ]);
+        args.extend(flag);
+        let output = redtrace(&args).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+        let lines = export_lines(&export.stdout);
+        let report = text(
+            &redtrace(&["report", "--db", db.to_str().unwrap()])
+                .await
+                .stdout,
+        );
+        if flag.is_none() {
+            for line in &lines {
+                assert_eq!(line["reasoning_state"], "absent");
+                assert!(line["answer"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Step one: mix.\n</think>"));
+            }
+            assert!(
+                report.contains("2 answers of r1-distill on file:")
+                    && report.contains("set template_opens_think = true"),
+                "{report}"
+            );
+        } else {
+            for line in &lines {
+                assert_eq!(line["reasoning"], "Step one: mix.");
+                assert_eq!(line["answer"], "I can't help.");
+            }
+            assert!(!report.contains("bare </think>"), "{report}");
+        }
+    }
 }
