@@ -59,6 +59,16 @@ pub enum StoreError {
     /// A run reference matched nothing.
     #[error("{0}")]
     NotFound(String),
+    /// The store was written by an older redtrace and must be upgraded before it is read.
+    #[error("store {path} has schema version {found}; this redtrace reads version {wanted}: `redtrace migrate --db {path}` upgrades it in place (copy it first to keep the old one)")]
+    NeedsMigration {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// This build's.
+        wanted: i64,
+    },
     /// Another process is running this run.
     #[error("run {run} in {path} is being run by another redtrace process: wait for it to end, or start a run of your own with --new-run")]
     Busy {
@@ -253,6 +263,78 @@ impl Store {
             conn,
             path: path.to_owned(),
         })
+    }
+
+    /// Opens the existing store at `path` for reading only: nothing is written, so a store on
+    /// read-only media or shared read-only can be reported, exported and viewed. A store of an
+    /// older schema is refused with what to run ([`StoreError::NeedsMigration`]); a WAL store
+    /// whose folder cannot hold the shared-memory file is opened as immutable.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        if !path.is_file() {
+            return Err(StoreError::NotFound(format!(
+                "no store at {} (run `redtrace run` first, or pass --db PATH)",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let uri = |extra: &str| {
+            let mut url = url::Url::from_file_path(
+                std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+            )
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| format!("file:{}", path.display()));
+            url.push_str(&format!("?mode=ro{extra}"));
+            url
+        };
+        let version = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        };
+        let mut conn = Connection::open_with_flags(uri(""), flags).map_err(wrap)?;
+        let found = match version(&conn) {
+            Ok(found) => found,
+            // A WAL store in a folder where the shared-memory file cannot be made: read it
+            // as immutable (nothing else can be writing to it there).
+            Err(_) => {
+                conn = Connection::open_with_flags(uri("&immutable=1"), flags).map_err(wrap)?;
+                version(&conn).map_err(wrap)?
+            }
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(wrap)?;
+        if found != schema::SCHEMA_VERSION {
+            if found > schema::SCHEMA_VERSION {
+                return Err(wrap(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                    Some(format!("schema version {found} is newer than this redtrace understands ({}); upgrade redtrace", schema::SCHEMA_VERSION)),
+                )));
+            }
+            return Err(StoreError::NeedsMigration {
+                path: path.to_owned(),
+                found,
+                wanted: schema::SCHEMA_VERSION,
+            });
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The schema version of the store.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Checks the file's pages (SQLite's `quick_check`): a store whose pages are damaged is

@@ -350,3 +350,57 @@ fn runs_stored_before_specs_had_a_version_still_open() {
     let error = Store::open(&path).unwrap().runs().unwrap_err().to_string();
     assert!(error.contains("runs.spec of run 1"), "{error}");
 }
+
+/// Reading commands open a store read-only: nothing is written (the bytes stay the same, a
+/// write fails; where SQLite cannot make its shared-memory file the store is still read), and a store of an older schema is refused with the
+/// command that upgrades it, not migrated behind the reader's back.
+#[test]
+fn a_store_is_read_without_writing_and_an_old_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .create_run(&redtrace_core::RunSpec::default(), "0.1.0")
+            .unwrap();
+    }
+    let bytes = |path: &std::path::Path| redtrace_core::sha256_hex(&std::fs::read(path).unwrap());
+    let before = bytes(&path);
+    // Where SQLite cannot make its shared-memory file (a read-only folder; here a folder in
+    // its place, since tests may run as root), the store is still read.
+    let stuck = dir.path().join("stuck.db");
+    std::fs::copy(&path, &stuck).unwrap();
+    std::fs::create_dir(dir.path().join("stuck.db-shm")).unwrap();
+    for path in [&path, &stuck] {
+        let store = Store::open_read_only(path).unwrap();
+        assert_eq!(store.runs().unwrap().len(), 1);
+        assert!(store
+            .create_run(&redtrace_core::RunSpec::default(), "0.1.0")
+            .is_err());
+    }
+    assert_eq!(bytes(&path), before, "nothing written, nothing migrated");
+    assert_eq!(bytes(&stuck), before);
+
+    // A store of schema version 1 (before the judge-reply cache).
+    let old = dir.path().join("old.db");
+    drop(Store::open(&old).unwrap());
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch("DROP TABLE judge_replies; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let error = Store::open_read_only(&old).err().unwrap().to_string();
+    assert!(
+        error.contains("has schema version 1; this redtrace reads version 2")
+            && error.contains("redtrace migrate --db"),
+        "{error}"
+    );
+    let upgraded = Store::open(&old).unwrap();
+    assert_eq!(upgraded.schema_version().unwrap(), 2);
+    drop(upgraded);
+    assert!(Store::open_read_only(&old).is_ok());
+    let missing = Store::open_read_only(&dir.path().join("none.db"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(missing.starts_with("no store at"), "{missing}");
+}

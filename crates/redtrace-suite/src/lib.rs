@@ -45,7 +45,7 @@ pub fn report(
     db: &std::path::Path,
     run: redtrace_store::RunId,
 ) -> anyhow::Result<redtrace_report::Report> {
-    let store = redtrace_store::Store::open(db)?;
+    let store = redtrace_store::Store::open_read_only(db)?;
     let info = store
         .runs()?
         .into_iter()

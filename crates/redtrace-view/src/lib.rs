@@ -163,7 +163,7 @@ async fn with_store<T: Send + 'static>(
     read: impl FnOnce(&Store) -> Result<T, ViewError> + Send + 'static,
 ) -> Result<T, ViewError> {
     let db = db.clone();
-    tokio::task::spawn_blocking(move || read(&Store::open(&db)?))
+    tokio::task::spawn_blocking(move || read(&Store::open_read_only(&db)?))
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }

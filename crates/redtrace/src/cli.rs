@@ -35,6 +35,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List stored runs.
     Runs(RunsArgs),
+    /// Upgrade a store written by an older redtrace to this version's schema, in place.
+    Migrate(DbArgs),
     /// List the built-in attacks (for --attack).
     Attacks,
     /// List, download and check the benchmark data sets.

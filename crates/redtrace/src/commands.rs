@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{
-    DataCommand, ExportArgs, ExportFormat, JudgeEvalArgs, ReportArgs, ReportFormat, RunArgs,
-    RunsArgs, ViewArgs,
+    DataCommand, DbArgs, ExportArgs, ExportFormat, JudgeEvalArgs, ReportArgs, ReportFormat,
+    RunArgs, RunsArgs, ViewArgs,
 };
 
 /// `redtrace run`: resolves the suite and overrides, runs with a progress bar and Ctrl-C
@@ -269,6 +269,36 @@ fn text_export(
         ExportFormat::Csv => write_csv(store, run, out)?,
         ExportFormat::Parquet => unreachable!("Parquet is written to a file"),
     })
+}
+
+/// Upgrades a store to this build's schema (reading commands never do it themselves).
+pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
+    if !args.db.is_file() {
+        anyhow::bail!("no store at {}", args.db.display());
+    }
+    let before = {
+        let store = Store::open_read_only(&args.db);
+        match store {
+            Ok(_) => None,
+            Err(redtrace_store::StoreError::NeedsMigration { found, .. }) => Some(found),
+            Err(other) => return Err(other.into()),
+        }
+    };
+    let store = Store::open(&args.db)?;
+    let now = store.schema_version()?;
+    match before {
+        Some(found) => writeln!(
+            out,
+            "{}: upgraded from schema version {found} to {now}",
+            args.db.display()
+        )?,
+        None => writeln!(
+            out,
+            "{}: already at schema version {now}",
+            args.db.display()
+        )?,
+    }
+    Ok(())
 }
 
 /// Lists runs.
@@ -576,12 +606,7 @@ pub fn view(args: &ViewArgs) -> Result<()> {
     })
 }
 
+/// Opens an existing store for reading (reading commands never create, migrate or write one).
 fn open_existing(path: &std::path::Path) -> Result<Store> {
-    if !path.is_file() {
-        anyhow::bail!(
-            "no store at {} (run `redtrace run` first, or pass --db PATH)",
-            path.display()
-        );
-    }
-    Ok(Store::open(path)?)
+    Ok(Store::open_read_only(path)?)
 }

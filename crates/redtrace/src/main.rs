@@ -81,6 +81,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::runs(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate(args) => {
+            commands::migrate(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Attacks => {
             commands::attacks(&mut out)?;
             Ok(ExitCode::SUCCESS)

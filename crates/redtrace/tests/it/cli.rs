@@ -1460,3 +1460,35 @@ async fn a_bare_think_close_splits_only_when_the_template_opens_think() {
         }
     }
 }
+
+/// A store of an older schema is not migrated by a reading command: `report` says what to run,
+/// `migrate` upgrades it, and `report` then reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_store_is_named_and_migrated_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    drop(redtrace_store::Store::open(&db).unwrap());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE judge_replies; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let db_arg = db.to_str().unwrap();
+    let report = redtrace(&["runs", "--db", db_arg]).await;
+    let stderr = text(&report.stderr);
+    assert!(
+        !report.status.success()
+            && stderr.contains("has schema version 1")
+            && stderr.contains(&format!("redtrace migrate --db {db_arg}")),
+        "{stderr}"
+    );
+    let migrate = redtrace(&["migrate", "--db", db_arg]).await;
+    assert!(
+        migrate.status.success()
+            && text(&migrate.stdout).contains("upgraded from schema version 1 to 2"),
+        "{}",
+        text(&migrate.stderr)
+    );
+    let again = redtrace(&["migrate", "--db", db_arg]).await;
+    assert!(text(&again.stdout).contains("already at schema version 2"));
+    assert!(redtrace(&["runs", "--db", db_arg]).await.status.success());
+}
