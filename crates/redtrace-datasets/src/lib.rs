@@ -11,7 +11,7 @@ pub mod labels;
 mod loader;
 pub mod method;
 
-pub use loader::{open, DataError, FieldMap, Format, SampleReader};
+pub use loader::{open, open_capped, DataError, FieldMap, Format, SampleReader, MAX_ROW_BYTES};
 
 use redtrace_core::PromptLabel;
 use std::path::{Path, PathBuf};

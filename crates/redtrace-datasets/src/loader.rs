@@ -10,6 +10,61 @@ use std::path::{Path, PathBuf};
 
 use crate::Selection;
 
+/// The largest row redtrace reads (a CSV record, a JSONL line, an item of a JSON array): a row
+/// over it is refused with its file and line before it is held whole. Real prompts, many-shot
+/// ones included, are far below it.
+pub const MAX_ROW_BYTES: u64 = 16 << 20;
+
+/// The byte counts a [`Capped`] reader shares with its reader of rows.
+#[derive(Debug, Default)]
+struct RowBytes {
+    /// Bytes read from the file so far.
+    read: std::sync::atomic::AtomicU64,
+    /// Where the current row began (bytes read when the last row ended).
+    row_start: std::sync::atomic::AtomicU64,
+}
+
+impl RowBytes {
+    /// The last row ended here.
+    fn row_done(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.row_start.store(self.read.load(Relaxed), Relaxed);
+    }
+}
+
+/// A reader that fails once the current row has taken more than [`MAX_ROW_BYTES`] (with the
+/// reader's look-ahead), so that a huge field never reaches memory whole.
+struct Capped<R> {
+    inner: R,
+    bytes: std::sync::Arc<RowBytes>,
+    cap: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read = self.bytes.read.load(Relaxed);
+        if read - self.bytes.row_start.load(Relaxed) > self.cap {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                too_long(self.cap),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.bytes.read.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
+fn too_long(cap: u64) -> String {
+    let size = if cap >= 1 << 20 {
+        format!("{} MiB", cap >> 20)
+    } else {
+        format!("{cap} bytes")
+    };
+    format!("a row of over {size}: redtrace reads rows of at most that size")
+}
+
 /// Which columns (or keys) hold what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldMap {
@@ -110,8 +165,17 @@ pub enum DataError {
 type RawRow = (String, Map<String, Value>);
 
 enum Rows {
-    Csv(csv::StringRecordsIntoIter<File>, csv::StringRecord),
-    Jsonl(std::io::Lines<BufReader<File>>, u64),
+    Csv(
+        csv::StringRecordsIntoIter<Capped<File>>,
+        csv::StringRecord,
+        std::sync::Arc<RowBytes>,
+        u64,
+    ),
+    Jsonl(
+        std::io::Lines<BufReader<Capped<File>>>,
+        u64,
+        std::sync::Arc<RowBytes>,
+    ),
     Json(std::vec::IntoIter<Value>, u64),
 }
 
@@ -168,11 +232,22 @@ fn file_checksum(path: &Path) -> Result<String, DataError> {
         .collect())
 }
 
-/// Opens a data file for reading samples.
+/// Opens a data file for reading samples; a row over [`MAX_ROW_BYTES`] is an error naming its
+/// line.
 pub fn open(
     path: &Path,
     fields: &FieldMap,
     selection: Selection,
+) -> Result<SampleReader, DataError> {
+    open_capped(path, fields, selection, MAX_ROW_BYTES)
+}
+
+/// [`open`] with rows of at most `cap` bytes.
+pub fn open_capped(
+    path: &Path,
+    fields: &FieldMap,
+    selection: Selection,
+    cap: u64,
 ) -> Result<SampleReader, DataError> {
     let format = Format::from_path(path).ok_or_else(|| {
         DataError::Spec(format!(
@@ -181,7 +256,12 @@ pub fn open(
         ))
     })?;
     let checksum = file_checksum(path)?;
-    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let bytes = std::sync::Arc::new(RowBytes::default());
+    let file = Capped {
+        inner: File::open(path).map_err(|e| io_error(path, e))?,
+        bytes: bytes.clone(),
+        cap,
+    };
     let rows = match format {
         Format::Csv => {
             let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
@@ -207,18 +287,26 @@ pub fn open(
                     });
                 }
             }
-            Rows::Csv(reader.into_records(), headers)
+            bytes.row_done();
+            Rows::Csv(reader.into_records(), headers, bytes, 1)
         }
-        Format::Jsonl => Rows::Jsonl(BufReader::new(file).lines(), 0),
+        Format::Jsonl => Rows::Jsonl(BufReader::new(file).lines(), 0, bytes),
         Format::Json => {
-            let value: Value =
-                serde_json::from_reader(BufReader::new(file)).map_err(|e| DataError::Row {
-                    file: path.to_owned(),
-                    position: format!("line {}", e.line()),
-                    field: None,
-                    message: format!("not valid JSON: {e}"),
-                })?;
-            let Value::Array(items) = value else {
+            let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(file));
+            let items = serde::Deserializer::deserialize_any(
+                &mut deserializer,
+                Items {
+                    bytes: bytes.clone(),
+                },
+            )
+            .and_then(|items| deserializer.end().map(|()| items))
+            .map_err(|e| DataError::Row {
+                file: path.to_owned(),
+                position: format!("line {}", e.line()),
+                field: None,
+                message: format!("not valid JSON: {e}"),
+            })?;
+            let Some(items) = items else {
                 return Err(DataError::Spec(format!(
                     "{}: expected a JSON array of objects",
                     path.display()
@@ -245,6 +333,62 @@ pub fn open(
         reader.rows = None;
     }
     Ok(reader)
+}
+
+/// The items of a JSON array, each read with the row cap counted from where it begins; `None`
+/// for a JSON value that is not an array.
+struct Items {
+    bytes: std::sync::Arc<RowBytes>,
+}
+
+impl<'de> serde::de::Visitor<'de> for Items {
+    type Value = Option<Vec<Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        self.bytes.row_done();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+            self.bytes.row_done();
+        }
+        Ok(Some(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 fn required_fields(fields: &FieldMap) -> impl Iterator<Item = &str> {
@@ -294,11 +438,13 @@ impl SampleReader {
     fn next_raw(&mut self) -> Option<Result<RawRow, DataError>> {
         let file = self.file.clone();
         match self.rows.as_mut()? {
-            Rows::Csv(records, headers) => {
+            Rows::Csv(records, headers, bytes, last_line) => {
                 let record = records.next()?;
+                bytes.row_done();
                 Some(match record {
                     Ok(record) => {
                         let line = record.position().map(|p| p.line()).unwrap_or(0);
+                        *last_line = line;
                         let map = headers
                             .iter()
                             .zip(record.iter())
@@ -307,7 +453,9 @@ impl SampleReader {
                         Ok((format!("line {line}"), map))
                     }
                     Err(error) => {
-                        let line = error.position().map(|p| p.line()).unwrap_or(0);
+                        // A read error (a row over the cap) has no position: it is the row
+                        // after the last one read.
+                        let line = error.position().map(|p| p.line()).unwrap_or(*last_line + 1);
                         Err(DataError::Row {
                             file,
                             position: format!("line {line}"),
@@ -317,12 +465,21 @@ impl SampleReader {
                     }
                 })
             }
-            Rows::Jsonl(lines, number) => loop {
+            Rows::Jsonl(lines, number, bytes) => loop {
                 let line = lines.next()?;
+                bytes.row_done();
                 *number += 1;
                 let position = format!("line {number}");
                 let line = match line {
                     Ok(line) => line,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Some(Err(DataError::Row {
+                            file,
+                            position,
+                            field: None,
+                            message: e.to_string(),
+                        }))
+                    }
                     Err(e) => return Some(Err(io_error(&file, e))),
                 };
                 if line.trim().is_empty() {

@@ -448,3 +448,55 @@ fn missing_files_and_unknown_benchmarks_say_what_to_do() {
         "{error}"
     );
 }
+
+/// A row over the cap is refused with its file and line before it is held whole, in every
+/// format; rows under it read as ever (the cap here is 4 KiB; the real one is MAX_ROW_BYTES).
+#[test]
+fn a_row_over_the_cap_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(64 * 1024);
+    let cap = 4096;
+    let fields = FieldMap {
+        id: None,
+        ..FieldMap::default()
+    };
+    let cases = [
+        (
+            "big.csv",
+            format!("prompt\nsmall one\nsmall two\n{huge}\nafter\n"),
+            "line 4",
+        ),
+        (
+            "big.jsonl",
+            format!("{{\"prompt\": \"a\"}}\n{{\"prompt\": \"{huge}\"}}\n{{\"prompt\": \"c\"}}\n"),
+            "line 2",
+        ),
+        (
+            "big.json",
+            format!("[\n{{\"prompt\": \"a\"}},\n{{\"prompt\": \"{huge}\"}}\n]"),
+            "line 3",
+        ),
+    ];
+    for (name, content, line) in cases {
+        let path = write(dir.path(), name, &content);
+        let error = redtrace_datasets::open_capped(&path, &fields, Selection::default(), cap)
+            .and_then(|reader| reader.collect::<Result<Vec<_>, _>>())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(name)
+                && error.contains(&format!("{line}:"))
+                && error.contains("a row of over 4096 bytes"),
+            "{name}: {error}"
+        );
+        // Under the cap, the same shape reads.
+        let small = content.replace(&huge, "fine");
+        let path = write(dir.path(), name, &small);
+        let rows = redtrace_datasets::open_capped(&path, &fields, Selection::default(), cap)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert!(rows.len() >= 2, "{name}");
+    }
+    assert_eq!(redtrace_datasets::MAX_ROW_BYTES, 16 << 20);
+}
