@@ -283,33 +283,101 @@ fn local_provider(
     )
 }
 
+/// How long a download may go without receiving a byte before it is taken to have stalled.
+pub const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Attempts at a download that stalls.
+pub const DOWNLOAD_ATTEMPTS: u32 = 3;
+
 /// `hf:OWNER/REPO/FILE.gguf`: the local path of `file` in `repo`, downloaded first into the
 /// standard Hugging Face cache (`HF_HOME`, default `~/.cache/huggingface`; `HF_ENDPOINT` picks
 /// the hub) when the cache lacks it; later runs find it there without a request. The bytes
 /// downloaded are told to `progress`.
 pub async fn download(repo: &str, file: &str, progress: Arc<dyn Progress>) -> Result<PathBuf> {
-    let cache = hf_hub::Cache::from_env();
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    download_from(
+        &endpoint,
+        hf_hub::Cache::from_env(),
+        repo,
+        file,
+        progress,
+        DOWNLOAD_STALL,
+        DOWNLOAD_ATTEMPTS,
+    )
+    .await
+}
+
+/// [`download`] from the hub at `endpoint` into `cache`: a download that receives no byte for
+/// `stall` (a server that stops, or sent fewer bytes than it announced) is abandoned and tried
+/// again, `attempts` times in all, then fails saying so; while it waits, `progress` is told.
+pub async fn download_from(
+    endpoint: &str,
+    cache: hf_hub::Cache,
+    repo: &str,
+    file: &str,
+    progress: Arc<dyn Progress>,
+    stall: std::time::Duration,
+    attempts: u32,
+) -> Result<PathBuf> {
+    use std::sync::atomic::Ordering;
     if let Some(path) = cache.model(repo.to_owned()).get(file) {
         return Ok(path);
     }
-    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
     progress.note(&format!(
         "downloading {file} from {repo} ({endpoint}) into the Hugging Face cache"
     ));
-    let api = hf_hub::api::tokio::ApiBuilder::from_env()
+    let api = hf_hub::api::tokio::ApiBuilder::from_cache(cache)
+        .with_endpoint(endpoint.to_owned())
         .with_progress(false)
         .build()
         .context("cannot set up the Hugging Face client")?;
-    let bytes = Bytes {
-        progress,
-        file: file.to_owned(),
-        done: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        total: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-    };
-    api.model(repo.to_owned())
-        .download_with_progress(file, bytes)
-        .await
-        .with_context(|| format!("cannot download {file} from {repo} at {endpoint}"))
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let bytes = Bytes {
+            progress: progress.clone(),
+            file: file.to_owned(),
+            done: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            total: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        let done = bytes.done.clone();
+        let repo_api = api.model(repo.to_owned());
+        let fetch = repo_api.download_with_progress(file, bytes);
+        tokio::pin!(fetch);
+        // A watchdog: the bytes received must grow within every `stall`.
+        let mut seen = 0;
+        let mut since = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250).min(stall));
+        let stalled = loop {
+            tokio::select! {
+                result = &mut fetch => {
+                    return result.with_context(|| {
+                        format!("cannot download {file} from {repo} at {endpoint}")
+                    });
+                }
+                _ = tick.tick() => {
+                    let now = done.load(Ordering::Relaxed);
+                    if now != seen {
+                        seen = now;
+                        since = tokio::time::Instant::now();
+                    } else if since.elapsed() >= stall {
+                        break now;
+                    }
+                }
+            }
+        };
+        let why = format!(
+            "the download of {file} from {repo} at {endpoint} stalled: no data for {} s after {stalled} bytes (the server stopped sending, or sent fewer bytes than it announced)",
+            stall.as_secs_f64()
+        );
+        if attempt >= attempts {
+            anyhow::bail!("{why}; gave up after {attempts} attempts");
+        }
+        progress.note(&format!(
+            "{why}; trying again ({} of {attempts})",
+            attempt + 1
+        ));
+    }
 }
 
 /// The hub client's download progress, told to a [`Progress`]. The hub client clones it for

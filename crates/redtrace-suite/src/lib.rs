@@ -24,7 +24,9 @@ mod resolve;
 mod run;
 mod settings;
 
-pub use build::{download, provider_for, Builder};
+pub use build::{
+    download, download_from, provider_for, Builder, DOWNLOAD_ATTEMPTS, DOWNLOAD_STALL,
+};
 pub use file::{
     read_suite, AttackEntry, AttackTable, BenchmarkTable, JudgeEntry, JudgeTable, ModelTable,
     SuiteFile,

@@ -573,6 +573,17 @@ pub struct FakeHub {
 impl FakeHub {
     /// Serves `files`, each `(repo, file name, local path)`.
     pub async fn start(files: Vec<(String, String, PathBuf)>) -> Self {
+        Self::start_with(files, false).await
+    }
+
+    /// Like [`FakeHub::start`], but a download of more than one byte gets all its bytes but
+    /// the last and then nothing more, its connection left open: a mirror that announced more
+    /// than it sends.
+    pub async fn start_short(files: Vec<(String, String, PathBuf)>) -> Self {
+        Self::start_with(files, true).await
+    }
+
+    async fn start_with(files: Vec<(String, String, PathBuf)>, short: bool) -> Self {
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let files = Arc::new(files);
@@ -609,6 +620,25 @@ impl FakeHub {
                     )
                     .header("x-repo-commit", "0123456789abcdef0123456789abcdef01234567");
                 match range {
+                    Some((start, end)) if start < total && short && end > start => {
+                        let end = end.min(total - 1);
+                        let sent = bytes[start..end].to_vec();
+                        let stream = futures_util::StreamExt::chain(
+                            futures_util::stream::iter([Ok::<_, std::io::Error>(
+                                bytes::Bytes::from(sent),
+                            )]),
+                            futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>(),
+                        );
+                        builder
+                            .status(StatusCode::PARTIAL_CONTENT)
+                            .header(
+                                header::CONTENT_RANGE,
+                                format!("bytes {start}-{end}/{total}"),
+                            )
+                            .header(header::CONTENT_LENGTH, end - start + 1)
+                            .body(Body::from_stream(stream))
+                            .expect("ranged response")
+                    }
                     Some((start, end)) if start < total => {
                         let end = end.min(total - 1);
                         builder
