@@ -197,10 +197,33 @@ pub async fn run(
     let judged = reader.judged(plan.run)?;
     let run_id = plan.run;
 
+    // Targets behind the same endpoint share its gate: its permits and rate limit hold for
+    // all of them together.
+    let mut gates: Vec<(String, Arc<Gate>)> = Vec::new();
+    let mut target_gates = Vec::new();
+    let mut spawn_capacity = 0usize;
+    for target in &plan.targets {
+        let endpoint = target.config.endpoint();
+        let gate = match gates.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, gate)) => gate.clone(),
+            None => {
+                spawn_capacity += target.config.max_concurrency;
+                let gate = Arc::new(Gate::new(&target.config, options.backoff, shutdown.clone()));
+                gates.push((endpoint, gate.clone()));
+                gate
+            }
+        };
+        target_gates.push(gate);
+    }
     // The writer owns its own connection on its own thread: SQLite writes are blocking, and a
-    // single writer batches them into few transactions. The bounded channel gives
-    // backpressure if the disk is slower than the network.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<WriterMessage>(4096);
+    // single writer batches them into few transactions. What a kill -9 can lose is what is
+    // not committed: the units in flight, the channel and the batch being gathered. The
+    // channel holds as many records as requests can be in flight, and a batch no more, and a
+    // unit keeps its place until the writer has taken its record (back-pressure), so the loss
+    // stays within a few times the requests in flight however fast completions arrive.
+    let capacity = spawn_capacity.max(16);
+    let batch_size = options.batch_size.min(capacity).max(1);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<WriterMessage>(capacity);
     let writer_db = db.clone();
     let writer = std::thread::spawn(move || -> Result<(), StoreError> {
         let mut store = Store::open(&writer_db)?;
@@ -250,7 +273,7 @@ pub async fn run(
                         WriterMessage::Verdicts(key, verdicts) => rejudged.push((key, verdicts)),
                     }
                 }
-                if units.len() + samples.len() + rejudged.len() >= options.batch_size {
+                if units.len() + samples.len() + rejudged.len() >= batch_size {
                     break;
                 }
                 match receiver.try_recv() {
@@ -269,25 +292,10 @@ pub async fn run(
         flush(&mut store, &mut samples, &mut units, &mut rejudged)
     });
 
-    // Targets behind the same endpoint share its gate: its permits and rate limit hold for
-    // all of them together.
-    let mut gates: Vec<(String, Arc<Gate>)> = Vec::new();
-    let mut target_gates = Vec::new();
-    let mut spawn_capacity = 0usize;
-    for target in &plan.targets {
-        let endpoint = target.config.endpoint();
-        let gate = match gates.iter().find(|(e, _)| *e == endpoint) {
-            Some((_, gate)) => gate.clone(),
-            None => {
-                spawn_capacity += target.config.max_concurrency;
-                let gate = Arc::new(Gate::new(&target.config, options.backoff, shutdown.clone()));
-                gates.push((endpoint, gate.clone()));
-                gate
-            }
-        };
-        target_gates.push(gate);
-    }
     let in_flight = || gates.iter().map(|(_, gate)| gate.in_flight()).sum::<u64>();
+    // Units under way: sending, waiting for a retry, or holding a reply while it is judged
+    // (a kill loses these, and only these, besides the writer's channel and batch).
+    let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Tasks waiting for an endpoint permit are bounded too: twice the total concurrency.
     let spawn_permits = Arc::new(Semaphore::new(spawn_capacity.max(1) * 2));
     let channels = Arc::new(plan.channels);
@@ -442,6 +450,7 @@ pub async fn run(
                             channels: channels.clone(),
                             sender: sender.clone(),
                             progress: progress.clone(),
+                            busy: busy.clone(),
                         };
                         tasks.spawn(async move {
                             let _spawn_permit = spawn_permit;
@@ -458,7 +467,8 @@ pub async fn run(
         // shown is of requests really in flight.
         tokio::task::yield_now().await;
         progress.note(&format!(
-            "stopping: waiting for {} requests in flight (Ctrl-C again to abandon them)",
+            "stopping: waiting for {} units under way ({} requests in flight, the rest being judged; Ctrl-C again to abandon them)",
+            busy.load(std::sync::atomic::Ordering::Relaxed),
             in_flight()
         ));
     }
@@ -551,10 +561,28 @@ struct Unit {
     channels: Arc<Vec<Channel>>,
     sender: tokio::sync::mpsc::Sender<WriterMessage>,
     progress: Arc<dyn Progress>,
+    busy: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts a unit as under way while it lives.
+struct Busy(Arc<std::sync::atomic::AtomicU64>);
+
+impl Busy {
+    fn new(counter: &Arc<std::sync::atomic::AtomicU64>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Unit {
     async fn run(mut self) -> UnitOutcome {
+        let _busy = Busy::new(&self.busy);
         let (outcome, attempts, cached) = match self.cached.take() {
             Some(completion) => (
                 Ok(Solved::stored(completion, self.solver.as_ref())),

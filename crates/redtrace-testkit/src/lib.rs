@@ -199,6 +199,11 @@ impl FakeServer {
         self.state.count.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     /// The most requests that were being answered at the same moment.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)

@@ -71,6 +71,9 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(verdicts) = args.report_verdicts {
         return bench_report(verdicts, out);
     }
+    if let Some(kills) = args.kill_test {
+        return kill_test(args, kills, out);
+    }
     let latency = Duration::from_millis(args.latency_ms);
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -348,5 +351,121 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
         "Parquet export of {exported} records in {export_seconds:.2} s"
     )?;
     writeln!(out, "peak RSS             {rss_before:.1} MB after filling, {rss_after_report:.1} MB after the report, {:.1} MB at the end", peak_rss_mb()?)?;
+    Ok(())
+}
+
+/// `--kill-test N`: kill -9 a run N times at moments spread over its course, then run it to
+/// the end; every request past one per sample was sent again because a kill lost its result.
+fn kill_test(args: &BenchArgs, kills: u32, out: &mut dyn Write) -> Result<()> {
+    let latency = Duration::from_millis(args.latency_ms);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let target = runtime.block_on(FakeServer::start_with(move |_| reply(latency), false));
+    let judge = runtime.block_on(FakeServer::start_with(
+        move |_| {
+            let verdict = Reply::text("The text declines.\nVERDICT: safe");
+            if latency.is_zero() {
+                verdict
+            } else {
+                verdict.after(latency)
+            }
+        },
+        false,
+    ));
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("prompts.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&data)?);
+    for i in 0..args.samples {
+        writeln!(file, "{{\"id\":\"k{i}\",\"prompt\":\"How do I safely clean item number {i} in my kitchen?\"}}")?;
+    }
+    file.flush()?;
+    drop(file);
+    let db = dir.path().join("kill.db");
+    let exe = std::env::current_exe()?;
+    let command = || {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(["run", "--model"])
+            .arg(target.model_ref("bench-r1"))
+            .arg("--bench")
+            .arg(format!("file:{}", data.display()));
+        if args.rule_judge {
+            command.args(["--judge", "refusal-rule"]);
+        } else {
+            command
+                .args(["--judge", "harm", "--judge-model"])
+                .arg(judge.model_ref("judge"));
+        }
+        command
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .args(["--retries", "0", "--quiet", "--db"])
+            .arg(&db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .env_remove("OPENAI_API_KEY");
+        command
+    };
+    // Kill moments spread over the run's expected course, by the requests received.
+    let mut in_flight_at_kills = Vec::new();
+    let mut killed_at = Vec::new();
+    for kill in 0..kills {
+        let target_at = args.samples * (kill as usize + 1) / (kills as usize + 2);
+        let mut child = command().spawn().context("starting redtrace run")?;
+        let started = Instant::now();
+        while target.count() < target_at && started.elapsed() < Duration::from_secs(120) {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        in_flight_at_kills.push(target.in_flight() + judge.in_flight());
+        killed_at.push(target.count());
+        child.kill().ok(); // SIGKILL
+        child.wait()?;
+    }
+    let status = command().status()?;
+    anyhow::ensure!(status.success(), "the final run failed");
+    let store = redtrace_store::Store::open_read_only(&db)?;
+    let run = store.resolve_run("last")?;
+    let mut stored = 0u64;
+    store.for_each_result(run.id, false, |_| {
+        stored += 1;
+        Ok(())
+    })?;
+    let sent = target.count() as u64;
+    let resent = sent.saturating_sub(args.samples as u64);
+    let mean_in_flight =
+        in_flight_at_kills.iter().sum::<usize>() as f64 / in_flight_at_kills.len().max(1) as f64;
+    writeln!(
+        out,
+        "redtrace bench --kill-test: {kills} kills (at {killed_at:?} requests), {} samples, concurrency {}, latency {} ms, {}",
+        args.samples,
+        args.concurrency,
+        args.latency_ms,
+        if args.rule_judge { "refusal-rule" } else { "LLM judge" }
+    )?;
+    writeln!(
+        out,
+        "  stored             {stored} completions for {} samples",
+        args.samples
+    )?;
+    writeln!(out, "  target requests    {sent}")?;
+    writeln!(
+        out,
+        "  re-sent            {resent} ({:.1} per kill)",
+        resent as f64 / kills.max(1) as f64
+    )?;
+    writeln!(
+        out,
+        "  in flight at kill  {mean_in_flight:.1} on average (target + judge requests seen by the servers), {in_flight_at_kills:?}; the run allows {} target requests in flight",
+        args.concurrency
+    )?;
+    writeln!(
+        out,
+        "  re-sent per kill   {:.2}x the concurrency",
+        resent as f64 / kills.max(1) as f64 / args.concurrency.max(1) as f64
+    )?;
     Ok(())
 }

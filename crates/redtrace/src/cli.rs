@@ -310,4 +310,13 @@ pub struct BenchArgs {
     /// completion: answer and trace).
     #[arg(long, value_name = "N")]
     pub report_verdicts: Option<u64>,
+    /// Instead, kill -9 a `redtrace run` N times mid-run (judged by an LLM judge on a second
+    /// fake server with the same latency), then let it finish: requests sent again per kill,
+    /// against the requests in flight (target and judge) at each kill.
+    #[arg(long, value_name = "N")]
+    pub kill_test: Option<u32>,
+    /// With --kill-test: judge with the refusal rule instead (no judge calls: completions come
+    /// as fast as the target answers, the case that fills the writer's queue).
+    #[arg(long)]
+    pub rule_judge: bool,
 }

@@ -1492,3 +1492,57 @@ async fn an_old_store_is_named_and_migrated_on_request() {
     assert!(text(&again.stdout).contains("already at schema version 2"));
     assert!(redtrace(&["runs", "--db", db_arg]).await.status.success());
 }
+
+/// A kill -9 loses no more than the units under way and the writer's small queue: at latency
+/// 0 with the rule judge (completions as fast as the target answers, which used to pile up
+/// thousands in the writer's channel), the requests sent again stay within four times the
+/// requests allowed in flight (a unit keeps its place until the writer has its record, and the
+/// channel and a batch hold no more than the concurrency each).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_loses_no_more_than_the_work_under_way() {
+    let server = FakeServer::start_with(|_| Reply::text("ok"), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6000;
+    let mut jsonl = String::new();
+    for i in 0..n {
+        jsonl.push_str(&format!(
+            "{{\"id\": \"{i}\", \"prompt\": \"question {i}\"}}\n"
+        ));
+    }
+    let data = write(dir.path(), "q.jsonl", &jsonl);
+    let db = dir.path().join("r.db");
+    let bench = format!("file:{}", data.display());
+    let concurrency = 16;
+    let args = [
+        "run",
+        "--model",
+        &server.model_ref("m"),
+        "--bench",
+        &bench,
+        "--concurrency",
+        "16",
+        "--retries",
+        "0",
+        "--db",
+        db.to_str().unwrap(),
+        "--quiet",
+    ];
+    let mut child = crate::util::command(&[], &[]).args(args).spawn().unwrap();
+    wait_for_requests(&server, n / 2).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    assert!(server.count() < n, "killed mid-run");
+    let output = redtrace(&args).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+    assert_eq!(
+        export_lines(&export.stdout).len(),
+        n,
+        "one completion per sample"
+    );
+    let resent = server.count() - n;
+    assert!(
+        resent <= 4 * concurrency,
+        "{resent} requests sent again for one kill at concurrency {concurrency}"
+    );
+}
