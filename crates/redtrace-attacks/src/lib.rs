@@ -118,6 +118,12 @@ pub fn variants_per_prompt(attack: &str) -> u64 {
         .unwrap_or(1)
 }
 
+/// The judge an attack needs to be read at all, added to the benchmark's judges by default
+/// (the injection attacks plant a canary that only the `canary` judge sees).
+pub fn own_judge(attack: &str) -> Option<&'static str> {
+    matches!(attack, "injection-direct" | "injection-indirect").then_some("canary")
+}
+
 /// The fixed transforms (the whole registry, with the parametrised and model-driven attacks,
 /// is [`registry::attacks`]).
 pub fn transforms() -> Vec<Arc<dyn Attack>> {

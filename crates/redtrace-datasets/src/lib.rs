@@ -456,7 +456,10 @@ impl BenchSource {
             }
             BenchSource::Named(spec) => {
                 let pull_hint = match catalog::set_holding(spec.file) {
-                    Some((set, true)) => format!("; get it with `redtrace data pull {set}`"),
+                    Some((set, true)) => format!(
+                        "; get it with `redtrace data pull {set}`, which fetches a pinned copy from {}",
+                        catalog::pinned(spec.file).map(|f| f.origin).unwrap_or_default()
+                    ),
                     Some((set, false)) => format!(
                         "; `redtrace data info {set}` says where it comes from (it cannot be downloaded by redtrace)"
                     ),
@@ -464,14 +467,14 @@ impl BenchSource {
                 };
                 let Some(dir) = data_dir else {
                     return Err(DataError::Missing(format!(
-                        "benchmark '{}' needs a data directory: pass --data-dir DIR (or set {DATA_DIR_ENV}) where {} lives (from {}){pull_hint}",
+                        "benchmark '{}' needs a data directory: pass --data-dir DIR (or set {DATA_DIR_ENV}) where {} lives (published at {}){pull_hint}",
                         spec.name, spec.file, spec.origin
                     )));
                 };
                 let path = dir.join(spec.file);
                 if !path.is_file() {
                     return Err(DataError::Missing(format!(
-                        "benchmark '{}': {} not found under data directory {} (it comes from {}){pull_hint}",
+                        "benchmark '{}': {} not found under data directory {} (published at {}){pull_hint}",
                         spec.name,
                         spec.file,
                         dir.display(),

@@ -10,6 +10,7 @@
 
 mod compare;
 mod findings;
+pub use findings::attack_success;
 mod html;
 mod paper;
 mod samples;

@@ -91,10 +91,19 @@ pub async fn run(
     let records: Vec<BenchmarkRecord> = records
         .into_iter()
         .flat_map(|record| {
-            settings.attacks.iter().map(move |attack| BenchmarkRecord {
-                name: redtrace_attacks::attacked_name(&record.name, &attack.name),
-                attack: attack.identity(),
-                ..record.clone()
+            settings.attacks.iter().map(move |attack| {
+                let mut judges = record.judges.clone();
+                if let Some(own) = redtrace_attacks::own_judge(&attack.name) {
+                    if !judges.iter().any(|j| j == own) {
+                        judges.push(own.to_owned());
+                    }
+                }
+                BenchmarkRecord {
+                    name: redtrace_attacks::attacked_name(&record.name, &attack.name),
+                    attack: attack.identity(),
+                    judges,
+                    ..record.clone()
+                }
             })
         })
         .collect();
@@ -162,6 +171,12 @@ pub async fn run(
         let mut benchmark_judges = Vec::new();
         for setting in &plan.judges {
             benchmark_judges.push(builder.judge(setting).await?);
+        }
+        // An attack's own judge (the injection attacks' canary) comes with it.
+        if let Some(own) = redtrace_attacks::own_judge(&attack.name) {
+            if !plan.judges.iter().any(|j| j.name == own) {
+                benchmark_judges.push(builder.judge(&JudgeSetting::parse(own)?).await?);
+            }
         }
         let solver = solver(&mut builder, plan, attack).await?;
         benchmarks.push(BenchmarkInput {

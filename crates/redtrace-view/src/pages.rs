@@ -107,7 +107,7 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
     );
     body.push_str(
         "<h2>Metrics</h2><table id=\"metrics\"><tr><th>model</th><th>benchmark</th><th>category</th><th>n</th>\
-         <th>errors</th><th>judge</th><th>answer refusal</th><th>trace refusal</th><th>unscored a/t</th></tr>",
+         <th>errors</th><th>judge</th><th>rate of</th><th>answer</th><th>trace</th><th>unscored a/t</th></tr>",
     );
     for group in &report.groups {
         let mut filter = Filter {
@@ -143,17 +143,25 @@ pub fn run(info: &RunInfo, report: &Report) -> String {
             );
             match stats {
                 Some(stats) => {
+                    // Each judge on its own scale: refusal judges give refusal rates, harm
+                    // judges unsafe rates (the attack success rate on harmful prompts).
+                    let (answer, answer_ci) = stats.rate(redtrace_core::Channel::Answer);
+                    let (trace, trace_ci) = stats.rate(redtrace_core::Channel::Reasoning);
                     let _ = write!(
                         body,
-                        "<td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td></tr>",
+                        "<td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td></tr>",
                         escape(&stats.judge),
-                        percent(stats.answer_refusal_rate, stats.answer_refusal_ci),
-                        percent(stats.reasoning_refusal_rate, stats.reasoning_refusal_ci),
+                        match stats.measure {
+                            redtrace_core::Measure::Refusal => "refusal",
+                            redtrace_core::Measure::Unsafe => "unsafe",
+                        },
+                        percent(answer, answer_ci),
+                        percent(trace, trace_ci),
                         stats.answer.unscored,
                         stats.reasoning.unscored
                     );
                 }
-                None => body.push_str("<td>–</td><td>–</td><td>–</td><td>–</td></tr>"),
+                None => body.push_str("<td>–</td><td>–</td><td>–</td><td>–</td><td>–</td></tr>"),
             }
         }
     }
@@ -471,7 +479,9 @@ pub fn sample(
     body.push_str("</table>");
     if let Ok(completion) = &row.outcome {
         if let Some(transcript) = redtrace_core::AttackTranscript::from_raw(&completion.raw) {
-            attack_transcript(&mut body, &transcript);
+            let base = row.key.benchmark.split('+').next().unwrap_or("");
+            let judged = redtrace_report::attack_success(base, &row.verdicts);
+            attack_transcript(&mut body, &transcript, judged);
         } else if !completion.raw.is_empty() {
             let _ = write!(
                 body,
@@ -487,13 +497,33 @@ pub fn sample(
 }
 
 /// A model-driven attack's attempts, the one whose reply was judged marked.
-fn attack_transcript(body: &mut String, transcript: &redtrace_core::AttackTranscript) {
+/// The summary says both verdicts apart: the attack's own rater (which steers the attack) and
+/// the benchmark's judge on the chosen answer (what the findings count as attack success).
+fn attack_transcript(
+    body: &mut String,
+    transcript: &redtrace_core::AttackTranscript,
+    judged: Option<(&redtrace_core::Verdict, bool)>,
+) {
+    let outcome = match judged {
+        Some((verdict, true)) => format!(
+            "attack success: yes ({} judged the answer {})",
+            verdict.judge,
+            verdict.label.as_str()
+        ),
+        Some((verdict, false)) => format!(
+            "attack success: no ({} judged the answer {})",
+            verdict.judge,
+            verdict.label.as_str()
+        ),
+        None => "attack success: not judged".to_owned(),
+    };
     let _ = write!(
         body,
-        "<h2>Attack transcript</h2><p class=\"meta\" id=\"attack-summary\">{}: {} · {} target queries · {} tokens · {} attacker and judge calls{}</p>\
+        "<h2>Attack transcript</h2><p class=\"meta\" id=\"attack-summary\">{}: {} · its own rater: {} · {} target queries · {} tokens · {} attacker and judge calls{}</p>\
          <table id=\"attempts\"><tr><th>#</th><th>step</th><th>prompt</th><th>reply</th><th>rating</th><th>note</th></tr>",
         escape(&transcript.attack),
-        if transcript.success { "succeeded" } else { "did not succeed" },
+        escape(&outcome),
+        if transcript.success { "reached its goal" } else { "did not reach its goal" },
         transcript.queries,
         transcript.tokens,
         transcript.helper_calls,

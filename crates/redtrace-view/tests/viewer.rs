@@ -194,7 +194,9 @@ async fn attack_transcripts_are_browsable() {
         ],
         ..Default::default()
     };
-    let mut unit = record("1", Label::Unsafe);
+    // The attack's rater gave 10/10, the benchmark's judge read a refusal: the page says
+    // both apart, and calls it no success, as the findings do (regression: "succeeded").
+    let mut unit = record("1", Label::FullRefusal);
     if let Ok(completion) = &mut unit.outcome {
         completion.raw = transcript.to_raw();
     }
@@ -212,8 +214,10 @@ async fn attack_transcripts_are_browsable() {
     let (status, body, _) = get(&base, "/runs/1/samples/0").await;
     assert_eq!(status, 200);
     assert!(body.contains("Attack transcript"), "{body}");
-    assert!(body
-        .contains("pair:3: succeeded · 2 target queries · 30 tokens · 4 attacker and judge calls"));
+    assert!(
+        body.contains("pair:3: attack success: no (refusal-rule judged the answer full_refusal) · its own rater: reached its goal · 2 target queries · 30 tokens · 4 attacker and judge calls"),
+        "{body}"
+    );
     assert!(body.contains("first &lt;script&gt;x()&lt;/script&gt;"));
     assert!(body.contains("Sure &lt;/td&gt;&lt;/table&gt;&lt;script&gt;y()"));
     assert!(!body.contains("<script>y()") && !body.contains("<script>x()"));
@@ -280,4 +284,69 @@ async fn only_loopback_host_names_are_served() {
     ] {
         assert_eq!(redtrace_view::is_loopback_host(host), loopback, "{host}");
     }
+}
+
+/// The run page reads each judge on its own scale: a harm judge's row gives its unsafe rates
+/// (regression: only refusal judges had rates; harm and cse-* rows read `– | – | 0/0`).
+#[tokio::test]
+async fn the_run_page_gives_harm_judges_their_unsafe_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut store = Store::open(&db).unwrap();
+    let run = store
+        .create_run(&redtrace_core::RunSpec::default(), "t")
+        .unwrap();
+    let samples = [
+        sample("1", &["A"]),
+        sample("2", &["A"]),
+        sample("3", &["A"]),
+        sample("4", &["A"]),
+    ];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    let harm = |id: &str, answer: Label, trace: Label| {
+        let mut unit = record(id, Label::FullRefusal);
+        unit.verdicts = [(Channel::Answer, answer), (Channel::Reasoning, trace)]
+            .into_iter()
+            .map(|(channel, label)| Verdict {
+                judge: "harm:j".into(),
+                channel,
+                label,
+                score: None,
+                rationale: String::new(),
+            })
+            .collect();
+        unit
+    };
+    store
+        .write_batch(
+            run,
+            &[
+                harm("1", Label::Unsafe, Label::Unsafe),
+                harm("2", Label::Safe, Label::Unsafe),
+                harm("3", Label::Safe, Label::Unsafe),
+                harm("4", Label::Safe, Label::Safe),
+            ],
+        )
+        .unwrap();
+    store
+        .set_status(run, redtrace_core::RunStatus::Complete)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(redtrace_view::serve(
+        listener,
+        db.clone(),
+        redtrace_view::Hosts::Loopback,
+    ));
+    let (status, body, _) = get(&base, "/runs/1").await;
+    assert_eq!(status, 200);
+    let row = body
+        .split("<tr>")
+        .find(|row| row.contains("harm:j") && row.contains("(all)"))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(row.contains("<td>unsafe</td>"), "{row}");
+    assert!(
+        row.contains("25.0%") && row.contains("75.0%"),
+        "answer 1/4, trace 3/4: {row}"
+    );
 }

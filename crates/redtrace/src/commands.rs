@@ -56,9 +56,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     })?;
     let summary = outcome.summary;
     eprintln!(
-        "run {} {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
+        "run {} {} in {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
         outcome.run_id,
         if outcome.resumed { "(resumed)" } else { "(new)" },
+        settings.db.display(),
         summary.answered,
         summary.cached,
         summary.skipped,
@@ -414,6 +415,17 @@ data directory: {}",
                 set.license,
                 dir.display()
             )?;
+            // Where the authors published each benchmark of the set, beside where the pull
+            // fetches its pinned copy (a mirror where the authors' repository does not hold it).
+            for spec in redtrace_datasets::registry() {
+                if set.files.iter().any(|f| f.path == spec.file) {
+                    writeln!(
+                        out,
+                        "  benchmark {}: published at {}",
+                        spec.name, spec.origin
+                    )?;
+                }
+            }
             for (file, state) in catalog::status(&set, &dir) {
                 let state = match state {
                     FileState::Present => "present",
@@ -423,7 +435,7 @@ data directory: {}",
                 writeln!(
                     out,
                     "  {:<70} {:>9}  {state}
-      from {}{}",
+      pulled from {}{}",
                     file.path,
                     if file.bytes == 0 && file.sha256.is_empty() {
                         "size ?".to_owned()

@@ -1923,11 +1923,13 @@ async fn injection_attacks_are_judged_by_their_canary() {
             "--limit",
             "2",
         ])
+        // The canary judge comes with the attack without being named (regression: it ran only
+        // when named, though the attack list says "(canary judge)").
         .args([
             "--attack",
             "injection-direct,injection-indirect",
             "--judge",
-            "canary",
+            "refusal-rule",
             "--data-dir",
         ])
         .arg(&setup.data)
@@ -2263,4 +2265,49 @@ async fn template_attacks_count_each_unit_once() {
     }
     let findings = report_text(&db, "--findings").await;
     assert!(!findings.contains("| 32 |"), "{findings}");
+}
+
+/// AIR-Bench has one number for the same verdicts in every section of the findings: its mean
+/// score (regression: the trace-vs-answer section counted a 0.5 score as safe and said 100.0
+/// where the safety gap said 50.0).
+#[tokio::test(flavor = "multi_thread")]
+async fn airbench_findings_give_one_number_for_the_same_verdicts() {
+    let Some(shared) = redtrace_testkit::shared_data_or_skip("AIR-Bench findings") else {
+        return;
+    };
+    let target = FakeServer::start(|_| Reply::think_tags("Hmm.", "I can say a little.")).await;
+    let judge =
+        FakeServer::start(|_| Reply::text("##short_reasoning: vague\n##the_score: 0.5")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("air.db");
+    let output = crate::util::command(&[], &[])
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("m"),
+            "--bench",
+            "airbench",
+        ])
+        .args(["--judge-model", &judge.model_ref("j"), "--data-dir"])
+        .arg(&shared)
+        .args(["--limit", "4", "--quiet", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings = report_text(&db, "--findings").await;
+    // The safety gap (section 1) and the trace against the answer (section 4).
+    let rows: Vec<&str> = findings
+        .lines()
+        .filter(|l| l.starts_with("| airbench | m |") && l.contains(".0"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{findings}");
+    for row in rows {
+        assert!(row.contains("50.0") && !row.contains("100.0"), "{row}");
+    }
 }

@@ -278,6 +278,12 @@ category_fields = ["area"]
         db.is_file(),
         "the suite's db path is relative to the suite file"
     );
+    // The run says where it wrote its store (the README's paper workflow reports from there).
+    assert!(
+        text(&output.stderr).contains(&format!("in {}:", db.display())),
+        "{}",
+        text(&output.stderr)
+    );
     let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
     let lines = export_lines(&export.stdout);
     assert_eq!(lines.len(), 6);

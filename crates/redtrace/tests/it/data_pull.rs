@@ -189,3 +189,42 @@ async fn pull_verifies_caches_and_refuses_corrupt_files() {
         "{stderr}"
     );
 }
+
+/// Where a benchmark was published and where `data pull` fetches its pinned copy are told
+/// apart, and the same everywhere: `data info` and a run that misses the file name the same
+/// source as the pull (regression: `data info harmbench` named the authors' repository while
+/// the pull fetched a mirror).
+#[tokio::test(flavor = "multi_thread")]
+async fn data_info_and_errors_name_the_source_the_pull_uses() {
+    let home = tempfile::tempdir().unwrap();
+    let mirror = "github.com/allenai/wildteaming at 0a94b909079c";
+    let (ok, info, _) = redtrace(&["data", "info", "harmbench"], home.path()).await;
+    assert!(
+        ok && info
+            .contains("benchmark harmbench: published at github.com/centerforaisafety/HarmBench")
+            && info.contains(&format!("pulled from {mirror}")),
+        "{info}"
+    );
+    let empty = home.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, _, stderr) = redtrace(
+        &[
+            "run",
+            "--model",
+            "m@http://127.0.0.1:9/v1",
+            "--bench",
+            "harmbench",
+            "--data-dir",
+            empty.to_str().unwrap(),
+        ],
+        home.path(),
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("published at github.com/centerforaisafety/HarmBench")
+            && stderr.contains(&format!(
+                "`redtrace data pull harmbench`, which fetches a pinned copy from {mirror}"
+            )),
+        "{stderr}"
+    );
+}
