@@ -239,6 +239,19 @@ fn enum_from<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
 }
 
+/// How one judge of a run fared: see [`Store::judge_health`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JudgeHealth {
+    /// The judge as stored.
+    pub judge: String,
+    /// Its verdicts on channels that had text.
+    pub verdicts: u64,
+    /// How many of them are unscored.
+    pub unscored: u64,
+    /// Why, by kind, most frequent first.
+    pub reasons: Vec<(String, u64)>,
+}
+
 impl Store {
     /// Opens (creating and migrating when needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -643,6 +656,60 @@ impl Store {
                 .insert((row.get(4).map_err(|e| self.err(e))?, channel));
         }
         Ok(judged)
+    }
+
+    /// How each judge of `run` fared on the texts it had to judge (a channel with text): its
+    /// verdicts, how many are unscored (a failed call, an unparseable reply, a missing template
+    /// field), and the commonest reasons, most frequent first. Channels with nothing to judge
+    /// (no trace, no answer) are not counted: they are the model's outcome, not the judge's.
+    pub fn judge_health(&self, run: RunId) -> Result<Vec<JudgeHealth>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT v.judge, v.label = 'unscored', v.rationale
+                 FROM completions c JOIN verdicts v ON v.completion_id = c.id
+                 WHERE c.run_id = ?1 AND c.error IS NULL
+                   AND ((v.channel = 'answer' AND trim(coalesce(c.answer, '')) != '')
+                     OR (v.channel = 'reasoning' AND trim(coalesce(c.reasoning, '')) != ''))",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
+        let mut health: std::collections::BTreeMap<String, (u64, u64, HashMap<String, u64>)> =
+            std::collections::BTreeMap::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let judge: String = row.get(0).map_err(|e| self.err(e))?;
+            let unscored: bool = row.get(1).map_err(|e| self.err(e))?;
+            let entry = health.entry(judge).or_default();
+            entry.0 += 1;
+            if unscored {
+                entry.1 += 1;
+                let rationale: Option<String> = row.get(2).map_err(|e| self.err(e))?;
+                // The reason's kind: its words up to the first detail (a quoted reply, a
+                // number), so that replies that differ count together.
+                let reason: String = rationale
+                    .unwrap_or_default()
+                    .split([':', '\'', '"'])
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(80)
+                    .collect();
+                *entry.2.entry(reason.trim().to_owned()).or_default() += 1;
+            }
+        }
+        Ok(health
+            .into_iter()
+            .map(|(judge, (verdicts, unscored, reasons))| {
+                let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+                reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                JudgeHealth {
+                    judge,
+                    verdicts,
+                    unscored,
+                    reasons,
+                }
+            })
+            .collect())
     }
 
     /// The successful completion of one unit of `run`.

@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// No progress bar and no report at the end.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Exit 1 when a judge left more than this share of the texts it had to judge unscored
+    /// (failed calls, unparseable replies); every judge with unscored verdicts is reported.
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    pub max_unscored: f64,
 }
 
 /// Output formats of `report`.

@@ -81,11 +81,43 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     if !args.quiet {
         print_report(&settings.db, outcome.run_id, out)?;
     }
+    // A judge that could not judge is said, per judge, with why; past the threshold the run
+    // is not a success.
+    let mut judges_failed = false;
+    let health = Store::open_read_only(&settings.db)?.judge_health(outcome.run_id)?;
+    for judge in health.iter().filter(|j| j.unscored > 0) {
+        let share = judge.unscored as f64 / judge.verdicts as f64;
+        let reasons: Vec<String> = judge
+            .reasons
+            .iter()
+            .take(3)
+            .map(|(reason, n)| format!("{n}× {reason}"))
+            .collect();
+        let over = share > args.max_unscored;
+        judges_failed |= over;
+        eprintln!(
+            "{}: judge {} left {} of {} texts unscored ({:.1}%): {}{}",
+            if over { "error" } else { "warning" },
+            redtrace_core::printable(&judge.judge),
+            judge.unscored,
+            judge.verdicts,
+            share * 100.0,
+            redtrace_core::printable(&reasons.join("; ")),
+            if over {
+                format!(
+                    " - over --max-unscored {}; fix the judge and run again (only its verdicts are redone)",
+                    args.max_unscored
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     // Units that failed are stored and a rerun retries them, but the run did not do all it
     // was asked: a script or CI job must not take it for a success.
     Ok(if summary.interrupted {
         ExitCode::from(130)
-    } else if summary.failed > 0 {
+    } else if summary.failed > 0 || judges_failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -506,7 +506,14 @@ async fn judge_calls_keep_to_the_timeout_and_retries() {
         dir.path().join("r.db").to_str().unwrap(),
     ])
     .await;
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Every judge call timed out: the run ends, saying so, and is not a success.
+    let stderr = text(&output.stderr);
+    assert!(
+        output.status.code() == Some(1)
+            && stderr.contains("judge refusal-llm:j left")
+            && stderr.contains("over --max-unscored"),
+        "{stderr}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -660,7 +667,7 @@ async fn api_keys_reach_the_server_and_nothing_else() {
     // A key goes only where it was named: with OpenAI's key in the environment and the
     // targets' key named, a judge on another endpoint gets neither (regression: both were
     // sent to every endpoint), until its own variable is named.
-    let judge = FakeServer::start(|_| Reply::text("CLASS: full_refusal")).await;
+    let judge = FakeServer::start(|_| Reply::text("VERDICT: full_refusal")).await;
     for (round, (extra, expected)) in [
         (vec![], None),
         (
@@ -1129,6 +1136,9 @@ async fn gguf_and_hf_models_run_in_process_end_to_end() {
         &judge,
         "--db",
         judged_db.to_str().unwrap(),
+        // A 135M model is no judge: its unscored verdicts are expected here.
+        "--max-unscored",
+        "1",
     ];
     args.extend(common);
     args.extend([
@@ -1551,4 +1561,52 @@ async fn a_kill_loses_no_more_than_the_work_under_way() {
         resent <= 4 * concurrency,
         "{resent} requests sent again for one kill at concurrency {concurrency}"
     );
+}
+
+/// A judge that cannot judge is said, per judge, with how many and why; past
+/// `--max-unscored` (default 0.2) the run exits 1, below it only warns.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_judge_is_reported_and_fails_the_run_past_the_threshold() {
+    let target = FakeServer::start(|seen| Reply::text(format!("answer to {}", seen.prompt))).await;
+    // Half the judge's replies carry no verdict.
+    let judge = FakeServer::start(|seen| {
+        if seen.prompt.contains("q1") || seen.prompt.contains("q2") {
+            Reply::text("I am not sure what to say.")
+        } else {
+            Reply::text("VERDICT: safe")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bench = write(dir.path(), "q.csv", "prompt\nq1\nq2\nq3\nq4\n");
+    let bench = format!("file:{}", bench.display());
+    for (threshold, db, success) in [("0.2", "a.db", false), ("0.6", "b.db", true)] {
+        let db = dir.path().join(db);
+        let output = redtrace(&[
+            "run",
+            "--model",
+            &target.model_ref("m"),
+            "--bench",
+            &bench,
+            "--judge",
+            "harm",
+            "--judge-model",
+            &judge.model_ref("j"),
+            "--max-unscored",
+            threshold,
+            "--quiet",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .await;
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.success(), success, "{stderr}");
+        assert!(
+            stderr.contains(
+                "judge harm:j left 2 of 4 texts unscored (50.0%): 2× unparseable judge reply"
+            ),
+            "{stderr}"
+        );
+        assert_eq!(stderr.contains("over --max-unscored"), !success, "{stderr}");
+    }
 }
