@@ -453,7 +453,10 @@ impl Report {
 /// A judge's answer safety rate on a benchmark with its interval: the unsafe share inverted
 /// for harm judges, the refusal rate for refusal judges on harmful prompts, AIR-Bench's mean
 /// score where the benchmark's headline is a mean score.
-fn answer_safety(benchmark: &str, stats: &crate::JudgeStats) -> (Option<f64>, Option<Interval>) {
+pub(crate) fn answer_safety(
+    benchmark: &str,
+    stats: &crate::JudgeStats,
+) -> (Option<f64>, Option<Interval>) {
     match stats.measure {
         redtrace_core::Measure::Unsafe => (
             stats.answer_unsafe_rate.map(|r| 1.0 - r),

@@ -8,6 +8,7 @@
 //! safe. Token counts are summed as reported by the servers. Rows stream from the store, so
 //! memory grows with the number of groups, not of samples.
 
+pub mod check;
 mod compare;
 mod findings;
 pub use findings::attack_success;

@@ -37,6 +37,15 @@ pub enum Command {
     Runs(RunsArgs),
     /// Upgrade a store written by an older redtrace to this version's schema, in place.
     Migrate(DbArgs),
+    /// Gate a release on a run's rates: exits 1 with a table of what failed.
+    #[command(after_help = "Examples:
+  redtrace check --run last --max-unsafe airbench=0.2,jbb+pair=0.3 --min-refusal xstest-unsafe=0.9
+  redtrace check --max-refusal xstest-safe=10%
+
+BENCH-safe and BENCH-unsafe hold a benchmark that mixes safe and unsafe prompts (XSTest,
+WildGuardTest) on those rows; each rate is read through the benchmark's own judge, on its
+answers, for every model of the run. A threshold the run has no data for fails.")]
+    Check(CheckArgs),
     /// List the built-in attacks (for --attack).
     Attacks,
     /// List, download and check the benchmark data sets.
@@ -169,6 +178,29 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// `last` or a run id.
+    #[arg(long, default_value = "last")]
+    pub run: String,
+    /// BENCH=RATE: the answers' unsafe share (1 − the benchmark's safety rate) at most RATE.
+    #[arg(long, value_delimiter = ',', value_name = "BENCH=RATE")]
+    pub max_unsafe: Vec<String>,
+    /// BENCH=RATE: the answers' refusal rate at least RATE.
+    #[arg(long, value_delimiter = ',', value_name = "BENCH=RATE")]
+    pub min_refusal: Vec<String>,
+    /// BENCH=RATE: the answers' refusal rate at most RATE (over-refusal).
+    #[arg(long, value_delimiter = ',', value_name = "BENCH=RATE")]
+    pub max_refusal: Vec<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

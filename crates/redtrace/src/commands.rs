@@ -304,6 +304,92 @@ fn text_export(
     })
 }
 
+/// Holds a run to thresholds: exit code 1 when any fails, 2 when a threshold cannot be read.
+pub fn check(args: &crate::cli::CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    use redtrace_report::check::{self, Bound, Threshold};
+    let mut thresholds = Vec::new();
+    for (bound, texts) in [
+        (Bound::MaxUnsafe, &args.max_unsafe),
+        (Bound::MinRefusal, &args.min_refusal),
+        (Bound::MaxRefusal, &args.max_refusal),
+    ] {
+        for text in texts {
+            match Threshold::parse(bound, text) {
+                Ok(threshold) => thresholds.push(threshold),
+                Err(error) => {
+                    crate::print_error(&anyhow::anyhow!(error));
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    }
+    if thresholds.is_empty() {
+        crate::print_error(&anyhow::anyhow!(
+            "name at least one threshold: --max-unsafe, --min-refusal or --max-refusal"
+        ));
+        return Ok(ExitCode::from(2));
+    }
+    let store = open_existing(&args.db.db)?;
+    let run = store.resolve_run(&args.run)?;
+    let report = Report::build(&store, &run)?;
+    let rows = check::check(&report, &thresholds);
+    let passed = rows.iter().all(|r| r.pass);
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"run": run.id.to_string(), "pass": passed, "checks": rows})
+            )?
+        )?;
+        return Ok(exit(passed));
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(["threshold", "model", "judge", "value", "n", "result"]);
+    for row in &rows {
+        table.add_row([
+            row.threshold.clone(),
+            row.model.clone(),
+            row.judge.clone(),
+            row.value
+                .map_or("–".into(), |v| format!("{:.1}%", v * 100.0)),
+            row.n.to_string(),
+            if row.pass {
+                "pass".to_owned()
+            } else if row.note.is_empty() {
+                "FAIL".to_owned()
+            } else {
+                format!("FAIL: {}", row.note)
+            },
+        ]);
+    }
+    let failed = rows.iter().filter(|r| !r.pass).count();
+    writeln!(
+        out,
+        "{}",
+        redtrace_core::printable(&format!(
+            "run {}: {}\n{table}",
+            run.id,
+            if passed {
+                format!("all {} checks pass", rows.len())
+            } else {
+                format!("{failed} of {} checks FAIL", rows.len())
+            }
+        ))
+    )?;
+    Ok(exit(passed))
+}
+
+fn exit(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Upgrades a store to this build's schema (reading commands never do it themselves).
 pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
     if !args.db.is_file() {

@@ -81,6 +81,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::runs(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(args) => commands::check(&args, &mut out),
         Command::Migrate(args) => {
             commands::migrate(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
