@@ -24,7 +24,7 @@ pub use samples::SafeAtK;
 pub use stats::Interval;
 
 use comfy_table::{presets, ContentArrangement, Table};
-use redtrace_core::{Channel, Label, Measure, PromptLabel, TraceState};
+use redtrace_core::{Channel, JudgeId, Label, Measure, PromptLabel, TraceState};
 use redtrace_store::{RunInfo, Store, StoreError};
 use serde::Serialize;
 use stats::{bootstrap_mean, wilson, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
@@ -814,6 +814,82 @@ impl Report {
             }
         }
         tables
+    }
+
+    /// Keeps only the rows of the named models, benchmarks, categories (a category keeps its
+    /// subcategories) and judges (`harm` keeps `harm:MODEL`); an empty list keeps all. A name
+    /// the run does not have is an error that lists the names it has.
+    pub fn keep(
+        &mut self,
+        models: &[String],
+        benchmarks: &[String],
+        categories: &[String],
+        judges: &[String],
+    ) -> Result<(), String> {
+        let check = |what: &str,
+                     wanted: &[String],
+                     have: Vec<&str>,
+                     matches: &dyn Fn(&str, &str) -> bool| {
+            for name in wanted {
+                if !have.iter().any(|h| matches(h, name)) {
+                    let mut have: Vec<&str> = have.clone();
+                    have.sort_unstable();
+                    have.dedup();
+                    return Err(format!(
+                        "no {what} '{name}' in run {} (it has: {})",
+                        self.run.id,
+                        have.join(", ")
+                    ));
+                }
+            }
+            Ok(())
+        };
+        let in_category = |category: &str, wanted: &str| {
+            category == wanted || category.starts_with(&format!("{wanted} / "))
+        };
+        let judge_names = |wanted: &str, judge: &str| JudgeId::names(judge, wanted);
+        check(
+            "model",
+            models,
+            self.groups.iter().map(|g| g.model.as_str()).collect(),
+            &|h, w| h == w,
+        )?;
+        check(
+            "benchmark",
+            benchmarks,
+            self.groups.iter().map(|g| g.benchmark.as_str()).collect(),
+            &|h, w| h == w,
+        )?;
+        check(
+            "category",
+            categories,
+            self.groups.iter().map(|g| g.category.as_str()).collect(),
+            &|h, w| in_category(h, w),
+        )?;
+        check(
+            "judge",
+            judges,
+            self.groups
+                .iter()
+                .flat_map(|g| g.judges.iter().map(|j| j.judge.as_str()))
+                .collect(),
+            &|h, w| judge_names(w, h),
+        )?;
+        let keep_row = |model: &str, benchmark: &str, category: &str| {
+            (models.is_empty() || models.iter().any(|m| m == model))
+                && (benchmarks.is_empty() || benchmarks.iter().any(|b| b == benchmark))
+                && (categories.is_empty() || categories.iter().any(|c| in_category(category, c)))
+        };
+        let keep_judge =
+            |judge: &str| judges.is_empty() || judges.iter().any(|w| judge_names(w, judge));
+        self.groups
+            .retain(|g| keep_row(&g.model, &g.benchmark, &g.category));
+        for group in &mut self.groups {
+            group.judges.retain(|j| keep_judge(&j.judge));
+        }
+        self.safe_at_k
+            .retain(|r| keep_row(&r.model, &r.benchmark, &r.category) && keep_judge(&r.judge));
+        Ok(())
     }
 
     /// Models whose answers hold a bare `</think>` with no trace split off, and how many.

@@ -450,6 +450,26 @@ impl Store {
         }
     }
 
+    /// Deletes `run` with its samples, completions and verdicts (the judge-reply cache, shared
+    /// by all runs, stays); a run another process is running is refused. Returns how many
+    /// completions went with it.
+    pub fn delete_run(&self, run: RunId) -> Result<u64, StoreError> {
+        let info = self
+            .runs()?
+            .into_iter()
+            .find(|info| info.id == run)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no run {run} in {}", self.path.display()))
+            })?;
+        let claim = self.claim_run(run)?;
+        self.conn
+            .execute("DELETE FROM runs WHERE id = ?1", [run])
+            .map_err(|e| self.err(e))?;
+        drop(claim);
+        let _ = std::fs::remove_file(self.claim_path(run));
+        Ok(info.completions)
+    }
+
     /// Whether some process holds the claim on `run`.
     fn is_claimed(&self, run: RunId) -> bool {
         let Ok(file) = std::fs::File::open(self.claim_path(run)) else {

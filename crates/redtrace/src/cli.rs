@@ -139,6 +139,18 @@ pub struct ReportArgs {
     /// Markdown or JSON.
     #[arg(long, conflicts_with_all = ["compare", "paper"])]
     pub findings: bool,
+    /// Only these models (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub model: Vec<String>,
+    /// Only these benchmarks, as the run names them (`xstest`, `jbb+pair`).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub bench: Vec<String>,
+    /// Only these categories (a category keeps its subcategories; `(unsafe prompts)` works).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub category: Vec<String>,
+    /// Only these judges (`harm` keeps `harm:MODEL`).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub judge: Vec<String>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
@@ -212,6 +224,9 @@ pub struct RunsArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Delete this run (its samples, completions and verdicts) from the store.
+    #[arg(long, value_name = "RUN")]
+    pub delete: Option<String>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

@@ -182,7 +182,10 @@ pub fn attacks(out: &mut dyn Write) -> Result<()> {
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.db.db)?;
     let run = store.resolve_run(&args.run)?;
-    let report = Report::build(&store, &run)?;
+    let mut report = Report::build(&store, &run)?;
+    report
+        .keep(&args.model, &args.bench, &args.category, &args.judge)
+        .map_err(anyhow::Error::msg)?;
     if args.paper || args.findings {
         let document = if args.paper {
             report.paper(&store)?
@@ -422,6 +425,21 @@ pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Lists runs.
 pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(run) = &args.delete {
+        // Deleting writes: the store is opened for writing, this once.
+        if !args.db.db.is_file() {
+            anyhow::bail!("no store at {}", args.db.db.display());
+        }
+        let store = Store::open(&args.db.db)?;
+        let id = store.resolve_run(run)?.id;
+        let completions = store.delete_run(id)?;
+        writeln!(
+            out,
+            "deleted run {id} ({completions} completions) from {}",
+            args.db.db.display()
+        )?;
+        return Ok(());
+    }
     let store = open_existing(&args.db.db)?;
     let runs = store.runs()?;
     if args.json {
@@ -458,6 +476,7 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
                 .join(","),
         ]);
     }
+    writeln!(out, "store: {}", args.db.db.display())?;
     write_columns(out, &table)?;
     Ok(())
 }

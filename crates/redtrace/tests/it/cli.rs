@@ -1701,3 +1701,82 @@ async fn check_gates_a_run_on_its_rates() {
     assert!(text(&bad.stderr).contains("not a share from 0 to 1"));
     assert_eq!(check(vec![]).await.status.code(), Some(2));
 }
+
+/// Reading part of a run: `report` keeps the models, benchmarks, categories and judges named
+/// (an unknown name lists the known ones); `runs` says where the store is and deletes a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn report_filters_and_runs_delete() {
+    let server = FakeServer::start(|_| Reply::text("I'm sorry, but I can't help with that.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "prompt,area\nq1,north\nq2,south\n");
+    let b = write(dir.path(), "b.csv", "prompt,area\nq3,east\n");
+    let db = dir.path().join("r.db");
+    let db_arg = db.to_str().unwrap();
+    let (bench_a, bench_b) = (
+        format!("file:{}", a.display()),
+        format!("file:{}", b.display()),
+    );
+    let (m1, m2) = (server.model_ref("m1"), server.model_ref("m2"));
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &m1,
+        "--model",
+        &m2,
+        "--bench",
+        &bench_a,
+        "--bench",
+        &bench_b,
+        "--category-field",
+        "area",
+        "--quiet",
+        "--db",
+        db_arg,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report = |args: Vec<&str>| {
+        let mut all = vec!["report", "--format", "json", "--db", db_arg, "--run", "1"];
+        all.extend(args);
+        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            redtrace(&all).await
+        }
+    };
+    let kept = report(vec!["--model", "m2", "--category", "north"]).await;
+    let value: serde_json::Value =
+        serde_json::from_slice(&kept.stdout).unwrap_or_else(|_| panic!("{}", text(&kept.stderr)));
+    let groups = value["groups"].as_array().unwrap();
+    assert!(!groups.is_empty());
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["model"] == "m2" && g["category"] == "north"),
+        "{groups:?}"
+    );
+    let unknown = report(vec!["--model", "nope"]).await;
+    assert!(
+        !unknown.status.success()
+            && text(&unknown.stderr).contains("no model 'nope' in run 1 (it has: m1, m2)"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let judged = report(vec!["--judge", "refusal-rule"]).await;
+    assert!(judged.status.success());
+
+    let runs = redtrace(&["runs", "--db", db_arg]).await;
+    assert!(
+        text(&runs.stdout).starts_with(&format!("store: {db_arg}")),
+        "{}",
+        text(&runs.stdout)
+    );
+    let deleted = redtrace(&["runs", "--db", db_arg, "--delete", "1"]).await;
+    assert!(
+        text(&deleted.stdout).starts_with("deleted run 1 ("),
+        "{}",
+        text(&deleted.stderr)
+    );
+    let gone = report(vec![]).await;
+    assert!(!gone.status.success());
+}
