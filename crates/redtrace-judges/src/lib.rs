@@ -223,6 +223,20 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
     ]
 }
 
+/// The benchmarks the judge `name` can judge, where it is made for some only (it reads their
+/// rows' own fields: AIR-Bench's `cate-idx`, CyberSecEval's `judge_question`, the phishing
+/// exchange); `None` for a judge of any text.
+pub fn applies_to(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        AirBenchJudge::NAME => Some(&["airbench"]),
+        CseInjectionJudge::NAME | CSE_INJECTION_RUBRIC => {
+            Some(&["cse-injection", "cse-injection-multilingual"])
+        }
+        PhishingGrader::NAME | RubricGrader::NAME => Some(&["cse-phishing"]),
+        _ => None,
+    }
+}
+
 /// The channels the judge `name` is valid on (what its [`Judge::channels`] says, known before
 /// it is built): the rule judges read answers only, the safety-thinking judge traces only.
 pub fn valid_channels(name: &str) -> Vec<Channel> {

@@ -250,8 +250,8 @@ pub struct Overrides {
     /// Where data sets live [env: REDTRACE_DATA].
     #[cfg_attr(feature = "clap", arg(long))]
     pub data_dir: Option<PathBuf>,
-    /// Judges, comma-separated: NAME or NAME=MODEL_REF [default: each benchmark's own judges,
-    /// those that call a model only with --judge-model].
+    /// Judges, comma-separated: NAME or NAME=MODEL_REF for every benchmark, BENCH=NAME for one
+    /// [default: each benchmark's own judges, those that call a model only with --judge-model].
     #[cfg_attr(
         feature = "clap",
         arg(long = "judge", value_delimiter = ',', value_name = "NAME")
@@ -448,11 +448,35 @@ impl Overrides {
         // benchmark's defaults. LLM judges without a model of their own call the judge model.
         let judge_model =
             model_ref(self.judge_model.as_deref(), "--judge-model")?.or(suite.judge_model);
-        let cli_judges = self
-            .judges
-            .iter()
-            .map(|text| JudgeSetting::parse(text))
-            .collect::<Result<Vec<_>>>()?;
+        // `--judge NAME[=MODEL_REF]` for every benchmark, or `--judge BENCH=NAME` for one.
+        let known_judge = |name: &str| {
+            redtrace_judges::registry()
+                .iter()
+                .any(|(known, _, _)| *known == name)
+        };
+        let mut cli_judges = Vec::new();
+        let mut bench_judges: Vec<(String, JudgeSetting)> = Vec::new();
+        for text in &self.judges {
+            match text.split_once('=') {
+                Some((bench, judge)) if known_judge(judge.trim()) => {
+                    bench_judges.push((bench.trim().to_owned(), JudgeSetting::parse(judge.trim())?))
+                }
+                _ => cli_judges.push(JudgeSetting::parse(text)?),
+            }
+        }
+        for (bench, judge) in &bench_judges {
+            if !benchmarks.iter().any(|d| d.source.name() == *bench) {
+                bail!(
+                    "--judge {bench}={}: the run has no benchmark {bench} (it has {})",
+                    judge.name,
+                    benchmarks
+                        .iter()
+                        .map(|d| d.source.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         let global_judges = if !cli_judges.is_empty() {
             Some(cli_judges)
         } else if !suite.judges.is_empty() {
@@ -481,11 +505,35 @@ impl Overrides {
         let mut notes = Vec::new();
         let mut plans = Vec::new();
         for draft in benchmarks {
-            let named = draft.judges.is_some() || global_judges.is_some();
-            let mut judges = match draft.judges.or_else(|| global_judges.clone()) {
-                Some(list) => list,
-                None => default_judges(&draft.source, judge_model.is_some(), &mut notes)?,
+            let own: Vec<JudgeSetting> = bench_judges
+                .iter()
+                .filter(|(bench, _)| *bench == draft.source.name())
+                .map(|(_, judge)| judge.clone())
+                .collect();
+            let named = !own.is_empty() || draft.judges.is_some() || global_judges.is_some();
+            let mut judges = if !own.is_empty() {
+                own
+            } else {
+                match draft.judges.or_else(|| global_judges.clone()) {
+                    Some(list) => list,
+                    None => default_judges(&draft.source, judge_model.is_some(), &mut notes)?,
+                }
             };
+            // A judge made for some benchmarks' rows is refused elsewhere, before anything is
+            // sent, with the judges that fit.
+            let base = draft.source.name();
+            for judge in &judges {
+                if let Some(fits) = redtrace_judges::applies_to(&judge.name) {
+                    if !fits.contains(&base.as_str()) {
+                        bail!(
+                            "judge '{}' cannot judge {base}: it is made for {} (it reads their rows' own fields); {base}'s own judges are {}, and harm, refusal-llm or refusal-rule judge any text (per benchmark: --judge {base}=NAME)",
+                            judge.name,
+                            fits.join(", "),
+                            draft.source.default_judges().join(", ")
+                        );
+                    }
+                }
+            }
             if let Some(channels) = &cli_channels {
                 // A default judge that is not valid on the channels asked for is left out,
                 // saying so; a judge named on the command line or in the suite is an error.

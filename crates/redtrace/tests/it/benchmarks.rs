@@ -2311,3 +2311,93 @@ async fn airbench_findings_give_one_number_for_the_same_verdicts() {
         assert!(row.contains("50.0") && !row.contains("100.0"), "{row}");
     }
 }
+
+/// A judge made for one benchmark's rows is refused on another before anything is sent, with
+/// the judges that fit; judges can be given per benchmark on the command line.
+#[tokio::test(flavor = "multi_thread")]
+async fn judges_per_benchmark_and_judges_that_do_not_fit() {
+    let Some(setup) = setup().await else { return };
+    let dir = setup.dir.path();
+    let run = |args: Vec<String>| {
+        let data = setup.data.clone();
+        let target = setup.target.model_ref("t");
+        let judge = setup.judge.model_ref("judge");
+        async move {
+            crate::util::command(&[], &[])
+                .args([
+                    "run",
+                    "--model",
+                    &target,
+                    "--judge-model",
+                    &judge,
+                    "--limit",
+                    "2",
+                ])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(args)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let before = setup.target.count();
+    let refused = run(vec![
+        "--bench".into(),
+        "xstest".into(),
+        "--judge".into(),
+        "airbench".into(),
+        "--db".into(),
+        dir.join("no.db").display().to_string(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("judge 'airbench' cannot judge xstest: it is made for airbench")
+            && stderr.contains("xstest's own judges are refusal-rule, refusal-llm"),
+        "{stderr}"
+    );
+    assert_eq!(setup.target.count(), before, "nothing was sent");
+
+    let db = dir.join("per-bench.db");
+    let output = run(vec![
+        "--bench".into(),
+        "xstest,airbench".into(),
+        "--judge".into(),
+        "xstest=refusal-rule,airbench=airbench".into(),
+        "--quiet".into(),
+        "--db".into(),
+        db.display().to_string(),
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report_json(&db).await;
+    for group in report["groups"].as_array().unwrap() {
+        let judges: Vec<&str> = group["judges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["judge"].as_str().unwrap())
+            .collect();
+        match group["benchmark"].as_str().unwrap() {
+            "xstest" => assert_eq!(judges, ["refusal-rule"]),
+            _ => assert_eq!(judges, ["airbench:judge"]),
+        }
+    }
+    let unknown = run(vec![
+        "--bench".into(),
+        "xstest".into(),
+        "--judge".into(),
+        "jbb=harm".into(),
+        "--db".into(),
+        dir.join("no2.db").display().to_string(),
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("--judge jbb=harm: the run has no benchmark jbb (it has xstest)"));
+}
