@@ -1,5 +1,6 @@
 //! Reading CSV, JSON and JSONL rows into samples through a field mapping.
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redtrace_core::{Message, PromptLabel, Sample};
 use serde_json::{Map, Value};
@@ -400,24 +401,64 @@ fn required_fields(fields: &FieldMap) -> impl Iterator<Item = &str> {
 }
 
 /// A uniform random subset of `limit` rows (Algorithm R), returned in file order.
+/// A seeded sample of `limit` rows, stratified by top-level category: each category gets its
+/// share of `limit` in proportion to its rows (largest remainders first, ties by the
+/// category's first appearance), drawn uniformly within it; kept in file order. Memory holds
+/// at most `limit` rows per category, never the whole file.
 fn reservoir(reader: &mut SampleReader, limit: usize, seed: u64) -> Result<Vec<Sample>, DataError> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kept: Vec<Sample> = Vec::with_capacity(limit);
-    let mut seen = 0u64;
+    // Per category, in order of first appearance: rows seen and a uniform reservoir.
+    let mut strata: Vec<(String, u64, Vec<Sample>)> = Vec::new();
     while let Some(sample) = reader.next_row() {
         let sample = sample?;
-        seen += 1;
+        let key = sample.category.first().cloned().unwrap_or_default();
+        let at = match strata.iter().position(|(k, _, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                strata.push((key, 0, Vec::new()));
+                strata.len() - 1
+            }
+        };
+        let (_, seen, kept) = &mut strata[at];
+        *seen += 1;
         if kept.len() < limit {
             kept.push(sample);
         } else {
-            let slot = rng.gen_range(0..seen) as usize;
+            let slot = rng.gen_range(0..*seen) as usize;
             if slot < limit {
                 kept[slot] = sample;
             }
         }
     }
-    kept.sort_by_key(|sample| sample.index);
-    Ok(kept)
+    let total: u64 = strata.iter().map(|(_, seen, _)| seen).sum();
+    let take = (limit as u64).min(total);
+    // Proportional quotas, the remainder to the largest fractional parts.
+    let mut quotas: Vec<(usize, u64, u64)> = strata
+        .iter()
+        .enumerate()
+        .map(|(i, (_, seen, _))| {
+            let exact = take * seen;
+            (i, exact / total.max(1), exact % total.max(1))
+        })
+        .collect();
+    let mut left = take - quotas.iter().map(|q| q.1).sum::<u64>();
+    let mut order: Vec<usize> = (0..quotas.len()).collect();
+    order.sort_by(|a, b| quotas[*b].2.cmp(&quotas[*a].2).then(a.cmp(b)));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        quotas[i].1 += 1;
+        left -= 1;
+    }
+    let mut picked = Vec::with_capacity(take as usize);
+    for ((_, _, mut kept), (_, quota, _)) in strata.into_iter().zip(quotas) {
+        kept.shuffle(&mut rng);
+        kept.truncate(quota as usize);
+        picked.extend(kept);
+    }
+    picked.sort_by_key(|sample| sample.index);
+    Ok(picked)
 }
 
 impl SampleReader {

@@ -500,3 +500,67 @@ fn a_row_over_the_cap_is_refused_with_its_line() {
     }
     assert_eq!(redtrace_datasets::MAX_ROW_BYTES, 16 << 20);
 }
+
+/// A seeded sample is stratified by top-level category: each gets its share of the limit in
+/// proportion to its rows, so a small sample still covers the benchmark.
+#[test]
+fn a_seeded_sample_is_stratified_by_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("prompt,area\n");
+    for i in 0..100 {
+        text.push_str(&format!(
+            "q{i},{}\n",
+            if i % 10 == 0 { "rare" } else { "common" }
+        ));
+    }
+    let path = write(dir.path(), "s.csv", &text);
+    let fields = FieldMap {
+        id: None,
+        category: vec!["area".into()],
+        ..FieldMap::default()
+    };
+    for seed in 0..5 {
+        let picked: Vec<_> = open(
+            &path,
+            &fields,
+            Selection {
+                limit: Some(10),
+                sample_seed: Some(seed),
+            },
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+        let rare = picked.iter().filter(|s| s.category[0] == "rare").count();
+        assert_eq!(
+            (picked.len(), rare),
+            (10, 1),
+            "seed {seed}: 90 common, 10 rare"
+        );
+    }
+    let Some(data) = redtrace_testkit::shared_data_or_skip("stratified XSTest") else {
+        return;
+    };
+    let (path, fields) = BenchSource::parse("xstest", FieldMap::default())
+        .unwrap()
+        .resolve(Some(&data))
+        .unwrap();
+    let picked: Vec<_> = open(
+        &path,
+        &fields,
+        Selection {
+            limit: Some(18),
+            sample_seed: Some(3),
+        },
+    )
+    .unwrap()
+    .map(Result::unwrap)
+    .collect();
+    let types: std::collections::BTreeSet<_> =
+        picked.iter().map(|s| s.category[0].clone()).collect();
+    assert_eq!(
+        types.len(),
+        18,
+        "one of each of XSTest's 18 types: {types:?}"
+    );
+}

@@ -49,9 +49,31 @@ pub async fn run(
         let mut reader = open(&path, &fields, plan.selection)?;
         let checksum = reader.checksum().to_owned();
         let mut count = 0u64;
+        let mut covered = std::collections::BTreeSet::new();
         for sample in reader.by_ref() {
-            sample?;
+            if let Some(top) = sample?.category.first() {
+                covered.insert(top.clone());
+            }
             count += 1;
+        }
+        // The first N rows of a file in category order cover few categories: say so.
+        if let (Some(limit), None) = (plan.selection.limit, plan.selection.sample_seed) {
+            if !covered.is_empty() {
+                let mut all = std::collections::BTreeSet::new();
+                for sample in open(&path, &fields, redtrace_datasets::Selection::default())? {
+                    if let Some(top) = sample?.category.first() {
+                        all.insert(top.clone());
+                    }
+                }
+                if covered.len() < all.len() {
+                    progress.note(&format!(
+                        "note: {}: --limit {limit} takes the first {limit} rows, which cover {} of its {} categories; --sample-seed S takes a seeded sample stratified by category",
+                        plan.source.name(),
+                        covered.len(),
+                        all.len()
+                    ));
+                }
+            }
         }
         if reader.skipped() > 0 {
             progress.note(&format!(

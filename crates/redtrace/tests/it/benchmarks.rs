@@ -2401,3 +2401,48 @@ async fn judges_per_benchmark_and_judges_that_do_not_fit() {
     assert!(String::from_utf8_lossy(&unknown.stderr)
         .contains("--judge jbb=harm: the run has no benchmark jbb (it has xstest)"));
 }
+
+/// `--limit N` alone says when its first N rows cover few of the benchmark's categories and
+/// offers `--sample-seed`, whose sample is stratified by category.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_that_covers_few_categories_says_so() {
+    let Some(setup) = setup().await else { return };
+    for (seed, db) in [(None, "first.db"), (Some("4"), "seeded.db")] {
+        let mut command = crate::util::command(&[], &[]);
+        command
+            .args([
+                "run",
+                "--model",
+                &setup.target.model_ref("t"),
+                "--bench",
+                "xstest",
+            ])
+            .args(["--limit", "18", "--data-dir"])
+            .arg(&setup.data)
+            .args(["--quiet", "--db"])
+            .arg(setup.dir.path().join(db));
+        if let Some(seed) = seed {
+            command.args(["--sample-seed", seed]);
+        }
+        let output = command.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let noted = stderr.contains(
+            "of its 18 categories; --sample-seed S takes a seeded sample stratified by category",
+        );
+        assert_eq!(noted, seed.is_none(), "{stderr}");
+        if seed.is_some() {
+            let report = report_json(&setup.dir.path().join(db)).await;
+            let categories = report["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| g["depth"] == 1)
+                .count();
+            assert_eq!(
+                categories, 18,
+                "a stratified sample of 18 covers every type"
+            );
+        }
+    }
+}
