@@ -33,6 +33,12 @@ pub struct Filter {
     /// `only`: failed requests only; `none`: completions only.
     #[serde(default, skip_serializing_if = "is_blank")]
     pub error: Option<String>,
+    /// Text searched for (any case) in the prompt, the trace and the answer.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub q: Option<String>,
+    /// `leak`: the trace unsafe and the answer safe by one judge; `escape`: the reverse.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub pair: Option<String>,
     /// The page of the table, from 0.
     #[serde(default, skip_serializing)]
     pub page: Option<usize>,
@@ -105,7 +111,52 @@ impl Filter {
         if set(&self.trace).is_some_and(|wanted| !has(Channel::Reasoning, wanted)) {
             return false;
         }
+        if let Some(wanted) = set(&self.pair) {
+            // Per judge: the answer's and the trace's verdicts, each on its own scale.
+            let outcome = |name: &str, channel: Channel| {
+                row.verdicts
+                    .iter()
+                    .find(|v| v.judge == name && v.channel == channel)
+                    .and_then(|v| v.label.is_unsafe_outcome())
+            };
+            let found = row.verdicts.iter().any(|verdict| {
+                judge.is_none_or(|j| j == verdict.judge)
+                    && match (
+                        outcome(&verdict.judge, Channel::Reasoning),
+                        outcome(&verdict.judge, Channel::Answer),
+                    ) {
+                        (Some(trace), Some(answer)) => match wanted {
+                            "leak" => trace && !answer,
+                            "escape" => answer && !trace,
+                            _ => false,
+                        },
+                        _ => false,
+                    }
+            });
+            if !found {
+                return false;
+            }
+        }
+        if let Some(text) = set(&self.q) {
+            let text = text.to_lowercase();
+            let found = |haystack: &str| haystack.to_lowercase().contains(&text);
+            let in_prompt = row
+                .messages
+                .as_ref()
+                .is_some_and(|messages| messages.iter().any(|m| found(&m.content)));
+            let in_output = row.outcome.as_ref().is_ok_and(|completion| {
+                found(&completion.reasoning.text) || completion.answer.as_deref().is_some_and(found)
+            });
+            if !in_prompt && !in_output {
+                return false;
+            }
+        }
         true
+    }
+
+    /// Whether matching needs the rows' prompts (a text search does).
+    pub fn needs_prompts(&self) -> bool {
+        set(&self.q).is_some()
     }
 
     /// The filter as a query string (without the page), for links that keep it.

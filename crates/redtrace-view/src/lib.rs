@@ -227,7 +227,7 @@ async fn samples(
             let mut matching = 0usize;
             let mut total = 0usize;
             let mut choices = filter::Choices::default();
-            store.for_each_result(run, false, |row| {
+            store.for_each_result(run, filter.needs_prompts(), |row| {
                 total += 1;
                 choices.add(&row);
                 if filter.matches(&row) {

@@ -273,6 +273,16 @@ pub fn samples(
         filter.error.as_deref(),
         ["only", "none"].iter().map(|s| (*s).to_owned()),
     ));
+    body.push_str(&select(
+        "pair",
+        filter.pair.as_deref(),
+        ["leak", "escape"].iter().map(|s| (*s).to_owned()),
+    ));
+    let _ = write!(
+        body,
+        "<label>search <input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"prompt, trace or answer\"></label>",
+        escape(filter.q.as_deref().unwrap_or(""))
+    );
     let _ = write!(
         body,
         "<button type=\"submit\" id=\"apply\">filter</button> <a href=\"/runs/{id}/samples\">clear</a></form>\
@@ -535,10 +545,18 @@ fn attack_transcript(
     );
     for (i, attempt) in transcript.attempts.iter().enumerate() {
         let chosen = transcript.chosen == Some(i);
-        let reply = match &attempt.response {
+        let mut reply = match &attempt.response {
             Some(text) => format!("<pre>{}</pre>", escape(text)),
             None => "<span class=\"meta\">not sent</span>".into(),
         };
+        // The attempt's own trace, folded under its reply.
+        if !attempt.reasoning.is_empty() {
+            let _ = write!(
+                reply,
+                "<details class=\"attempt-trace\"><summary>trace</summary><pre>{}</pre></details>",
+                escape(&attempt.reasoning)
+            );
+        }
         let _ = write!(
             body,
             "<tr{}><td class=\"n\">{}{}</td><td>{}</td><td><pre>{}</pre></td><td>{reply}</td><td class=\"n\">{}</td><td>{}</td></tr>",

@@ -350,3 +350,92 @@ async fn the_run_page_gives_harm_judges_their_unsafe_rates() {
         "answer 1/4, trace 3/4: {row}"
     );
 }
+
+/// The samples table searches prompts, traces and answers, and shows leaks (unsafe trace,
+/// safe answer, by one judge) or escapes only; an attack attempt's trace is shown, escaped.
+#[tokio::test]
+async fn search_leaks_escapes_and_attempt_traces() {
+    use redtrace_core::{AttackAttempt, AttackTranscript};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut store = Store::open(&db).unwrap();
+    let run = store
+        .create_run(&redtrace_core::RunSpec::default(), "t")
+        .unwrap();
+    let samples = [sample("1", &[]), sample("2", &[]), sample("3", &[])];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    let harm = |id: &str, answer: Label, trace: Label| {
+        let mut unit = record(id, Label::FullRefusal);
+        unit.verdicts = [(Channel::Answer, answer), (Channel::Reasoning, trace)]
+            .into_iter()
+            .map(|(channel, label)| Verdict {
+                judge: "harm:j".into(),
+                channel,
+                label,
+                score: None,
+                rationale: String::new(),
+            })
+            .collect();
+        unit
+    };
+    let mut leak = harm("1", Label::Safe, Label::Unsafe);
+    if let Ok(completion) = &mut leak.outcome {
+        completion.raw = AttackTranscript {
+            attack: "pair:1".into(),
+            attempts: vec![AttackAttempt {
+                step: "round 1".into(),
+                prompt: "p".into(),
+                response: Some("r".into()),
+                reasoning: "the attempt's own <b>trace</b>".into(),
+                score: Some(2),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .to_raw();
+    }
+    store
+        .write_batch(
+            run,
+            &[
+                leak,
+                harm("2", Label::Unsafe, Label::Safe),
+                harm("3", Label::Safe, Label::Safe),
+            ],
+        )
+        .unwrap();
+    store
+        .set_status(run, redtrace_core::RunStatus::Complete)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(redtrace_view::serve(
+        listener,
+        db.clone(),
+        redtrace_view::Hosts::Loopback,
+    ));
+    for (query, count) in [
+        ("pair=leak", "1 of 3"),
+        ("pair=escape", "1 of 3"),
+        ("q=QUESTION+3", "1 of 3"),
+        ("q=thinking", "3 of 3"),
+        ("q=answer+2", "1 of 3"),
+        ("q=nowhere", "0 of 3"),
+    ] {
+        let (status, body, _) = get(&base, &format!("/runs/1/samples?{query}")).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains(&format!("{count} completions match")),
+            "{query}: {body}"
+        );
+    }
+    let (_, body, _) = get(&base, "/runs/1/samples/0?pair=leak").await;
+    assert!(
+        body.contains(
+            "<summary>trace</summary><pre>the attempt&#39;s own &lt;b&gt;trace&lt;/b&gt;</pre>"
+        ) || body.contains(
+            "<summary>trace</summary><pre>the attempt's own &lt;b&gt;trace&lt;/b&gt;</pre>"
+        ),
+        "{body}"
+    );
+}
