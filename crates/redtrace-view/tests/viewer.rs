@@ -45,6 +45,22 @@ fn record(id: &str, answer_label: Label) -> UnitRecord {
     }
 }
 
+/// A unit judged by a harm judge (`harm:j`) on both channels.
+fn harm_record(id: &str, answer: Label, trace: Label) -> UnitRecord {
+    let mut unit = record(id, Label::FullRefusal);
+    unit.verdicts = [(Channel::Answer, answer), (Channel::Reasoning, trace)]
+        .into_iter()
+        .map(|(channel, label)| Verdict {
+            judge: "harm:j".into(),
+            channel,
+            label,
+            score: None,
+            rationale: String::new(),
+        })
+        .collect();
+    unit
+}
+
 async fn get(base: &str, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let response = reqwest::get(format!("{base}{path}")).await.unwrap();
     let status = response.status().as_u16();
@@ -303,28 +319,14 @@ async fn the_run_page_gives_harm_judges_their_unsafe_rates() {
         sample("4", &["A"]),
     ];
     store.insert_samples(run, "b", samples.iter()).unwrap();
-    let harm = |id: &str, answer: Label, trace: Label| {
-        let mut unit = record(id, Label::FullRefusal);
-        unit.verdicts = [(Channel::Answer, answer), (Channel::Reasoning, trace)]
-            .into_iter()
-            .map(|(channel, label)| Verdict {
-                judge: "harm:j".into(),
-                channel,
-                label,
-                score: None,
-                rationale: String::new(),
-            })
-            .collect();
-        unit
-    };
     store
         .write_batch(
             run,
             &[
-                harm("1", Label::Unsafe, Label::Unsafe),
-                harm("2", Label::Safe, Label::Unsafe),
-                harm("3", Label::Safe, Label::Unsafe),
-                harm("4", Label::Safe, Label::Safe),
+                harm_record("1", Label::Unsafe, Label::Unsafe),
+                harm_record("2", Label::Safe, Label::Unsafe),
+                harm_record("3", Label::Safe, Label::Unsafe),
+                harm_record("4", Label::Safe, Label::Safe),
             ],
         )
         .unwrap();
@@ -364,21 +366,7 @@ async fn search_leaks_escapes_and_attempt_traces() {
         .unwrap();
     let samples = [sample("1", &[]), sample("2", &[]), sample("3", &[])];
     store.insert_samples(run, "b", samples.iter()).unwrap();
-    let harm = |id: &str, answer: Label, trace: Label| {
-        let mut unit = record(id, Label::FullRefusal);
-        unit.verdicts = [(Channel::Answer, answer), (Channel::Reasoning, trace)]
-            .into_iter()
-            .map(|(channel, label)| Verdict {
-                judge: "harm:j".into(),
-                channel,
-                label,
-                score: None,
-                rationale: String::new(),
-            })
-            .collect();
-        unit
-    };
-    let mut leak = harm("1", Label::Safe, Label::Unsafe);
+    let mut leak = harm_record("1", Label::Safe, Label::Unsafe);
     if let Ok(completion) = &mut leak.outcome {
         completion.raw = AttackTranscript {
             attack: "pair:1".into(),
@@ -399,8 +387,8 @@ async fn search_leaks_escapes_and_attempt_traces() {
             run,
             &[
                 leak,
-                harm("2", Label::Unsafe, Label::Safe),
-                harm("3", Label::Safe, Label::Safe),
+                harm_record("2", Label::Unsafe, Label::Safe),
+                harm_record("3", Label::Safe, Label::Safe),
             ],
         )
         .unwrap();
