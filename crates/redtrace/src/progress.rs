@@ -1,4 +1,5 @@
-//! The progress bar on stderr: done / errors / rate / ETA, drawn only on a terminal.
+//! The progress bar on stderr: done / errors / rate / ETA, drawn on a terminal; elsewhere (a
+//! log file, a CI job) a plain line every few seconds instead of silence.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use redtrace_engine::{Progress, UnitOutcome};
@@ -11,13 +12,30 @@ pub struct Bar {
     errors: AtomicU64,
     cached: AtomicU64,
     skipped: AtomicU64,
+    /// Plain progress lines when stderr is not a terminal: the last one's time.
+    lines: Option<std::sync::Mutex<std::time::Instant>>,
+    every: std::time::Duration,
+}
+
+/// How often a plain progress line is written: every 5 s, or every
+/// `REDTRACE_PROGRESS_EVERY` seconds.
+fn line_every() -> std::time::Duration {
+    std::env::var("REDTRACE_PROGRESS_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map_or(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs_f64,
+        )
 }
 
 impl Bar {
     /// A bar on stderr, hidden when stderr is not a terminal or `quiet` is set.
     pub fn new(quiet: bool) -> Self {
         let bar = ProgressBar::hidden();
-        if !quiet && std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        if !quiet && terminal {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
         bar.set_style(
@@ -32,7 +50,37 @@ impl Bar {
             errors: AtomicU64::new(0),
             cached: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            lines: (!quiet && !terminal).then(|| std::sync::Mutex::new(std::time::Instant::now())),
+            every: line_every(),
         }
+    }
+
+    /// Writes a plain progress line when one is due (stderr not a terminal).
+    fn line(&self, force: bool) {
+        let Some(last) = &self.lines else { return };
+        let mut last = last.lock().expect("not poisoned");
+        if !force && last.elapsed() < self.every {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let done = self.bar.position();
+        let elapsed = self.bar.elapsed().as_secs_f64().max(1e-9);
+        let rate = done as f64 / elapsed;
+        let eta = self
+            .bar
+            .length()
+            .filter(|total| *total > done && rate > 0.0)
+            .map(|total| format!(", ETA {:.0} s", (total - done) as f64 / rate))
+            .unwrap_or_default();
+        eprintln!(
+            "progress: {done}{} units, {:.1}/s, {} errors{eta}",
+            self.bar
+                .length()
+                .map(|total| format!("/{total}"))
+                .unwrap_or_default(),
+            rate,
+            self.errors.load(Ordering::Relaxed)
+        );
     }
 
     fn refresh_message(&self) {
@@ -68,6 +116,7 @@ impl Progress for Bar {
             self.refresh_message();
         }
         self.bar.inc(1);
+        self.line(false);
     }
 
     fn bytes(&self, file: &str, done: u64, total: u64) {

@@ -1780,3 +1780,42 @@ async fn report_filters_and_runs_delete() {
     let gone = report(vec![]).await;
     assert!(!gone.status.success());
 }
+
+/// With stderr not a terminal (a log, a CI job), a run writes a plain progress line every few
+/// seconds (count, rate, errors, ETA) instead of staying silent.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_lines_when_stderr_is_not_a_terminal() {
+    let server = FakeServer::start(|_| Reply::text("ok").after(Duration::from_millis(100))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("prompt\n");
+    for i in 0..20 {
+        csv.push_str(&format!("q{i}\n"));
+    }
+    let data = write(dir.path(), "q.csv", &csv);
+    let output = redtrace_env(
+        &[
+            "run",
+            "--model",
+            &server.model_ref("m"),
+            "--bench",
+            &format!("file:{}", data.display()),
+            "--concurrency",
+            "2",
+            "--db",
+            dir.path().join("r.db").to_str().unwrap(),
+        ],
+        &[("REDTRACE_PROGRESS_EVERY", "0.2")],
+    )
+    .await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    assert!(
+        lines[0].contains("/20 units") && lines[0].contains("/s, 0 errors, ETA"),
+        "{stderr}"
+    );
+}
