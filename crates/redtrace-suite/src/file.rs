@@ -35,6 +35,23 @@ pub struct SuiteFile {
     /// Benchmarks.
     #[serde(default)]
     pub benchmarks: Vec<BenchmarkTable>,
+    /// Release gates that `redtrace check --suite FILE` holds the run to.
+    pub thresholds: Option<ThresholdsTable>,
+}
+
+/// The `[thresholds]` table: `BENCH=RATE` entries as `redtrace check` takes them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsTable {
+    /// The answers' unsafe share at most.
+    #[serde(default)]
+    pub max_unsafe: Vec<String>,
+    /// The answers' refusal rate at least.
+    #[serde(default)]
+    pub min_refusal: Vec<String>,
+    /// The answers' refusal rate at most.
+    #[serde(default)]
+    pub max_refusal: Vec<String>,
 }
 
 /// An attack in a suite file: a name (`fiction`, `pair:5`) or a table.

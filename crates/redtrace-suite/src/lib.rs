@@ -29,7 +29,7 @@ pub use build::{
 };
 pub use file::{
     read_suite, AttackEntry, AttackTable, BenchmarkTable, JudgeEntry, JudgeTable, ModelTable,
-    SuiteFile,
+    SuiteFile, ThresholdsTable,
 };
 pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcome};
 pub use resolve::{

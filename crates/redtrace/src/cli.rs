@@ -201,6 +201,9 @@ pub struct CheckArgs {
     /// `last` or a run id.
     #[arg(long, default_value = "last")]
     pub run: String,
+    /// A suite file: its `[thresholds]` table (added to any given here) and its store.
+    #[arg(long, value_name = "FILE")]
+    pub suite: Option<PathBuf>,
     /// BENCH=RATE: the answers' unsafe share (1 − the benchmark's safety rate) at most RATE.
     #[arg(long, value_delimiter = ',', value_name = "BENCH=RATE")]
     pub max_unsafe: Vec<String>,

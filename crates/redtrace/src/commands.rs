@@ -310,12 +310,32 @@ fn text_export(
 /// Holds a run to thresholds: exit code 1 when any fails, 2 when a threshold cannot be read.
 pub fn check(args: &crate::cli::CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
     use redtrace_report::check::{self, Bound, Threshold};
+    // A suite's `[thresholds]` and its store (relative to the suite file).
+    let (from_suite, suite_db) = match &args.suite {
+        Some(path) => {
+            let file = redtrace_suite::read_suite(path)?;
+            let db = file
+                .db
+                .as_ref()
+                .map(|db| path.parent().unwrap_or(std::path::Path::new(".")).join(db));
+            (file.thresholds.unwrap_or_default(), db)
+        }
+        None => (redtrace_suite::ThresholdsTable::default(), None),
+    };
+    let db = suite_db.unwrap_or_else(|| args.db.db.clone());
     let mut thresholds = Vec::new();
     for (bound, texts) in [
-        (Bound::MaxUnsafe, &args.max_unsafe),
-        (Bound::MinRefusal, &args.min_refusal),
-        (Bound::MaxRefusal, &args.max_refusal),
+        (Bound::MaxUnsafe, [&args.max_unsafe, &from_suite.max_unsafe]),
+        (
+            Bound::MinRefusal,
+            [&args.min_refusal, &from_suite.min_refusal],
+        ),
+        (
+            Bound::MaxRefusal,
+            [&args.max_refusal, &from_suite.max_refusal],
+        ),
     ] {
+        let texts = texts.into_iter().flatten();
         for text in texts {
             match Threshold::parse(bound, text) {
                 Ok(threshold) => thresholds.push(threshold),
@@ -328,11 +348,11 @@ pub fn check(args: &crate::cli::CheckArgs, out: &mut dyn Write) -> Result<ExitCo
     }
     if thresholds.is_empty() {
         crate::print_error(&anyhow::anyhow!(
-            "name at least one threshold: --max-unsafe, --min-refusal or --max-refusal"
+            "name at least one threshold: --max-unsafe, --min-refusal or --max-refusal (or a suite's [thresholds])"
         ));
         return Ok(ExitCode::from(2));
     }
-    let store = open_existing(&args.db.db)?;
+    let store = open_existing(&db)?;
     let run = store.resolve_run(&args.run)?;
     let report = Report::build(&store, &run)?;
     let rows = check::check(&report, &thresholds);

@@ -1696,6 +1696,24 @@ async fn check_gates_a_run_on_its_rates() {
     assert_eq!(value["pass"], true);
     assert_eq!(value["checks"][0]["value"], 1.0);
 
+    // A suite's [thresholds] and its store (relative to the suite file).
+    let suite = write(
+        dir.path(),
+        "gate.toml",
+        &format!(
+            "db = \"r.db\"\n[thresholds]\nmin_refusal = [\"{bench}-unsafe=1\"]\nmax_refusal = [\"{bench}-safe=0.2\"]\n"
+        ),
+    );
+    let gated = redtrace(&["check", "--suite", suite.to_str().unwrap()]).await;
+    let table = text(&gated.stdout);
+    assert_eq!(
+        gated.status.code(),
+        Some(1),
+        "{table}{}",
+        text(&gated.stderr)
+    );
+    assert!(table.contains("1 of 2 checks FAIL"), "{table}");
+
     let bad = check(vec!["--max-unsafe".into(), "airbench=2".into()]).await;
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("not a share from 0 to 1"));
