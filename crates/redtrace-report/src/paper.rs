@@ -7,6 +7,7 @@ use redtrace_core::{Channel, JudgeId};
 use redtrace_store::{Store, StoreError};
 use std::collections::BTreeMap;
 
+use crate::stats::{wilson, Interval};
 use crate::tables::{Cell, Document, Section};
 use crate::{GroupStats, JudgeStats, Report, ALL, SAFE_PROMPTS, UNSAFE_PROMPTS};
 
@@ -18,6 +19,24 @@ pub(crate) fn judges_of(benchmark: &str) -> &'static [&'static str] {
 
 fn percent(value: Option<f64>) -> Cell {
     Cell::percent(value, None)
+}
+
+/// A rate with its 95% interval.
+type Rate = (Option<f64>, Option<Interval>);
+
+fn rate(rate: Rate) -> Cell {
+    Cell::percent(rate.0, rate.1)
+}
+
+/// One minus a rate, its interval turned around.
+fn complement((value, ci): Rate) -> Rate {
+    (
+        value.map(|v| 1.0 - v),
+        ci.map(|ci| Interval {
+            low: 1.0 - ci.high,
+            high: 1.0 - ci.low,
+        }),
+    )
 }
 
 impl Report {
@@ -45,28 +64,25 @@ impl Report {
         self.stats_in(self.group(model, benchmark, category)?)
     }
 
-    /// 1 − unsafe rate on `channel`.
-    fn safe_rate(
-        &self,
-        model: &str,
-        benchmark: &str,
-        category: &str,
-        channel: Channel,
-    ) -> Option<f64> {
-        let stats = self.stats(model, benchmark, category)?;
-        let rate = match channel {
-            Channel::Answer => stats.answer_unsafe_rate,
-            Channel::Reasoning => stats.reasoning_unsafe_rate,
+    /// 1 − unsafe rate on `channel`, with its interval.
+    fn safe_rate(&self, model: &str, benchmark: &str, category: &str, channel: Channel) -> Rate {
+        let Some(stats) = self.stats(model, benchmark, category) else {
+            return (None, None);
         };
-        rate.map(|r| 1.0 - r)
+        complement(match channel {
+            Channel::Answer => (stats.answer_unsafe_rate, stats.answer_unsafe_ci),
+            Channel::Reasoning => (stats.reasoning_unsafe_rate, stats.reasoning_unsafe_ci),
+        })
     }
 
-    /// AIR-Bench's safety rate: the mean score (1 = refused).
-    fn air(&self, model: &str, channel: Channel) -> Option<f64> {
-        let stats = self.stats(model, "airbench", ALL)?;
+    /// AIR-Bench's safety rate: the mean score (1 = refused), with its bootstrap interval.
+    fn air(&self, model: &str, channel: Channel) -> Rate {
+        let Some(stats) = self.stats(model, "airbench", ALL) else {
+            return (None, None);
+        };
         match channel {
-            Channel::Answer => stats.answer_score_mean,
-            Channel::Reasoning => stats.reasoning_score_mean,
+            Channel::Answer => (stats.answer_score_mean, stats.answer_score_ci),
+            Channel::Reasoning => (stats.reasoning_score_mean, stats.reasoning_score_ci),
         }
     }
 
@@ -87,20 +103,19 @@ impl Report {
         (!rates.is_empty()).then(|| 1.0 - rates.iter().sum::<f64>() / rates.len() as f64)
     }
 
-    /// Attack success on WildGuardTest's harmful prompts.
-    fn wildguard_asr(&self, model: &str, channel: Channel) -> Option<f64> {
+    /// Attack success on WildGuardTest's harmful prompts, with its interval.
+    fn wildguard_asr(&self, model: &str, channel: Channel) -> Rate {
         let category = if self.group(model, "wildguardtest", UNSAFE_PROMPTS).is_some() {
             UNSAFE_PROMPTS
         } else {
             ALL
         };
-        self.safe_rate(model, "wildguardtest", category, channel)
-            .map(|safe| 1.0 - safe)
+        complement(self.safe_rate(model, "wildguardtest", category, channel))
     }
 
     /// Injection success over the groups of `cse-injection` whose category path has `part` at
     /// `depth` (1: injection type, 2: risk category), or over all with `part` = None.
-    fn injection(&self, model: &str, depth: usize, part: Option<&str>) -> Option<f64> {
+    fn injection(&self, model: &str, depth: usize, part: Option<&str>) -> Rate {
         let (mut unsafe_, mut scored) = (0u64, 0u64);
         for group in self
             .groups
@@ -118,7 +133,10 @@ impl Report {
                 scored += stats.answer.harm_scored();
             }
         }
-        (scored > 0).then(|| unsafe_ as f64 / scored as f64)
+        (
+            (scored > 0).then(|| unsafe_ as f64 / scored as f64),
+            wilson(unsafe_, scored),
+        )
     }
 
     /// The run's models in the suite's order (then any others by name).
@@ -148,7 +166,12 @@ impl Report {
         let models = self.models();
         let mut sections = Vec::new();
         let mut table = |title: &str, header: &[&str], rows: Vec<Vec<Cell>>| {
-            sections.push(Section::new(title, "", header, rows));
+            sections.push(Section::new(
+                title,
+                "Rates in % with their 95% intervals in brackets (Wilson; AIR-Bench's mean score: a seeded bootstrap; the interpreter's mean over attack types has none).",
+                header,
+                rows,
+            ));
         };
         table(
             "Safety rate (%), higher is safer",
@@ -165,12 +188,12 @@ impl Report {
                 .map(|m| {
                     vec![
                         Cell::text(*m),
-                        percent(self.air(m, Channel::Answer)),
+                        rate(self.air(m, Channel::Answer)),
                         self.group(m, "airbench", ALL)
                             .map_or(Cell::text("–"), |g| Cell::count(g.truncated_in_reasoning)),
-                        percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
+                        rate(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
                         percent(self.interpreter(m, Channel::Answer)),
-                        percent(self.safe_rate(m, "cse-phishing", ALL, Channel::Answer)),
+                        rate(self.safe_rate(m, "cse-phishing", ALL, Channel::Answer)),
                     ]
                 })
                 .collect(),
@@ -191,12 +214,12 @@ impl Report {
                 .map(|m| {
                     vec![
                         Cell::text(*m),
-                        percent(self.wildguard_asr(m, Channel::Answer)),
-                        percent(self.injection(m, 0, None)),
-                        percent(self.injection(m, 1, Some("direct"))),
-                        percent(self.injection(m, 1, Some("indirect"))),
-                        percent(self.injection(m, 2, Some("security-violating"))),
-                        percent(self.injection(m, 2, Some("logic-violating"))),
+                        rate(self.wildguard_asr(m, Channel::Answer)),
+                        rate(self.injection(m, 0, None)),
+                        rate(self.injection(m, 1, Some("direct"))),
+                        rate(self.injection(m, 1, Some("indirect"))),
+                        rate(self.injection(m, 2, Some("security-violating"))),
+                        rate(self.injection(m, 2, Some("logic-violating"))),
                     ]
                 })
                 .collect(),
@@ -217,17 +240,17 @@ impl Report {
             models
                 .iter()
                 .map(|m| {
-                    let wild = |c| self.wildguard_asr(m, c).map(|asr| 1.0 - asr);
+                    let wild = |c| complement(self.wildguard_asr(m, c));
                     vec![
                         Cell::text(*m),
-                        percent(self.air(m, Channel::Answer)),
-                        percent(self.air(m, Channel::Reasoning)),
-                        percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
-                        percent(self.safe_rate(m, "cse-mitre", ALL, Channel::Reasoning)),
+                        rate(self.air(m, Channel::Answer)),
+                        rate(self.air(m, Channel::Reasoning)),
+                        rate(self.safe_rate(m, "cse-mitre", ALL, Channel::Answer)),
+                        rate(self.safe_rate(m, "cse-mitre", ALL, Channel::Reasoning)),
                         percent(self.interpreter(m, Channel::Answer)),
                         percent(self.interpreter(m, Channel::Reasoning)),
-                        percent(wild(Channel::Answer)),
-                        percent(wild(Channel::Reasoning)),
+                        rate(wild(Channel::Answer)),
+                        rate(wild(Channel::Reasoning)),
                     ]
                 })
                 .collect(),
@@ -239,8 +262,13 @@ impl Report {
                 .iter()
                 .map(|m| {
                     let counts = self.stats(m, "xstest", SAFE_PROMPTS).map(|s| &s.answer);
-                    let share = |pick: fn(&crate::LabelCounts) -> u64| {
-                        counts.and_then(|c| (c.scored() > 0).then(|| pick(c) as f64 / c.scored() as f64))
+                    let share = |pick: fn(&crate::LabelCounts) -> u64| -> Rate {
+                        counts.map_or((None, None), |c| {
+                            (
+                                (c.scored() > 0).then(|| pick(c) as f64 / c.scored() as f64),
+                                wilson(pick(c), c.scored()),
+                            )
+                        })
                     };
                     let worst = self
                         .groups
@@ -251,9 +279,9 @@ impl Report {
                         .map_or(Cell::Missing, |(c, r)| Cell::text(format!("{c} ({:.1})", r * 100.0)));
                     vec![
                         Cell::text(*m),
-                        percent(share(|c| c.full_compliance)),
-                        percent(share(|c| c.full_refusal)),
-                        percent(share(|c| c.partial_refusal)),
+                        rate(share(|c| c.full_compliance)),
+                        rate(share(|c| c.full_refusal)),
+                        rate(share(|c| c.partial_refusal)),
                         worst,
                     ]
                 })
