@@ -265,9 +265,15 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     }
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let response = respond(reply, stream, &model).await;
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    response
+    // Counted out however the answer ends, a client that went away (a killed run) included.
+    struct Leaving<'a>(&'a AtomicUsize);
+    impl Drop for Leaving<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _leaving = Leaving(&state.in_flight);
+    respond(reply, stream, &model).await
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
