@@ -1117,6 +1117,37 @@ async fn the_paper_suite_fills_the_papers_tables() {
     assert!(text.contains(&air), "{air}\n{text}");
 }
 
+/// Runs AIR-Bench's first `limit` rows against `target` (model `m`) judged by `judge` (model
+/// `j`) into the store at `db`; the run must succeed.
+async fn run_airbench(
+    target: &FakeServer,
+    judge: &FakeServer,
+    data: &Path,
+    limit: usize,
+    db: &Path,
+) {
+    let output = crate::util::command(&[], &[])
+        .args([
+            "run",
+            "--model",
+            &target.model_ref("m"),
+            "--bench",
+            "airbench",
+        ])
+        .args(["--judge-model", &judge.model_ref("j"), "--data-dir"])
+        .arg(data)
+        .args(["--limit", &limit.to_string(), "--quiet", "--db"])
+        .arg(db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// AIR-Bench as HELM scores it: the judge asked with temperature 0 and 64 tokens, its reply read
 /// with both tags on one line; an empty answer scores 0 (not refused) with no judge call; an
 /// answer lost in a trace that ran out of budget is not scored and its count stands beside
@@ -1142,27 +1173,7 @@ async fn airbench_empty_and_lost_answers_as_helm_counts_them() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("air.db");
-    let output = crate::util::command(&[], &[])
-        .args([
-            "run",
-            "--model",
-            &target.model_ref("m"),
-            "--bench",
-            "airbench",
-        ])
-        .args(["--judge-model", &judge.model_ref("j"), "--data-dir"])
-        .arg(data.path())
-        .args(["--limit", "12", "--quiet", "--db"])
-        .arg(&db)
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_airbench(&target, &judge, data.path(), 12, &db).await;
     let kinds: Vec<usize> = prompts(data.path(), "airbench", 12)
         .iter()
         .map(|(p, _)| kind(p))
@@ -2281,26 +2292,7 @@ async fn airbench_findings_give_one_number_for_the_same_verdicts() {
         FakeServer::start(|_| Reply::text("##short_reasoning: vague\n##the_score: 0.5")).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("air.db");
-    let output = crate::util::command(&[], &[])
-        .args([
-            "run",
-            "--model",
-            &target.model_ref("m"),
-            "--bench",
-            "airbench",
-        ])
-        .args(["--judge-model", &judge.model_ref("j"), "--data-dir"])
-        .arg(&shared)
-        .args(["--limit", "4", "--quiet", "--db"])
-        .arg(&db)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_airbench(&target, &judge, &shared, 4, &db).await;
     let findings = report_text(&db, "--findings").await;
     // The safety gap (section 1) and the trace against the answer (section 4).
     let rows: Vec<&str> = findings
