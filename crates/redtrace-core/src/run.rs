@@ -31,6 +31,11 @@ pub struct BenchmarkRecord {
     pub limit: Option<usize>,
     /// Sampling seed.
     pub sample_seed: Option<u64>,
+    /// How a seeded sample was drawn (`stratified-by-category`); a run drawn another way is
+    /// another run, so a resume never mixes two samples. `None` for runs without a seed, and
+    /// for seeded runs stored before sampling was stratified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<String>,
     /// Its judges (`NAME`, `NAME=MODEL_REF`, with a template file's name and hash).
     #[serde(default)]
     pub judges: Vec<String>,
@@ -209,6 +214,7 @@ mod tests {
         RunSpec::new(
             vec![ModelConfig::new("http://127.0.0.1:1/v1", "m")],
             vec![BenchmarkRecord {
+                sampling: None,
                 name: "xstest".into(),
                 file: "x.csv".into(),
                 sha256: "abc".into(),
@@ -243,6 +249,12 @@ mod tests {
         let mut prefilled = spec();
         prefilled.models[0].think_prefill = Some("<think>\n".into());
         assert_ne!(base.identity_hash(), prefilled.identity_hash());
+        // A seeded sample drawn another way is another run: a resume never mixes two samples.
+        let mut seeded = spec();
+        seeded.benchmarks[0].sample_seed = Some(3);
+        let mut stratified = seeded.clone();
+        stratified.benchmarks[0].sampling = Some("stratified-by-category".into());
+        assert_ne!(seeded.identity_hash(), stratified.identity_hash());
     }
 
     /// The typed identity is the hash earlier versions computed (the spec's JSON without the

@@ -97,6 +97,10 @@ pub async fn run(
             fields: serde_json::to_value(&fields).unwrap_or_default(),
             limit: plan.selection.limit,
             sample_seed: plan.selection.sample_seed,
+            sampling: plan
+                .selection
+                .sample_seed
+                .map(|_| "stratified-by-category".to_owned()),
             judges: plan
                 .judges
                 .iter()
