@@ -250,13 +250,8 @@ impl PySource {
     /// The string passed as `keyword=` (or assigned to `keyword`) inside `function`; the
     /// first one when there are several.
     pub fn keyword_in(&self, function: &str, keyword: &str) -> Result<&str, MethodError> {
-        self.literals
-            .iter()
-            .find(|l| {
-                l.function.as_deref() == Some(function) && l.keyword.as_deref() == Some(keyword)
-            })
-            .map(|l| l.value.as_str())
-            .ok_or_else(|| self.missing(format!("the string {keyword}= in {function}()")))
+        self.keyword_literal_in(function, keyword)
+            .map(|literal| literal.value.as_str())
     }
 
     /// The first string literal in `function` (`Class.method` for a method).
@@ -304,16 +299,6 @@ impl PySource {
                 l.function.as_deref() == Some(function) && l.keyword.as_deref() == Some(keyword)
             })
             .ok_or_else(|| self.missing(format!("the string {keyword}= in {function}()")))
-    }
-
-    /// The string passed as `keyword=` (or assigned to `keyword`) anywhere in the file; the
-    /// first one when there are several.
-    pub fn keyword(&self, keyword: &str) -> Result<&str, MethodError> {
-        self.literals
-            .iter()
-            .find(|l| l.keyword.as_deref() == Some(keyword))
-            .map(|l| l.value.as_str())
-            .ok_or_else(|| self.missing(format!("the string {keyword}=")))
     }
 }
 

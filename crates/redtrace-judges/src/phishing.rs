@@ -123,11 +123,6 @@ impl PhishingMethod {
     pub fn load(data_dir: &Path) -> Result<Self, String> {
         Self::from_source(&method_file(data_dir, FILE)?)
     }
-
-    /// Upstream's turn limit after the opening message.
-    pub fn max_turns(&self) -> usize {
-        self.max_turns
-    }
 }
 
 fn fill(literal: &Literal, values: &[(&str, &str)]) -> Result<String, String> {
