@@ -109,6 +109,19 @@ pub fn attacked_name(benchmark: &str, attack: &str) -> String {
     }
 }
 
+/// A reported benchmark name split into the benchmark and the attack that made it, the
+/// inverse of [`attacked_name`]: `xstest+base64` → (`xstest`, `Some("base64")`), `xstest` →
+/// (`xstest`, `None`). The attack is what follows the first `+` that names a known one.
+pub fn split_attacked(name: &str) -> (&str, Option<&str>) {
+    for (at, _) in name.match_indices('+') {
+        let attack = &name[at + 1..];
+        if registry::find(attack).is_ok() {
+            return (&name[..at], Some(attack));
+        }
+    }
+    (name, None)
+}
+
 /// How many samples an attack makes of each prompt (`templates:PATH:N` makes N, others 1).
 pub fn variants_per_prompt(attack: &str) -> u64 {
     attack
@@ -180,6 +193,34 @@ pub(crate) fn with_prompt(sample: &Sample, prompt: String, attack: &str) -> Samp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attacked_name_splits_back_into_benchmark_and_attack() {
+        assert_eq!(split_attacked("xstest"), ("xstest", None));
+        assert_eq!(split_attacked("xstest+base64"), ("xstest", Some("base64")));
+        assert_eq!(
+            split_attacked("file:a+b.csv+pair:3"),
+            ("file:a+b.csv", Some("pair:3"))
+        );
+        assert_eq!(split_attacked("file:a+b.csv"), ("file:a+b.csv", None));
+        for name in ["jbb+base64", "jbb+templates:t.json:2", "jbb+translate:fr"] {
+            let (base, attack) = split_attacked(name);
+            assert_eq!(attacked_name(base, attack.unwrap()), name);
+        }
+    }
+
+    /// A re-judged transform's stored answer is decoded as the run decoded it.
+    #[test]
+    fn a_stored_answer_is_read_as_its_attack_wrote_it() {
+        use redtrace_core::solver::Solver;
+        let completion = redtrace_core::Completion::answer("aGVsbG8gd29ybGQ=");
+        let decoded = solver::StoredSolver::for_benchmark("jbb+base64").judged_answer(&completion);
+        assert_eq!(decoded.as_deref(), Some("hello world"));
+        assert_eq!(
+            solver::StoredSolver::for_benchmark("jbb").judged_answer(&completion),
+            None
+        );
+    }
 
     /// Conformance over the whole registry: unique names, a description and a reference,
     /// the request survives the rewrite (or its encoding decodes back to it), and the prompt

@@ -33,6 +33,33 @@ impl Solver for TransformSolver {
     }
 }
 
+/// What the judges read of the completions a run stored for benchmark `BENCH+ATTACK`, when
+/// they are judged again (`redtrace judge`): a model-driven attack's chosen answer (from its
+/// transcript), a transform's decoded answer, else the answer as written. It sends nothing:
+/// its samples are the stored ones, as they were sent.
+pub struct StoredSolver(Option<Arc<dyn Attack>>);
+
+impl StoredSolver {
+    /// The reader for the stored benchmark `name`. A transform that can no longer be built
+    /// (a template file since moved) decodes nothing, as template attacks never do.
+    pub fn for_benchmark(name: &str) -> Self {
+        let attack = crate::split_attacked(name).1;
+        Self(attack.and_then(|attack| crate::by_name(attack).ok()))
+    }
+}
+
+#[async_trait]
+impl Solver for StoredSolver {
+    async fn solve(&self, _sample: &Sample, _target: &dyn Target) -> Result<Solved, String> {
+        Err("re-judging sends nothing: this unit has no stored completion".into())
+    }
+
+    fn judged_answer(&self, completion: &Completion) -> Option<String> {
+        driven::judged_answer(completion)
+            .or_else(|| self.0.as_ref()?.decode(completion.answer.as_deref()?))
+    }
+}
+
 /// A model-driven attack, run once per sample.
 pub struct DrivenSolver {
     /// The attack.

@@ -61,6 +61,10 @@ pub struct RunSpec {
     pub judges: Vec<String>,
     /// Completions per prompt.
     pub samples_per_prompt: u32,
+    /// For a run that re-judged another's completions (`redtrace judge`): that run's id in
+    /// the same store. Its completions were copied, never asked for again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejudged_from: Option<i64>,
 }
 
 /// What a model asks, as the run's identity sees it: everything but how fast and how
@@ -91,6 +95,8 @@ struct RunIdentity<'a> {
     benchmarks: &'a [BenchmarkRecord],
     judges: &'a [String],
     samples_per_prompt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejudged_from: Option<i64>,
 }
 
 /// An empty spec of this build's version (no models, no benchmarks), for tests and tools
@@ -115,6 +121,7 @@ impl RunSpec {
             benchmarks,
             judges,
             samples_per_prompt,
+            rejudged_from: None,
         }
     }
 
@@ -151,6 +158,7 @@ impl RunSpec {
             benchmarks: &self.benchmarks,
             judges: &self.judges,
             samples_per_prompt: self.samples_per_prompt,
+            rejudged_from: self.rejudged_from,
         };
         let value = serde_json::to_value(identity).expect("a run identity serialises");
         sha256_hex(value.to_string().as_bytes())
@@ -255,6 +263,10 @@ mod tests {
         let mut stratified = seeded.clone();
         stratified.benchmarks[0].sampling = Some("stratified-by-category".into());
         assert_ne!(seeded.identity_hash(), stratified.identity_hash());
+        // Re-judging a run is a run of its own, whatever judges it names.
+        let mut rejudged = spec();
+        rejudged.rejudged_from = Some(1);
+        assert_ne!(base.identity_hash(), rejudged.identity_hash());
     }
 
     /// The typed identity is the hash earlier versions computed (the spec's JSON without the

@@ -67,6 +67,9 @@ pub struct Plan {
     pub use_cache: bool,
     /// Total units, when known, for progress.
     pub total_units: Option<u64>,
+    /// Judge only what the run has stored (re-judging): a unit without a stored completion
+    /// is skipped, and no target is ever asked.
+    pub stored_only: bool,
 }
 
 /// Tuning knobs that are not part of a run's identity.
@@ -413,6 +416,11 @@ pub async fn run(
                                 }
                                 UnitOutcome::Rejudged
                             });
+                            continue;
+                        }
+                        if plan.stored_only {
+                            summary.skipped += 1;
+                            progress.unit(UnitOutcome::Skipped);
                             continue;
                         }
                         let request = ChatRequest {

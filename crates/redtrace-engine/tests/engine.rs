@@ -54,6 +54,7 @@ fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bo
         samples_per_prompt: 1,
         use_cache,
         total_units: Some(n as u64),
+        stored_only: false,
     }
 }
 

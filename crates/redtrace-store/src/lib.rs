@@ -815,6 +815,113 @@ impl Store {
         }
     }
 
+    /// Copies run `from`'s samples and completions (errors included, verdicts not) into run
+    /// `to`, for the benchmarks named, keeping what `to` already holds: the start of re-judging
+    /// a stored run into a run of its own. Returns how many completions were copied.
+    pub fn copy_answers(
+        &mut self,
+        from: RunId,
+        to: RunId,
+        benchmarks: &[&str],
+    ) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let mut copied = 0;
+        for benchmark in benchmarks {
+            tx.execute(
+                "INSERT OR IGNORE INTO samples (run_id, benchmark, sample_id, idx, category, label, messages, metadata)
+                 SELECT ?2, benchmark, sample_id, idx, category, label, messages, metadata
+                 FROM samples WHERE run_id = ?1 AND benchmark = ?3",
+                params![from, to, benchmark],
+            )
+            .map_err(wrap)?;
+            copied += tx
+            .execute(
+                "INSERT OR IGNORE INTO completions (run_id, model, benchmark, sample_id, sample_k,
+                    request_hash, reasoning, reasoning_source, reasoning_state, answer, finish_reason,
+                    prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
+                    raw, error, error_kind, created_at)
+                 SELECT ?2, model, benchmark, sample_id, sample_k, request_hash, reasoning,
+                    reasoning_source, reasoning_state, answer, finish_reason, prompt_tokens,
+                    completion_tokens, reasoning_tokens, latency_ms, attempts, cached, raw, error,
+                    error_kind, created_at
+                 FROM completions WHERE run_id = ?1 AND benchmark = ?3 ORDER BY id",
+                params![from, to, benchmark],
+            )
+            .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(copied as u64)
+    }
+
+    /// The samples `run` stored for `benchmark`, in data order, as they were sent (an attack's
+    /// rewrite, with the data set's request kept).
+    pub fn samples(&self, run: RunId, benchmark: &str) -> Result<Vec<Sample>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT sample_id, idx, category, label, messages, metadata FROM samples
+                 WHERE run_id = ?1 AND benchmark = ?2 ORDER BY idx, sample_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = statement
+            .query(params![run, benchmark])
+            .map_err(|e| self.err(e))?;
+        let mut samples = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let get = |i: usize| -> Result<Option<String>, StoreError> {
+                row.get(i).map_err(|e| self.err(e))
+            };
+            let id = get(0)?.unwrap_or_default();
+            let index: i64 = row.get(1).map_err(|e| self.err(e))?;
+            let json = |what: &str, text: &str| -> Result<serde_json::Value, StoreError> {
+                serde_json::from_str(text)
+                    .map_err(|e| self.corrupt(&format!("samples.{what} of {id}"), e.to_string()))
+            };
+            let category = json("category", &get(2)?.unwrap_or_else(|| "[]".into()))?;
+            let messages = json("messages", &get(4)?.unwrap_or_else(|| "[]".into()))?;
+            let mut metadata = match get(5)? {
+                Some(text) => match json("metadata", &text)? {
+                    serde_json::Value::Object(map) => map,
+                    _ => Default::default(),
+                },
+                None => Default::default(),
+            };
+            let request = match metadata.remove("original_prompt") {
+                Some(serde_json::Value::String(text)) => Some(text),
+                Some(other) => {
+                    metadata.insert("original_prompt".into(), other);
+                    None
+                }
+                None => None,
+            };
+            let label = match get(3)? {
+                Some(name) => Some(
+                    enum_from(&name).ok_or_else(|| self.corrupt("samples.label", name.clone()))?,
+                ),
+                None => None,
+            };
+            samples.push(Sample {
+                id: id.clone(),
+                index: index as u64,
+                messages: serde_json::from_value(messages).map_err(|e| {
+                    self.corrupt(&format!("samples.messages of {id}"), e.to_string())
+                })?,
+                category: serde_json::from_value(category).map_err(|e| {
+                    self.corrupt(&format!("samples.category of {id}"), e.to_string())
+                })?,
+                label,
+                metadata,
+                request,
+            });
+        }
+        Ok(samples)
+    }
+
     /// Stores samples of a benchmark for a run (ignoring those already stored).
     pub fn insert_samples<'a>(
         &mut self,

@@ -20,6 +20,7 @@
 
 mod build;
 mod file;
+mod rejudge;
 mod resolve;
 mod run;
 mod settings;
@@ -32,8 +33,10 @@ pub use file::{
     SuiteFile, ThresholdsTable,
 };
 pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcome};
+pub use rejudge::{rejudge, Rejudge};
 pub use resolve::{
-    default_key_env, Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV, DEFAULT_KEY_HOST,
+    default_key_env, JudgeOverrides, Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV,
+    DEFAULT_KEY_HOST,
 };
 pub use run::{run, RunOutcome};
 pub use settings::{

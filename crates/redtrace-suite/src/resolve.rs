@@ -250,47 +250,13 @@ pub struct Overrides {
     /// Where data sets live [env: REDTRACE_DATA].
     #[cfg_attr(feature = "clap", arg(long))]
     pub data_dir: Option<PathBuf>,
-    /// Judges, comma-separated: NAME or NAME=MODEL_REF for every benchmark, BENCH=NAME for one
-    /// [default: each benchmark's own judges, those that call a model only with --judge-model].
-    #[cfg_attr(
-        feature = "clap",
-        arg(long = "judge", value_delimiter = ',', value_name = "NAME")
-    )]
-    pub judges: Vec<String>,
-    /// The model LLM judges call (any model reference a target can use).
-    #[cfg_attr(feature = "clap", arg(long, value_name = "REF"))]
-    pub judge_model: Option<String>,
-    /// A rubric template file for a judge, NAME=PATH (repeatable).
-    #[cfg_attr(
-        feature = "clap",
-        arg(long = "judge-template", value_name = "NAME=PATH")
-    )]
-    pub judge_templates: Vec<String>,
-    /// What the judges judge: answer, reasoning, or both [default: both].
-    #[cfg_attr(
-        feature = "clap",
-        arg(long, value_delimiter = ',', value_name = "CHANNEL")
-    )]
-    pub channels: Vec<crate::settings::Channels>,
-    /// The scoring endpoint of the reward judge (--judge reward):
-    /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
-    #[cfg_attr(feature = "clap", arg(long, value_name = "SPEC"))]
-    pub reward: Option<String>,
-    /// Judge texts longer than N characters (long traces) in overlapping windows of N.
-    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
-    pub chunk_chars: Option<usize>,
-    /// How window verdicts combine: any-unsafe (default) or majority.
-    #[cfg_attr(feature = "clap", arg(long, value_name = "RULE", value_parser = parse_combine))]
-    pub chunk_combine: Option<Combine>,
+    /// How the run is judged.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub judging: JudgeOverrides,
     /// Environment variable holding the targets' API key [default: OPENAI_API_KEY, only for
     /// api.openai.com].
     #[cfg_attr(feature = "clap", arg(long))]
     pub api_key_env: Option<String>,
-    /// Environment variable holding the key of the judge, attacker and responder models
-    /// [default: OPENAI_API_KEY, only for api.openai.com]; the targets' key is never sent to
-    /// them.
-    #[cfg_attr(feature = "clap", arg(long, value_name = "NAME"))]
-    pub judge_api_key_env: Option<String>,
     /// Requests in flight at once per endpoint.
     #[cfg_attr(feature = "clap", arg(long))]
     pub concurrency: Option<usize>,
@@ -382,6 +348,51 @@ pub struct Overrides {
     pub db: Option<PathBuf>,
 }
 
+/// The judge flags, shared by `redtrace run` ([`Overrides`]) and `redtrace judge` (re-judging
+/// a stored run).
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+pub struct JudgeOverrides {
+    /// Judges, comma-separated: NAME or NAME=MODEL_REF for every benchmark, BENCH=NAME for one
+    /// [default: each benchmark's own judges, those that call a model only with --judge-model].
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "judge", value_delimiter = ',', value_name = "NAME")
+    )]
+    pub judges: Vec<String>,
+    /// The model LLM judges call (any model reference a target can use).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "REF"))]
+    pub judge_model: Option<String>,
+    /// A rubric template file for a judge, NAME=PATH (repeatable).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "judge-template", value_name = "NAME=PATH")
+    )]
+    pub judge_templates: Vec<String>,
+    /// What the judges judge: answer, reasoning, or both [default: both].
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', value_name = "CHANNEL")
+    )]
+    pub channels: Vec<crate::settings::Channels>,
+    /// The scoring endpoint of the reward judge (--judge reward):
+    /// URL[,format=score|classify|messages][,model=M][,path=data.0.score][,threshold=0].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SPEC"))]
+    pub reward: Option<String>,
+    /// Judge texts longer than N characters (long traces) in overlapping windows of N.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub chunk_chars: Option<usize>,
+    /// How window verdicts combine: any-unsafe (default) or majority.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "RULE", value_parser = parse_combine))]
+    pub chunk_combine: Option<Combine>,
+    /// Environment variable holding the key of the judge, attacker and responder models
+    /// [default: OPENAI_API_KEY, only for api.openai.com]; the targets' key is never sent to
+    /// them.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "NAME"))]
+    pub judge_api_key_env: Option<String>,
+}
+
 /// Parses `--chunk-combine`.
 #[cfg(feature = "clap")]
 fn parse_combine(text: &str) -> Result<Combine, redtrace_judges::JudgeError> {
@@ -398,120 +409,81 @@ fn model_ref(text: Option<&str>, flag: &str) -> Result<Option<ModelRef>> {
 impl Overrides {
     /// Lays these overrides over `suite`, resolving everything into settings.
     pub fn apply(&self, suite: Suite) -> Result<RunSettings> {
-        let from_file = suite.path.is_some();
+        let from_file = suite.path.is_some() && self.models.is_empty();
         let mut models = suite.models;
         let mut benchmarks = suite.benchmarks;
-        match &suite.path {
-            Some(path) if !self.models.is_empty() || !self.benches.is_empty() => bail!(
-                "give models and benchmarks either in the suite file {} or with --model/--bench, not both",
-                path.display()
-            ),
-            Some(_) => {}
-            None => {
-                if self.models.is_empty() {
-                    bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
-                }
-                if self.benches.is_empty() {
-                    bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
-                }
-                for reference in &self.models {
-                    let mut config = ModelConfig::parse_ref(reference)?;
-                    config.api_key_env = self
-                        .api_key_env
-                        .clone()
-                        .or_else(|| default_key_env(&config));
-                    models.push(config);
-                }
-                let fields = FieldMap {
-                    prompt: self.prompt_field.clone().unwrap_or_else(|| "prompt".into()),
-                    id: self.id_field.clone(),
-                    category: self.category_field.clone(),
-                    label: self.label_field.clone(),
-                    system: self.system_field.clone(),
-                    fixed_label: None,
-                    skip_without_prompt: false,
-                    prompt_template: None,
-                };
-                for name in &self.benches {
-                    benchmarks.push(BenchmarkDraft {
-                        source: BenchSource::parse(name, fields.clone())?,
+        // `--model` and `--bench` replace the suite's models and benchmarks (a benchmark the
+        // suite names keeps its table: limit, seed, judges); without a suite they are the run.
+        if suite.path.is_none() {
+            if self.models.is_empty() {
+                bail!("no model: give --model MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1) or a suite file");
+            }
+            if self.benches.is_empty() {
+                bail!("no benchmark: give --bench NAME (e.g. --bench xstest) or --bench file:PATH");
+            }
+        }
+        if !self.models.is_empty() {
+            models.clear();
+            for reference in &self.models {
+                let mut config = ModelConfig::parse_ref(reference)?;
+                config.api_key_env = self
+                    .api_key_env
+                    .clone()
+                    .or_else(|| default_key_env(&config));
+                models.push(config);
+            }
+        }
+        if !self.benches.is_empty() {
+            let fields = FieldMap {
+                prompt: self.prompt_field.clone().unwrap_or_else(|| "prompt".into()),
+                id: self.id_field.clone(),
+                category: self.category_field.clone(),
+                label: self.label_field.clone(),
+                system: self.system_field.clone(),
+                fixed_label: None,
+                skip_without_prompt: false,
+                prompt_template: None,
+            };
+            let mut from_suite = std::mem::take(&mut benchmarks);
+            for name in &self.benches {
+                let source = BenchSource::parse(name, fields.clone())?;
+                let draft = match from_suite
+                    .iter()
+                    .position(|d| d.source.name() == source.name())
+                {
+                    Some(at) => from_suite.remove(at),
+                    None => BenchmarkDraft {
+                        source,
                         limit: None,
                         sample_seed: None,
                         judges: None,
-                    });
-                }
+                    },
+                };
+                benchmarks.push(draft);
             }
         }
         let models = self.apply_to_models(models, from_file)?;
 
         // Judges: a benchmark's own list, else the overrides', else the suite's, else the
         // benchmark's defaults. LLM judges without a model of their own call the judge model.
-        let judge_model =
-            model_ref(self.judge_model.as_deref(), "--judge-model")?.or(suite.judge_model);
-        // `--judge NAME[=MODEL_REF]` for every benchmark, or `--judge BENCH=NAME` for one.
-        let known_judge = |name: &str| {
-            redtrace_judges::registry()
-                .iter()
-                .any(|(known, _, _)| *known == name)
-        };
-        let mut cli_judges = Vec::new();
-        let mut bench_judges: Vec<(String, JudgeSetting)> = Vec::new();
-        for text in &self.judges {
-            match text.split_once('=') {
-                Some((bench, judge)) if known_judge(judge.trim()) => {
-                    bench_judges.push((bench.trim().to_owned(), JudgeSetting::parse(judge.trim())?))
-                }
-                _ => cli_judges.push(JudgeSetting::parse(text)?),
-            }
-        }
-        for (bench, judge) in &bench_judges {
-            if !benchmarks.iter().any(|d| d.source.name() == *bench) {
-                bail!(
-                    "--judge {bench}={}: the run has no benchmark {bench} (it has {})",
-                    judge.name,
-                    benchmarks
-                        .iter()
-                        .map(|d| d.source.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-        let global_judges = if !cli_judges.is_empty() {
-            Some(cli_judges)
+        let choice = JudgeChoice::parse(&self.judging, suite.judge_model)?;
+        let names: Vec<String> = benchmarks.iter().map(|d| d.source.name()).collect();
+        choice.check_benchmarks(&names)?;
+        let judge_model = choice.judge_model.clone();
+        let global_judges = if !choice.everywhere.is_empty() {
+            Some(choice.everywhere.clone())
         } else if !suite.judges.is_empty() {
             Some(suite.judges)
         } else {
             None
         };
-        let templates = parse_templates(&self.judge_templates)?;
-        if self.chunk_chars.is_some_and(|n| n < 100) {
-            bail!("--chunk-chars must be at least 100");
-        }
-        let chunk = self.chunk_chars.map(|chars| Chunking {
-            chars,
-            combine: self.chunk_combine.unwrap_or(Combine::AnyUnsafe),
-        });
-        let reward = self
-            .reward
-            .as_deref()
-            .map(RewardSetting::parse)
-            .transpose()
-            .context("--reward")?;
-        let cli_channels = (!self.channels.is_empty())
-            .then(|| parse_channels(&self.channels))
-            .transpose()
-            .context("--channels")?;
         let mut notes = Vec::new();
         let mut plans = Vec::new();
         for draft in benchmarks {
-            let own: Vec<JudgeSetting> = bench_judges
-                .iter()
-                .filter(|(bench, _)| *bench == draft.source.name())
-                .map(|(_, judge)| judge.clone())
-                .collect();
+            let base = draft.source.name();
+            let own = choice.for_benchmark(&base);
             let named = !own.is_empty() || draft.judges.is_some() || global_judges.is_some();
-            let mut judges = if !own.is_empty() {
+            let judges = if !own.is_empty() {
                 own
             } else {
                 match draft.judges.or_else(|| global_judges.clone()) {
@@ -519,77 +491,13 @@ impl Overrides {
                     None => default_judges(&draft.source, judge_model.is_some(), &mut notes)?,
                 }
             };
-            // A judge made for some benchmarks' rows is refused elsewhere, before anything is
-            // sent, with the judges that fit.
-            let base = draft.source.name();
-            for judge in &judges {
-                if let Some(fits) = redtrace_judges::applies_to(&judge.name) {
-                    if !fits.contains(&base.as_str()) {
-                        bail!(
-                            "judge '{}' cannot judge {base}: it is made for {} (it reads their rows' own fields); {base}'s own judges are {}, and harm, refusal-llm or refusal-rule judge any text (per benchmark: --judge {base}=NAME)",
-                            judge.name,
-                            fits.join(", "),
-                            draft.source.default_judges().join(", ")
-                        );
-                    }
-                }
-            }
-            if let Some(channels) = &cli_channels {
-                // A default judge that is not valid on the channels asked for is left out,
-                // saying so; a judge named on the command line or in the suite is an error.
-                judges.retain(|judge| {
-                    let valid = redtrace_judges::valid_channels(&judge.name);
-                    let keep = named || channels.iter().any(|c| valid.contains(c));
-                    if !keep {
-                        notes.push(format!(
-                            "{}: its judge {} does not judge {}; left out",
-                            draft.source.name(),
-                            judge.name,
-                            channels
-                                .iter()
-                                .map(|c| c.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                    keep
-                });
-            }
-            for judge in &mut judges {
-                judge.complete(judge_model.as_ref(), &templates)?;
-                if let Some(channels) = &cli_channels {
-                    judge.channels = channels.clone();
-                }
-                let valid = redtrace_judges::valid_channels(&judge.name);
-                if judge.channels != redtrace_core::Channel::ALL {
-                    if let Some(channel) = judge.channels.iter().find(|c| !valid.contains(c)) {
-                        if !named || judge.channels.iter().any(|c| valid.contains(c)) {
-                            // Asked for both through --channels with one valid: keep that one.
-                            judge.channels.retain(|c| valid.contains(c));
-                        } else {
-                            bail!(
-                                "judge '{}' does not judge the {} channel{}",
-                                judge.name,
-                                channel.as_str(),
-                                redtrace_judges::why_not_on(&judge.name, *channel)
-                                    .map(|why| format!(": {why}"))
-                                    .unwrap_or_default()
-                            );
-                        }
-                    }
-                }
-                if chunk.is_some() {
-                    judge.chunk = chunk;
-                }
-                if judge.name == redtrace_judges::RewardJudge::NAME {
-                    if reward.is_some() {
-                        judge.reward = reward.clone();
-                    }
-                    if judge.reward.is_none() {
-                        return Err(redtrace_judges::JudgeError::NeedsEndpoint.into());
-                    }
-                }
-            }
+            let judges = choice.finish(
+                &base,
+                draft.source.default_judges(),
+                judges,
+                named,
+                &mut notes,
+            )?;
             let responder_model = match draft.source.responder() {
                 Some(role) => Some(judge_model.clone().with_context(|| {
                     format!(
@@ -663,7 +571,7 @@ impl Overrides {
             use_cache: !self.no_cache,
             new_run: self.new_run,
             backoff,
-            helper_key_env: self.judge_api_key_env.clone(),
+            helper_key_env: self.judging.judge_api_key_env.clone(),
             helper_limits: HelperLimits {
                 timeout_secs: self.timeout,
                 max_retries: self.retries,
@@ -783,6 +691,175 @@ impl Overrides {
                 ..draft
             })
             .collect())
+    }
+}
+
+/// How judges are chosen from the command line, for a run (`redtrace run`) and for the
+/// re-judging of a stored one (`redtrace judge`): `--judge NAME[=MODEL_REF]` for every
+/// benchmark or `--judge BENCH=NAME` for one, completed with the judge model, templates,
+/// channels, chunking and the reward endpoint, and checked against the benchmark they judge.
+pub(crate) struct JudgeChoice {
+    /// Judges named for every benchmark.
+    pub everywhere: Vec<JudgeSetting>,
+    /// Judges named for one benchmark (`BENCH=NAME`).
+    pub per_benchmark: Vec<(String, JudgeSetting)>,
+    /// The model LLM judges call.
+    pub judge_model: Option<ModelRef>,
+    templates: Vec<(String, PathBuf)>,
+    chunk: Option<Chunking>,
+    reward: Option<RewardSetting>,
+    channels: Option<Vec<redtrace_core::Channel>>,
+}
+
+impl JudgeChoice {
+    /// The judge flags of `overrides`; `judge_model` is the suite's, which the flag overrides.
+    pub fn parse(overrides: &JudgeOverrides, judge_model: Option<ModelRef>) -> Result<Self> {
+        let known_judge = |name: &str| {
+            redtrace_judges::registry()
+                .iter()
+                .any(|(known, _, _)| *known == name)
+        };
+        let mut everywhere = Vec::new();
+        let mut per_benchmark = Vec::new();
+        for text in &overrides.judges {
+            match text.split_once('=') {
+                Some((bench, judge)) if known_judge(judge.trim()) => per_benchmark
+                    .push((bench.trim().to_owned(), JudgeSetting::parse(judge.trim())?)),
+                _ => everywhere.push(JudgeSetting::parse(text)?),
+            }
+        }
+        if overrides.chunk_chars.is_some_and(|n| n < 100) {
+            bail!("--chunk-chars must be at least 100");
+        }
+        Ok(Self {
+            everywhere,
+            per_benchmark,
+            judge_model: model_ref(overrides.judge_model.as_deref(), "--judge-model")?
+                .or(judge_model),
+            templates: parse_templates(&overrides.judge_templates)?,
+            chunk: overrides.chunk_chars.map(|chars| Chunking {
+                chars,
+                combine: overrides.chunk_combine.unwrap_or(Combine::AnyUnsafe),
+            }),
+            reward: overrides
+                .reward
+                .as_deref()
+                .map(RewardSetting::parse)
+                .transpose()
+                .context("--reward")?,
+            channels: (!overrides.channels.is_empty())
+                .then(|| parse_channels(&overrides.channels))
+                .transpose()
+                .context("--channels")?,
+        })
+    }
+
+    /// Refuses `BENCH=NAME` for a benchmark not among `names`.
+    pub fn check_benchmarks(&self, names: &[String]) -> Result<()> {
+        for (bench, judge) in &self.per_benchmark {
+            if !names.contains(bench) {
+                bail!(
+                    "--judge {bench}={}: the run has no benchmark {bench} (it has {})",
+                    judge.name,
+                    names.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The judges named for benchmark `base` alone.
+    pub fn for_benchmark(&self, base: &str) -> Vec<JudgeSetting> {
+        self.per_benchmark
+            .iter()
+            .filter(|(bench, _)| bench == base)
+            .map(|(_, judge)| judge.clone())
+            .collect()
+    }
+
+    /// `judges` for benchmark `base` (whose own judges are `defaults`), checked and completed:
+    /// a judge made for other benchmarks' rows is refused; with `--channels`, a default judge
+    /// that does not judge them is left out (a note) and a `named` one is an error; LLM judges
+    /// get the judge model and their templates; chunking and the reward endpoint apply.
+    pub fn finish(
+        &self,
+        base: &str,
+        defaults: &[&str],
+        mut judges: Vec<JudgeSetting>,
+        named: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<JudgeSetting>> {
+        // A judge made for some benchmarks' rows is refused elsewhere, before anything is
+        // sent, with the judges that fit.
+        for judge in &judges {
+            if let Some(fits) = redtrace_judges::applies_to(&judge.name) {
+                if !fits.contains(&base) {
+                    bail!(
+                        "judge '{}' cannot judge {base}: it is made for {} (it reads their rows' own fields); {base}'s own judges are {}, and harm, refusal-llm or refusal-rule judge any text (per benchmark: --judge {base}=NAME)",
+                        judge.name,
+                        fits.join(", "),
+                        defaults.join(", ")
+                    );
+                }
+            }
+        }
+        if let Some(channels) = &self.channels {
+            // A default judge that is not valid on the channels asked for is left out,
+            // saying so; a judge named on the command line or in the suite is an error.
+            judges.retain(|judge| {
+                let valid = redtrace_judges::valid_channels(&judge.name);
+                let keep = named || channels.iter().any(|c| valid.contains(c));
+                if !keep {
+                    notes.push(format!(
+                        "{}: its judge {} does not judge {}; left out",
+                        base,
+                        judge.name,
+                        channels
+                            .iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                keep
+            });
+        }
+        for judge in &mut judges {
+            judge.complete(self.judge_model.as_ref(), &self.templates)?;
+            if let Some(channels) = &self.channels {
+                judge.channels = channels.clone();
+            }
+            let valid = redtrace_judges::valid_channels(&judge.name);
+            if judge.channels != redtrace_core::Channel::ALL {
+                if let Some(channel) = judge.channels.iter().find(|c| !valid.contains(c)) {
+                    if !named || judge.channels.iter().any(|c| valid.contains(c)) {
+                        // Asked for both through --channels with one valid: keep that one.
+                        judge.channels.retain(|c| valid.contains(c));
+                    } else {
+                        bail!(
+                            "judge '{}' does not judge the {} channel{}",
+                            judge.name,
+                            channel.as_str(),
+                            redtrace_judges::why_not_on(&judge.name, *channel)
+                                .map(|why| format!(": {why}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            if self.chunk.is_some() {
+                judge.chunk = self.chunk;
+            }
+            if judge.name == redtrace_judges::RewardJudge::NAME {
+                if self.reward.is_some() {
+                    judge.reward = self.reward.clone();
+                }
+                if judge.reward.is_none() {
+                    return Err(redtrace_judges::JudgeError::NeedsEndpoint.into());
+                }
+            }
+        }
+        Ok(judges)
     }
 }
 

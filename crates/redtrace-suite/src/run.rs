@@ -222,6 +222,7 @@ pub async fn run(
         samples_per_prompt: settings.samples_per_prompt,
         use_cache: settings.use_cache,
         total_units: Some(total_units),
+        stored_only: false,
     };
     let result = redtrace_engine::run(
         plan,
@@ -234,16 +235,25 @@ pub async fn run(
         shutdown,
     )
     .await;
-    let store = Store::open(&settings.db).context("recording how the run ended")?;
+    ended(&settings.db, run_id, result, resumed)
+}
+
+/// Records how the engine's run of `run_id` ended as its status, and hands the outcome on.
+pub(crate) fn ended(
+    db: &std::path::Path,
+    run_id: RunId,
+    result: Result<RunSummary, redtrace_engine::EngineError>,
+    resumed: bool,
+) -> Result<RunOutcome> {
+    let store = Store::open(db).context("recording how the run ended")?;
     match &result {
         Ok(summary) if summary.interrupted => store.set_status(run_id, RunStatus::Interrupted)?,
         Ok(_) => store.set_status(run_id, RunStatus::Complete)?,
         Err(_) => store.set_status(run_id, RunStatus::Failed)?,
     }
-    let summary = result?;
     Ok(RunOutcome {
         run_id,
-        summary,
+        summary: result?,
         resumed,
     })
 }

@@ -106,7 +106,10 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     let settings = redtrace_suite::Suite::default().with(&redtrace_suite::Overrides {
         models: vec![format!("bench-r1@{base_url}")],
         benches: vec![format!("file:{}", data.display())],
-        judges: vec![redtrace_suite::FALLBACK_JUDGE.to_owned()],
+        judging: redtrace_suite::JudgeOverrides {
+            judges: vec![redtrace_suite::FALLBACK_JUDGE.to_owned()],
+            ..Default::default()
+        },
         concurrency: Some(args.concurrency),
         stream: args.stream,
         retries: Some(0),

@@ -23,6 +23,15 @@ pub enum Command {
   redtrace run suite.toml
   redtrace run --model qwq@http://127.0.0.1:11434/v1 --bench file:prompts.csv --prompt-field question")]
     Run(Box<RunArgs>),
+    /// Judge a stored run's completions again with other judges, into a new run linked to it;
+    /// nothing is sent to the targets.
+    #[command(after_help = "Examples:
+  redtrace judge --run 3 --judge refusal-llm --judge-model gpt-4o-mini@https://api.openai.com/v1
+  redtrace judge --run last --judge xstest=refusal-rule,airbench=airbench --judge-model qwen@http://127.0.0.1:8000/v1
+  redtrace report --compare 3    # the re-judged run against the original, paired
+
+Benchmarks no judge is named for are left out. The same command again resumes the re-judging.")]
+    Judge(Box<JudgeArgs>),
     /// Show a stored run's metrics.
     #[command(
         after_help = "Examples:\n  redtrace report --run last\n  redtrace report --run 3 --format json"
@@ -103,6 +112,41 @@ pub struct RunArgs {
     /// (failed calls, unparseable replies); every judge with unscored verdicts is reported.
     #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
     pub max_unscored: f64,
+}
+
+/// `redtrace judge`: a stored run and the judges to judge it with.
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// The stored run: `last` or a run id.
+    #[arg(long, default_value = "last")]
+    pub run: String,
+    /// The judges and how they judge.
+    #[command(flatten)]
+    pub judging: redtrace_suite::JudgeOverrides,
+    /// Where data sets live, for judges that read their method from there [env: REDTRACE_DATA].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Judge requests in flight at once per endpoint.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Judge requests per minute per endpoint.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Per-request timeout in seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Retries for rate limits, server errors, timeouts and dropped connections.
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// No progress bar and no report at the end.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Exit 1 when a judge left more than this share of the texts it had to judge unscored.
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    pub max_unscored: f64,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Output formats of `report`.

@@ -37,8 +37,77 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     for note in &settings.notes {
         eprintln!("note: {note}");
     }
+    let outcome = with_signals(|shutdown| {
+        let bar = Arc::new(crate::progress::Bar::new(args.quiet));
+        redtrace_suite::run(&settings, bar, shutdown)
+    })?;
+    let how = if outcome.resumed {
+        "(resumed)"
+    } else {
+        "(new)"
+    };
+    ended(
+        &settings.db,
+        &outcome,
+        how,
+        args.quiet,
+        args.max_unscored,
+        out,
+    )
+}
+
+/// `redtrace judge`: judges a stored run's completions again into a run of its own, with a
+/// progress bar and Ctrl-C handling; prints and exits as `run` does.
+pub fn judge(args: &crate::cli::JudgeArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let request = redtrace_suite::Rejudge {
+        run: args.run.clone(),
+        judging: args.judging.clone(),
+        db: args.db.db.clone(),
+        data_dir: args
+            .data_dir
+            .clone()
+            .or_else(|| std::env::var_os(redtrace_datasets::DATA_DIR_ENV).map(Into::into))
+            .or_else(|| redtrace_datasets::catalog::default_data_dir().filter(|dir| dir.is_dir())),
+        limits: redtrace_suite::HelperLimits {
+            timeout_secs: args.timeout,
+            max_retries: args.retries,
+            max_concurrency: args.concurrency,
+            requests_per_minute: args.rpm,
+        },
+        backoff: Default::default(),
+    };
+    let outcome = with_signals(|shutdown| {
+        let bar = Arc::new(crate::progress::Bar::new(args.quiet));
+        redtrace_suite::rejudge(&request, bar, shutdown)
+    })?;
+    let from = Store::open_read_only(&request.db)?
+        .resolve_run(&outcome.run_id.to_string())?
+        .spec
+        .rejudged_from
+        .unwrap_or_default();
+    let how = format!(
+        "({}re-judging run {from}, nothing sent to the targets)",
+        if outcome.resumed { "resumed, " } else { "" }
+    );
+    ended(
+        &request.db,
+        &outcome,
+        &how,
+        args.quiet,
+        args.max_unscored,
+        out,
+    )
+}
+
+/// Runs `work` on a runtime with Ctrl-C (and SIGTERM) wired to its shutdown: the first stops
+/// the intake, the second abandons requests in flight.
+fn with_signals<F, Fut>(work: F) -> Result<redtrace_suite::RunOutcome>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<redtrace_suite::RunOutcome>>,
+{
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcome = runtime.block_on(async {
+    runtime.block_on(async {
         let shutdown = Shutdown::default();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -51,15 +120,26 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 }
             }
         });
-        let bar = Arc::new(crate::progress::Bar::new(args.quiet));
-        redtrace_suite::run(&settings, bar, shutdown).await
-    })?;
+        work(shutdown).await
+    })
+}
+
+/// What a run or a re-judging did, said on stderr, its report printed (unless quiet) and
+/// every judge that left texts unscored named; the exit code: 130 interrupted, 1 when units
+/// failed or a judge left more than `max_unscored` unscored.
+fn ended(
+    db: &Path,
+    outcome: &redtrace_suite::RunOutcome,
+    how: &str,
+    quiet: bool,
+    max_unscored: f64,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let summary = outcome.summary;
     eprintln!(
-        "run {} {} in {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
+        "run {} {how} in {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
         outcome.run_id,
-        if outcome.resumed { "(resumed)" } else { "(new)" },
-        settings.db.display(),
+        db.display(),
         summary.answered,
         summary.cached,
         summary.skipped,
@@ -78,13 +158,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
             summary.failed
         );
     }
-    if !args.quiet {
-        print_report(&settings.db, outcome.run_id, out)?;
+    if !quiet {
+        print_report(db, outcome.run_id, out)?;
     }
     // A judge that could not judge is said, per judge, with why; past the threshold the run
     // is not a success.
     let mut judges_failed = false;
-    let health = Store::open_read_only(&settings.db)?.judge_health(outcome.run_id)?;
+    let health = Store::open_read_only(db)?.judge_health(outcome.run_id)?;
     for judge in health.iter().filter(|j| j.unscored > 0) {
         let share = judge.unscored as f64 / judge.verdicts as f64;
         let reasons: Vec<String> = judge
@@ -93,7 +173,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
             .take(3)
             .map(|(reason, n)| format!("{n}× {reason}"))
             .collect();
-        let over = share > args.max_unscored;
+        let over = share > max_unscored;
         judges_failed |= over;
         eprintln!(
             "{}: judge {} left {} of {} texts unscored ({:.1}%): {}{}",
@@ -105,8 +185,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
             redtrace_core::printable(&reasons.join("; ")),
             if over {
                 format!(
-                    " - over --max-unscored {}; fix the judge and run again (only its verdicts are redone)",
-                    args.max_unscored
+                    " - over --max-unscored {max_unscored}; fix the judge and run again (only its verdicts are redone)"
                 )
             } else {
                 String::new()

@@ -61,6 +61,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     let mut out = stdout.lock();
     match cli.command {
         Command::Run(args) => commands::run(&args, &mut out),
+        Command::Judge(args) => commands::judge(&args, &mut out),
         Command::Report(args) => {
             commands::report(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
