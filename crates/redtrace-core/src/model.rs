@@ -61,6 +61,11 @@ pub enum ModelSource {
         /// The file within the repository.
         file: String,
     },
+    /// Generations made elsewhere, read from a file by `redtrace import`: never asked.
+    Imported {
+        /// The file they were read from.
+        file: String,
+    },
 }
 
 /// One target (or judge) model, fully resolved.
@@ -271,6 +276,7 @@ impl ModelConfig {
                     ));
                 }
             }
+            ModelSource::Imported { .. } => {}
         }
         if self.max_concurrency == 0 {
             return fail("max_concurrency must be at least 1".into());
@@ -287,6 +293,7 @@ impl ModelConfig {
             ModelSource::OpenAi { base_url } => redact_url(base_url.trim_end_matches('/')),
             ModelSource::Gguf { path } => format!("gguf:{path}"),
             ModelSource::Hf { repo, file } => format!("hf:{repo}/{file}"),
+            ModelSource::Imported { file } => format!("imported:{file}"),
         }
     }
 

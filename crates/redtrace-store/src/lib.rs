@@ -1,20 +1,26 @@
 //! The store: one SQLite file (bundled, WAL) holding runs with their frozen spec, the samples
 //! they used, every completion (or the error that stood in for it) and every verdict, plus
-//! the completion cache (any earlier successful completion with the same request hash) and
-//! streaming exports.
+//! the completion cache (any earlier successful completion with the same request hash),
+//! streaming exports (JSONL, CSV, Parquet, inspect_ai logs) and imports of generations made
+//! elsewhere.
 //!
 //! Writes come in batches, each one transaction, so a crash loses at most the batch in
-//! flight and never leaves half a completion. Nothing here holds a whole run in memory:
-//! reads stream rows to a callback. API keys never reach this crate: specs name the
+//! flight and never leaves half a completion. Nothing here holds a whole run in memory
+//! (an import, which checks its whole file before storing any of it, excepted): reads stream
+//! rows to a callback. API keys never reach this crate: specs name the
 //! environment variable, not its value.
 
 mod export;
+mod import;
+mod inspect;
 mod schema;
 
 pub use export::{
     csv_cell, parquet_schema, write_csv, write_jsonl, write_parquet, EXPORT_SCHEMA_VERSION,
     PARQUET_BATCH,
 };
+pub use import::{import, ImportOptions, Imported};
+pub use inspect::write_inspect;
 
 use redtrace_core::{
     Channel, Completion, ErrorKind, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample,
@@ -80,6 +86,9 @@ pub enum StoreError {
     /// Writing an export failed.
     #[error("writing the export failed: {0}")]
     Export(String),
+    /// A file to import could not be read; nothing was stored.
+    #[error("import of {0}; nothing was stored")]
+    Import(String),
 }
 
 /// A run's id in its store.

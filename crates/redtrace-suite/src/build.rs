@@ -254,6 +254,10 @@ pub async fn provider_for(
             let path = download(repo, file, progress.clone()).await?;
             local_provider(config, &path, progress.as_ref())
         }
+        ModelSource::Imported { file } => anyhow::bail!(
+            "model '{}' holds generations imported from {file}: it cannot be asked anything; judge them with `redtrace judge`",
+            config.name
+        ),
     }
 }
 

@@ -487,6 +487,37 @@ pub fn test_model_or_skip(test: &str) -> Option<PathBuf> {
     found
 }
 
+/// Runs `script` with python3, arguments `args`, when the Python package `module` can be
+/// imported: its output, or `None` (with a message) when python3 or the package is missing, as
+/// on a machine `scripts/test.sh` did not prepare. Under CI (`CI` set), where the test command
+/// installs the package, a missing one fails the test instead of skipping it.
+pub fn python_with(module: &str, test: &str, script: &str, args: &[&str]) -> Option<String> {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: python3 cannot import {module}, which the test command installs"
+        );
+        eprintln!("skipping {test}: python3 cannot import {module} (pip install {module})");
+        return None;
+    }
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{test}: the {module} script failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// A real llama.cpp server (the `xllamacpp` Python package) serving a GGUF file on
 /// 127.0.0.1; stopped when dropped.
 pub struct LlamaServer {

@@ -42,6 +42,17 @@ Benchmarks no judge is named for are left out. The same command again resumes th
         after_help = "Examples:\n  redtrace export --run last --format jsonl > results.jsonl"
     )]
     Export(ExportArgs),
+    /// Bring generations made elsewhere into the store, to judge them with `redtrace judge`.
+    #[command(after_help = "Examples:
+  redtrace import generations.jsonl --model my-r1 --bench my-prompts
+  redtrace import results.csv           # an export of redtrace's, or any file with its fields
+  redtrace import logs/2026-12-01T10-00-00_task_abc.eval   # an inspect_ai log, traces kept
+  redtrace judge --run last --judge refusal-llm --judge-model J@URL
+
+JSONL and CSV take the fields `export` writes: prompt (or messages), reasoning (the trace),
+answer, and optionally model, benchmark, sample_id, sample_k, category, prompt_label,
+error_message; other fields are kept as the sample's metadata.")]
+    Import(ImportArgs),
     /// List stored runs.
     Runs(RunsArgs),
     /// Upgrade a store written by an older redtrace to this version's schema, in place.
@@ -220,6 +231,9 @@ pub enum ExportFormat {
     Csv,
     /// Parquet (needs --output), flat, snappy-compressed.
     Parquet,
+    /// inspect_ai logs (needs --output DIR), one .eval file per model and benchmark, the trace
+    /// as a reasoning block and every verdict as a score: `inspect view` opens them.
+    Inspect,
 }
 
 /// `redtrace export`.
@@ -234,6 +248,23 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `redtrace import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A .jsonl, .csv or inspect_ai .eval file.
+    pub file: PathBuf,
+    /// The model of records that do not name one [default: imported; an inspect log's model].
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// The benchmark of records that do not name one [default: file:NAME; an inspect log's
+    /// task].
+    #[arg(long, value_name = "NAME")]
+    pub bench: Option<String>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

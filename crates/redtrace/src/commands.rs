@@ -203,6 +203,47 @@ fn ended(
     })
 }
 
+/// `redtrace import`: generations made elsewhere into the store, as a run to judge.
+pub fn import(args: &crate::cli::ImportArgs, out: &mut dyn Write) -> Result<()> {
+    let mut store = Store::open(&args.db.db)?;
+    let imported = redtrace_store::import(
+        &mut store,
+        &args.file,
+        &redtrace_store::ImportOptions {
+            model: args.model.clone(),
+            benchmark: args.bench.clone(),
+        },
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    if imported.existing {
+        writeln!(
+            out,
+            "{} was imported before, as run {} in {} ({} generations); nothing changed",
+            args.file.display(),
+            imported.run,
+            args.db.db.display(),
+            imported.records
+        )?;
+    } else {
+        writeln!(
+            out,
+            "imported {} generations ({} failed) from {} as run {} in {}",
+            imported.records,
+            imported.errors,
+            args.file.display(),
+            imported.run,
+            args.db.db.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "judge them: redtrace judge --run {} --judge NAME [--judge-model REF] --db {}",
+        imported.run,
+        args.db.db.display()
+    )?;
+    Ok(())
+}
+
 /// Waits for Ctrl-C, or for SIGTERM (what `kill`, a scheduler or `docker stop` sends), which
 /// is handled the same way; `false` when no signal can be listened for.
 async fn interrupted() -> bool {
@@ -351,6 +392,16 @@ pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
     };
     let written = match (args.format, &args.output) {
+        (ExportFormat::Inspect, None) => anyhow::bail!(
+            "inspect_ai logs are one file per model and benchmark: give --output DIR (e.g. --output logs/, then `inspect view --log-dir logs`)"
+        ),
+        (ExportFormat::Inspect, Some(dir)) => {
+            let paths = redtrace_store::write_inspect(&store, run.id, dir)?;
+            for path in &paths {
+                eprintln!("wrote {}", path.display());
+            }
+            paths.len() as u64
+        }
         (ExportFormat::Parquet, None) => {
             anyhow::bail!("Parquet is binary: give --output FILE (e.g. --output results.parquet)")
         }
@@ -382,7 +433,9 @@ fn text_export(
     Ok(match format {
         ExportFormat::Jsonl => write_jsonl(store, run, out)?,
         ExportFormat::Csv => write_csv(store, run, out)?,
-        ExportFormat::Parquet => unreachable!("Parquet is written to a file"),
+        ExportFormat::Parquet | ExportFormat::Inspect => {
+            unreachable!("Parquet and inspect logs are written to files")
+        }
     })
 }
 

@@ -62,6 +62,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => commands::run(&args, &mut out),
         Command::Judge(args) => commands::judge(&args, &mut out),
+        Command::Import(args) => {
+            commands::import(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report(args) => {
             commands::report(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
@@ -69,8 +73,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => {
             let lines = commands::export(&args, &mut out)?;
             out.flush()?;
-            if let Some(path) = &args.output {
-                eprintln!("wrote {lines} records to {}", path.display());
+            match &args.output {
+                Some(path) if args.format == cli::ExportFormat::Inspect => {
+                    eprintln!("wrote {lines} inspect_ai logs to {}", path.display())
+                }
+                Some(path) => eprintln!("wrote {lines} records to {}", path.display()),
+                None => {}
             }
             Ok(ExitCode::SUCCESS)
         }
