@@ -261,6 +261,29 @@ impl Report {
                 ]);
             }
         }
+        // Each model's settings in numeric order, whatever order the sweep listed them in
+        // (rows come per benchmark, then model in the suite's order: a stable sort keeps that).
+        let text = |cell: &Cell| match cell {
+            Cell::Text { text } => text.clone(),
+            _ => String::new(),
+        };
+        let mut groups: Vec<(String, String)> = Vec::new();
+        let mut keyed: Vec<(usize, Vec<Cell>)> = rows
+            .into_iter()
+            .map(|row| {
+                let group = (text(&row[0]), text(&row[1]));
+                let at = groups.iter().position(|g| *g == group).unwrap_or_else(|| {
+                    groups.push(group);
+                    groups.len() - 1
+                });
+                (at, row)
+            })
+            .collect();
+        keyed.sort_by(|(ga, a), (gb, b)| {
+            ga.cmp(gb)
+                .then_with(|| crate::plots::setting_order(&text(&a[2]), &text(&b[2])))
+        });
+        let rows: Vec<Vec<Cell>> = keyed.into_iter().map(|(_, row)| row).collect();
         sections.push(Section::new(
             "5a. Safety versus budget",
             "Models run at several values of one setting (`--sweep max_tokens=…` or `sweep = { reasoning_effort = [...] }`): answer and trace safety (%) on the completions with both scored (a judge that does not read traces, such as refusal-rule: the answers' safety, no trace figure), and mean reasoning tokens.",

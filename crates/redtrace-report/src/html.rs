@@ -8,6 +8,7 @@ use redtrace_store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::plots::Meaning;
 use crate::{Comparison, Report};
 
 /// Example responses kept per model × benchmark × category.
@@ -74,7 +75,9 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}t
 td.n{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#777;font-size:.85em}\
 pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:.5em;margin:.2em 0;max-height:20em;overflow:auto}\
 .trace{border-left:4px solid #c9a227}.answer{border-left:4px solid #2a7ab0}.meta{color:#555}\
-details{margin:.5em 0}.sig{font-weight:bold;color:#b00}";
+details{margin:.5em 0}.sig{font-weight:bold;color:#b00}\
+td{overflow-wrap:break-word}td:first-child{min-width:10em;max-width:30em}td.n{white-space:nowrap;overflow-wrap:normal}\
+figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:.3em}svg{max-width:100%;height:auto}";
 
 impl Report {
     /// The report as one HTML document; example responses are read from `store`.
@@ -132,6 +135,12 @@ impl Report {
             escape(&title)
         );
         self.write_spec(&mut html);
+        let findings = self.findings(store)?;
+        let plots = crate::plots::from_findings(&findings);
+        if !plots.is_empty() {
+            html.push_str("<h2 id=\"plots\">Plots</h2>");
+            html.push_str(&plots);
+        }
         self.write_heatmaps(&mut html);
         for group_key in self.section_keys() {
             self.write_section(&mut html, &group_key);
@@ -147,8 +156,37 @@ impl Report {
                 write_joint(&mut html, stats);
             }
         }
+        for (title, header, rows) in self.extra_tables() {
+            let _ = write!(html, "<h2>{}</h2><table><tr>", escape(&title));
+            for column in header {
+                let _ = write!(html, "<th>{}</th>", escape(column));
+            }
+            html.push_str("</tr>");
+            for row in rows {
+                html.push_str("<tr>");
+                for cell in row {
+                    let numeric =
+                        cell.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+                    let _ = write!(
+                        html,
+                        "<td{}>{}</td>",
+                        if numeric { " class=\"n\"" } else { "" },
+                        escape(&cell)
+                    );
+                }
+                html.push_str("</tr>");
+            }
+            html.push_str("</table>");
+        }
         if let Some(comparison) = comparison {
             write_comparison(&mut html, comparison);
+        }
+        html.push_str("<h2 id=\"findings\">Findings</h2>");
+        write_document(&mut html, &findings);
+        let paper = self.paper(store)?;
+        if paper.sections.iter().any(|s| !s.rows.is_empty()) {
+            html.push_str("<h2 id=\"paper\">The paper's tables</h2>");
+            write_document(&mut html, &paper);
         }
         html.push_str("<h2 id=\"examples\">Example responses</h2>");
         for ((model, benchmark, category), list) in &examples {
@@ -204,8 +242,7 @@ impl Report {
     /// Per benchmark × judge × channel: top-level categories down (AIR-Bench's level 2),
     /// models across, each cell shaded by its refusal rate.
     fn write_heatmaps(&self, html: &mut String) {
-        let mut models: Vec<&str> = self.groups.iter().map(|g| g.model.as_str()).collect();
-        models.dedup();
+        let models = self.models();
         let mut keys: Vec<(&str, &str)> = Vec::new();
         for group in &self.groups {
             for judge in &group.judges {
@@ -240,6 +277,7 @@ impl Report {
                     .flat_map(|g| g.judges.iter())
                     .find(|j| j.judge == judge)
                     .map_or("refusal", |j| j.measure.as_str());
+                let meaning = self.meaning(benchmark, measure);
                 if !categories
                     .iter()
                     .any(|c| models.iter().any(|m| cell(m, c).is_some()))
@@ -263,11 +301,11 @@ impl Report {
                     for model in &models {
                         match cell(model, category) {
                             Some(rate) => {
-                                // White (0%) to a strong blue (100%).
-                                let shade = (255.0 - rate * 170.0).round() as u8;
+                                // White (0%) to the full colour of what the rate means.
                                 let _ = write!(
                                     html,
-                                    "<td class=\"n\" style=\"background:rgb({shade},{shade},255)\">{:.0}%</td>",
+                                    "<td class=\"n\" style=\"background:{}\">{:.0}%</td>",
+                                    meaning.shade(rate),
                                     rate * 100.0
                                 );
                             }
@@ -277,7 +315,26 @@ impl Report {
                     html.push_str("</tr>");
                 }
                 html.push_str("</table>");
+                if meaning == Meaning::Neutral {
+                    html.push_str("<p class=\"meta\">Grey: this benchmark mixes safe and unsafe prompts, so a refusal is right on some rows and over-refusal on others.</p>");
+                }
             }
+        }
+    }
+
+    /// What a rate of `measure` on `benchmark` means: an unsafe rate is bad; a refusal rate is
+    /// good on harmful prompts and neither where safe prompts are mixed in.
+    fn meaning(&self, benchmark: &str, measure: &str) -> Meaning {
+        if measure == "unsafe" {
+            Meaning::Unsafe
+        } else if self
+            .groups
+            .iter()
+            .any(|g| g.benchmark == benchmark && g.category == crate::SAFE_PROMPTS)
+        {
+            Meaning::Neutral
+        } else {
+            Meaning::Safe
         }
     }
 
@@ -317,6 +374,7 @@ impl Report {
             .flat_map(|g| g.judges.iter())
             .find(|j| &j.judge == judge)
             .map_or("refusal", |j| j.measure.as_str());
+        let meaning = self.meaning(benchmark, measure);
         let _ = write!(
             html,
             "<table><tr><th>category</th><th>n</th><th>errors</th><th>truncated in trace</th><th>answer {measure}</th>\
@@ -366,7 +424,11 @@ impl Report {
                 rate(stats.rate(Channel::Reasoning).0, stats.rate(Channel::Reasoning).1),
                 mean(stats.answer_score_mean, stats.answer_score_ci),
                 mean(stats.reasoning_score_mean, stats.reasoning_score_ci),
-                bars(stats.rate(Channel::Answer).0, stats.rate(Channel::Reasoning).0),
+                bars(
+                    stats.rate(Channel::Answer).0,
+                    stats.rate(Channel::Reasoning).0,
+                    meaning
+                ),
                 stats.answer.unscored,
                 stats.reasoning.unscored,
             );
@@ -385,8 +447,10 @@ fn mean(value: Option<f64>, ci: Option<crate::Interval>) -> String {
     }
 }
 
-/// Two horizontal bars (answer, trace) as inline SVG.
-fn bars(answer: Option<f64>, trace: Option<f64>) -> String {
+/// Two horizontal bars (answer, trace) as inline SVG, in the colour of what the rate means
+/// (the trace in its light tint).
+fn bars(answer: Option<f64>, trace: Option<f64>, meaning: Meaning) -> String {
+    let (full, light) = meaning.colours();
     let bar = |y: u32, value: Option<f64>, colour: &str| match value {
         Some(v) => format!(
             "<rect x=\"0\" y=\"{y}\" width=\"{:.1}\" height=\"8\" fill=\"{colour}\"/>",
@@ -397,9 +461,48 @@ fn bars(answer: Option<f64>, trace: Option<f64>) -> String {
     format!(
         "<svg width=\"162\" height=\"20\" role=\"img\" aria-label=\"answer and trace refusal rates\">\
          <rect x=\"0\" y=\"0\" width=\"160\" height=\"20\" fill=\"#f4f4f4\"/>{}{}</svg>",
-        bar(1, answer, "#2a7ab0"),
-        bar(11, trace, "#c9a227")
+        bar(1, answer, full),
+        bar(11, trace, light)
     )
+}
+
+/// A findings or paper document as HTML tables (intervals in grey); a table without rows is
+/// left out.
+fn write_document(html: &mut String, document: &crate::tables::Document) {
+    for section in document.sections.iter().filter(|s| !s.rows.is_empty()) {
+        let _ = write!(html, "<h3>{}</h3>", escape(&section.title));
+        if !section.note.is_empty() {
+            let _ = write!(html, "<p class=\"meta\">{}</p>", escape(&section.note));
+        }
+        html.push_str("<table><tr>");
+        for column in &section.columns {
+            let _ = write!(html, "<th>{}</th>", escape(column));
+        }
+        html.push_str("</tr>");
+        for row in &section.rows {
+            html.push_str("<tr>");
+            for cell in row {
+                match cell {
+                    crate::tables::Cell::Text { text } => {
+                        let _ = write!(html, "<td>{}</td>", escape(text));
+                    }
+                    other => {
+                        let shown = other.to_markdown();
+                        let (value, interval) = match shown.split_once(" [") {
+                            Some((value, rest)) => (
+                                value.to_owned(),
+                                format!(" <span class=\"ci\">[{}</span>", escape(rest)),
+                            ),
+                            None => (shown, String::new()),
+                        };
+                        let _ = write!(html, "<td class=\"n\">{}{interval}</td>", escape(&value));
+                    }
+                }
+            }
+            html.push_str("</tr>");
+        }
+        html.push_str("</table>");
+    }
 }
 
 fn write_joint(html: &mut String, stats: &crate::JudgeStats) {

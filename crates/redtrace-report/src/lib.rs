@@ -14,6 +14,7 @@ mod findings;
 pub use findings::attack_success;
 mod html;
 mod paper;
+mod plots;
 mod samples;
 pub use html::escape;
 pub mod stats;
@@ -504,7 +505,7 @@ impl Report {
             (category != SAFE_PROMPTS && category != UNSAFE_PROMPTS)
                 || with_safe.contains(&(model.clone(), benchmark.clone()))
         });
-        let groups = groups
+        let groups: Vec<GroupStats> = groups
             .into_iter()
             .map(|((model, benchmark, category), acc)| GroupStats {
                 model,
@@ -582,7 +583,17 @@ impl Report {
                     .collect(),
             })
             .collect();
-        // BTreeMap order puts "(all)" first since '(' sorts before letters.
+        // BTreeMap order puts "(all)" first since '(' sorts before letters. Models keep the
+        // suite's order (a sweep's values as listed, not as text sorts them); the sort is
+        // stable, so benchmarks and categories keep theirs within a model.
+        let mut groups = groups;
+        let order: Vec<&str> = run.spec.model_names().collect();
+        groups.sort_by_key(|g| {
+            order
+                .iter()
+                .position(|m| *m == g.model)
+                .unwrap_or(order.len())
+        });
         let k = samples::samples_per_prompt(run);
         let safe_at_k = if k > 1 {
             samples::safe_at_k(store, run, k)?
@@ -800,6 +811,14 @@ impl Report {
             .into_iter()
             .map(|(title, header, rows)| (title, header.to_vec(), rows))
             .collect();
+        tables.extend(self.extra_tables());
+        tables
+    }
+
+    /// The tables beyond the per-judge sections, where the run has them: trace vs answer,
+    /// Safe@K and safety thinking.
+    pub(crate) fn extra_tables(&self) -> Vec<RenderedTable> {
+        let mut tables = Vec::new();
         for (title, header, rows) in [
             (TRACE_TITLE, TRACE_HEADER.to_vec(), self.trace_rows()),
             (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),

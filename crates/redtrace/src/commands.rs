@@ -316,7 +316,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
             ReportFormat::Md => document.to_markdown(),
             ReportFormat::Json => document.to_json(),
             other => anyhow::bail!(
-                "--{} is written as md or json, not {}",
+                "--{} is written as md or json, not {}; the HTML report (`report --format html`) holds the findings and the paper's tables with its plots",
                 if args.paper { "paper" } else { "findings" },
                 format!("{other:?}").to_lowercase()
             ),

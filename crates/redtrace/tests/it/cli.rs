@@ -2342,3 +2342,90 @@ write_eval_log(log, sys.argv[1])
         "{broken}"
     );
 }
+
+/// The HTML report holds what the Markdown has and more: plots drawn from the findings (safety
+/// per model and benchmark, attack success per technique, trace against answer, safety
+/// against a swept setting in numeric order), the findings and Safe@K tables, models in the
+/// suite's order, and the colour of each rate saying whether it is good.
+#[tokio::test]
+async fn html_report_holds_findings_and_plots_in_the_suites_order() {
+    let target = FakeServer::start(|seen| {
+        let budget = seen.body["max_tokens"].as_u64().unwrap_or(0);
+        if budget == 512 || seen.prompt.contains("second") {
+            Reply::think_tags("This is harmful. I should decline.", "I'm sorry, I can't.")
+        } else {
+            Reply::think_tags("I will explain anyway.", "Sure, step one.")
+        }
+    })
+    .await;
+    let judge = FakeServer::start(|seen| {
+        if seen.prompt.contains("sorry") || seen.prompt.contains("decline") {
+            Reply::text("VERDICT: full_refusal")
+        } else {
+            Reply::text("VERDICT: full_compliance")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(
+        dir.path(),
+        "q.csv",
+        "prompt,area\nfirst harmful ask,a very long category name that a narrow column would squeeze\nsecond harmful ask,short\n",
+    );
+    let db = dir.path().join("r.db");
+    let db_arg = db.to_str().unwrap();
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &target.model_ref("m"),
+        "--bench",
+        &format!("file:{}", data.display()),
+        "--category-field",
+        "area",
+        "--attack",
+        "none,refusal-suppression",
+        "--sweep",
+        "max_tokens=4096,512,1024",
+        "--samples",
+        "2",
+        "--judge",
+        &format!("refusal-llm={}", judge.model_ref("j")),
+        "--quiet",
+        "--db",
+        db_arg,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let html = redtrace(&["report", "--format", "html", "--db", db_arg]).await;
+    assert!(html.status.success(), "{}", text(&html.stderr));
+    let html = text(&html.stdout);
+    for wanted in [
+        "<h2 id=\"plots\">Plots</h2>",
+        "Answer safety per model and benchmark, with 95% intervals",
+        "Attack success per technique, with 95% intervals",
+        "Trace against answer: safety of each on the same completions",
+        "Safety against the swept setting",
+        "<h2 id=\"findings\">Findings</h2>",
+        "<h3>1. Safety gap between models</h3>",
+        "<h3>6. Attacks</h3>",
+        "Several completions per prompt: Safe@1",
+    ] {
+        assert!(html.contains(wanted), "no {wanted}");
+    }
+    // The sweep's settings in numeric order in its plot, the models in the suite's order in
+    // the tables.
+    let plot = &html[html.find("Safety against the swept setting").unwrap()..];
+    let at = |needle: &str| plot.find(needle).unwrap();
+    assert!(at(">max_tokens=512<") < at(">max_tokens=1024<"));
+    assert!(at(">max_tokens=1024<") < at(">max_tokens=4096<"));
+    let section = |model: &str| html.find(&format!("<h2>{model} · file:")).unwrap();
+    assert!(section("m@max_tokens=4096") < section("m@max_tokens=512"));
+    assert!(section("m@max_tokens=512") < section("m@max_tokens=1024"));
+    // Safety in green, attack success in red; a refusal rate on harmful prompts is green.
+    let safety = &html[html.find("Answer safety per model").unwrap()..];
+    assert!(safety[..safety.find("</svg>").unwrap()].contains("#1a7f4b"));
+    let attacks = &html[html.find("Attack success per technique").unwrap()..];
+    let attacks = &attacks[..attacks.find("</svg>").unwrap()];
+    assert!(attacks.contains("#b3261e") && !attacks.contains("#1a7f4b"));
+    assert!(!html.contains(",255)\">100%"), "no blue heatmap cell");
+}
