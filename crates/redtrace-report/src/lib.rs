@@ -934,17 +934,26 @@ impl Report {
 
     /// The report as terminal tables.
     pub fn to_terminal(&self) -> String {
+        self.to_terminal_width(None)
+    }
+
+    /// The report for a terminal `width` characters wide (`None`: as wide as the tables are).
+    /// A table wider than that has its intervals folded away, then its least needed columns
+    /// left out (token sums, mean scores, truncation, compliance, errors, then from the
+    /// right), and the report ends with a hint saying so.
+    pub fn to_terminal_width(&self, width: Option<usize>) -> String {
         let mut out = format!("{}\n", self.title());
+        let mut narrowed = false;
         for (title, header, rows) in self.tables() {
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(header);
-            for row in rows {
-                table.add_row(row);
-            }
+            let (table, folded) = fit_table(&header, &rows, width);
+            narrowed |= folded;
             out.push_str(&format!("\n{title}\n{table}\n"));
+        }
+        if narrowed {
+            out.push_str(&format!(
+                "\n(This terminal is {} columns wide: intervals and some columns are left out above; widen it, or use --format md, json or html for everything.)\n",
+                width.unwrap_or_default()
+            ));
         }
         if let Some(note) = self.no_trace_judge() {
             out.push_str(&format!("\n{note}\n"));
@@ -980,6 +989,90 @@ impl Report {
         out.push_str(&format!("\n{NOTE}\n"));
         out
     }
+}
+
+/// The width terminal tables are fitted to: `REDTRACE_WIDTH` where set, else the width of
+/// the terminal standard output writes to; `None` (tables as wide as they are) when output
+/// goes to a file or a pipe.
+pub fn terminal_width() -> Option<usize> {
+    if let Some(width) = std::env::var("REDTRACE_WIDTH")
+        .ok()
+        .and_then(|w| w.trim().parse::<usize>().ok())
+        .filter(|&w| w > 0)
+    {
+        return Some(width);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return None;
+    }
+    Table::new().width().map(usize::from)
+}
+
+/// The columns a narrow terminal leaves out first, in that order.
+const DROP_FIRST: &[&str] = &[
+    "tokens prompt/answer/reasoning",
+    "mean score answer/trace",
+    "truncated in trace",
+    "answer compliance",
+    "trace compliance",
+    "errors",
+    "unscored answer/trace",
+];
+
+/// The width of a rendered table: its longest line, in characters.
+fn rendered_width(table: &str) -> usize {
+    table.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+/// A table rendered to fit `width`: as it is when it fits (or no width is given); else with
+/// its intervals folded (`12.5% [8.1, 18.9]` → `12.5%`), then without the columns a reader
+/// needs least ([`DROP_FIRST`]), and if it is still too wide with its text wrapped in its cells
+/// (a long category name over several lines). Whether it was narrowed.
+fn fit_table(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> (String, bool) {
+    let render = |keep: &[usize], fold: bool, wrap: Option<usize>| {
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED);
+        match wrap {
+            Some(width) => table
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(u16::try_from(width).unwrap_or(u16::MAX)),
+            None => table.set_content_arrangement(ContentArrangement::Disabled),
+        };
+        table.set_header(keep.iter().map(|&i| header[i]).collect::<Vec<_>>());
+        for row in rows {
+            table.add_row(keep.iter().map(|&i| {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                if fold {
+                    cell.split(" [").next().unwrap_or(cell).to_owned()
+                } else {
+                    cell.to_owned()
+                }
+            }));
+        }
+        table.to_string()
+    };
+    let mut keep: Vec<usize> = (0..header.len()).collect();
+    let full = render(&keep, false, None);
+    let Some(width) = width else {
+        return (full, false);
+    };
+    if rendered_width(&full) <= width {
+        return (full, false);
+    }
+    let mut table = render(&keep, true, None);
+    for name in DROP_FIRST {
+        if rendered_width(&table) <= width {
+            break;
+        }
+        if let Some(drop) = header.iter().position(|h| h == name) {
+            keep.retain(|&i| i != drop);
+            table = render(&keep, true, None);
+        }
+    }
+    if rendered_width(&table) > width {
+        table = render(&keep, true, Some(width));
+    }
+    (table, true)
 }
 
 const HEADER: [&str; 11] = [

@@ -267,7 +267,11 @@ async fn interrupted() -> bool {
 /// Prints a run's report for the terminal.
 fn print_report(db: &Path, run: RunId, out: &mut dyn Write) -> Result<()> {
     let report = redtrace_suite::report(db, run)?;
-    out.write_all(report.to_terminal().as_bytes())?;
+    out.write_all(
+        report
+            .to_terminal_width(redtrace_report::terminal_width())
+            .as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -333,7 +337,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     };
     let text = match args.format.unwrap_or(ReportFormat::Table) {
         ReportFormat::Table => {
-            report.to_terminal()
+            report.to_terminal_width(redtrace_report::terminal_width())
                 + &comparison
                     .as_ref()
                     .map(|c| c.to_terminal())
