@@ -161,6 +161,14 @@ pub enum TraceSource {
     Imported,
     /// The reasoning content (`ContentReasoning`) of an inspect_ai log (`redtrace import`).
     InspectReasoning,
+    /// Anthropic's `thinking` (and `redacted_thinking`) content blocks.
+    AnthropicThinking,
+    /// OpenAI Responses API `reasoning` output items (their summary parts).
+    ResponsesReasoning,
+    /// Gemini parts marked `thought: true`.
+    GeminiThought,
+    /// Ollama's native `message.thinking`.
+    OllamaThinking,
 }
 
 /// The state of a trace.
@@ -174,8 +182,43 @@ pub enum TraceState {
     /// The model shows no trace (not a reasoning model).
     Absent,
     /// The model reasoned (its usage counts reasoning tokens) but the server withheld the
-    /// trace (o3-mini and other hidden-reasoning APIs): there is none to judge.
+    /// trace (o3-mini and other hidden-reasoning APIs), or sent it as a redacted block: there
+    /// is none to judge.
     Redacted,
+    /// The text is the provider's summary of a trace it keeps hidden (Claude 4's summarized
+    /// thinking, OpenAI's reasoning summaries), not the model's own words: judged as the
+    /// trace, and always said to be a summary.
+    Summary,
+    /// The trace came back encrypted only (OpenAI's `encrypted_content`): none to judge.
+    Encrypted,
+    /// The provider was asked to (or by default does) leave the trace out of the response
+    /// (Anthropic's `display: omitted`): none to judge.
+    Omitted,
+}
+
+impl TraceState {
+    /// What the trace is, as reports and exports name it: `raw` (the model's own text),
+    /// `summary`, `encrypted`, `omitted`, `redacted`, `truncated` (the budget ran out inside
+    /// it) or `absent`.
+    pub fn provenance(self) -> &'static str {
+        match self {
+            TraceState::Complete => "raw",
+            TraceState::Truncated => "truncated",
+            TraceState::Absent => "absent",
+            TraceState::Redacted => "redacted",
+            TraceState::Summary => "summary",
+            TraceState::Encrypted => "encrypted",
+            TraceState::Omitted => "omitted",
+        }
+    }
+
+    /// Whether there is trace text to judge in this state.
+    pub fn has_text(self) -> bool {
+        matches!(
+            self,
+            TraceState::Complete | TraceState::Truncated | TraceState::Summary
+        )
+    }
 }
 
 /// The thinking trace of a completion, lifted out once at the provider boundary.
@@ -229,6 +272,9 @@ pub enum StopReason {
     Length,
     /// The provider's filter stopped it (`content_filter`).
     ContentFilter,
+    /// The provider's safety system refused, not the model's text (Anthropic's `refusal`
+    /// stop reason, an OpenAI `refusal` field, a Gemini prompt block or `SAFETY` finish).
+    Refusal,
     /// It called a tool (`tool_calls`).
     ToolCalls,
     /// Any other reason, as the server wrote it.
@@ -242,6 +288,7 @@ impl StopReason {
             "stop" | "end_turn" => StopReason::Stop,
             "length" | "max_tokens" => StopReason::Length,
             "content_filter" => StopReason::ContentFilter,
+            "refusal" => StopReason::Refusal,
             "tool_calls" => StopReason::ToolCalls,
             other => StopReason::Other(other.to_owned()),
         }
@@ -253,6 +300,7 @@ impl StopReason {
             StopReason::Stop => "stop",
             StopReason::Length => "length",
             StopReason::ContentFilter => "content_filter",
+            StopReason::Refusal => "refusal",
             StopReason::ToolCalls => "tool_calls",
             StopReason::Other(text) => text,
         }
@@ -456,6 +504,16 @@ impl Completion {
     /// True when the model ran out of budget while thinking.
     pub fn truncated_in_reasoning(&self) -> bool {
         self.reasoning.state == TraceState::Truncated
+    }
+
+    /// True when the provider's safety system, not the model's text, refused (a `refusal`
+    /// stop, a content filter, a blocked prompt): its own outcome, counted as a refusal by
+    /// refusal judges and as safe by harm judges, and never retried.
+    pub fn is_provider_refusal(&self) -> bool {
+        matches!(
+            self.finish_reason,
+            Some(StopReason::Refusal | StopReason::ContentFilter)
+        )
     }
 }
 

@@ -36,7 +36,19 @@ pub struct SamplingParams {
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// How hard a reasoning model thinks (`low`, `medium`, `high`), mapped per API: OpenAI
+    /// and OpenRouter `reasoning_effort` / `reasoning.effort`, Anthropic adaptive thinking's
+    /// effort, Gemini's `thinkingLevel`, Ollama's `think` level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// The thinking token budget, mapped per API: Anthropic `budget_tokens`, Gemini
+    /// `thinkingBudget`, OpenRouter `reasoning.max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<u64>,
 }
+
+/// The reasoning efforts `--reasoning-effort` takes.
+pub const REASONING_EFFORTS: [&str; 3] = ["low", "medium", "high"];
 
 /// Where a model runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +72,27 @@ pub enum ModelSource {
         repo: String,
         /// The file within the repository.
         file: String,
+    },
+    /// Behind Anthropic's Messages API (`BASE_URL/messages`).
+    Anthropic {
+        /// The API base URL, e.g. `https://api.anthropic.com/v1`.
+        base_url: String,
+    },
+    /// Behind OpenAI's Responses API (`BASE_URL/responses`).
+    #[serde(rename = "openai_responses")]
+    OpenAiResponses {
+        /// The API base URL, e.g. `https://api.openai.com/v1`.
+        base_url: String,
+    },
+    /// Behind the Gemini API (`BASE_URL/models/MODEL:generateContent`).
+    Gemini {
+        /// The API base URL, e.g. `https://generativelanguage.googleapis.com/v1beta`.
+        base_url: String,
+    },
+    /// Behind Ollama's native API (`BASE_URL/api/chat`).
+    Ollama {
+        /// The server, e.g. `http://127.0.0.1:11434`.
+        base_url: String,
     },
     /// Generations made elsewhere, read from a file by `redtrace import`: never asked.
     Imported {
@@ -132,6 +165,28 @@ fn default_retries() -> u32 {
     5
 }
 
+/// The native APIs a model reference can name: its prefix, the API's default base URL, and
+/// the source it makes.
+type MakeSource = fn(String) -> ModelSource;
+const NATIVE_APIS: [(&str, &str, MakeSource); 4] = [
+    ("anthropic:", "https://api.anthropic.com/v1", |base_url| {
+        ModelSource::Anthropic { base_url }
+    }),
+    (
+        "openai-responses:",
+        "https://api.openai.com/v1",
+        |base_url| ModelSource::OpenAiResponses { base_url },
+    ),
+    (
+        "gemini:",
+        "https://generativelanguage.googleapis.com/v1beta",
+        |base_url| ModelSource::Gemini { base_url },
+    ),
+    ("ollama:", "http://127.0.0.1:11434", |base_url| {
+        ModelSource::Ollama { base_url }
+    }),
+];
+
 impl ModelConfig {
     /// A configuration with defaults for everything but the endpoint and model id.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
@@ -149,8 +204,8 @@ impl ModelConfig {
         // A local model decodes its parallel sequences in one batch: more requests in flight
         // than its sequences only queue.
         let max_concurrency = match source {
-            ModelSource::OpenAi { .. } => default_concurrency(),
-            _ => 4,
+            ModelSource::Gguf { .. } | ModelSource::Hf { .. } => 4,
+            _ => default_concurrency(),
         };
         Self {
             name: model.clone(),
@@ -190,7 +245,27 @@ impl ModelConfig {
                 .unwrap_or(file)
                 .to_owned()
         };
-        let config = if let Some(path) = reference.strip_prefix("gguf:") {
+        let native = NATIVE_APIS.iter().find_map(|(prefix, default, make)| {
+            reference
+                .strip_prefix(prefix)
+                .map(|rest| (*prefix, *default, make, rest))
+        });
+        let config = if let Some((prefix, default, make, rest)) = native {
+            // PREFIX:MODEL[@BASE_URL]: the URL starts at the last `@http`, as for
+            // MODEL@BASE_URL.
+            let (model, base_url) = ["@http://", "@https://"]
+                .iter()
+                .filter_map(|marker| rest.rfind(marker))
+                .max()
+                .map_or((rest, default), |at| (&rest[..at], &rest[at + 1..]));
+            if model.is_empty() {
+                return Err(ConfigError(format!(
+                    "model reference '{}' has no model id: expected {prefix}MODEL[@BASE_URL]",
+                    redact_credentials(reference)
+                )));
+            }
+            Self::with_source(make(base_url.to_owned()), model)
+        } else if let Some(path) = reference.strip_prefix("gguf:") {
             Self::with_source(
                 ModelSource::Gguf {
                     path: path.to_owned(),
@@ -211,7 +286,8 @@ impl ModelConfig {
             Self::with_source(source, stem(file))
         } else {
             let hint = "expected MODEL@BASE_URL (e.g. deepseek-r1@http://127.0.0.1:8000/v1), \
-                        gguf:PATH or hf:OWNER/REPO/FILE.gguf";
+                        anthropic:MODEL, openai-responses:MODEL, gemini:MODEL, ollama:MODEL \
+                        (each with an optional @BASE_URL), gguf:PATH or hf:OWNER/REPO/FILE.gguf";
             // The URL starts at the last `@http`: a model id may hold `@`, and so may a URL's
             // credentials (refused by `validate`, never taken for part of the model id).
             let split = ["@http://", "@https://"]
@@ -241,7 +317,11 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |what: String| Err(ConfigError(format!("model '{}': {what}", self.name)));
         match &self.source {
-            ModelSource::OpenAi { base_url } => {
+            ModelSource::OpenAi { base_url }
+            | ModelSource::Anthropic { base_url }
+            | ModelSource::OpenAiResponses { base_url }
+            | ModelSource::Gemini { base_url }
+            | ModelSource::Ollama { base_url } => {
                 if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                     return fail(format!(
                         "base_url '{}' must start with http:// or https://",
@@ -278,6 +358,44 @@ impl ModelConfig {
             }
             ModelSource::Imported { .. } => {}
         }
+        if let Some(effort) = &self.params.reasoning_effort {
+            if !REASONING_EFFORTS.contains(&effort.as_str()) {
+                return fail(format!(
+                    "reasoning_effort '{effort}': give {}",
+                    REASONING_EFFORTS.join(", ")
+                ));
+            }
+        }
+        // A reasoning setting the API has no place for is refused before anything is sent.
+        let unsupported = match &self.source {
+            ModelSource::Gguf { .. } | ModelSource::Hf { .. } => Some((
+                "an in-process model",
+                true,
+                true,
+                "cap its output with max_tokens",
+            )),
+            ModelSource::Ollama { .. } => Some((
+                "Ollama",
+                false,
+                true,
+                "give reasoning_effort (think levels)",
+            )),
+            ModelSource::OpenAiResponses { .. } => Some((
+                "the Responses API",
+                false,
+                true,
+                "give reasoning_effort, or max_tokens for the whole output",
+            )),
+            _ => None,
+        };
+        if let Some((api, no_effort, no_budget, instead)) = unsupported {
+            if no_effort && self.params.reasoning_effort.is_some() {
+                return fail(format!("{api} takes no reasoning_effort: {instead}"));
+            }
+            if no_budget && self.params.thinking_budget.is_some() {
+                return fail(format!("{api} takes no thinking_budget: {instead}"));
+            }
+        }
         if self.max_concurrency == 0 {
             return fail("max_concurrency must be at least 1".into());
         }
@@ -290,7 +408,11 @@ impl ModelConfig {
     /// The endpoint requests are grouped under for concurrency and rate limits.
     pub fn endpoint(&self) -> String {
         match &self.source {
-            ModelSource::OpenAi { base_url } => redact_url(base_url.trim_end_matches('/')),
+            ModelSource::OpenAi { base_url }
+            | ModelSource::Anthropic { base_url }
+            | ModelSource::OpenAiResponses { base_url }
+            | ModelSource::Gemini { base_url }
+            | ModelSource::Ollama { base_url } => redact_url(base_url.trim_end_matches('/')),
             ModelSource::Gguf { path } => format!("gguf:{path}"),
             ModelSource::Hf { repo, file } => format!("hf:{repo}/{file}"),
             ModelSource::Imported { file } => format!("imported:{file}"),
@@ -300,7 +422,11 @@ impl ModelConfig {
     /// The base URL, for a model behind an OpenAI-compatible endpoint.
     pub fn base_url(&self) -> Option<&str> {
         match &self.source {
-            ModelSource::OpenAi { base_url } => Some(base_url),
+            ModelSource::OpenAi { base_url }
+            | ModelSource::Anthropic { base_url }
+            | ModelSource::OpenAiResponses { base_url }
+            | ModelSource::Gemini { base_url }
+            | ModelSource::Ollama { base_url } => Some(base_url),
             _ => None,
         }
     }

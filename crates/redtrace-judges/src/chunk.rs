@@ -70,6 +70,10 @@ impl Judge for Chunked {
         self.inner.empty_answer()
     }
 
+    fn provider_refusal(&self) -> Verdict {
+        self.inner.provider_refusal()
+    }
+
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         self.inner.judge_text(sample, channel, text).await
     }

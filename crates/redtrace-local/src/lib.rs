@@ -492,9 +492,10 @@ fn finish(sequence: Sequence, finish_reason: &str) {
         ..Default::default()
     });
     let reasoning_tokens = match reasoning.state {
-        redtrace_core::TraceState::Absent | redtrace_core::TraceState::Redacted => None,
         redtrace_core::TraceState::Truncated => Some(sequence.generated_tokens),
         redtrace_core::TraceState::Complete => sequence.reasoning_tokens,
+        // The in-process splitter only finds the model's own text, or none.
+        _ => None,
     };
     let raw = serde_json::json!({
         "engine": "llama.cpp (in-process)",

@@ -1,22 +1,33 @@
 //! Model providers: model references and configuration, the OpenAI-compatible chat client
-//! (non-streaming and SSE streaming), and the one place where the thinking trace is split from
+//! (non-streaming and SSE streaming), the native APIs that keep a reasoning model's trace apart
+//! from its answer (Anthropic Messages, OpenAI Responses, Gemini, Ollama), the shared HTTP
+//! plumbing they stand on, and the one place where a trace inline in the text is split from
 //! the answer ([`split_reasoning`]).
 //!
 //! A provider makes exactly one attempt per call; retries, rate limits and concurrency belong
 //! to the engine, which asks [`ProviderError::is_retryable`] and
 //! [`ProviderError::retry_after`] rather than guessing from messages.
 
+mod anthropic;
+mod gemini;
+mod http;
 mod limits;
 mod model;
+mod ollama;
 mod openai;
+mod responses;
 mod split;
 
+pub use anthropic::{AnthropicProvider, ANTHROPIC_VERSION};
+pub use gemini::GeminiProvider;
 pub use limits::{Backoff, Gate, RateLimiter, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER};
 pub use model::{api_key, ApiKey};
+pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 pub use redtrace_core::model::{
     redact_url, ConfigError, ModelConfig, ModelRef, ModelSource, SamplingParams,
 };
+pub use responses::ResponsesProvider;
 pub use split::{split_reasoning, RawOutput};
 
 use async_trait::async_trait;

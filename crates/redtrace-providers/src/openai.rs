@@ -2,29 +2,20 @@
 //! `/v1`, DeepSeek, OpenRouter, Together, OpenAI), non-streaming and streaming.
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redtrace_core::{Completion, Role, StopReason, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::http::{sse_data, truncate_chars, Http, ERROR_BODY_CHARS};
 use crate::{
     split_reasoning, ApiKey, ChatRequest, ModelConfig, Provider, ProviderError, RawOutput,
 };
 
-/// How much of an error body goes into an error message.
-const ERROR_BODY_CHARS: usize = 300;
-
-/// An error body is read this far at most: its start is all an error message shows.
-const ERROR_BODY_BYTES: usize = 64 * 1024;
-
 /// A client for one model behind an OpenAI-compatible endpoint.
 pub struct OpenAiProvider {
-    config: ModelConfig,
-    api_key: Option<ApiKey>,
-    client: reqwest::Client,
+    http: Http,
     url: String,
-    endpoint: String,
 }
 
 impl OpenAiProvider {
@@ -37,33 +28,23 @@ impl OpenAiProvider {
 
     /// Builds the client with an explicit key (or none).
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(config.timeout_secs))
-            .connect_timeout(Duration::from_secs_f64(config.timeout_secs.min(30.0)))
-            .pool_max_idle_per_host(config.max_concurrency)
-            .build()
-            .expect("a reqwest client with static settings builds");
         let url = format!(
             "{}/chat/completions",
             config.base_url().unwrap_or_default().trim_end_matches('/')
         );
-        let endpoint = config.endpoint();
         Self {
-            config,
-            api_key,
-            client,
+            http: Http::new(config, api_key),
             url,
-            endpoint,
         }
     }
 
     /// The configuration this client was built from.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
+        &self.http.config
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
-        let params = &self.config.params;
+        let params = &self.http.config.params;
         let mut messages: Vec<Value> = request
             .messages
             .iter()
@@ -76,11 +57,11 @@ impl OpenAiProvider {
                 json!({ "role": role, "content": message.content })
             })
             .collect();
-        if let Some(prefill) = &self.config.think_prefill {
+        if let Some(prefill) = &self.http.config.think_prefill {
             messages.push(json!({ "role": "assistant", "content": prefill }));
         }
         let mut body = Map::new();
-        body.insert("model".into(), json!(self.config.model));
+        body.insert("model".into(), json!(self.http.config.model));
         body.insert("messages".into(), Value::Array(messages));
         if let Some(value) = params.temperature {
             body.insert("temperature".into(), json!(value));
@@ -97,11 +78,19 @@ impl OpenAiProvider {
         if !params.stop.is_empty() {
             body.insert("stop".into(), json!(params.stop));
         }
-        if self.config.stream {
+        // The reasoning settings as OpenAI, DeepSeek and vLLM (`reasoning_effort`) and
+        // OpenRouter (`reasoning.max_tokens`) take them.
+        if let Some(effort) = &params.reasoning_effort {
+            body.insert("reasoning_effort".into(), json!(effort));
+        }
+        if let Some(budget) = params.thinking_budget {
+            body.insert("reasoning".into(), json!({ "max_tokens": budget }));
+        }
+        if self.http.config.stream {
             body.insert("stream".into(), json!(true));
             body.insert("stream_options".into(), json!({ "include_usage": true }));
         }
-        for (key, value) in &self.config.extra {
+        for (key, value) in &self.http.config.extra {
             body.insert(key.clone(), value.clone());
         }
         Value::Object(body)
@@ -110,7 +99,7 @@ impl OpenAiProvider {
     /// The assistant text the request ends with, which the model continues: the model's
     /// `think_prefill`, or a final assistant message.
     fn prefill<'r>(&'r self, request: &'r ChatRequest) -> Option<&'r str> {
-        if let Some(prefill) = &self.config.think_prefill {
+        if let Some(prefill) = &self.http.config.think_prefill {
             return Some(prefill);
         }
         match request.messages.last() {
@@ -122,81 +111,10 @@ impl OpenAiProvider {
     /// Whether the output starts inside a trace: the template opens one, or the request ends
     /// with an assistant prefill that opened `<think>` without closing it.
     fn opened_in_prompt(&self, request: &ChatRequest) -> bool {
-        self.config.template_opens_think
+        self.http.config.template_opens_think
             || self
                 .prefill(request)
                 .is_some_and(|prefill| prefill.contains("<think>") && !prefill.contains("</think>"))
-    }
-
-    fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        if error.is_timeout() {
-            ProviderError::Timeout {
-                endpoint: self.endpoint.clone(),
-                secs: self.config.timeout_secs,
-            }
-        } else {
-            // reqwest's messages name the URL; ours has no credentials in it, but strip the
-            // URL anyway so nothing but our redacted endpoint is shown.
-            let source = std::error::Error::source(&error).map(|source| source.to_string());
-            let detail = error.without_url().to_string();
-            let detail = match source {
-                Some(source) => format!("{detail}: {source}"),
-                None => detail,
-            };
-            ProviderError::Connection {
-                endpoint: self.endpoint.clone(),
-                detail,
-            }
-        }
-    }
-
-    fn invalid(&self, detail: impl Into<String>) -> ProviderError {
-        ProviderError::InvalidResponse {
-            endpoint: self.endpoint.clone(),
-            detail: self.redact(detail.into()),
-        }
-    }
-
-    /// The body, read up to `limit` bytes: past it, an error (`fail`) or the start alone. An
-    /// endless or huge body (a broken or hostile server) never fills the memory.
-    async fn read_capped(
-        &self,
-        response: reqwest::Response,
-        limit: usize,
-        fail: bool,
-    ) -> Result<String, ProviderError> {
-        let mut body: Vec<u8> = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| self.transport_error(error))?;
-            if body.len() + chunk.len() > limit {
-                if fail {
-                    return Err(self.too_large(limit));
-                }
-                body.extend_from_slice(&chunk[..limit - body.len()]);
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(String::from_utf8_lossy(&body).into_owned())
-    }
-
-    fn too_large(&self, limit: usize) -> ProviderError {
-        self.invalid(format!(
-            "the response passed {limit} bytes and was cut off (max_response_bytes in the \
-             model's suite table raises the cap)"
-        ))
-    }
-
-    /// `text` with this client's key replaced by `***` wherever a server echoed it (in an
-    /// error body, or in a reply), so that it reaches no store, report or message.
-    fn redact(&self, text: String) -> String {
-        match &self.api_key {
-            Some(key) if !key.expose().is_empty() && text.contains(key.expose()) => {
-                text.replace(key.expose(), "***")
-            }
-            _ => text,
-        }
     }
 }
 
@@ -257,30 +175,6 @@ struct StreamState {
     saw_choice: bool,
 }
 
-fn truncate_chars(text: &str, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
-fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 impl OpenAiProvider {
     fn finish(
         &self,
@@ -289,10 +183,10 @@ impl OpenAiProvider {
         raw: String,
         started: Instant,
     ) -> Completion {
-        let raw = self.redact(raw);
-        state.content = self.redact(state.content);
-        state.reasoning_content = self.redact(state.reasoning_content);
-        state.reasoning = self.redact(state.reasoning);
+        let raw = self.http.redact(raw);
+        state.content = self.http.redact(state.content);
+        state.reasoning_content = self.http.redact(state.reasoning_content);
+        state.reasoning = self.http.redact(state.reasoning);
         // Some servers (llama.cpp without streaming) echo an assistant prefill before its
         // continuation, others do not: the completion is the model's own text either way, so
         // the prefill (ours, not the model's) is never judged as its thinking.
@@ -330,7 +224,7 @@ impl OpenAiProvider {
         started: Instant,
     ) -> Result<Completion, ProviderError> {
         let parsed: ResponseJson = serde_json::from_str(&text).map_err(|error| {
-            self.invalid(format!(
+            self.http.invalid(format!(
                 "not JSON ({error}): {}",
                 truncate_chars(&text, ERROR_BODY_CHARS)
             ))
@@ -349,7 +243,7 @@ impl OpenAiProvider {
                     truncate_chars(&text, ERROR_BODY_CHARS)
                 ),
             };
-            return Err(self.invalid(detail));
+            return Err(self.http.invalid(detail));
         };
         let message = choice.message.unwrap_or_default();
         let state = StreamState {
@@ -370,13 +264,13 @@ impl OpenAiProvider {
             return Ok(());
         }
         let chunk: ResponseJson = serde_json::from_str(data).map_err(|error| {
-            self.invalid(format!(
+            self.http.invalid(format!(
                 "bad stream chunk ({error}): {}",
                 truncate_chars(data, ERROR_BODY_CHARS)
             ))
         })?;
         if let Some(error) = chunk.error {
-            return Err(self.invalid(format!(
+            return Err(self.http.invalid(format!(
                 "error in stream: {}",
                 truncate_chars(&error.to_string(), ERROR_BODY_CHARS)
             )));
@@ -411,39 +305,17 @@ impl OpenAiProvider {
         started: Instant,
     ) -> Result<Completion, ProviderError> {
         let mut state = StreamState::default();
-        let mut stream = response.bytes_stream();
-        let mut pending: Vec<u8> = Vec::new();
-        let limit = self.config.max_response_bytes();
-        let mut received = 0usize;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| self.transport_error(error))?;
-            received += chunk.len();
-            if received > limit {
-                return Err(self.too_large(limit));
-            }
-            pending.extend_from_slice(&chunk);
-            while let Some(newline) = pending.iter().position(|&byte| byte == b'\n') {
-                let line: Vec<u8> = pending.drain(..=newline).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end_matches(['\r', '\n']);
-                if let Some(data) = line.strip_prefix("data:") {
-                    self.absorb_event(&mut state, data.trim())?;
-                }
-            }
-        }
-        let tail = String::from_utf8_lossy(&pending).trim().to_owned();
-        if let Some(data) = tail.strip_prefix("data:") {
-            self.absorb_event(&mut state, data.trim())?;
-        }
+        self.http
+            .lines(response, |line| match sse_data(line) {
+                Some(data) => self.absorb_event(&mut state, data),
+                None => Ok(()),
+            })
+            .await?;
         if !state.done && state.finish_reason.is_none() {
-            return Err(ProviderError::Connection {
-                endpoint: self.endpoint.clone(),
-                detail: "stream ended before the completion finished (no finish_reason, no [DONE])"
-                    .into(),
-            });
+            return Err(self.http.cut("no finish_reason, no [DONE]"));
         }
         if !state.saw_choice {
-            return Err(self.invalid("stream carried no choices"));
+            return Err(self.http.invalid("stream carried no choices"));
         }
         // Keep an audit copy in the shape of a non-streamed response rather than thousands of
         // SSE chunks.
@@ -472,33 +344,15 @@ impl OpenAiProvider {
 impl Provider for OpenAiProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
         let started = Instant::now();
-        let mut builder = self.client.post(&self.url).json(&self.body(request));
-        if let Some(key) = &self.api_key {
+        let mut builder = self.http.client.post(&self.url).json(&self.body(request));
+        if let Some(key) = &self.http.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| self.transport_error(error))?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = parse_retry_after(response.headers());
-            let body = self
-                .read_capped(response, ERROR_BODY_BYTES, false)
-                .await
-                .unwrap_or_default();
-            return Err(ProviderError::Http {
-                status: status.as_u16(),
-                endpoint: self.endpoint.clone(),
-                body: truncate_chars(self.redact(body).trim(), ERROR_BODY_CHARS),
-                retry_after,
-            });
-        }
-        if self.config.stream {
+        let response = self.http.send(builder, |_| None).await?;
+        if self.http.config.stream {
             self.read_stream(request, response, started).await
         } else {
-            let limit = self.config.max_response_bytes();
-            let text = self.read_capped(response, limit, true).await?;
+            let text = self.http.body(response).await?;
             self.parse_whole(request, text, started)
         }
     }
@@ -512,9 +366,9 @@ impl Provider for OpenAiProvider {
             object.remove("stream_options");
         }
         json!({
-            "endpoint": self.endpoint,
+            "endpoint": self.http.endpoint,
             "body": body,
-            "template_opens_think": self.config.template_opens_think,
+            "template_opens_think": self.http.config.template_opens_think,
         })
         .to_string()
     }

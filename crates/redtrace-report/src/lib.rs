@@ -240,6 +240,12 @@ pub struct GroupStats {
     /// Completions without a trace whose usage reports reasoning tokens: the server kept the
     /// trace back (o3-mini, some APIs).
     pub trace_redacted: u64,
+    /// Completions the provider's safety system refused rather than the model's text
+    /// (a `refusal` stop, a content filter, a blocked prompt).
+    pub provider_refusals: u64,
+    /// Completions by what their trace is (`raw`, `summary`, `truncated`, `redacted`,
+    /// `encrypted`, `omitted`, `absent`; see [`TraceState::provenance`]).
+    pub trace_provenance: BTreeMap<String, u64>,
     /// Token sums.
     pub tokens: Tokens,
     /// Per judge.
@@ -363,6 +369,8 @@ struct Accumulator {
     with_trace: u64,
     bare_think_close: u64,
     redacted: u64,
+    provider_refusals: u64,
+    provenance: BTreeMap<&'static str, u64>,
     tokens: Tokens,
     judges: BTreeMap<String, JudgeAccumulator>,
 }
@@ -452,9 +460,19 @@ impl Report {
                         {
                             acc.bare_think_close += 1;
                         }
+                        if completion.is_provider_refusal() {
+                            acc.provider_refusals += 1;
+                        }
+                        *acc.provenance
+                            .entry(completion.reasoning.state.provenance())
+                            .or_default() += 1;
                         match completion.reasoning.state {
-                            TraceState::Complete | TraceState::Truncated => acc.with_trace += 1,
-                            TraceState::Redacted => acc.redacted += 1,
+                            TraceState::Complete | TraceState::Truncated | TraceState::Summary => {
+                                acc.with_trace += 1
+                            }
+                            TraceState::Redacted | TraceState::Encrypted | TraceState::Omitted => {
+                                acc.redacted += 1
+                            }
                             // Runs stored before the splitter said so: a trace kept back
                             // shows as absent with reasoning tokens in the usage.
                             TraceState::Absent
@@ -518,6 +536,12 @@ impl Report {
                 with_trace: acc.with_trace,
                 bare_think_close: acc.bare_think_close,
                 trace_redacted: acc.redacted,
+                provider_refusals: acc.provider_refusals,
+                trace_provenance: acc
+                    .provenance
+                    .iter()
+                    .map(|(name, n)| ((*name).to_owned(), *n))
+                    .collect(),
                 tokens: acc.tokens,
                 judges: acc
                     .judges
@@ -746,10 +770,39 @@ impl Report {
                     t.leak.to_string(),
                     t.escape.to_string(),
                     format!("{:.3}", t.p_value.unwrap_or(1.0)),
+                    // What the compared traces are: a summary is never shown as the trace.
+                    provenance_mix(group, &["raw", "summary", "truncated"]),
                 ]);
             }
         }
         rows
+    }
+
+    /// The provenance table: per model × benchmark, what the traces are (raw, summary,
+    /// truncated, withheld, absent) and how many answers the provider's safety system refused.
+    fn provenance_rows(&self) -> Vec<Vec<String>> {
+        let count =
+            |group: &GroupStats, name: &str| group.trace_provenance.get(name).copied().unwrap_or(0);
+        self.groups
+            .iter()
+            .filter(|g| g.category == ALL)
+            .map(|group| {
+                vec![
+                    group.model.clone(),
+                    group.benchmark.clone(),
+                    (group.n - group.errors).to_string(),
+                    count(group, "raw").to_string(),
+                    count(group, "summary").to_string(),
+                    count(group, "truncated").to_string(),
+                    (count(group, "redacted")
+                        + count(group, "encrypted")
+                        + count(group, "omitted"))
+                    .to_string(),
+                    count(group, "absent").to_string(),
+                    group.provider_refusals.to_string(),
+                ]
+            })
+            .collect()
     }
 
     /// The safety-thinking table: per model × benchmark × category (top level), the shares of
@@ -821,6 +874,11 @@ impl Report {
         let mut tables = Vec::new();
         for (title, header, rows) in [
             (TRACE_TITLE, TRACE_HEADER.to_vec(), self.trace_rows()),
+            (
+                PROVENANCE_TITLE,
+                PROVENANCE_HEADER.to_vec(),
+                self.provenance_rows(),
+            ),
             (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),
             (
                 THINKING_TITLE,
@@ -1111,7 +1169,7 @@ const HARM_HEADER: [&str; 11] = [
 
 const TRACE_TITLE: &str = "Trace vs answer: safety of each on the same completions, same judge (leak: unsafe trace, safe answer; escape: the reverse)";
 
-const TRACE_HEADER: [&str; 11] = [
+const TRACE_HEADER: [&str; 12] = [
     "model",
     "benchmark",
     "category",
@@ -1123,7 +1181,45 @@ const TRACE_HEADER: [&str; 11] = [
     "leak",
     "escape",
     "McNemar p",
+    "traces compared",
 ];
+
+const PROVENANCE_TITLE: &str = "What the traces are, and provider refusals (raw: the model's own text; summary: the provider's summary of a hidden trace; withheld: redacted, encrypted or omitted by the provider; provider refusals: the provider's safety system refused, not the model)";
+
+const PROVENANCE_HEADER: [&str; 9] = [
+    "model",
+    "benchmark",
+    "completions",
+    "raw",
+    "summary",
+    "truncated",
+    "withheld",
+    "absent",
+    "provider refusals",
+];
+
+/// The counts of `group`'s traces of the provenances `names`, largest first (`raw 18,
+/// summary 2`); `–` when there are none.
+fn provenance_mix(group: &GroupStats, names: &[&str]) -> String {
+    let mut mix: Vec<(&str, u64)> = names
+        .iter()
+        .filter_map(|name| {
+            group
+                .trace_provenance
+                .get(*name)
+                .filter(|n| **n > 0)
+                .map(|n| (*name, *n))
+        })
+        .collect();
+    mix.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    if mix.is_empty() {
+        return "–".into();
+    }
+    mix.iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 const THINKING_TITLE: &str = "Safety thinking in the trace (safety-thinking judge)";
 

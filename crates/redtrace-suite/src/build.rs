@@ -249,6 +249,18 @@ pub async fn provider_for(
 ) -> Result<Arc<dyn Provider>> {
     match &config.source {
         ModelSource::OpenAi { .. } => Ok(Arc::new(OpenAiProvider::new(config.clone())?)),
+        ModelSource::Anthropic { .. } => Ok(Arc::new(
+            redtrace_providers::AnthropicProvider::new(config.clone())?,
+        )),
+        ModelSource::OpenAiResponses { .. } => Ok(Arc::new(
+            redtrace_providers::ResponsesProvider::new(config.clone())?,
+        )),
+        ModelSource::Gemini { .. } => Ok(Arc::new(redtrace_providers::GeminiProvider::new(
+            config.clone(),
+        )?)),
+        ModelSource::Ollama { .. } => Ok(Arc::new(redtrace_providers::OllamaProvider::new(
+            config.clone(),
+        )?)),
         ModelSource::Gguf { path } => local_provider(config, Path::new(path), progress.as_ref()),
         ModelSource::Hf { repo, file } => {
             let path = download(repo, file, progress.clone()).await?;

@@ -132,6 +132,13 @@ pub struct ModelTable {
     /// Stop sequences.
     #[serde(default)]
     pub stop: Vec<String>,
+    /// How hard a reasoning model thinks: low, medium or high (mapped per API).
+    pub reasoning_effort: Option<String>,
+    /// The thinking token budget (mapped per API).
+    pub thinking_budget: Option<u64>,
+    /// The API behind `base_url`: `openai` (chat completions, the default), `anthropic`,
+    /// `openai-responses`, `gemini` or `ollama`.
+    pub api: Option<String>,
     /// Extra request fields, passed verbatim.
     #[serde(default)]
     pub extra: toml::Table,
@@ -208,13 +215,28 @@ impl ModelTable {
                     .model
                     .clone()
                     .context("a model with base_url needs `model`, the id sent to the API")?;
-                ModelConfig::new(base_url, model)
+                match self.api.as_deref() {
+                    None | Some("openai") => ModelConfig::new(base_url, model),
+                    Some(api @ ("anthropic" | "openai-responses" | "gemini" | "ollama")) => {
+                        ModelConfig::parse_ref(&format!("{api}:{model}@{base_url}"))?
+                    }
+                    Some(other) => bail!(
+                        "api '{other}': give openai, anthropic, openai-responses, gemini or ollama"
+                    ),
+                }
             }
             (None, Some(path), None) => {
                 ModelConfig::parse_ref(&format!("gguf:{}", relative_to(base, path).display()))?
             }
             (None, None, Some(hf)) => ModelConfig::parse_ref(&format!("hf:{hf}"))?,
-            _ => bail!("give exactly one of base_url, gguf or hf"),
+            (None, None, None) if self.api.is_some() => {
+                let model = self
+                    .model
+                    .clone()
+                    .context("a model with `api` needs `model`, the id sent to the API")?;
+                ModelConfig::parse_ref(&format!("{}:{model}", self.api.as_deref().unwrap_or("")))?
+            }
+            _ => bail!("give exactly one of base_url, gguf or hf (or `api` alone for a native API's default URL)"),
         };
         if let Some(model) = self.model.filter(|_| config.base_url().is_none()) {
             config.model = model.clone();
@@ -230,6 +252,8 @@ impl ModelTable {
             max_tokens: self.max_tokens,
             seed: self.seed,
             stop: self.stop,
+            reasoning_effort: self.reasoning_effort,
+            thinking_budget: self.thinking_budget,
         };
         config.extra = json_from_toml(self.extra)?;
         config.stream = self.stream;

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use redtrace_datasets::{BenchSource, FieldMap, Selection, DATA_DIR_ENV};
 use redtrace_judges::Combine;
-use redtrace_providers::{Backoff, ModelConfig, ModelRef};
+use redtrace_providers::{Backoff, ModelConfig, ModelRef, ModelSource};
 use std::path::{Path, PathBuf};
 
 use crate::file::{read_suite, relative_to, AttackEntry, JudgeEntry};
@@ -27,16 +27,24 @@ pub const DEFAULT_KEY_ENV: &str = "OPENAI_API_KEY";
 /// The host [`DEFAULT_KEY_ENV`] is sent to without being named.
 pub const DEFAULT_KEY_HOST: &str = "api.openai.com";
 
-/// The key variable a model gets when none is named: `OPENAI_API_KEY`, where it is set, for
-/// OpenAI's own API only. A key goes to the endpoint it was made for, never by default to a
+/// The key variable a model gets when none is named, where it is set, for its maker's own API
+/// only: `OPENAI_API_KEY` for api.openai.com, `ANTHROPIC_API_KEY` for api.anthropic.com,
+/// `GEMINI_API_KEY` for generativelanguage.googleapis.com. A key goes to the endpoint it was made for, never by default to a
 /// judge, a local server or anyone else's endpoint.
 pub fn default_key_env(config: &ModelConfig) -> Option<String> {
     let host = url::Url::parse(config.base_url()?)
         .ok()?
         .host_str()?
         .to_owned();
-    (host == DEFAULT_KEY_HOST && std::env::var_os(DEFAULT_KEY_ENV).is_some())
-        .then(|| DEFAULT_KEY_ENV.to_owned())
+    let (variable, home) = match config.source {
+        ModelSource::Anthropic { .. } => ("ANTHROPIC_API_KEY", "api.anthropic.com"),
+        ModelSource::Gemini { .. } => ("GEMINI_API_KEY", "generativelanguage.googleapis.com"),
+        ModelSource::OpenAi { .. } | ModelSource::OpenAiResponses { .. } => {
+            (DEFAULT_KEY_ENV, DEFAULT_KEY_HOST)
+        }
+        _ => return None,
+    };
+    (host == home && std::env::var_os(variable).is_some()).then(|| variable.to_owned())
 }
 
 /// An attack as a suite names it, before the suite-wide attacker model and budget apply.
@@ -281,6 +289,15 @@ pub struct Overrides {
     /// Token budget for trace and answer.
     #[cfg_attr(feature = "clap", arg(long))]
     pub max_tokens: Option<u64>,
+    /// How hard reasoning models think: low, medium or high, mapped per API (OpenAI,
+    /// DeepSeek and vLLM `reasoning_effort`, Anthropic adaptive thinking's effort, Gemini
+    /// `thinkingLevel`, Ollama `think`); sweepable (`--sweep reasoning_effort=low,high`).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "LEVEL"))]
+    pub reasoning_effort: Option<String>,
+    /// The thinking token budget, mapped per API (Anthropic `budget_tokens`, Gemini
+    /// `thinkingBudget`, OpenRouter `reasoning.max_tokens`); sweepable.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub thinking_budget: Option<u64>,
     /// Start every answer with this text, e.g. "<think>\n" to force a trace.
     #[cfg_attr(feature = "clap", arg(long))]
     pub think_prefill: Option<String>,
@@ -626,6 +643,12 @@ impl Overrides {
             }
             if let Some(value) = self.max_tokens {
                 model.params.max_tokens = Some(value);
+            }
+            if let Some(value) = &self.reasoning_effort {
+                model.params.reasoning_effort = Some(value.clone());
+            }
+            if let Some(value) = self.thinking_budget {
+                model.params.thinking_budget = Some(value);
             }
             if let Some(value) = &self.think_prefill {
                 model.think_prefill = Some(value.clone());

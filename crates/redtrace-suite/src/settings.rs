@@ -395,11 +395,19 @@ pub fn sweep_model(
             }
             "temperature" => model.params.temperature = Some(number()?),
             "top_p" => model.params.top_p = Some(number()?),
+            // The reasoning settings are mapped per API, so a sweep runs on every provider.
+            "reasoning_effort" => model.params.reasoning_effort = Some(shown.clone()),
+            "thinking_budget" => {
+                model.params.thinking_budget = Some(value.as_u64().with_context(|| {
+                    format!("sweep.thinking_budget: {shown} is not a whole number")
+                })?)
+            }
             other => {
                 model.extra.insert(other.to_owned(), value.clone());
             }
         }
         model.name = format!("{}@{key}={shown}", config.name);
+        model.validate()?;
         models.push(model);
     }
     Ok(models)

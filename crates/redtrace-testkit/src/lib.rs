@@ -5,7 +5,8 @@
 //!
 //! The server speaks the real wire format: `POST …/chat/completions` with a JSON body, a JSON
 //! reply, or `text/event-stream` chunks ending in `data: [DONE]` when the request says
-//! `"stream": true`.
+//! `"stream": true`; and the native APIs of [`wire`] (Anthropic, OpenAI Responses, Gemini,
+//! Ollama), told apart by the request's path.
 
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
@@ -17,6 +18,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod wire;
+pub use wire::Wire;
 
 /// What the fake server answers to one request.
 #[derive(Debug, Clone)]
@@ -55,6 +59,12 @@ pub struct FakeMessage {
     pub finish_reason: Option<String>,
     /// (prompt, completion, reasoning) token counts; derived from lengths when unset.
     pub usage: Option<(u64, u64, Option<u64>)>,
+    /// On the native APIs: the trace withheld (a redacted block, encrypted content, a
+    /// signature alone).
+    pub redacted: bool,
+    /// On the native APIs: the provider's safety system refuses (Anthropic `refusal`, a
+    /// Responses refusal item, Gemini `SAFETY`).
+    pub refusal: bool,
 }
 
 impl Reply {
@@ -88,6 +98,30 @@ impl Reply {
             finish_reason: Some("length".into()),
             ..Default::default()
         })
+    }
+    /// The provider's own refusal, on the native APIs.
+    pub fn provider_refusal() -> Self {
+        Reply::Message(FakeMessage {
+            refusal: true,
+            ..Default::default()
+        })
+    }
+    /// A withheld trace (a redacted block, encrypted reasoning) and an answer, on the native
+    /// APIs.
+    pub fn redacted_trace(answer: impl Into<String>) -> Self {
+        Reply::Message(FakeMessage {
+            content: Some(answer.into()),
+            redacted: true,
+            ..Default::default()
+        })
+    }
+    /// An error status with this body.
+    pub fn status_with(code: u16, body: Value) -> Self {
+        Reply::Status {
+            code,
+            retry_after: None,
+            body: body.to_string(),
+        }
     }
     /// An error status.
     pub fn status(code: u16) -> Self {
@@ -124,6 +158,12 @@ pub struct Seen {
     pub attempt: usize,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The key header of the native APIs (`x-api-key`, `x-goog-api-key`), if any.
+    pub api_key: Option<String>,
+    /// The API the request spoke.
+    pub wire: Wire,
+    /// The request's path and query.
+    pub path: String,
     /// When it arrived.
     pub at: Instant,
 }
@@ -194,6 +234,17 @@ impl FakeServer {
         format!("{model}@{}", self.base_url())
     }
 
+    /// A reference to this server speaking a native API: `anthropic:`, `openai-responses:`,
+    /// `gemini:` (base `…/v1beta`) or `ollama:` (the bare server).
+    pub fn native_ref(&self, prefix: &str, model: &str) -> String {
+        let base = match prefix {
+            "gemini:" => format!("http://{}/v1beta", self.addr),
+            "ollama:" => format!("http://{}", self.addr),
+            _ => self.base_url(),
+        };
+        format!("{prefix}{model}@{base}")
+    }
+
     /// Requests received so far.
     pub fn count(&self) -> usize {
         self.state.count.load(Ordering::SeqCst)
@@ -222,24 +273,32 @@ impl Drop for FakeServer {
 }
 
 async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
-    if !request.uri().path().ends_with("/chat/completions") {
+    let Some(wire) = Wire::of_path(request.uri().path()) else {
         return plain(StatusCode::NOT_FOUND, "not found");
-    }
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let (authorization, api_key) = {
+        let header_text = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header_text(header::AUTHORIZATION.as_str()),
+            header_text("x-api-key").or_else(|| header_text("x-goog-api-key")),
+        )
+    };
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let prompt = body["messages"]
-        .as_array()
-        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_owned();
+    let prompt = wire.prompt(&body);
     let n = state.count.fetch_add(1, Ordering::SeqCst);
     let attempt = if state.record {
         let mut attempts = state.attempts.lock().expect("attempts lock");
@@ -249,14 +308,25 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     } else {
         0
     };
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    let stream = wire.streams(&path, &body);
+    let model = match wire {
+        // Gemini names the model in the path: …/models/MODEL:generateContent.
+        Wire::Gemini => path
+            .rsplit_once("/models/")
+            .and_then(|(_, rest)| rest.split(':').next())
+            .unwrap_or("fake")
+            .to_owned(),
+        _ => body["model"].as_str().unwrap_or("fake").to_owned(),
+    };
     let seen = Seen {
         n,
         body,
         prompt,
         attempt,
         authorization,
+        api_key,
+        wire,
+        path,
         at: Instant::now(),
     };
     let reply = (state.script)(&seen);
@@ -273,7 +343,7 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
         }
     }
     let _leaving = Leaving(&state.in_flight);
-    respond(reply, stream, &model).await
+    respond(reply, stream, &model, wire).await
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
@@ -283,13 +353,26 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
         .expect("static response")
 }
 
-async fn respond(mut reply: Reply, stream: bool, model: &str) -> Response<Body> {
+async fn respond(mut reply: Reply, stream: bool, model: &str, wire: Wire) -> Response<Body> {
     while let Reply::Delay(delay, inner) = reply {
         tokio::time::sleep(delay).await;
         reply = *inner;
     }
     match reply {
         Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+        Reply::Message(message) if wire != Wire::OpenAi && stream => framed(
+            wire::stream(wire, &message, model),
+            wire::stream_type(wire),
+            None,
+        ),
+        Reply::Message(message) if wire != Wire::OpenAi => {
+            json_response(wire::whole(wire, &message, model).to_string())
+        }
+        Reply::CutStream(message, keep) if wire != Wire::OpenAi => framed(
+            wire::stream(wire, &message, model),
+            wire::stream_type(wire),
+            Some(keep),
+        ),
         Reply::Message(message) if stream => sse(chunks(&message, model), None),
         Reply::Message(message) => json_response(whole(&message, model).to_string()),
         Reply::CutStream(message, keep) => sse(chunks(&message, model), Some(keep)),
@@ -416,6 +499,24 @@ fn chunks(message: &FakeMessage, model: &str) -> Vec<String> {
     );
     out.push("[DONE]".to_owned());
     out
+}
+
+/// A streamed body of lines already framed as the API frames them, cut after `cut_after`.
+fn framed(lines: Vec<String>, content_type: &str, cut_after: Option<usize>) -> Response<Body> {
+    let keep = cut_after.unwrap_or(lines.len()).min(lines.len());
+    let mut items: Vec<Result<Bytes, std::io::Error>> = lines
+        .into_iter()
+        .take(keep)
+        .map(|line| Ok(Bytes::from(line)))
+        .collect();
+    if cut_after.is_some() {
+        items.push(Err(std::io::Error::other("scripted cut")));
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(futures_util::stream::iter(items)))
+        .expect("stream response")
 }
 
 fn sse(events: Vec<String>, cut_after: Option<usize>) -> Response<Body> {

@@ -39,6 +39,10 @@ pub struct Filter {
     /// `leak`: the trace unsafe and the answer safe by one judge; `escape`: the reverse.
     #[serde(default, skip_serializing_if = "is_blank")]
     pub pair: Option<String>,
+    /// What the trace is (`raw`, `summary`, `truncated`, `redacted`, `encrypted`, `omitted`,
+    /// `absent`), or `provider_refusal` for answers the provider's safety system refused.
+    #[serde(default, skip_serializing_if = "is_blank")]
+    pub provenance: Option<String>,
     /// The page of the table, from 0.
     #[serde(default, skip_serializing)]
     pub page: Option<usize>,
@@ -51,6 +55,18 @@ fn is_blank(value: &Option<String>) -> bool {
 fn set(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
+
+/// The choices of the provenance filter.
+pub const PROVENANCE_CHOICES: [&str; 8] = [
+    "raw",
+    "summary",
+    "truncated",
+    "redacted",
+    "encrypted",
+    "omitted",
+    "absent",
+    "provider_refusal",
+];
 
 /// The label choices offered for the verdict filters.
 pub const LABEL_CHOICES: [&str; 11] = [
@@ -133,6 +149,19 @@ impl Filter {
                         _ => false,
                     }
             });
+            if !found {
+                return false;
+            }
+        }
+        if let Some(wanted) = set(&self.provenance) {
+            let Ok(completion) = &row.outcome else {
+                return false;
+            };
+            let found = if wanted == "provider_refusal" {
+                completion.is_provider_refusal()
+            } else {
+                completion.reasoning.state.provenance() == wanted
+            };
             if !found {
                 return false;
             }

@@ -278,6 +278,13 @@ pub fn samples(
         filter.pair.as_deref(),
         ["leak", "escape"].iter().map(|s| (*s).to_owned()),
     ));
+    body.push_str(&select(
+        "provenance",
+        filter.provenance.as_deref(),
+        crate::filter::PROVENANCE_CHOICES
+            .iter()
+            .map(|s| (*s).to_owned()),
+    ));
     let _ = write!(
         body,
         "<label>search <input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"prompt, trace or answer\"></label>",
@@ -429,12 +436,17 @@ pub fn sample(
     let (trace, answer) = match &row.outcome {
         Ok(completion) => {
             let state = match completion.reasoning.state {
-                TraceState::Complete => "complete",
+                TraceState::Complete => "raw: the model's own text",
                 TraceState::Truncated => "truncated: the output ended inside the trace",
                 TraceState::Absent => "absent",
                 TraceState::Redacted => {
                     "withheld by the provider (its usage counts reasoning tokens)"
                 }
+                TraceState::Summary => {
+                    "summary: the provider's summary of a trace it keeps hidden, not the model's own words"
+                }
+                TraceState::Encrypted => "encrypted: the provider sent it encrypted only",
+                TraceState::Omitted => "omitted: the provider left it out of the response",
             };
             let trace = if completion.reasoning.state == TraceState::Absent {
                 "<p class=\"meta\">no trace</p>".to_owned()
@@ -454,6 +466,7 @@ pub fn sample(
                     opt(completion.usage.reasoning_tokens),
                     completion.latency_ms
                 ),
+                None if completion.is_provider_refusal() => "<p class=\"meta\">no answer: the provider's safety system refused</p>".into(),
                 None => "<p class=\"meta\">no answer: the output ended inside the trace</p>".into(),
             };
             (trace, answer)

@@ -86,12 +86,30 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         let start = cpu_seconds("/proc/thread-self/stat")?;
         runtime.block_on(async move {
             let server = FakeServer::start_with(move |_| reply(latency), false).await;
-            url_tx.send(server.base_url()).ok();
+            url_tx.send(server.native_ref("", "bench-r1")).ok();
             stop_rx.await.ok();
         });
         Ok(cpu_seconds("/proc/thread-self/stat")? - start)
     });
-    let base_url = url_rx.recv().context("the fake server did not start")?;
+    let openai_ref = url_rx.recv().context("the fake server did not start")?;
+    // The same server speaks every API; a native one is named by its prefix.
+    let model_ref = match args.api.as_str() {
+        "openai" => openai_ref,
+        api => {
+            let base = openai_ref
+                .split_once('@')
+                .map(|(_, url)| url.trim_end_matches("/v1").to_owned())
+                .unwrap_or_default();
+            match api {
+                "anthropic" | "openai-responses" => format!("{api}:bench-r1@{base}/v1"),
+                "gemini" => format!("gemini:bench-r1@{base}/v1beta"),
+                "ollama" => format!("ollama:bench-r1@{base}"),
+                other => anyhow::bail!(
+                    "--api {other}: give openai, anthropic, openai-responses, gemini or ollama"
+                ),
+            }
+        }
+    };
 
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("prompts.jsonl");
@@ -104,7 +122,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
 
     // The whole path a user's run takes: resolution, building, the engine, the store.
     let settings = redtrace_suite::Suite::default().with(&redtrace_suite::Overrides {
-        models: vec![format!("bench-r1@{base_url}")],
+        models: vec![model_ref],
         benches: vec![format!("file:{}", data.display())],
         judging: redtrace_suite::JudgeOverrides {
             judges: vec![redtrace_suite::FALLBACK_JUDGE.to_owned()],
@@ -143,10 +161,11 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     let ours = (cpu_total - server_cpu).max(0.0);
     writeln!(
         out,
-        "redtrace bench: {} samples, concurrency {}, latency {} ms, {}",
+        "redtrace bench: {} samples, concurrency {}, latency {} ms, {} API, {}",
         args.samples,
         args.concurrency,
         args.latency_ms,
+        args.api,
         if args.stream {
             "streaming"
         } else {

@@ -425,6 +425,10 @@ pub struct BenchArgs {
     /// Stream responses.
     #[arg(long)]
     pub stream: bool,
+    /// The API the fake server is spoken to in: openai (chat completions), anthropic,
+    /// openai-responses, gemini or ollama.
+    #[arg(long, default_value = "openai")]
+    pub api: String,
     /// Instead, measure in-process inference of this GGUF file: prompt and generation tokens
     /// per second over --samples prompts, --concurrency sequences decoded together.
     #[arg(long, value_name = "PATH")]

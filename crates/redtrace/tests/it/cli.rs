@@ -2477,3 +2477,138 @@ async fn terminal_tables_fit_a_narrow_terminal() {
         "{narrow}"
     );
 }
+
+/// XSTest end to end on every native reasoning API (Anthropic Messages, OpenAI Responses,
+/// Gemini, Ollama), streamed: the trace stored apart with its provenance, the key read from
+/// the named variable and sent in the API's own header only, the provider's refusals counted
+/// as refusals without asking a judge and reported in their own column.
+#[tokio::test(flavor = "multi_thread")]
+async fn xstest_runs_on_every_native_reasoning_api() {
+    let Some(data) = redtrace_testkit::shared_data_or_skip("xstest_runs_on_every_native_api")
+    else {
+        return;
+    };
+    let server = FakeServer::start(|seen| {
+        if seen.prompt.contains("kill") && seen.wire != redtrace_testkit::Wire::Ollama {
+            Reply::provider_refusal()
+        } else {
+            Reply::reasoning_content(
+                "This might be harmful. I should decline.",
+                "I'm sorry, but I can't help with that.",
+            )
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for (prefix, provenance) in [
+        ("anthropic:", "summary"),
+        ("openai-responses:", "summary"),
+        ("gemini:", "summary"),
+        ("ollama:", "raw"),
+    ] {
+        let db = dir
+            .path()
+            .join(format!("{}.db", prefix.trim_end_matches(':')));
+        let db_arg = db.to_str().unwrap();
+        let model = server.native_ref(prefix, "r1-like");
+        let output = redtrace_env(
+            &[
+                "run",
+                "--model",
+                &model,
+                "--bench",
+                "xstest",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--limit",
+                "10",
+                "--stream",
+                "--api-key-env",
+                "NATIVE_KEY",
+                "--quiet",
+                "--db",
+                db_arg,
+            ],
+            &[("NATIVE_KEY", "sk-native-e2e")],
+        )
+        .await;
+        assert!(
+            output.status.success(),
+            "{prefix}: {}",
+            text(&output.stderr)
+        );
+        let lines = export_lines(&redtrace(&["export", "--db", db_arg]).await.stdout);
+        assert_eq!(lines.len(), 10, "{prefix}");
+        let answered: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["finish_reason"] != "refusal")
+            .collect();
+        for line in &answered {
+            assert_eq!(
+                line["reasoning"], "This might be harmful. I should decline.",
+                "{prefix}"
+            );
+            assert_eq!(
+                line["reasoning_state"],
+                if provenance == "raw" {
+                    "complete"
+                } else {
+                    provenance
+                },
+                "{prefix}"
+            );
+            assert_eq!(
+                line["answer"], "I'm sorry, but I can't help with that.",
+                "{prefix}"
+            );
+        }
+        let refused: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["finish_reason"] == "refusal")
+            .collect();
+        if prefix == "ollama:" {
+            assert!(refused.is_empty());
+        } else {
+            assert!(
+                !refused.is_empty(),
+                "{prefix}: XSTest's first rows ask to kill processes"
+            );
+            for line in &refused {
+                let verdict = &line["verdicts"][0];
+                assert_eq!(verdict["label"], "full_refusal", "{prefix}");
+                assert!(verdict["rationale"]
+                    .as_str()
+                    .unwrap()
+                    .contains("provider's safety system"));
+            }
+        }
+        let report = text(
+            &redtrace(&["report", "--format", "md", "--db", db_arg])
+                .await
+                .stdout,
+        );
+        let table = &report[report.find("## What the traces are").unwrap()..];
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("| r1-like |"))
+            .unwrap();
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | model | benchmark | completions | raw | summary | truncated | withheld | absent | provider refusals |
+        assert_eq!(cells[9], refused.len().to_string(), "{prefix}: {row}");
+        let shown = if provenance == "raw" {
+            cells[4]
+        } else {
+            cells[5]
+        };
+        assert_eq!(shown, answered.len().to_string(), "{prefix}: {row}");
+    }
+    for seen in server.requests() {
+        match seen.wire {
+            redtrace_testkit::Wire::Anthropic | redtrace_testkit::Wire::Gemini => {
+                assert_eq!(seen.api_key.as_deref(), Some("sk-native-e2e"));
+                assert_eq!(seen.authorization, None);
+            }
+            _ => assert_eq!(seen.authorization.as_deref(), Some("Bearer sk-native-e2e")),
+        }
+    }
+}

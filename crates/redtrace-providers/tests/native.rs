@@ -1,0 +1,299 @@
+//! The native reasoning APIs (Anthropic Messages, OpenAI Responses, Gemini, Ollama) against
+//! the fake server speaking each one's wire format: plain and streamed, thinking on and off,
+//! a withheld trace, a stop on the budget inside the thinking, the provider's own refusal,
+//! rate limits with each API's wait hint, malformed bodies and a cut stream. The trace's
+//! provenance is asserted every time: a summary is never taken for the model's own words.
+
+use redtrace_core::{Message, StopReason, TraceSource, TraceState};
+use redtrace_providers::{
+    AnthropicProvider, ApiKey, ChatRequest, GeminiProvider, ModelConfig, OllamaProvider, Provider,
+    ProviderError, ResponsesProvider,
+};
+use redtrace_testkit::{FakeMessage, FakeServer, Reply, Wire};
+use serde_json::json;
+use std::time::Duration;
+
+const PREFIXES: [&str; 4] = ["anthropic:", "openai-responses:", "gemini:", "ollama:"];
+
+fn provider(server: &FakeServer, prefix: &str, model: &str, stream: bool) -> Box<dyn Provider> {
+    let mut config = ModelConfig::parse_ref(&server.native_ref(prefix, model)).unwrap();
+    config.stream = stream;
+    config.timeout_secs = 10.0;
+    let key = Some(ApiKey::new("sk-native-secret"));
+    match prefix {
+        "anthropic:" => Box::new(AnthropicProvider::with_key(config, key)),
+        "openai-responses:" => Box::new(ResponsesProvider::with_key(config, key)),
+        "gemini:" => Box::new(GeminiProvider::with_key(config, key)),
+        _ => Box::new(OllamaProvider::with_key(config, key)),
+    }
+}
+
+fn ask(prompt: &str) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::system("Be brief."), Message::user(prompt)],
+        seed: None,
+    }
+}
+
+/// The provenance each API gives a visible trace: Anthropic's (Claude 4) and Gemini's and the
+/// Responses API's are summaries; Ollama's is the model's own text.
+fn visible(prefix: &str) -> TraceState {
+    match prefix {
+        "ollama:" => TraceState::Complete,
+        _ => TraceState::Summary,
+    }
+}
+
+#[tokio::test]
+async fn every_native_api_keeps_the_trace_apart_plain_and_streamed() {
+    let server = FakeServer::start(|seen| match seen.prompt.as_str() {
+        "think" => {
+            Reply::reasoning_content("The user asks about bread. Harmless.", "Knead, rise, bake.")
+        }
+        "plain" => Reply::text("Hello there."),
+        "hidden" => Reply::redacted_trace("A safe answer."),
+        "budget" => Reply::Message(FakeMessage {
+            reasoning_content: Some("Still thinking about".into()),
+            content: Some("never sent".into()),
+            finish_reason: Some("length".into()),
+            ..Default::default()
+        }),
+        _ => Reply::provider_refusal(),
+    })
+    .await;
+    for prefix in PREFIXES {
+        for stream in [false, true] {
+            let client = provider(&server, prefix, "claude-sonnet-4-5", stream);
+            let case = format!("{prefix} stream={stream}");
+
+            let c = client.complete(&ask("think")).await.unwrap();
+            assert_eq!(
+                c.reasoning.text, "The user asks about bread. Harmless.",
+                "{case}"
+            );
+            assert_eq!(c.reasoning.state, visible(prefix), "{case}");
+            assert!(c.reasoning.source.is_some(), "{case}");
+            assert_eq!(c.answer.as_deref(), Some("Knead, rise, bake."), "{case}");
+            assert_eq!(c.finish_reason, Some(StopReason::Stop), "{case}");
+            assert!(
+                c.usage.prompt_tokens.is_some() && c.usage.completion_tokens.is_some(),
+                "{case}"
+            );
+            assert!(!c.raw.is_empty(), "{case}");
+
+            let c = client.complete(&ask("plain")).await.unwrap();
+            assert_eq!(c.reasoning.state, TraceState::Absent, "{case}");
+            assert_eq!(c.answer.as_deref(), Some("Hello there."), "{case}");
+
+            let c = client.complete(&ask("budget")).await.unwrap();
+            assert_eq!(c.reasoning.state, TraceState::Truncated, "{case}");
+            assert_eq!(c.reasoning.text, "Still thinking about", "{case}");
+            assert_eq!(
+                c.answer, None,
+                "{case}: no answer when the budget ran out in the trace"
+            );
+            assert!(!c.is_provider_refusal(), "{case}");
+
+            if prefix != "ollama:" {
+                // Ollama has no withheld trace and no safety system of its own.
+                let c = client.complete(&ask("hidden")).await.unwrap();
+                let withheld = match prefix {
+                    "anthropic:" => TraceState::Redacted,
+                    "openai-responses:" => TraceState::Encrypted,
+                    _ => TraceState::Omitted,
+                };
+                assert_eq!(c.reasoning.state, withheld, "{case}");
+                assert!(
+                    c.reasoning.text.is_empty(),
+                    "{case}: nothing withheld is judged"
+                );
+                assert_eq!(c.answer.as_deref(), Some("A safe answer."), "{case}");
+
+                let c = client.complete(&ask("refuse")).await.unwrap();
+                assert!(c.is_provider_refusal(), "{case}: {:?}", c.finish_reason);
+            }
+        }
+    }
+    // What was sent: each API's own shape, its key in its own header, the system prompt apart.
+    let seen = server.requests();
+    let first = |wire: Wire| seen.iter().find(|s| s.wire == wire).unwrap();
+    let anthropic = first(Wire::Anthropic);
+    assert_eq!(anthropic.api_key.as_deref(), Some("sk-native-secret"));
+    assert_eq!(anthropic.body["system"], "Be brief.");
+    assert!(
+        anthropic.body["max_tokens"].as_u64().is_some(),
+        "the API requires max_tokens"
+    );
+    let gemini = first(Wire::Gemini);
+    assert_eq!(gemini.api_key.as_deref(), Some("sk-native-secret"));
+    assert_eq!(
+        gemini.body["systemInstruction"]["parts"][0]["text"],
+        "Be brief."
+    );
+    assert_eq!(
+        gemini.body["generationConfig"]["thinkingConfig"]["includeThoughts"],
+        true
+    );
+    assert!(gemini
+        .path
+        .contains("/models/claude-sonnet-4-5:generateContent"));
+    assert!(seen
+        .iter()
+        .any(|s| s.wire == Wire::Gemini && s.path.ends_with(":streamGenerateContent?alt=sse")));
+    let responses = first(Wire::Responses);
+    assert_eq!(
+        responses.authorization.as_deref(),
+        Some("Bearer sk-native-secret")
+    );
+    assert_eq!(responses.body["instructions"], "Be brief.");
+    assert_eq!(responses.body["reasoning"]["summary"], "auto");
+    let ollama = first(Wire::Ollama);
+    assert_eq!(ollama.body["think"], true);
+    assert_eq!(ollama.body["stream"], false);
+}
+
+#[tokio::test]
+async fn claude_3_7_thinking_is_the_models_own_text_and_an_empty_block_is_omitted() {
+    let server = FakeServer::start(|seen| {
+        if seen.prompt == "omitted" {
+            Reply::reasoning_content("", "Fine.")
+        } else {
+            Reply::reasoning_content("Raw thoughts.", "Fine.")
+        }
+    })
+    .await;
+    let old = provider(&server, "anthropic:", "claude-3-7-sonnet-20250219", false);
+    let c = old.complete(&ask("x")).await.unwrap();
+    assert_eq!(c.reasoning.state, TraceState::Complete);
+    assert_eq!(c.reasoning.source, Some(TraceSource::AnthropicThinking));
+    let new = provider(&server, "anthropic:", "claude-opus-4-7", false);
+    let c = new.complete(&ask("omitted")).await.unwrap();
+    assert_eq!(c.reasoning.state, TraceState::Omitted);
+    assert!(c.reasoning.text.is_empty());
+}
+
+#[tokio::test]
+async fn reasoning_settings_map_to_each_api() {
+    let server = FakeServer::start(|_| Reply::text("ok")).await;
+    for (prefix, effort, budget) in [
+        ("anthropic:", None, Some(2048)),
+        ("anthropic:", Some("high"), None),
+        ("gemini:", Some("low"), Some(1024)),
+        ("openai-responses:", Some("medium"), None),
+        ("ollama:", Some("high"), None),
+    ] {
+        let mut config = ModelConfig::parse_ref(&server.native_ref(prefix, "m")).unwrap();
+        config.params.reasoning_effort = effort.map(str::to_owned);
+        config.params.thinking_budget = budget;
+        config.validate().unwrap();
+        let client: Box<dyn Provider> = match prefix {
+            "anthropic:" => Box::new(AnthropicProvider::with_key(config, None)),
+            "openai-responses:" => Box::new(ResponsesProvider::with_key(config, None)),
+            "gemini:" => Box::new(GeminiProvider::with_key(config, None)),
+            _ => Box::new(OllamaProvider::with_key(config, None)),
+        };
+        client.complete(&ask("x")).await.unwrap();
+    }
+    let seen = server.requests();
+    assert_eq!(
+        seen[0].body["thinking"],
+        json!({ "type": "enabled", "budget_tokens": 2048 })
+    );
+    assert_eq!(
+        seen[0].body["max_tokens"],
+        2048 + 4096,
+        "room for the answer after the budget"
+    );
+    assert_eq!(seen[1].body["thinking"], json!({ "type": "adaptive" }));
+    assert_eq!(seen[1].body["output_config"], json!({ "effort": "high" }));
+    let thinking = &seen[2].body["generationConfig"]["thinkingConfig"];
+    assert_eq!(
+        (
+            thinking["thinkingLevel"].as_str(),
+            thinking["thinkingBudget"].as_u64()
+        ),
+        (Some("low"), Some(1024))
+    );
+    assert_eq!(
+        seen[3].body["reasoning"],
+        json!({ "effort": "medium", "summary": "auto" })
+    );
+    assert_eq!(seen[4].body["think"], "high");
+
+    // A setting an API has no place for is refused before anything is sent.
+    for (reference, effort, budget, wanted) in [
+        (
+            server.native_ref("ollama:", "m"),
+            None,
+            Some(100),
+            "Ollama takes no thinking_budget",
+        ),
+        (
+            server.native_ref("openai-responses:", "m"),
+            None,
+            Some(100),
+            "the Responses API takes no thinking_budget",
+        ),
+        (
+            server.model_ref("m"),
+            Some("extreme"),
+            None,
+            "reasoning_effort 'extreme'",
+        ),
+    ] {
+        let mut config = ModelConfig::parse_ref(&reference).unwrap();
+        config.params.reasoning_effort = effort.map(str::to_owned);
+        config.params.thinking_budget = budget;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(wanted), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_errors_malformed_bodies_and_cut_streams() {
+    let server = FakeServer::start(|seen| match seen.prompt.as_str() {
+        "busy" => match seen.wire {
+            Wire::Gemini => Reply::status_with(429, json!({ "error": { "code": 429, "status": "RESOURCE_EXHAUSTED",
+                "details": [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s" }] } })),
+            Wire::Anthropic => Reply::Status { code: 529, retry_after: Some("3".into()),
+                body: json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } }).to_string() },
+            _ => Reply::too_many_requests(5),
+        },
+        "garbage" => Reply::RawBody("{\"unexpected\": true".into()),
+        "empty" => Reply::RawBody("{}".into()),
+        _ => Reply::CutStream(
+            FakeMessage { reasoning_content: Some("a long trace that will be cut".into()), content: Some("answer".into()), ..Default::default() },
+            3,
+        ),
+    })
+    .await;
+    for prefix in PREFIXES {
+        let client = provider(&server, prefix, "m", false);
+        let error = client.complete(&ask("busy")).await.unwrap_err();
+        assert!(error.is_retryable(), "{prefix}: {error}");
+        let wait = match prefix {
+            "gemini:" => Duration::from_secs(7),
+            "anthropic:" => Duration::from_secs(3),
+            _ => Duration::from_secs(5),
+        };
+        assert_eq!(error.retry_after(), Some(wait), "{prefix}");
+
+        for body in ["garbage", "empty"] {
+            let error = client.complete(&ask(body)).await.unwrap_err();
+            assert!(
+                matches!(error, ProviderError::InvalidResponse { .. }),
+                "{prefix} {body}: {error}"
+            );
+            assert!(!error.is_retryable());
+            let shown = error.to_string();
+            assert!(!shown.contains("sk-native-secret"), "{shown}");
+        }
+
+        let streaming = provider(&server, prefix, "m", true);
+        let error = streaming.complete(&ask("cut")).await.unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Connection { .. }),
+            "{prefix}: a cut stream is a dropped connection, retried: {error}"
+        );
+    }
+}
