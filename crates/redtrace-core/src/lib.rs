@@ -169,6 +169,8 @@ pub enum TraceSource {
     GeminiThought,
     /// Ollama's native `message.thinking`.
     OllamaThinking,
+    /// The `analysis` channel of OpenAI's harmony format (gpt-oss) served raw.
+    Harmony,
 }
 
 /// The state of a trace.

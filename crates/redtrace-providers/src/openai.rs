@@ -137,6 +137,10 @@ struct MessageJson {
     content: Option<String>,
     reasoning_content: Option<String>,
     reasoning: Option<String>,
+    /// OpenRouter's typed reasoning parts (`reasoning.text`, `.summary`, `.encrypted`).
+    reasoning_details: Option<Vec<Value>>,
+    /// OpenAI's refusal: the provider declined instead of answering.
+    refusal: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -173,6 +177,32 @@ struct StreamState {
     usage: Option<UsageJson>,
     done: bool,
     saw_choice: bool,
+    summary: String,
+    encrypted: bool,
+    refusal: String,
+}
+
+impl StreamState {
+    /// Takes what one message (or delta) adds.
+    fn absorb(&mut self, message: MessageJson) {
+        self.content
+            .push_str(message.content.as_deref().unwrap_or(""));
+        self.reasoning_content
+            .push_str(message.reasoning_content.as_deref().unwrap_or(""));
+        self.reasoning
+            .push_str(message.reasoning.as_deref().unwrap_or(""));
+        self.refusal
+            .push_str(message.refusal.as_deref().unwrap_or(""));
+        for detail in message.reasoning_details.unwrap_or_default() {
+            match detail["type"].as_str() {
+                Some("reasoning.summary") => self
+                    .summary
+                    .push_str(detail["summary"].as_str().unwrap_or("")),
+                Some("reasoning.encrypted") => self.encrypted = true,
+                _ => {}
+            }
+        }
+    }
 }
 
 impl OpenAiProvider {
@@ -187,6 +217,7 @@ impl OpenAiProvider {
         state.content = self.http.redact(state.content);
         state.reasoning_content = self.http.redact(state.reasoning_content);
         state.reasoning = self.http.redact(state.reasoning);
+        state.summary = self.http.redact(state.summary);
         // Some servers (llama.cpp without streaming) echo an assistant prefill before its
         // continuation, others do not: the completion is the model's own text either way, so
         // the prefill (ours, not the model's) is never judged as its thinking.
@@ -206,11 +237,24 @@ impl OpenAiProvider {
             finish_reason: state.finish_reason.as_deref(),
             opened_in_prompt: self.opened_in_prompt(request),
             reasoning_tokens: usage.reasoning_tokens,
+            reasoning_summary: Some(&state.summary),
+            reasoning_encrypted: state.encrypted,
         });
+        // OpenAI's `refusal`: the provider declined; its text is kept as the answer.
+        let refused = !state.refusal.is_empty();
+        let answer = if refused {
+            Some(self.http.redact(state.refusal.clone()))
+        } else {
+            answer
+        };
         Completion {
             reasoning,
             answer,
-            finish_reason: state.finish_reason.as_deref().map(StopReason::parse),
+            finish_reason: if refused {
+                Some(StopReason::Refusal)
+            } else {
+                state.finish_reason.as_deref().map(StopReason::parse)
+            },
             usage,
             latency_ms: started.elapsed().as_millis() as u64,
             raw,
@@ -245,16 +289,14 @@ impl OpenAiProvider {
             };
             return Err(self.http.invalid(detail));
         };
-        let message = choice.message.unwrap_or_default();
-        let state = StreamState {
-            content: message.content.unwrap_or_default(),
-            reasoning_content: message.reasoning_content.unwrap_or_default(),
-            reasoning: message.reasoning.unwrap_or_default(),
+        let mut state = StreamState {
             finish_reason: choice.finish_reason,
             usage: parsed.usage,
             done: true,
             saw_choice: true,
+            ..StreamState::default()
         };
+        state.absorb(choice.message.unwrap_or_default());
         Ok(self.finish(request, state, text, started))
     }
 
@@ -281,15 +323,7 @@ impl OpenAiProvider {
         for choice in chunk.choices.unwrap_or_default() {
             state.saw_choice = true;
             if let Some(delta) = choice.delta.or(choice.message) {
-                state
-                    .content
-                    .push_str(delta.content.as_deref().unwrap_or(""));
-                state
-                    .reasoning_content
-                    .push_str(delta.reasoning_content.as_deref().unwrap_or(""));
-                state
-                    .reasoning
-                    .push_str(delta.reasoning.as_deref().unwrap_or(""));
+                state.absorb(delta);
             }
             if choice.finish_reason.is_some() {
                 state.finish_reason = choice.finish_reason;

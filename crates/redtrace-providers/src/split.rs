@@ -28,6 +28,11 @@ pub struct RawOutput<'a> {
     /// Reasoning tokens the server's usage counts: with no trace in the output, the server
     /// withheld it.
     pub reasoning_tokens: Option<u64>,
+    /// The summary parts of OpenRouter's `reasoning_details` (`reasoning.summary`), when the
+    /// provider sends a summary instead of the trace.
+    pub reasoning_summary: Option<&'a str>,
+    /// OpenRouter's `reasoning_details` held an encrypted part (`reasoning.encrypted`).
+    pub reasoning_encrypted: bool,
 }
 
 /// Splits raw output into the trace and the answer (`None` when there is none).
@@ -71,7 +76,37 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
             Some(answer.to_owned()),
         );
     }
+    if let Some(summary) = raw.reasoning_summary.filter(|t| !t.trim().is_empty()) {
+        // A summary of a trace the provider keeps (OpenRouter's `reasoning.summary` parts):
+        // judged as the trace, never taken for the model's own words.
+        let in_trace = ran_out && content.trim().is_empty();
+        return (
+            Reasoning {
+                text: summary.to_owned(),
+                source: Some(TraceSource::ReasoningField),
+                state: if in_trace {
+                    TraceState::Truncated
+                } else {
+                    TraceState::Summary
+                },
+            },
+            (!in_trace).then(|| content.to_owned()),
+        );
+    }
+    if let Some(split) = split_harmony(content) {
+        return split;
+    }
     let (reasoning, answer) = split_tags(content, raw.opened_in_prompt);
+    if reasoning.state == TraceState::Absent && raw.reasoning_encrypted {
+        return (
+            Reasoning {
+                state: TraceState::Encrypted,
+                source: Some(TraceSource::ReasoningField),
+                ..reasoning
+            },
+            answer,
+        );
+    }
     if reasoning.state == TraceState::Absent && raw.reasoning_tokens.unwrap_or(0) > 0 {
         // The model thought (the usage says so) but the server kept the trace (o3-mini and
         // other hidden-reasoning APIs): there is a trace, and it is not ours to judge.
@@ -84,6 +119,69 @@ pub fn split_reasoning(raw: RawOutput<'_>) -> (Reasoning, Option<String>) {
         );
     }
     (reasoning, answer)
+}
+
+/// The markers of OpenAI's harmony format (gpt-oss) served raw.
+const CHANNEL: &str = "<|channel|>";
+const MESSAGE: &str = "<|message|>";
+const HARMONY_ENDS: [&str; 3] = ["<|end|>", "<|return|>", "<|call|>"];
+
+/// gpt-oss output in the harmony format, served without a parser: `<|channel|>analysis
+/// <|message|>…<|end|>` is the trace, the `final` channel's message the answer. Only output
+/// that begins with a channel marker is harmony (as a `<think>` block must begin the output);
+/// an analysis without its end ran out of budget inside the trace.
+fn split_harmony(content: &str) -> Option<(Reasoning, Option<String>)> {
+    let start = content.trim_start();
+    let start = start.strip_prefix("<|start|>assistant").unwrap_or(start);
+    let rest = start.strip_prefix(CHANNEL)?;
+    let (channel, body) = rest.split_once(MESSAGE)?;
+    let channel = channel.split_whitespace().next().unwrap_or("");
+    let end_of = |text: &str| {
+        HARMONY_ENDS
+            .iter()
+            .filter_map(|end| text.find(end).map(|at| (at, end.len())))
+            .min()
+    };
+    if channel == "final" {
+        let answer = end_of(body).map_or(body, |(at, _)| &body[..at]);
+        return Some((Reasoning::absent(), Some(answer.trim().to_owned())));
+    }
+    if channel != "analysis" {
+        return None;
+    }
+    let Some((at, len)) = end_of(body) else {
+        return Some((
+            Reasoning {
+                text: body.trim().to_owned(),
+                source: Some(TraceSource::Harmony),
+                state: TraceState::Truncated,
+            },
+            None,
+        ));
+    };
+    let trace = body[..at].trim().to_owned();
+    let after = &body[at + len..];
+    let answer = match after.find(&format!("{CHANNEL}final")) {
+        Some(final_at) => {
+            let final_part = &after[final_at..];
+            let text = final_part.split_once(MESSAGE).map_or("", |(_, text)| text);
+            end_of(text)
+                .map_or(text, |(end, _)| &text[..end])
+                .trim()
+                .to_owned()
+        }
+        // No final channel: what follows the analysis, markers and all, is the answer, so
+        // that nothing is dropped.
+        None => after.trim().to_owned(),
+    };
+    Some((
+        Reasoning {
+            text: trace,
+            source: Some(TraceSource::Harmony),
+            state: TraceState::Complete,
+        },
+        Some(answer),
+    ))
 }
 
 /// A complete `<think>…</think>` block at the start of `content` (leading space aside): its
@@ -160,6 +258,54 @@ fn split_tags(content: &str, opened_in_prompt: bool) -> (Reasoning, Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn harmony_output_splits_like_think_tags() {
+        let out = "<|channel|>analysis<|message|>The user asks for a recipe. Fine.<|end|><|start|>assistant<|channel|>final<|message|>Mix flour and water.<|return|>";
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some(out),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.text, "The user asks for a recipe. Fine.");
+        assert_eq!(reasoning.source, Some(TraceSource::Harmony));
+        assert_eq!(reasoning.state, TraceState::Complete);
+        assert_eq!(answer.as_deref(), Some("Mix flour and water."));
+
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("<|channel|>analysis<|message|>Still thinking"),
+            finish_reason: Some("length"),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Truncated);
+        assert_eq!(answer, None);
+
+        // A marker inside the answer moves nothing: only output that begins with one counts.
+        let text = "Sure. <|channel|>analysis<|message|>hidden?<|end|>";
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some(text),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Absent);
+        assert_eq!(answer.as_deref(), Some(text));
+    }
+
+    #[test]
+    fn a_summary_or_an_encrypted_trace_is_never_taken_for_the_models_words() {
+        let (reasoning, answer) = split_reasoning(RawOutput {
+            content: Some("Answer."),
+            reasoning_summary: Some("**Considering the request** I weigh it."),
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Summary);
+        assert_eq!(answer.as_deref(), Some("Answer."));
+        let (reasoning, _) = split_reasoning(RawOutput {
+            content: Some("Answer."),
+            reasoning_encrypted: true,
+            ..Default::default()
+        });
+        assert_eq!(reasoning.state, TraceState::Encrypted);
+        assert!(reasoning.text.is_empty());
+    }
 
     fn content(text: &str) -> RawOutput<'_> {
         RawOutput {

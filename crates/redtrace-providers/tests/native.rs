@@ -297,3 +297,46 @@ async fn rate_limits_errors_malformed_bodies_and_cut_streams() {
         );
     }
 }
+
+/// On the OpenAI-compatible path: an OpenAI `refusal` is the provider's refusal; OpenRouter's
+/// `reasoning_details` summary is a summary and an encrypted part an encrypted trace; gpt-oss
+/// harmony output served raw splits like `<think>`.
+#[tokio::test]
+async fn openai_compatible_refusals_reasoning_details_and_harmony() {
+    let server = FakeServer::start(|seen| {
+        let message = match seen.prompt.as_str() {
+            "refuse" => json!({ "role": "assistant", "content": null, "refusal": "I'm sorry, I can't help with that." }),
+            "summary" => json!({ "role": "assistant", "content": "Answer.",
+                "reasoning_details": [{ "type": "reasoning.summary", "summary": "Weighing the request.", "format": "openai-responses-v1" }] }),
+            "encrypted" => json!({ "role": "assistant", "content": "Answer.",
+                "reasoning_details": [{ "type": "reasoning.encrypted", "data": "gAAAA", "format": "openai-responses-v1" }] }),
+            _ => json!({ "role": "assistant", "content": "<|channel|>analysis<|message|>Think first.<|end|><|start|>assistant<|channel|>final<|message|>Done.<|return|>" }),
+        };
+        Reply::RawBody(json!({ "id": "x", "object": "chat.completion", "model": "m",
+            "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }).to_string())
+    })
+    .await;
+    let client = redtrace_providers::OpenAiProvider::with_key(
+        ModelConfig::parse_ref(&server.model_ref("m")).unwrap(),
+        None,
+    );
+    let c = client.complete(&ask("refuse")).await.unwrap();
+    assert!(c.is_provider_refusal());
+    assert_eq!(
+        c.answer.as_deref(),
+        Some("I'm sorry, I can't help with that.")
+    );
+    let c = client.complete(&ask("summary")).await.unwrap();
+    assert_eq!(
+        (c.reasoning.state, c.reasoning.text.as_str()),
+        (TraceState::Summary, "Weighing the request.")
+    );
+    let c = client.complete(&ask("encrypted")).await.unwrap();
+    assert_eq!(c.reasoning.state, TraceState::Encrypted);
+    let c = client.complete(&ask("harmony")).await.unwrap();
+    assert_eq!(
+        (c.reasoning.text.as_str(), c.answer.as_deref()),
+        ("Think first.", Some("Done."))
+    );
+    assert_eq!(c.reasoning.source, Some(TraceSource::Harmony));
+}

@@ -236,6 +236,49 @@ impl Choices {
 mod tests {
     use super::*;
 
+    /// The provenance filter: what the trace is, or the provider's own refusal.
+    #[test]
+    fn rows_filter_by_trace_provenance_and_provider_refusal() {
+        use redtrace_core::{Completion, Reasoning, StopReason, TraceState};
+        let row = |state: TraceState, finish: Option<StopReason>| ResultRow {
+            run_id: redtrace_store::RunId(1),
+            key: redtrace_store::UnitKey {
+                model: "m".into(),
+                benchmark: "b".into(),
+                sample_id: "1".into(),
+                sample_k: 0,
+            },
+            index: 0,
+            category: Vec::new(),
+            label: None,
+            messages: None,
+            outcome: Ok(Completion {
+                reasoning: Reasoning {
+                    text: "t".into(),
+                    source: None,
+                    state,
+                },
+                finish_reason: finish,
+                ..Completion::answer("a")
+            }),
+            cached: false,
+            attempts: 1,
+            verdicts: Vec::new(),
+        };
+        let filter = |value: &str| Filter {
+            provenance: Some(value.into()),
+            ..Filter::default()
+        };
+        let summary = row(TraceState::Summary, None);
+        let raw = row(TraceState::Complete, Some(StopReason::Refusal));
+        assert!(filter("summary").matches(&summary));
+        assert!(!filter("summary").matches(&raw));
+        assert!(filter("raw").matches(&raw));
+        assert!(filter("provider_refusal").matches(&raw));
+        assert!(!filter("provider_refusal").matches(&summary));
+        assert!(PROVENANCE_CHOICES.contains(&"provider_refusal"));
+    }
+
     #[test]
     fn the_query_string_round_trips_without_empty_fields_or_the_page() {
         let filter = Filter {
