@@ -154,7 +154,7 @@ impl DrivenAttack for Crescendo {
             }
             kept += 1;
             dialogue.push(Message::user(question.clone()));
-            dialogue.push(Message::assistant(answer.clone()));
+            dialogue.push(Message::reply(answer.clone(), &completion.reasoning));
             let (_, score) = session
                 .rate_and_record(self.judge.as_ref(), step, question, &completion)
                 .await;

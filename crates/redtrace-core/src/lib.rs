@@ -34,28 +34,40 @@ pub struct Message {
     pub role: Role,
     /// What is said.
     pub content: String,
+    /// For an earlier reply of the model in a dialogue: the trace it wrote before it. Sent
+    /// back only to a model set to replay earlier traces (`replay_traces`); dropped otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 impl Message {
     /// A user turn.
     pub fn user(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::User,
-            content: content.into(),
-        }
+        Self::new(Role::User, content)
     }
     /// A system turn.
     pub fn system(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::System,
-            content: content.into(),
-        }
+        Self::new(Role::System, content)
     }
     /// An assistant turn.
     pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+    /// A turn of `role`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self {
-            role: Role::Assistant,
+            role,
             content: content.into(),
+            reasoning: None,
+        }
+    }
+    /// The model's earlier reply `answer` in a dialogue, with the trace it wrote before it
+    /// (kept for models that replay earlier traces).
+    pub fn reply(answer: impl Into<String>, reasoning: &Reasoning) -> Self {
+        Self {
+            reasoning: (reasoning.state.has_text() && !reasoning.text.is_empty())
+                .then(|| reasoning.text.clone()),
+            ..Self::assistant(answer)
         }
     }
 }

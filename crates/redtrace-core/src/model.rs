@@ -126,6 +126,12 @@ pub struct ModelConfig {
     /// without a closing tag is all trace.
     #[serde(default)]
     pub template_opens_think: bool,
+    /// In dialogues, send the model's earlier traces back with its earlier replies
+    /// (`reasoning_content` on OpenAI-compatible servers, `thinking` on Ollama). Off by
+    /// default: every API accepts earlier replies without their traces, and some (DeepSeek)
+    /// reject them with.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay_traces: bool,
     /// Text the assistant turn starts with (e.g. `<think>\n` to force a trace): a trailing
     /// assistant message for servers, appended to the prompt for local models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +222,7 @@ impl ModelConfig {
             extra: Default::default(),
             stream: false,
             template_opens_think: false,
+            replay_traces: false,
             think_prefill: None,
             threads: None,
             max_concurrency,
@@ -388,6 +395,20 @@ impl ModelConfig {
             )),
             _ => None,
         };
+        if self.replay_traces {
+            let refused = match &self.source {
+                ModelSource::Anthropic { .. } => Some("Anthropic takes earlier thinking back only as the signed blocks it sent"),
+                ModelSource::Gemini { .. } => Some("Gemini takes earlier thoughts back only with their signatures"),
+                ModelSource::OpenAiResponses { .. } => Some("the Responses API takes earlier reasoning back only as its own items"),
+                ModelSource::Gguf { .. } | ModelSource::Hf { .. } => Some("in-process models render earlier turns with their chat template, which drops traces"),
+                _ => None,
+            };
+            if let Some(why) = refused {
+                return fail(format!(
+                    "replay_traces: {why}; earlier replies go back without their traces (the default)"
+                ));
+            }
+        }
         if let Some((api, no_effort, no_budget, instead)) = unsupported {
             if no_effort && self.params.reasoning_effort.is_some() {
                 return fail(format!("{api} takes no reasoning_effort: {instead}"));

@@ -86,6 +86,8 @@ struct ModelIdentity<'a> {
     think_prefill: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     threads: &'a Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replay_traces: bool,
 }
 
 /// What a run asks: its identity, hashed.
@@ -153,6 +155,7 @@ impl RunSpec {
                     template_opens_think: m.template_opens_think,
                     think_prefill: &m.think_prefill,
                     threads: &m.threads,
+                    replay_traces: m.replay_traces,
                 })
                 .collect(),
             benchmarks: &self.benchmarks,

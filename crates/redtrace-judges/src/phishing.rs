@@ -325,7 +325,7 @@ impl Solver for PhishingExchange {
                 refused_to_play = self.refusal.is_refusal(&reply);
             }
             let message = attacker_message(&reply);
-            attacker.push(Message::assistant(message.clone()));
+            attacker.push(Message::reply(message.clone(), &completion.reasoning));
             let line = if turn == 0 {
                 fill(
                     &method.first_attacker_line,

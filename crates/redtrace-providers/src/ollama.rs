@@ -59,7 +59,11 @@ impl OllamaProvider {
                     Role::User => "user",
                     Role::Assistant => "assistant",
                 };
-                json!({ "role": role, "content": m.content })
+                let mut turn = json!({ "role": role, "content": m.content });
+                if let (true, Some(trace)) = (config.replay_traces, &m.reasoning) {
+                    turn["thinking"] = json!(trace);
+                }
+                turn
             })
             .collect();
         if let Some(prefill) = &config.think_prefill {

@@ -54,7 +54,12 @@ impl OpenAiProvider {
                     Role::User => "user",
                     Role::Assistant => "assistant",
                 };
-                json!({ "role": role, "content": message.content })
+                let mut turn = json!({ "role": role, "content": message.content });
+                // An earlier reply's trace goes back only to a model set to replay it.
+                if let (true, Some(trace)) = (self.http.config.replay_traces, &message.reasoning) {
+                    turn["reasoning_content"] = json!(trace);
+                }
+                turn
             })
             .collect();
         if let Some(prefill) = &self.http.config.think_prefill {

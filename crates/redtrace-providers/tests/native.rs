@@ -340,3 +340,61 @@ async fn openai_compatible_refusals_reasoning_details_and_harmony() {
     );
     assert_eq!(c.reasoning.source, Some(TraceSource::Harmony));
 }
+
+/// In a dialogue the model's earlier replies go back without their traces by default (what
+/// every API accepts); with `replay_traces` an OpenAI-compatible server gets them as
+/// `reasoning_content` and Ollama as `thinking`; the APIs that take earlier thinking back only
+/// in their own signed form refuse the setting before anything is sent.
+#[tokio::test]
+async fn earlier_traces_are_dropped_by_default_and_replayed_where_the_api_takes_them() {
+    let server = FakeServer::start(|_| Reply::text("next")).await;
+    let earlier = redtrace_core::Reasoning {
+        text: "I considered the first question.".into(),
+        source: Some(TraceSource::ReasoningContentField),
+        state: TraceState::Complete,
+    };
+    let dialogue = ChatRequest {
+        messages: vec![
+            Message::user("first"),
+            Message::reply("first answer", &earlier),
+            Message::user("second"),
+        ],
+        seed: None,
+    };
+    for replay in [false, true] {
+        for reference in [server.model_ref("m"), server.native_ref("ollama:", "m")] {
+            let mut config = ModelConfig::parse_ref(&reference).unwrap();
+            config.replay_traces = replay;
+            config.validate().unwrap();
+            let client: Box<dyn Provider> = if reference.starts_with("ollama:") {
+                Box::new(OllamaProvider::with_key(config, None))
+            } else {
+                Box::new(redtrace_providers::OpenAiProvider::with_key(config, None))
+            };
+            client.complete(&dialogue).await.unwrap();
+        }
+    }
+    let seen = server.requests();
+    let turn = |n: usize| &seen[n].body["messages"][1];
+    assert_eq!(turn(0)["content"], "first answer");
+    assert!(turn(0).get("reasoning_content").is_none() && turn(1).get("thinking").is_none());
+    assert_eq!(
+        turn(2)["reasoning_content"],
+        "I considered the first question."
+    );
+    assert_eq!(turn(3)["thinking"], "I considered the first question.");
+
+    for prefix in ["anthropic:", "gemini:", "openai-responses:"] {
+        let mut config = ModelConfig::parse_ref(&server.native_ref(prefix, "m")).unwrap();
+        config.replay_traces = true;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("replay_traces"), "{prefix}: {error}");
+    }
+    // A summary is replayed as what the model was shown to have thought; a withheld trace
+    // has nothing to replay.
+    let withheld = redtrace_core::Reasoning {
+        state: TraceState::Redacted,
+        ..redtrace_core::Reasoning::absent()
+    };
+    assert_eq!(Message::reply("a", &withheld).reasoning, None);
+}

@@ -571,10 +571,7 @@ fn inspect_records(
                         _ => Role::User,
                     };
                     let (content, _) = inspect_content(&turn["content"]);
-                    messages.push(Message {
-                        role,
-                        content: content.unwrap_or_default(),
-                    });
+                    messages.push(Message::new(role, content.unwrap_or_default()));
                 }
                 messages
             }

@@ -148,6 +148,9 @@ pub struct ModelTable {
     /// The chat template opens `<think>` in the prompt.
     #[serde(default)]
     pub template_opens_think: bool,
+    /// In dialogues, send earlier traces back with earlier replies.
+    #[serde(default)]
+    pub replay_traces: bool,
     /// Text the assistant turn starts with.
     pub think_prefill: Option<String>,
     /// Threads for local inference.
@@ -257,6 +260,7 @@ impl ModelTable {
         };
         config.extra = json_from_toml(self.extra)?;
         config.stream = self.stream;
+        config.replay_traces = self.replay_traces;
         config.template_opens_think = self.template_opens_think;
         config.think_prefill = self.think_prefill;
         config.threads = self.threads;

@@ -298,6 +298,11 @@ pub struct Overrides {
     /// `thinkingBudget`, OpenRouter `reasoning.max_tokens`); sweepable.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub thinking_budget: Option<u64>,
+    /// In dialogues (spear phishing, Crescendo), send the models' earlier traces back with
+    /// their earlier replies (OpenAI-compatible `reasoning_content`, Ollama `thinking`);
+    /// by default earlier replies go back without their traces, as every API accepts.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub replay_traces: bool,
     /// Start every answer with this text, e.g. "<think>\n" to force a trace.
     #[cfg_attr(feature = "clap", arg(long))]
     pub think_prefill: Option<String>,
@@ -649,6 +654,9 @@ impl Overrides {
             }
             if let Some(value) = self.thinking_budget {
                 model.params.thinking_budget = Some(value);
+            }
+            if self.replay_traces {
+                model.replay_traces = true;
             }
             if let Some(value) = &self.think_prefill {
                 model.think_prefill = Some(value.clone());
