@@ -398,3 +398,36 @@ async fn earlier_traces_are_dropped_by_default_and_replayed_where_the_api_takes_
     };
     assert_eq!(Message::reply("a", &withheld).reasoning, None);
 }
+
+/// Gemini's blocked prompt (no candidates, `promptFeedback.blockReason`) is the provider's
+/// refusal; Anthropic's `overloaded_error` inside a stream is retried like a 529.
+#[tokio::test]
+async fn a_blocked_prompt_and_an_overloaded_stream() {
+    let server = FakeServer::start(|seen| match seen.wire {
+        Wire::Gemini => Reply::RawBody(
+            json!({ "promptFeedback": { "blockReason": "PROHIBITED_CONTENT" },
+                    "usageMetadata": { "promptTokenCount": 9, "totalTokenCount": 9 } })
+            .to_string(),
+        ),
+        _ => Reply::RawBody(String::new()),
+    })
+    .await;
+    let gemini = provider(&server, "gemini:", "m", false);
+    let c = gemini.complete(&ask("x")).await.unwrap();
+    assert!(c.is_provider_refusal());
+    assert_eq!(c.answer, None);
+    assert_eq!(c.usage.prompt_tokens, Some(9));
+
+    // An SSE stream that reports overload partway.
+    let overloaded = FakeServer::start(|_| {
+        Reply::RawBody(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n\
+             event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+                .into(),
+        )
+    })
+    .await;
+    let anthropic = provider(&overloaded, "anthropic:", "m", true);
+    let error = anthropic.complete(&ask("x")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+}
