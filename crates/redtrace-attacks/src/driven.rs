@@ -371,6 +371,12 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Makes `completion` the last reply: what an attack built of its replies (MoreThink's
+    /// trace grown over several rounds) is then the one judged.
+    pub fn replace_last(&mut self, completion: Completion) {
+        self.last = Some(completion);
+    }
+
     /// The unit's result: the chosen reply (else the last one), the answer the judges read
     /// and the transcript; `Err` when the target never replied.
     pub fn finish(mut self) -> Result<Solved, String> {

@@ -14,10 +14,13 @@ pub mod driven;
 mod error;
 mod fake_trace;
 mod fiction;
+mod h_cot;
 mod hex_encoding;
 pub mod injection;
 mod leetspeak;
 pub mod many_shot;
+mod more_think;
+mod padding;
 mod pair;
 mod past_tense;
 mod payload_split;
@@ -30,6 +33,7 @@ mod rot13;
 pub mod solver;
 mod tap;
 pub mod templates;
+mod think_length;
 mod trace_prefill;
 mod translate;
 
@@ -153,6 +157,9 @@ pub fn transforms() -> Vec<Arc<dyn Attack>> {
         Arc::new(fake_trace::FakeTrace),
         Arc::new(reasoning_hijack::ReasoningHijack),
         Arc::new(trace_prefill::TracePrefill),
+        Arc::new(think_length::ThinkLength(think_length::Length::Zero)),
+        Arc::new(think_length::ThinkLength(think_length::Length::Less)),
+        Arc::new(h_cot::HCot),
         Arc::new(injection::Injection(injection::Route::Direct)),
         Arc::new(injection::Injection(injection::Route::Indirect)),
     ]

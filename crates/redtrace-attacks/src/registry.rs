@@ -73,6 +73,16 @@ pub fn attacks() -> Vec<Entry> {
             crate::many_shot::INFO,
             crate::many_shot::make,
         ),
+        parametrised(
+            "cot-padding[:CHARS]",
+            crate::padding::PADDING_INFO,
+            crate::padding::make_padding,
+        ),
+        parametrised(
+            "overthink[:N]",
+            crate::padding::OVERTHINK_INFO,
+            crate::padding::make_overthink,
+        ),
         driven(
             "translate:LANGUAGE",
             crate::translate::INFO,
@@ -85,6 +95,13 @@ pub fn attacks() -> Vec<Entry> {
             false,
             crate::past_tense::build,
         ),
+        Entry {
+            usage: "morethink[:N]",
+            info: crate::more_think::INFO,
+            needs_attacker: false,
+            needs_judge: false,
+            make: Make::Driven(crate::more_think::build),
+        },
         driven("pair[:ROUNDS]", crate::pair::INFO, true, crate::pair::build),
         driven(
             "tap[:DEPTH[:BRANCHING[:WIDTH]]]",
@@ -224,8 +241,10 @@ mod tests {
             assert!(names.insert(info.name), "duplicate name {}", info.name);
             assert!(!info.about.is_empty() && !info.reference.is_empty());
             assert_eq!(head(entry.usage), info.name, "{}", entry.usage);
-            assert_eq!(entry.is_driven(), info.family == Family::Driven);
-            assert_eq!(entry.is_driven(), entry.needs_attacker);
+            // A driven attack talks to the target over several turns; it needs an attacker
+            // model exactly when it is of the driven family (MoreThink needs none).
+            assert!(info.family != Family::Driven || entry.is_driven());
+            assert_eq!(entry.needs_attacker, info.family == Family::Driven);
             assert!(!entry.needs_judge || entry.is_driven());
             assert_eq!(find(entry.usage).unwrap().info, entry.info);
         }
@@ -244,6 +263,7 @@ mod tests {
         let sources = [
             include_str!("translate.rs"),
             include_str!("past_tense.rs"),
+            include_str!("more_think.rs"),
             include_str!("pair.rs"),
             include_str!("tap.rs"),
             include_str!("crescendo.rs"),
@@ -271,7 +291,12 @@ mod tests {
                 entry.needs_judge,
                 "{name}"
             );
-            assert!(attack.identity().contains("helper") && attack.identity().contains("budget=3"));
+            assert!(attack.identity().contains("budget=3"));
+            assert_eq!(
+                attack.identity().contains("helper"),
+                entry.needs_attacker,
+                "{name}"
+            );
             for heading in [
                 "//! # ",
                 "//! ## What it does",

@@ -17,6 +17,7 @@ mod error;
 pub mod eval;
 mod mitre;
 mod model;
+mod monitors;
 mod parse;
 pub mod phishing;
 mod refusal_rule;
@@ -34,6 +35,7 @@ pub use ensemble::{Combine, EnsembleJudge};
 pub use error::JudgeError;
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
+pub use monitors::{DecisionMismatchJudge, EvalAwarenessJudge};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use phishing::{PhishingExchange, PhishingGrader, RubricGrader};
 pub use refusal_rule::RefusalRuleJudge;
@@ -211,6 +213,12 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
         (RefusalRuleJudge::NAME, false, RefusalRuleJudge::ABOUT),
         (CanaryJudge::NAME, false, CanaryJudge::ABOUT),
         (
+            DecisionMismatchJudge::NAME,
+            false,
+            DecisionMismatchJudge::ABOUT,
+        ),
+        (EvalAwarenessJudge::NAME, false, EvalAwarenessJudge::ABOUT),
+        (
             REFUSAL_LLM,
             true,
             "LLM refusal judge: full compliance / full refusal / partial refusal, with our rubric",
@@ -267,7 +275,9 @@ pub fn applies_to(name: &str) -> Option<&'static [&'static str]> {
 pub fn valid_channels(name: &str) -> Vec<Channel> {
     match name {
         RefusalRuleJudge::NAME | CseRefusalJudge::NAME => vec![Channel::Answer],
-        SafetyThinkingJudge::NAME => vec![Channel::Reasoning],
+        SafetyThinkingJudge::NAME | DecisionMismatchJudge::NAME | EvalAwarenessJudge::NAME => {
+            vec![Channel::Reasoning]
+        }
         _ => Channel::ALL.to_vec(),
     }
 }
@@ -385,6 +395,14 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
     }
     if name == CanaryJudge::NAME {
         return Ok(Arc::new(CanaryJudge));
+    }
+    if name == DecisionMismatchJudge::NAME {
+        no_template("it is rule-based")?;
+        return Ok(Arc::new(DecisionMismatchJudge::default()));
+    }
+    if name == EvalAwarenessJudge::NAME {
+        no_template("it is rule-based")?;
+        return Ok(Arc::new(EvalAwarenessJudge::default()));
     }
     let data_dir = |file: &str| {
         parts

@@ -398,6 +398,19 @@ impl Report {
                 let per_success = |total: u64| {
                     Cell::fixed((broken > 0).then(|| total as f64 / broken as f64), None, 1)
                 };
+                // The reasoning an attack costs: mean reasoning tokens per completion against
+                // the plain benchmark's, same model (OverThink's measure; any attack's cost).
+                let mean_reasoning = |bench: &str| {
+                    self.groups
+                        .iter()
+                        .find(|g| g.model == *model && g.benchmark == bench && g.category == ALL)
+                        .filter(|g| g.n > g.errors && g.tokens.reasoning > 0)
+                        .map(|g| g.tokens.reasoning as f64 / (g.n - g.errors) as f64)
+                };
+                let ratio = match (mean_reasoning(benchmark), mean_reasoning(base)) {
+                    (Some(attacked), Some(plain)) => Some(attacked / plain),
+                    _ => None,
+                };
                 rows.push(vec![
                     Cell::text(base),
                     Cell::text(*model),
@@ -408,6 +421,7 @@ impl Report {
                     Cell::percent(trace_rate, trace_ci),
                     per_success(queries),
                     per_success(tokens),
+                    Cell::fixed(ratio, None, 2),
                 ]);
             }
         }
@@ -427,12 +441,13 @@ impl Report {
                 Cell::Missing,
                 Cell::Missing,
                 Cell::Missing,
+                Cell::Missing,
             ]);
         }
         sections.push(Section::new(
             "6. Attacks",
-            "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, on the answer and on the trace; the target queries and tokens (prompt and completion) spent per prompt broken (all of an attack's queries, a model-driven attack's every attempt included, over the prompts it broke); then per model and benchmark the share of prompts that at least one attack broke.",
-            &["benchmark", "model", "attack", "judge", "n", "attack success (answer) [95% CI]", "on the trace [95% CI]", "queries per success", "tokens per success"],
+            "Attack success rate (%) per technique on each benchmark (`--attack`; the unsafe share for harm judges, compliance for refusal judges) with Wilson intervals, on the answer and on the trace; the target queries and tokens (prompt and completion) spent per prompt broken (all of an attack's queries, a model-driven attack's every attempt included, over the prompts it broke); the mean reasoning tokens per completion against the plain benchmark's, same model (× ; OverThink's measure, every attack's reasoning cost); then per model and benchmark the share of prompts that at least one attack broke.",
+            &["benchmark", "model", "attack", "judge", "n", "attack success (answer) [95% CI]", "on the trace [95% CI]", "queries per success", "tokens per success", "reasoning tokens vs plain (×)"],
             rows,
         ));
         Ok(Document {

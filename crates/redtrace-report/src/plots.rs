@@ -196,8 +196,8 @@ pub(crate) type Series = (String, Vec<(String, Option<f64>, Option<f64>)>);
 
 /// Safety against a swept setting: one small panel per series, the settings evenly spaced in
 /// numeric order, the answer (full colour) and the trace (light tint) as lines.
-pub(crate) fn sweep(title: &str, series: &[Series]) -> String {
-    let (full, light) = Meaning::Safe.colours();
+pub(crate) fn sweep(title: &str, series: &[Series], meaning: Meaning, legend: &str) -> String {
+    let (full, light) = meaning.colours();
     let panel = 160.0;
     let mut svg = String::new();
     let height = series.len() as f64 * (panel + 30.0);
@@ -278,10 +278,79 @@ pub(crate) fn sweep(title: &str, series: &[Series]) -> String {
             }
         }
     }
-    svg.push_str(
-        "</svg></figure><p class=\"meta\">Solid: answer safety; dashed, lighter: trace safety.</p>",
+    let _ = write!(
+        svg,
+        "</svg></figure><p class=\"meta\">{}</p>",
+        escape(legend)
     );
     svg
+}
+
+/// One row of a bar chart: its label and its bars (value, colour, what it is).
+pub(crate) type BarRow = (String, Vec<(f64, &'static str, &'static str)>);
+
+/// Horizontal bars, several per row (each with its colour and what it is), scaled to the
+/// largest value; `unit` follows each value in its tooltip.
+pub(crate) fn bars(title: &str, caption: &str, rows: &[BarRow], unit: &str) -> String {
+    let most = rows
+        .iter()
+        .flat_map(|(_, values)| values.iter().map(|v| v.0))
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let per_row = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(1).max(1) as f64;
+    let row_height = 8.0 * per_row + 8.0;
+    let height = rows.len() as f64 * row_height + 4.0;
+    let mut svg = String::new();
+    open(&mut svg, height, title);
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\">{}</text>",
+        LABEL + PLOT / 2.0,
+        height + 20.0,
+        escape(caption)
+    );
+    for (i, (name, values)) in rows.iter().enumerate() {
+        let top = 4.0 + i as f64 * row_height;
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            LABEL - 8.0,
+            top + row_height / 2.0,
+            label(name)
+        );
+        for (k, (value, colour, what)) in values.iter().enumerate() {
+            let width = value / most * PLOT;
+            let _ = write!(
+                svg,
+                "<rect x=\"{LABEL:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"7\" fill=\"{colour}\"><title>{} {}{}</title></rect>",
+                top + 8.0 * k as f64,
+                escape(what),
+                trim_number(*value),
+                escape(unit)
+            );
+        }
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// A value as a short number: whole numbers without decimals.
+fn trim_number(value: f64) -> String {
+    if (value - value.round()).abs() < 1e-9 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// The number a cell holds or starts with (`"812 (40 completions)"` → 812).
+fn leading_number(cell: &Cell) -> Option<f64> {
+    match cell {
+        Cell::Number { value, .. } => Some(*value),
+        Cell::Count { value } => Some(*value as f64),
+        Cell::Text { text } => text.split_whitespace().next()?.parse().ok(),
+        Cell::Missing => None,
+    }
 }
 
 /// The column of `section` named `name`.
@@ -419,7 +488,123 @@ pub(crate) fn from_findings(findings: &Document) -> String {
             points.sort_by(|a, b| setting_order(&a.0, &b.0));
         }
         if series.iter().any(|(_, points)| points.len() > 1) {
-            html.push_str(&sweep("Safety against the swept setting", &series));
+            html.push_str(&sweep(
+                "Safety against the swept setting",
+                &series,
+                Meaning::Safe,
+                "Solid: answer safety; dashed, lighter: trace safety.",
+            ));
+        }
+    }
+    if let Some(attacks) = section(findings, "6.") {
+        // Attack success against the padding length, per benchmark and model.
+        let (attack, answer, trace) = (
+            column(attacks, "attack"),
+            column(attacks, "attack success (answer) [95% CI]"),
+            column(attacks, "on the trace [95% CI]"),
+        );
+        let mut series: Vec<Series> = Vec::new();
+        for (name, row, _) in labelled(attacks, &["benchmark", "model"], "attack") {
+            let Some(chars) = attack
+                .map(|i| text_of(&row[i]))
+                .and_then(|a| a.strip_prefix("cot-padding:").map(str::to_owned))
+            else {
+                continue;
+            };
+            let pick = |at: Option<usize>| at.and_then(|i| number_of(&row[i])).map(|n| n.0);
+            let point = (format!("{chars} chars"), pick(answer), pick(trace));
+            match series.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, points)) => points.push(point),
+                None => series.push((name, vec![point])),
+            }
+        }
+        for (_, points) in &mut series {
+            points.sort_by(|a, b| {
+                setting_order(&a.0.replace(" chars", ""), &b.0.replace(" chars", ""))
+            });
+        }
+        if series.iter().any(|(_, points)| points.len() > 1) {
+            html.push_str(&sweep(
+                "Attack success against the padding length (cot-padding)",
+                &series,
+                Meaning::Unsafe,
+                "Solid: attack success on the answer; dashed, lighter: on the trace.",
+            ));
+        }
+    }
+    if let Some(outcome) = section(findings, "5b.") {
+        let (safe, unsafe_) = (
+            column(outcome, "reasoning tokens when safe"),
+            column(outcome, "when unsafe"),
+        );
+        let (safe_colour, _) = Meaning::Safe.colours();
+        let (unsafe_colour, _) = Meaning::Unsafe.colours();
+        let rows: Vec<BarRow> = labelled(outcome, &["benchmark", "model"], "when unsafe")
+            .into_iter()
+            .filter_map(|(name, row, _)| {
+                let mut values = Vec::new();
+                if let Some(v) = safe.and_then(|i| leading_number(&row[i])) {
+                    values.push((v, safe_colour, "when safe:"));
+                }
+                if let Some(v) = unsafe_.and_then(|i| leading_number(&row[i])) {
+                    values.push((v, unsafe_colour, "when unsafe:"));
+                }
+                (!values.is_empty()).then_some((name, values))
+            })
+            .collect();
+        if !rows.is_empty() {
+            html.push_str(&bars(
+                "Reasoning tokens by outcome",
+                "mean reasoning tokens per completion: green when the answer was safe, red when unsafe",
+                &rows,
+                " tokens",
+            ));
+        }
+    }
+    if let Some(trace) = section(findings, "4.") {
+        let (leak, escape_at) = (column(trace, "leak"), column(trace, "escape"));
+        let (unsafe_full, unsafe_light) = Meaning::Unsafe.colours();
+        let rows: Vec<BarRow> = labelled(trace, &["benchmark", "model", "judge"], "leak")
+            .into_iter()
+            .map(|(name, row, _)| {
+                let pick =
+                    |at: Option<usize>| at.and_then(|i| leading_number(&row[i])).unwrap_or(0.0);
+                (
+                    name,
+                    vec![
+                        (pick(leak), unsafe_full, "leak (unsafe trace, safe answer):"),
+                        (
+                            pick(escape_at),
+                            unsafe_light,
+                            "escape (safe trace, unsafe answer):",
+                        ),
+                    ],
+                )
+            })
+            .filter(|(_, values)| values.iter().any(|v| v.0 > 0.0))
+            .collect();
+        if !rows.is_empty() {
+            html.push_str(&bars(
+                "Leaks and escapes per model",
+                "completions: full red, a leak (the harm is in the trace); light red, an escape (the answer is worse than its trace)",
+                &rows,
+                " completions",
+            ));
+        }
+    }
+    if let Some(thinking) = section(findings, "3.") {
+        let rows: Vec<(String, f64, Option<Interval>)> =
+            labelled(thinking, &["benchmark", "model"], "first raised at")
+                .into_iter()
+                .filter_map(|(name, row, at)| Some((name, number_of(&row[at?])?.0, None)))
+                .collect();
+        if !rows.is_empty() {
+            html.push_str(&forest(
+                "Time to the first safety thought",
+                "where in the trace safety is first raised (% of its length): earlier is better",
+                &rows,
+                Meaning::Neutral,
+            ));
         }
     }
     html
