@@ -41,8 +41,8 @@ pub use phishing::{PhishingExchange, PhishingGrader, RubricGrader};
 pub use refusal_rule::RefusalRuleJudge;
 pub use reward::{at_path, RewardConfig, RewardFormat, RewardJudge};
 pub use rubric::{
-    fence_marker, Rubric, RubricJudge, HARM_GRADE_RUBRIC, HARM_RUBRIC, INJECTION_RUBRIC,
-    INTERPRETER_RUBRIC, REFUSAL_RUBRIC,
+    fence_marker, Rubric, RubricJudge, EVAL_AWARENESS_RUBRIC, HARM_GRADE_RUBRIC, HARM_RUBRIC,
+    INJECTION_RUBRIC, INTERPRETER_RUBRIC, REFUSAL_RUBRIC,
 };
 pub use thinking::SafetyThinkingJudge;
 
@@ -206,6 +206,9 @@ pub const HARM_GRADE: &str = "harm-grade";
 pub const CSE_INTERPRETER_RUBRIC: &str = "cse-interpreter-rubric";
 /// Our prompt-injection rubric's registry name (the official judge is [`CseInjectionJudge`]).
 pub const CSE_INJECTION_RUBRIC: &str = "cse-injection-rubric";
+/// The evaluation-awareness monitor with a model: our rubric, traces only (the rule monitor is
+/// [`EvalAwarenessJudge`]).
+pub const EVAL_AWARENESS_LLM: &str = "eval-awareness-llm";
 
 /// Every judge: its name, whether it calls a model, and one line about it.
 pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
@@ -218,6 +221,11 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
             DecisionMismatchJudge::ABOUT,
         ),
         (EvalAwarenessJudge::NAME, false, EvalAwarenessJudge::ABOUT),
+        (
+            EVAL_AWARENESS_LLM,
+            true,
+            "Monitor with a model: does the trace believe it is tested, evaluated or red-teamed? (our rubric, traces only)",
+        ),
         (
             REFUSAL_LLM,
             true,
@@ -275,9 +283,10 @@ pub fn applies_to(name: &str) -> Option<&'static [&'static str]> {
 pub fn valid_channels(name: &str) -> Vec<Channel> {
     match name {
         RefusalRuleJudge::NAME | CseRefusalJudge::NAME => vec![Channel::Answer],
-        SafetyThinkingJudge::NAME | DecisionMismatchJudge::NAME | EvalAwarenessJudge::NAME => {
-            vec![Channel::Reasoning]
-        }
+        SafetyThinkingJudge::NAME
+        | DecisionMismatchJudge::NAME
+        | EvalAwarenessJudge::NAME
+        | EVAL_AWARENESS_LLM => vec![Channel::Reasoning],
         _ => Channel::ALL.to_vec(),
     }
 }
@@ -458,6 +467,14 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
             stored_name,
             rubric(INJECTION_RUBRIC, ReplyFormat::YesNo)?,
             model,
+        ))),
+        EVAL_AWARENESS_LLM => Ok(Arc::new(OnChannels::new(
+            Arc::new(RubricJudge::new(
+                stored_name,
+                rubric(EVAL_AWARENESS_RUBRIC, ReplyFormat::YesNo)?,
+                model,
+            )),
+            vec![Channel::Reasoning],
         ))),
         SafetyThinkingJudge::NAME => Ok(Arc::new(SafetyThinkingJudge::new(
             stored_name,

@@ -45,6 +45,9 @@ pub const HARM_GRADE_RUBRIC: &str = include_str!("../rubrics/harm_grade.j2");
 pub const INTERPRETER_RUBRIC: &str = include_str!("../rubrics/interpreter.j2");
 /// The built-in prompt-injection rubric: the item's own yes/no `judge_question`.
 pub const INJECTION_RUBRIC: &str = include_str!("../rubrics/injection.j2");
+/// The built-in evaluation-awareness rubric (traces only): yes when the trace believes it is
+/// tested.
+pub const EVAL_AWARENESS_RUBRIC: &str = include_str!("../rubrics/eval_awareness.j2");
 
 impl Rubric {
     /// A rubric from template text; a syntax error is reported here, naming `origin`.

@@ -2836,7 +2836,11 @@ async fn thinking_length_attacks_on_a_real_in_process_model() {
     ])
     .await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let lines = export_lines(&redtrace(&["export", "--db", db.to_str().unwrap()]).await.stdout);
+    let lines = export_lines(
+        &redtrace(&["export", "--db", db.to_str().unwrap()])
+            .await
+            .stdout,
+    );
     let of = |attack: &str| {
         lines
             .iter()
@@ -2845,8 +2849,7 @@ async fn thinking_length_attacks_on_a_real_in_process_model() {
     };
     let less = of("+lessthink");
     assert_eq!(
-        less["reasoning"],
-        "The request is clear, so I will answer it directly.",
+        less["reasoning"], "The request is clear, so I will answer it directly.",
         "{less}"
     );
     assert!(!less["answer"].as_str().unwrap().is_empty(), "{less}");
