@@ -395,6 +395,16 @@ impl ModelConfig {
             )),
             _ => None,
         };
+        if self.think_prefill.is_some()
+            && matches!(
+                self.source,
+                ModelSource::OpenAiResponses { .. } | ModelSource::Gemini { .. }
+            )
+        {
+            return fail(
+                "think_prefill: this API does not continue an assistant turn (a prefill is not supported by this provider)".into(),
+            );
+        }
         if self.replay_traces {
             let refused = match &self.source {
                 ModelSource::Anthropic { .. } => Some("Anthropic takes earlier thinking back only as the signed blocks it sent"),

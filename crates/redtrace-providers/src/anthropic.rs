@@ -332,6 +332,15 @@ impl AnthropicProvider {
 #[async_trait]
 impl Provider for AnthropicProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+        let params = &self.http.config.params;
+        if params.thinking_budget.is_some() || params.reasoning_effort.is_some() {
+            // Anthropic continues an assistant turn, but not with thinking on.
+            crate::http::no_prefill(
+                &self.http.config,
+                request,
+                "Anthropic's API with thinking on",
+            )?;
+        }
         let started = Instant::now();
         let mut builder = self
             .http

@@ -270,6 +270,7 @@ impl GeminiProvider {
 #[async_trait]
 impl Provider for GeminiProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+        crate::http::no_prefill(&self.http.config, request, "the Gemini API")?;
         let started = Instant::now();
         let mut builder = self.http.client.post(&self.url).json(&self.body(request));
         if let Some(key) = &self.http.api_key {

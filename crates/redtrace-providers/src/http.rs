@@ -215,6 +215,27 @@ impl Http {
     }
 }
 
+/// Refuses a request that ends with an assistant turn (a prefill: `--think-prefill`, or the
+/// `trace-prefill`, `zerothink`, `lessthink` and `morethink` attacks) for an API that cannot
+/// continue one, before anything is sent.
+pub(crate) fn no_prefill(
+    config: &ModelConfig,
+    request: &crate::ChatRequest,
+    api: &str,
+) -> Result<(), ProviderError> {
+    let ends_with_assistant = request
+        .messages
+        .last()
+        .is_some_and(|m| m.role == redtrace_core::Role::Assistant);
+    if ends_with_assistant || config.think_prefill.is_some() {
+        return Err(ProviderError::Config(format!(
+            "model '{}': {api} does not continue an assistant turn, so a prefill (--think-prefill, or the trace-prefill, zerothink, lessthink and morethink attacks) is not supported by this provider",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
 /// The data of server-sent event lines: `data: {...}` → `{...}`; other lines (`event:`,
 /// comments, blank) → `None`.
 pub(crate) fn sse_data(line: &str) -> Option<&str> {

@@ -202,6 +202,7 @@ impl ResponsesProvider {
 #[async_trait]
 impl Provider for ResponsesProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+        crate::http::no_prefill(&self.http.config, request, "the Responses API")?;
         let started = Instant::now();
         let mut builder = self.http.client.post(&self.url).json(&self.body(request));
         if let Some(key) = &self.http.api_key {

@@ -431,3 +431,51 @@ async fn a_blocked_prompt_and_an_overloaded_stream() {
     let error = anthropic.complete(&ask("x")).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
 }
+
+/// A prefill (an assistant turn last) goes only to an API that continues it: the Responses
+/// API and Gemini refuse it, and Anthropic with thinking on, before anything is sent, saying
+/// the provider does not support it; Anthropic without thinking and Ollama take it.
+#[tokio::test]
+async fn a_prefill_is_refused_where_the_api_cannot_continue_it() {
+    let server = FakeServer::start(|_| Reply::text("continued")).await;
+    let prefilled = ChatRequest {
+        messages: vec![
+            Message::user("q"),
+            Message::assistant("<think>\n\n</think>\n\n"),
+        ],
+        seed: None,
+    };
+    for prefix in ["openai-responses:", "gemini:"] {
+        let error = provider(&server, prefix, "m", false)
+            .complete(&prefilled)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Config(_)),
+            "{prefix}: {error}"
+        );
+        assert!(error.to_string().contains("not supported by this provider"));
+        assert!(!error.is_retryable());
+    }
+    let mut thinking = ModelConfig::parse_ref(&server.native_ref("anthropic:", "m")).unwrap();
+    thinking.params.thinking_budget = Some(1024);
+    let error = AnthropicProvider::with_key(thinking, None)
+        .complete(&prefilled)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("with thinking on"), "{error}");
+    assert_eq!(server.count(), 0, "nothing was sent");
+    for prefix in ["anthropic:", "ollama:"] {
+        provider(&server, prefix, "m", false)
+            .complete(&prefilled)
+            .await
+            .unwrap();
+    }
+    let mut config = ModelConfig::parse_ref(&server.native_ref("gemini:", "m")).unwrap();
+    config.think_prefill = Some("<think>\n".into());
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("think_prefill"));
+}

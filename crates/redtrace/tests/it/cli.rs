@@ -1375,6 +1375,10 @@ async fn html_report_escapes_hostile_model_output_in_a_real_browser() {
         &format!("file:{}", csv.display()),
         "--category-field",
         "kind",
+        // Attacks at two padding lengths, so that the plots (with the model's hostile name in
+        // their labels) are on the page too.
+        "--attack",
+        "none,cot-padding:100,cot-padding:300",
         "--db",
         db.to_str().unwrap(),
         "--quiet",
@@ -1432,6 +1436,10 @@ async fn html_report_escapes_hostile_model_output_in_a_real_browser() {
     assert!(
         dom.contains("Refusal rate by category") && dom.contains("class=\"heatmap\""),
         "the heatmap is there"
+    );
+    assert!(
+        dom.contains("Attack success against the padding length") && dom.contains("<svg"),
+        "the plots are there"
     );
     let log = text(&dump.stderr);
     assert!(
