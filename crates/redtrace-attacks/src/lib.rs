@@ -15,6 +15,7 @@ mod error;
 mod fake_trace;
 mod fiction;
 mod h_cot;
+mod h_cot_attacker;
 mod hex_encoding;
 pub mod injection;
 mod leetspeak;

@@ -95,6 +95,12 @@ pub fn attacks() -> Vec<Entry> {
             false,
             crate::past_tense::build,
         ),
+        driven(
+            "h-cot-attacker",
+            crate::h_cot_attacker::INFO,
+            false,
+            crate::h_cot_attacker::build,
+        ),
         Entry {
             usage: "morethink[:N]",
             info: crate::more_think::INFO,
@@ -263,6 +269,7 @@ mod tests {
         let sources = [
             include_str!("translate.rs"),
             include_str!("past_tense.rs"),
+            include_str!("h_cot_attacker.rs"),
             include_str!("more_think.rs"),
             include_str!("pair.rs"),
             include_str!("tap.rs"),
