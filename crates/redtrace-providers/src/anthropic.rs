@@ -49,38 +49,29 @@ struct Message {
 impl AnthropicProvider {
     /// Builds the client; the key comes from the environment variable the config names.
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
-        config.validate()?;
-        let api_key = crate::api_key(&config)?;
-        Ok(Self::with_key(config, api_key))
+        Ok(Self::over(Http::checked(config)?))
     }
 
     /// Builds the client with an explicit key (or none).
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let url = format!(
-            "{}/messages",
-            config.base_url().unwrap_or_default().trim_end_matches('/')
-        );
+        Self::over(Http::new(config, api_key))
+    }
+
+    fn over(http: Http) -> Self {
         Self {
-            http: Http::new(config, api_key),
-            url,
+            url: http.url("messages"),
+            http,
         }
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
         let config = &self.http.config;
         let params = &config.params;
-        let system: Vec<&str> = request
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
-            .collect();
+        let (system, turns) = request.system_apart();
         // Earlier turns go back as text: a dialogue's earlier replies without their thinking,
         // which the API accepts for every turn but the one being continued.
-        let mut messages: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
+        let mut messages: Vec<Value> = turns
+            .into_iter()
             .map(|m| {
                 let role = if m.role == Role::Assistant {
                     "assistant"
@@ -96,8 +87,8 @@ impl AnthropicProvider {
         let mut body = Map::new();
         body.insert("model".into(), json!(config.model));
         body.insert("messages".into(), Value::Array(messages));
-        if !system.is_empty() {
-            body.insert("system".into(), json!(system.join("\n\n")));
+        if let Some(system) = system {
+            body.insert("system".into(), json!(system));
         }
         let budget = params.thinking_budget;
         let max_tokens = params

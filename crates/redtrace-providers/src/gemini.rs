@@ -60,41 +60,33 @@ fn retry_info(body: &str) -> Option<Duration> {
 impl GeminiProvider {
     /// Builds the client; the key comes from the environment variable the config names.
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
-        config.validate()?;
-        let api_key = crate::api_key(&config)?;
-        Ok(Self::with_key(config, api_key))
+        Ok(Self::over(Http::checked(config)?))
     }
 
     /// Builds the client with an explicit key (or none), sent as `x-goog-api-key`.
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let base = config.base_url().unwrap_or_default().trim_end_matches('/');
-        let url = if config.stream {
-            format!(
-                "{base}/models/{}:streamGenerateContent?alt=sse",
-                config.model
-            )
+        Self::over(Http::new(config, api_key))
+    }
+
+    fn over(http: Http) -> Self {
+        let model = &http.config.model;
+        let path = if http.config.stream {
+            format!("models/{model}:streamGenerateContent?alt=sse")
         } else {
-            format!("{base}/models/{}:generateContent", config.model)
+            format!("models/{model}:generateContent")
         };
         Self {
-            http: Http::new(config, api_key),
-            url,
+            url: http.url(&path),
+            http,
         }
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
         let config = &self.http.config;
         let params = &config.params;
-        let system: Vec<&str> = request
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
-            .collect();
-        let mut contents: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
+        let (system, turns) = request.system_apart();
+        let mut contents: Vec<Value> = turns
+            .into_iter()
             .map(|m| {
                 let role = if m.role == Role::Assistant {
                     "model"
@@ -133,10 +125,10 @@ impl GeminiProvider {
         generation.insert("thinkingConfig".into(), thinking);
         let mut body = Map::new();
         body.insert("contents".into(), Value::Array(contents));
-        if !system.is_empty() {
+        if let Some(system) = system {
             body.insert(
                 "systemInstruction".into(),
-                json!({ "parts": [{ "text": system.join("\n\n") }] }),
+                json!({ "parts": [{ "text": system }] }),
             );
         }
         body.insert("generationConfig".into(), Value::Object(generation));

@@ -67,6 +67,24 @@ impl Http {
         }
     }
 
+    /// The client of `config`, checked, with the key read from the variable it names.
+    pub(crate) fn checked(config: ModelConfig) -> Result<Self, ProviderError> {
+        config.validate()?;
+        let api_key = crate::api_key(&config)?;
+        Ok(Self::new(config, api_key))
+    }
+
+    /// The model's base URL with `path` after it.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{path}",
+            self.config
+                .base_url()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        )
+    }
+
     pub(crate) fn transport_error(&self, error: reqwest::Error) -> ProviderError {
         if error.is_timeout() {
             ProviderError::Timeout {

@@ -43,6 +43,26 @@ pub struct ChatRequest {
     pub seed: Option<u64>,
 }
 
+impl ChatRequest {
+    /// The system turns joined (for APIs that take the system prompt apart: Anthropic's
+    /// `system`, Gemini's `systemInstruction`, the Responses API's `instructions`), and the
+    /// other turns.
+    pub(crate) fn system_apart(&self) -> (Option<String>, Vec<&Message>) {
+        let system: Vec<&str> = self
+            .messages
+            .iter()
+            .filter(|m| m.role == redtrace_core::Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let turns = self
+            .messages
+            .iter()
+            .filter(|m| m.role != redtrace_core::Role::System)
+            .collect();
+        ((!system.is_empty()).then(|| system.join("\n\n")), turns)
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {

@@ -30,20 +30,18 @@ struct Reply {
 impl OllamaProvider {
     /// Builds the client (Ollama takes no key unless a proxy in front of it does).
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
-        config.validate()?;
-        let api_key = crate::api_key(&config)?;
-        Ok(Self::with_key(config, api_key))
+        Ok(Self::over(Http::checked(config)?))
     }
 
     /// Builds the client with an explicit key (or none), sent as a bearer token.
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let url = format!(
-            "{}/api/chat",
-            config.base_url().unwrap_or_default().trim_end_matches('/')
-        );
+        Self::over(Http::new(config, api_key))
+    }
+
+    fn over(http: Http) -> Self {
         Self {
-            http: Http::new(config, api_key),
-            url,
+            url: http.url("api/chat"),
+            http,
         }
     }
 

@@ -21,20 +21,18 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     /// Builds the client; reads the API key from the environment variable the config names.
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
-        config.validate()?;
-        let api_key = crate::api_key(&config)?;
-        Ok(Self::with_key(config, api_key))
+        Ok(Self::over(Http::checked(config)?))
     }
 
     /// Builds the client with an explicit key (or none).
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let url = format!(
-            "{}/chat/completions",
-            config.base_url().unwrap_or_default().trim_end_matches('/')
-        );
+        Self::over(Http::new(config, api_key))
+    }
+
+    fn over(http: Http) -> Self {
         Self {
-            http: Http::new(config, api_key),
-            url,
+            url: http.url("chat/completions"),
+            http,
         }
     }
 

@@ -23,36 +23,27 @@ pub struct ResponsesProvider {
 impl ResponsesProvider {
     /// Builds the client; the key comes from the environment variable the config names.
     pub fn new(config: ModelConfig) -> Result<Self, ProviderError> {
-        config.validate()?;
-        let api_key = crate::api_key(&config)?;
-        Ok(Self::with_key(config, api_key))
+        Ok(Self::over(Http::checked(config)?))
     }
 
     /// Builds the client with an explicit key (or none).
     pub fn with_key(config: ModelConfig, api_key: Option<ApiKey>) -> Self {
-        let url = format!(
-            "{}/responses",
-            config.base_url().unwrap_or_default().trim_end_matches('/')
-        );
+        Self::over(Http::new(config, api_key))
+    }
+
+    fn over(http: Http) -> Self {
         Self {
-            http: Http::new(config, api_key),
-            url,
+            url: http.url("responses"),
+            http,
         }
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
         let config = &self.http.config;
         let params = &config.params;
-        let system: Vec<&str> = request
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
-            .collect();
-        let input: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
+        let (system, turns) = request.system_apart();
+        let input: Vec<Value> = turns
+            .into_iter()
             .map(|m| {
                 let role = if m.role == Role::Assistant {
                     "assistant"
@@ -65,8 +56,8 @@ impl ResponsesProvider {
         let mut body = Map::new();
         body.insert("model".into(), json!(config.model));
         body.insert("input".into(), Value::Array(input));
-        if !system.is_empty() {
-            body.insert("instructions".into(), json!(system.join("\n\n")));
+        if let Some(system) = system {
+            body.insert("instructions".into(), json!(system));
         }
         if let Some(value) = params.temperature {
             body.insert("temperature".into(), json!(value));
