@@ -380,7 +380,17 @@ impl JudgeId {
     pub fn names(verdict_judge: &str, name: &str) -> bool {
         Self::parse(verdict_judge).name == name
     }
+
+    /// Whether the judge is a trace monitor, whose "unsafe" flags a property of the trace (a
+    /// decision mismatch, evaluation awareness) rather than harm: left out when judges'
+    /// safety verdicts are compared.
+    pub fn is_monitor(verdict_judge: &str) -> bool {
+        MONITOR_JUDGES.contains(&Self::parse(verdict_judge).name.as_str())
+    }
 }
+
+/// The trace monitors' registry names (see [`JudgeId::is_monitor`]).
+pub const MONITOR_JUDGES: [&str; 3] = ["decision-mismatch", "eval-awareness", "eval-awareness-llm"];
 
 impl std::fmt::Display for JudgeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -325,6 +325,24 @@ mod tests {
         assert_eq!(verdict.label, Label::Unsafe, "{}", verdict.rationale);
     }
 
+    /// The core's list of monitors (left out of judge agreement) is this module's judges.
+    #[test]
+    fn the_monitors_are_known_as_such() {
+        let registry: Vec<&str> = crate::registry().iter().map(|(name, _, _)| *name).collect();
+        for name in redtrace_core::MONITOR_JUDGES {
+            assert!(registry.contains(&name), "{name}");
+            assert_eq!(
+                crate::valid_channels(name),
+                vec![Channel::Reasoning],
+                "{name}"
+            );
+        }
+        assert!(redtrace_core::JudgeId::is_monitor(
+            "eval-awareness-llm:gpt-4o"
+        ));
+        assert!(!redtrace_core::JudgeId::is_monitor("harm:gpt-4o"));
+    }
+
     #[tokio::test]
     async fn evaluation_awareness_in_a_trace() {
         let judge = EvalAwarenessJudge::default();

@@ -394,6 +394,59 @@ impl JudgeStats {
     }
 }
 
+/// Two judges' safety verdicts on the same texts (one benchmark, one channel): how often they
+/// agree, and Cohen's kappa (agreement beyond chance), so a user sees when the choice of judge
+/// decides the result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeAgreement {
+    /// The target model.
+    pub model: String,
+    /// The benchmark.
+    pub benchmark: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The two judges, in name order.
+    pub judges: (String, String),
+    /// Texts both scored on the safe / unsafe scale.
+    pub pairs: u64,
+    /// Both unsafe, only the first unsafe, only the second unsafe, both safe.
+    pub counts: [u64; 4],
+    /// The share of texts they agree on.
+    pub agreement: Option<f64>,
+    /// Cohen's kappa; `None` when chance agreement is total (both judges gave one label only).
+    pub kappa: Option<f64>,
+}
+
+impl JudgeAgreement {
+    fn new(
+        (model, benchmark): (String, String),
+        channel: Channel,
+        judges: (String, String),
+        counts: [u64; 4],
+    ) -> Self {
+        let pairs: u64 = counts.iter().sum();
+        let n = pairs as f64;
+        let agreement = (pairs > 0).then(|| (counts[0] + counts[3]) as f64 / n);
+        let kappa = agreement.and_then(|observed| {
+            let first_unsafe = (counts[0] + counts[1]) as f64 / n;
+            let second_unsafe = (counts[0] + counts[2]) as f64 / n;
+            let expected =
+                first_unsafe * second_unsafe + (1.0 - first_unsafe) * (1.0 - second_unsafe);
+            (expected < 1.0).then(|| (observed - expected) / (1.0 - expected))
+        });
+        Self {
+            model,
+            benchmark,
+            channel,
+            judges,
+            pairs,
+            counts,
+            agreement,
+            kappa,
+        }
+    }
+}
+
 /// A run's report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -404,13 +457,48 @@ pub struct Report {
     /// With several completions per prompt: Safe@1, Safe@K and ConsSafe@K per cell.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub safe_at_k: Vec<SafeAtK>,
+    /// Where two or more judges scored the same texts: their agreement, per benchmark ×
+    /// channel × pair of judges (trace monitors left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agreement: Vec<JudgeAgreement>,
 }
 
 impl Report {
     /// Computes the report of a run from the store.
     pub fn build(store: &Store, run: &RunInfo) -> Result<Self, StoreError> {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
+        type PairKey = (String, String, Channel, String, String);
+        let mut agreement: BTreeMap<PairKey, [u64; 4]> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
+            // Every pair of safety judges that scored the same text.
+            for channel in Channel::ALL {
+                let mut scored: Vec<(&str, bool)> = row
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.channel == channel && !JudgeId::is_monitor(&v.judge))
+                    .filter_map(|v| unsafe_outcome(v.label).map(|u| (v.judge.as_str(), u)))
+                    .collect();
+                scored.sort_unstable();
+                for (i, (a, a_unsafe)) in scored.iter().enumerate() {
+                    for (b, b_unsafe) in &scored[i + 1..] {
+                        let cell = match (a_unsafe, b_unsafe) {
+                            (true, true) => 0,
+                            (true, false) => 1,
+                            (false, true) => 2,
+                            (false, false) => 3,
+                        };
+                        agreement
+                            .entry((
+                                row.key.model.clone(),
+                                row.key.benchmark.clone(),
+                                channel,
+                                (*a).to_owned(),
+                                (*b).to_owned(),
+                            ))
+                            .or_default()[cell] += 1;
+                    }
+                }
+            }
             // The whole, the prompts of each label (for benchmarks that mix safe and unsafe
             // prompts), then every level of the category path.
             let label_group = row.label.map(|label| match label {
@@ -628,6 +716,12 @@ impl Report {
             run: run.clone(),
             groups,
             safe_at_k,
+            agreement: agreement
+                .into_iter()
+                .map(|((model, benchmark, channel, a, b), counts)| {
+                    JudgeAgreement::new((model, benchmark), channel, (a, b), counts)
+                })
+                .collect(),
         })
     }
 
@@ -778,6 +872,28 @@ impl Report {
         rows
     }
 
+    /// The judge agreement table: per benchmark × channel × pair of judges.
+    fn agreement_rows(&self) -> Vec<Vec<String>> {
+        let share =
+            |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        self.agreement
+            .iter()
+            .map(|a| {
+                vec![
+                    a.model.clone(),
+                    a.benchmark.clone(),
+                    a.channel.as_str().to_owned(),
+                    a.judges.0.clone(),
+                    a.judges.1.clone(),
+                    a.pairs.to_string(),
+                    share(a.agreement),
+                    a.kappa.map_or("–".to_owned(), |k| format!("{k:.2}")),
+                    format!("{} / {}", a.counts[1], a.counts[2]),
+                ]
+            })
+            .collect()
+    }
+
     /// The provenance table: per model × benchmark, what the traces are (raw, summary,
     /// truncated, withheld, absent) and how many answers the provider's safety system refused.
     fn provenance_rows(&self) -> Vec<Vec<String>> {
@@ -879,6 +995,11 @@ impl Report {
                 PROVENANCE_HEADER.to_vec(),
                 self.provenance_rows(),
             ),
+            (
+                AGREEMENT_TITLE,
+                AGREEMENT_HEADER.to_vec(),
+                self.agreement_rows(),
+            ),
             (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),
             (
                 THINKING_TITLE,
@@ -966,6 +1087,13 @@ impl Report {
         }
         self.safe_at_k
             .retain(|r| keep_row(&r.model, &r.benchmark, &r.category) && keep_judge(&r.judge));
+        // Agreement is counted over whole benchmarks: a category filter leaves it out.
+        self.agreement.retain(|a| {
+            categories.is_empty()
+                && keep_row(&a.model, &a.benchmark, ALL)
+                && keep_judge(&a.judges.0)
+                && keep_judge(&a.judges.1)
+        });
         Ok(())
     }
 
@@ -1185,6 +1313,20 @@ const TRACE_HEADER: [&str; 12] = [
 ];
 
 const PROVENANCE_TITLE: &str = "What the traces are, and provider refusals (raw: the model's own text; summary: the provider's summary of a hidden trace; withheld: redacted, encrypted or omitted by the provider; provider refusals: the provider's safety system refused, not the model)";
+
+const AGREEMENT_TITLE: &str = "Judge agreement: two judges' safe / unsafe verdicts on the same texts (kappa: agreement beyond chance; where the judges disagree often, the choice of judge decides the result)";
+
+const AGREEMENT_HEADER: [&str; 9] = [
+    "model",
+    "benchmark",
+    "channel",
+    "judge A",
+    "judge B",
+    "texts",
+    "agreement",
+    "kappa",
+    "only A unsafe / only B unsafe",
+];
 
 const PROVENANCE_HEADER: [&str; 9] = [
     "model",
