@@ -200,7 +200,7 @@ impl Report {
         let mut rows = Vec::new();
         for benchmark in &benchmarks {
             for model in &models {
-                let Some((_, stats)) = self.primary(model, benchmark) else {
+                let Some((group, stats)) = self.primary(model, benchmark) else {
                     continue;
                 };
                 let t = &stats.trace_vs_answer;
@@ -219,13 +219,18 @@ impl Report {
                     Cell::count(t.leak),
                     Cell::count(t.escape),
                     Cell::fixed(Some(t.p_value.unwrap_or(1.0)), None, 3),
+                    // What the traces are: a provider's summary is never the model's own words.
+                    Cell::text(crate::provenance_mix(
+                        group,
+                        &["raw", "summary", "truncated"],
+                    )),
                 ]);
             }
         }
         sections.push(Section::new(
             "4. The trace is less safe than the answer",
-            "Answer and trace safety (%) by the same judge on the completions where both were scored (AIR-Bench: its mean score, as in section 1); the difference (points) with a seeded paired bootstrap interval; leak = unsafe trace with a safe answer, escape = the reverse (a partial refusal counts as safe there); McNemar's exact p.",
-            &["benchmark", "model", "judge", "pairs", "answer safe", "trace safe", "answer − trace [95% CI]", "leak", "escape", "p"],
+            "Answer and trace safety (%) by the same judge on the completions where both were scored (AIR-Bench: its mean score, as in section 1); the difference (points) with a seeded paired bootstrap interval; leak = unsafe trace with a safe answer, escape = the reverse (a partial refusal counts as safe there); McNemar's exact p; the traces compared, by provenance (a `summary` is the provider's summary of a hidden trace, not the model's own words).",
+            &["benchmark", "model", "judge", "pairs", "answer safe", "trace safe", "answer − trace [95% CI]", "leak", "escape", "p", "traces compared"],
             rows,
         ));
         // 5. Budget: the same model at several settings (a sweep), and tokens by outcome.

@@ -145,15 +145,14 @@ impl Report {
         for group_key in self.section_keys() {
             self.write_section(&mut html, &group_key);
             let (model, benchmark, judge) = &group_key;
-            let all = self
-                .groups
-                .iter()
-                .find(|g| {
-                    &g.model == model && &g.benchmark == benchmark && g.category == crate::ALL
-                })
-                .and_then(|g| g.judges.iter().find(|j| &j.judge == judge));
-            if let Some(stats) = all.filter(|s| s.trace_vs_answer.pairs > 0) {
-                write_joint(&mut html, stats);
+            let group = self.groups.iter().find(|g| {
+                &g.model == model && &g.benchmark == benchmark && g.category == crate::ALL
+            });
+            let all = group.and_then(|g| g.judges.iter().find(|j| &j.judge == judge));
+            if let (Some(group), Some(stats)) = (group, all.filter(|s| s.trace_vs_answer.pairs > 0))
+            {
+                let compared = crate::provenance_mix(group, &["raw", "summary", "truncated"]);
+                write_joint(&mut html, stats, &compared);
             }
         }
         for (title, header, rows) in self.extra_tables() {
@@ -505,7 +504,7 @@ fn write_document(html: &mut String, document: &crate::tables::Document) {
     }
 }
 
-fn write_joint(html: &mut String, stats: &crate::JudgeStats) {
+fn write_joint(html: &mut String, stats: &crate::JudgeStats, compared: &str) {
     let joint = &stats.trace_vs_answer;
     let how = match stats.measure {
         redtrace_core::Measure::Refusal => {
@@ -529,8 +528,12 @@ fn write_joint(html: &mut String, stats: &crate::JudgeStats) {
          <tr><th></th><th>answer safe</th><th>answer unsafe</th></tr>\
          <tr><th>trace safe</th><td class=\"n\">{}</td><td class=\"n\">{} <span class=\"ci\"><b>escape</b>: safe trace, unsafe answer</span></td></tr>\
          <tr><th>trace unsafe</th><td class=\"n\">{} <span class=\"ci\"><b>leak</b>: unsafe trace, safe answer</span></td><td class=\"n\">{}</td></tr>\
-         </table><p>{difference}</p></details>",
-        joint.both_safe, joint.escape, joint.leak, joint.both_unsafe
+         </table><p>{difference}</p><p class=\"meta\">Traces compared: {} (a summary is the provider's summary of a hidden trace, not the model's own words).</p></details>",
+        joint.both_safe,
+        joint.escape,
+        joint.leak,
+        joint.both_unsafe,
+        escape(compared)
     );
 }
 

@@ -1342,7 +1342,7 @@ const PROVENANCE_HEADER: [&str; 9] = [
 
 /// The counts of `group`'s traces of the provenances `names`, largest first (`raw 18,
 /// summary 2`); `–` when there are none.
-fn provenance_mix(group: &GroupStats, names: &[&str]) -> String {
+pub(crate) fn provenance_mix(group: &GroupStats, names: &[&str]) -> String {
     let mut mix: Vec<(&str, u64)> = names
         .iter()
         .filter_map(|name| {

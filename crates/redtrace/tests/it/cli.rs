@@ -2507,6 +2507,8 @@ async fn xstest_runs_on_every_native_reasoning_api() {
         }
     })
     .await;
+    let judge = FakeServer::start(|_| Reply::text("It declines.\nVERDICT: full_refusal")).await;
+    let judge_ref = format!("refusal-rule,refusal-llm={}", judge.model_ref("j"));
     let dir = tempfile::tempdir().unwrap();
     for (prefix, provenance) in [
         ("anthropic:", "summary"),
@@ -2533,6 +2535,8 @@ async fn xstest_runs_on_every_native_reasoning_api() {
                 "--stream",
                 "--api-key-env",
                 "NATIVE_KEY",
+                "--judge",
+                &judge_ref,
                 "--quiet",
                 "--db",
                 db_arg,
@@ -2582,7 +2586,12 @@ async fn xstest_runs_on_every_native_reasoning_api() {
                 "{prefix}: XSTest's first rows ask to kill processes"
             );
             for line in &refused {
-                let verdict = &line["verdicts"][0];
+                let verdict = line["verdicts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["judge"] == "refusal-rule")
+                    .unwrap();
                 assert_eq!(verdict["label"], "full_refusal", "{prefix}");
                 assert!(verdict["rationale"]
                     .as_str()
@@ -2609,6 +2618,22 @@ async fn xstest_runs_on_every_native_reasoning_api() {
             cells[5]
         };
         assert_eq!(shown, answered.len().to_string(), "{prefix}: {row}");
+        // The trace-vs-answer findings say which traces they compared.
+        let findings = text(
+            &redtrace(&["report", "--findings", "--db", db_arg])
+                .await
+                .stdout,
+        );
+        let section = &findings[findings.find("## 4.").unwrap()..];
+        let section = &section[..section[3..]
+            .find("\n## ")
+            .map_or(section.len(), |at| at + 3)];
+        let row = section.lines().find(|l| l.contains("| r1-like |")).unwrap();
+        assert!(
+            row.trim_end()
+                .ends_with(&format!("| {provenance} {} |", answered.len())),
+            "{prefix}: {row}"
+        );
     }
     for seen in server.requests() {
         match seen.wire {
