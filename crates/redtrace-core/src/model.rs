@@ -405,6 +405,15 @@ impl ModelConfig {
                 "think_prefill: this API does not continue an assistant turn (a prefill is not supported by this provider)".into(),
             );
         }
+        if matches!(self.source, ModelSource::Anthropic { .. })
+            && (self.params.thinking_budget.is_some() || self.params.reasoning_effort.is_some())
+            && self.params.temperature.is_some_and(|t| t != 1.0)
+        {
+            return fail(
+                "Anthropic takes no temperature but 1 with thinking on: leave temperature unset"
+                    .into(),
+            );
+        }
         if self.replay_traces {
             let refused = match &self.source {
                 ModelSource::Anthropic { .. } => Some("Anthropic takes earlier thinking back only as the signed blocks it sent"),

@@ -220,6 +220,18 @@ async fn reasoning_settings_map_to_each_api() {
     );
     assert_eq!(seen[4].body["think"], "high");
 
+    // Anthropic with thinking on takes temperature 1 only.
+    let mut hot = ModelConfig::parse_ref(&server.native_ref("anthropic:", "m")).unwrap();
+    hot.params.thinking_budget = Some(1024);
+    hot.params.temperature = Some(0.6);
+    assert!(hot
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("temperature"));
+    hot.params.temperature = Some(1.0);
+    hot.validate().unwrap();
+
     // A setting an API has no place for is refused before anything is sent.
     for (reference, effort, budget, wanted) in [
         (

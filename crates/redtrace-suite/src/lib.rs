@@ -33,7 +33,7 @@ pub use file::{
     SuiteFile, ThresholdsTable,
 };
 pub use redtrace_engine::{NoProgress, Progress, RunSummary, Shutdown, UnitOutcome};
-pub use rejudge::{rejudge, Rejudge};
+pub use rejudge::{rejudge, PreparedRejudge, Rejudge};
 pub use resolve::{
     default_key_env, JudgeOverrides, Overrides, Suite, DB_ENV, DEFAULT_DB, DEFAULT_KEY_ENV,
     DEFAULT_KEY_HOST,

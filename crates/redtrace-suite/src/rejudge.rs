@@ -62,14 +62,35 @@ pub async fn rejudge(
     progress: Arc<dyn Progress>,
     shutdown: Shutdown,
 ) -> Result<RunOutcome> {
+    request.prepare()?.run(progress, shutdown).await
+}
+
+/// A re-judging checked and resolved, before anything is written or asked.
+pub struct PreparedRejudge<'a> {
+    request: &'a Rejudge,
+    original: redtrace_store::RunInfo,
+    spec: RunSpec,
+    settings: Vec<Vec<JudgeSetting>>,
+    notes: Vec<String>,
+}
+
+impl Rejudge {
+    /// Checks the request against the store and resolves the judges of every benchmark, writing
+    /// nothing: what fails here is a usage error (no such run, a judge that cannot judge a
+    /// benchmark of it, no judge named).
+    pub fn prepare(&self) -> Result<PreparedRejudge<'_>> {
+        prepare(self)
+    }
+}
+
+fn prepare(request: &Rejudge) -> Result<PreparedRejudge<'_>> {
     if request.judging.judges.is_empty() {
         bail!("name the judges to judge with: --judge NAME (every benchmark) or --judge BENCH=NAME (one)");
     }
     if !request.db.is_file() {
         bail!("no store at {}", request.db.display());
     }
-    let mut store = Store::open(&request.db)?;
-    store.check_integrity()?;
+    let store = Store::open_read_only(&request.db)?;
     let original = store.resolve_run(&request.run)?;
     let choice = JudgeChoice::parse(&request.judging, None)?;
     let mut bases: Vec<String> = Vec::new();
@@ -127,9 +148,6 @@ pub async fn rejudge(
             bases.join(", ")
         );
     }
-    for note in &notes {
-        progress.note(&format!("note: {note}"));
-    }
     let mut all_judges: Vec<String> = Vec::new();
     for judge in records.iter().flat_map(|r| r.judges.iter()) {
         if !all_judges.contains(judge) {
@@ -137,80 +155,107 @@ pub async fn rejudge(
         }
     }
     let spec = RunSpec {
-        benchmarks: records.clone(),
+        benchmarks: records,
         judges: all_judges,
         rejudged_from: Some(original.id.0),
         ..original.spec.clone()
     };
-    let existing = store.find_run(&spec.identity_hash())?;
-    let resumed = existing.is_some();
-    let (run_id, _claim) = match existing {
-        Some(id) => {
-            let claim = store.claim_run(id)?;
-            store.set_status(id, RunStatus::Running)?;
-            (id, claim)
-        }
-        None => {
-            let id = store.create_run(&spec, env!("CARGO_PKG_VERSION"))?;
-            (id, store.claim_run(id)?)
-        }
-    };
-    let kept: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
-    store
-        .copy_answers(original.id, run_id, &kept)
-        .with_context(|| format!("copying run {}'s completions", original.id))?;
+    Ok(PreparedRejudge {
+        request,
+        original,
+        spec,
+        settings,
+        notes,
+    })
+}
 
-    let mut builder = Builder::new(&request.db, request.data_dir.clone(), progress.clone())?
-        .with_shutdown(&shutdown)
-        .with_backoff(request.backoff)
-        .with_key_env(request.judging.judge_api_key_env.clone())
-        .with_limits(request.limits);
-    let mut benchmarks = Vec::new();
-    let mut total = 0u64;
-    for (record, settings) in records.iter().zip(&settings) {
-        let samples = store.samples(run_id, &record.name)?;
-        total += samples.len() as u64;
-        let mut judges = Vec::new();
-        for setting in settings {
-            judges.push(builder.judge(setting).await?);
+impl PreparedRejudge<'_> {
+    /// Runs the re-judging: the run found (resumed) or created, the completions copied, the
+    /// judges asked.
+    pub async fn run(self, progress: Arc<dyn Progress>, shutdown: Shutdown) -> Result<RunOutcome> {
+        let PreparedRejudge {
+            request,
+            original,
+            spec,
+            settings,
+            notes,
+        } = self;
+        for note in &notes {
+            progress.note(&format!("note: {note}"));
         }
-        benchmarks.push(BenchmarkInput {
-            name: record.name.clone(),
-            samples: Box::new(samples.into_iter().map(Ok)),
-            judges,
-            solver: Arc::new(StoredSolver::for_benchmark(&record.name)),
-        });
+        let records = &spec.benchmarks;
+        let mut store = Store::open(&request.db)?;
+        store.check_integrity()?;
+        let existing = store.find_run(&spec.identity_hash())?;
+        let resumed = existing.is_some();
+        let (run_id, _claim) = match existing {
+            Some(id) => {
+                let claim = store.claim_run(id)?;
+                store.set_status(id, RunStatus::Running)?;
+                (id, claim)
+            }
+            None => {
+                let id = store.create_run(&spec, env!("CARGO_PKG_VERSION"))?;
+                (id, store.claim_run(id)?)
+            }
+        };
+        let kept: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        store
+            .copy_answers(original.id, run_id, &kept)
+            .with_context(|| format!("copying run {}'s completions", original.id))?;
+
+        let mut builder = Builder::new(&request.db, request.data_dir.clone(), progress.clone())?
+            .with_shutdown(&shutdown)
+            .with_backoff(request.backoff)
+            .with_key_env(request.judging.judge_api_key_env.clone())
+            .with_limits(request.limits);
+        let mut benchmarks = Vec::new();
+        let mut total = 0u64;
+        for (record, settings) in records.iter().zip(&settings) {
+            let samples = store.samples(run_id, &record.name)?;
+            total += samples.len() as u64;
+            let mut judges = Vec::new();
+            for setting in settings {
+                judges.push(builder.judge(setting).await?);
+            }
+            benchmarks.push(BenchmarkInput {
+                name: record.name.clone(),
+                samples: Box::new(samples.into_iter().map(Ok)),
+                judges,
+                solver: Arc::new(StoredSolver::for_benchmark(&record.name)),
+            });
+        }
+        drop(store);
+        let targets = spec
+            .models
+            .iter()
+            .map(|config| Target {
+                config: config.clone(),
+                provider: Arc::new(NeverSent),
+            })
+            .collect::<Vec<_>>();
+        let total_units = total * targets.len() as u64 * u64::from(spec.samples_per_prompt);
+        let plan = Plan {
+            run: run_id,
+            targets,
+            benchmarks,
+            channels: Channel::ALL.to_vec(),
+            samples_per_prompt: spec.samples_per_prompt,
+            use_cache: false,
+            total_units: Some(total_units),
+            stored_only: true,
+        };
+        let result = redtrace_engine::run(
+            plan,
+            request.db.clone(),
+            EngineOptions {
+                backoff: request.backoff,
+                ..EngineOptions::default()
+            },
+            progress,
+            shutdown,
+        )
+        .await;
+        crate::run::ended(&request.db, run_id, result, resumed)
     }
-    drop(store);
-    let targets = spec
-        .models
-        .iter()
-        .map(|config| Target {
-            config: config.clone(),
-            provider: Arc::new(NeverSent),
-        })
-        .collect::<Vec<_>>();
-    let total_units = total * targets.len() as u64 * u64::from(spec.samples_per_prompt);
-    let plan = Plan {
-        run: run_id,
-        targets,
-        benchmarks,
-        channels: Channel::ALL.to_vec(),
-        samples_per_prompt: spec.samples_per_prompt,
-        use_cache: false,
-        total_units: Some(total_units),
-        stored_only: true,
-    };
-    let result = redtrace_engine::run(
-        plan,
-        request.db.clone(),
-        EngineOptions {
-            backoff: request.backoff,
-            ..EngineOptions::default()
-        },
-        progress,
-        shutdown,
-    )
-    .await;
-    crate::run::ended(&request.db, run_id, result, resumed)
 }

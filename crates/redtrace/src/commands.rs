@@ -76,9 +76,18 @@ pub fn judge(args: &crate::cli::JudgeArgs, out: &mut dyn Write) -> Result<ExitCo
         },
         backoff: Default::default(),
     };
+    // What fails before anything is written or asked (no such run, a judge that cannot judge
+    // a benchmark of it) is a usage error: exit code 2, as `run`'s.
+    let prepared = match request.prepare() {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            crate::print_error(&error);
+            return Ok(ExitCode::from(2));
+        }
+    };
     let outcome = with_signals(|shutdown| {
         let bar = Arc::new(crate::progress::Bar::new(args.quiet));
-        redtrace_suite::rejudge(&request, bar, shutdown)
+        prepared.run(bar, shutdown)
     })?;
     let from = Store::open_read_only(&request.db)?
         .resolve_run(&outcome.run_id.to_string())?

@@ -2010,7 +2010,7 @@ async fn judge_rejudges_a_stored_run_without_asking_the_target() {
         db_arg,
     ])
     .await;
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "a usage error");
     assert!(
         text(&output.stderr).contains("cannot judge"),
         "{}",
