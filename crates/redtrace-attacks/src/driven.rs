@@ -420,6 +420,44 @@ impl<'a> Session<'a> {
     }
 }
 
+/// The attempt a reply to `prompt` made at `step`.
+pub(crate) fn attempt(step: &str, prompt: &str, reply: &Completion) -> Attempt {
+    Attempt {
+        step: step.to_owned(),
+        prompt: prompt.to_owned(),
+        response: reply.answer.clone(),
+        reasoning: reply.reasoning.text.clone(),
+        ..Default::default()
+    }
+}
+
+/// An attack of one prompt the helper writes: asks `helper` with `request` (`what` it writes,
+/// for errors), makes the prompt of its reply with `prompt_of`, sends it once as `step`,
+/// records the attempt and ends the session (past-tense, h-cot-attacker).
+pub(crate) async fn written_once(
+    mut session: Session<'_>,
+    helper: &dyn Helper,
+    request: Vec<Message>,
+    what: &str,
+    step: &str,
+    prompt_of: impl FnOnce(&str) -> String,
+) -> Result<Solved, String> {
+    let written = session
+        .ask(helper, request)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    let written = written.trim();
+    if written.is_empty() {
+        return Err(format!("{what}: the attacker model gave an empty reply"));
+    }
+    let prompt = prompt_of(written);
+    let Some(completion) = session.send_prompt(step, &prompt).await else {
+        return session.finish();
+    };
+    session.record(attempt(step, &prompt, &completion), Some(&completion));
+    session.finish()
+}
+
 /// The fence around a text shown to a helper model, derived from the text's hash so that the
 /// text cannot contain it.
 pub(crate) fn crate_marker(text: &str) -> String {

@@ -16,7 +16,7 @@
 //! Kuo et al. 2025, H-CoT: Hijacking the Chain-of-Thought Safety Reasoning Mechanism to
 //! Jailbreak Large Reasoning Models.
 
-use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Helpers, Session, Target};
+use crate::driven::{self, crate_marker, DrivenAttack, Helper, Helpers, Session, Target};
 use crate::{AttackInfo, Family};
 use async_trait::async_trait;
 use redtrace_core::{solver::Solved, Message, Sample};
@@ -83,33 +83,17 @@ impl DrivenAttack for HCotAttacker {
     }
 
     async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
-        let mut session = Session::new(self.label(), sample, target, self.budget);
+        let session = Session::new(self.label(), sample, target, self.budget);
         let request = session.request().to_owned();
-        let reasoning = session
-            .ask(self.attacker.as_ref(), writing_request(&request))
-            .await
-            .map_err(|e| format!("writing the mock reasoning: {e}"))?;
-        let reasoning = reasoning.trim().to_owned();
-        if reasoning.is_empty() {
-            return Err(
-                "writing the mock reasoning: the attacker model gave an empty reply".into(),
-            );
-        }
-        let prompt = format!("{request}\n\n[Reasoning so far]\n{reasoning}\nContinuing.");
-        let Some(completion) = session.send_prompt("h-cot", &prompt).await else {
-            return session.finish();
-        };
-        session.record(
-            Attempt {
-                step: "h-cot".into(),
-                prompt,
-                response: completion.answer.clone(),
-                reasoning: completion.reasoning.text.clone(),
-                ..Default::default()
-            },
-            Some(&completion),
-        );
-        session.finish()
+        driven::written_once(
+            session,
+            self.attacker.as_ref(),
+            writing_request(&request),
+            "writing the mock reasoning",
+            "h-cot",
+            |reasoning| format!("{request}\n\n[Reasoning so far]\n{reasoning}\nContinuing."),
+        )
+        .await
     }
 }
 

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use redtrace_core::{solver::Solved, Completion, Message, Reasoning, Sample, TraceState};
 use std::sync::Arc;
 
-use crate::driven::{self, Attempt, DrivenAttack, Helpers, Session, Target};
+use crate::driven::{self, DrivenAttack, Helpers, Session, Target};
 use crate::{AttackInfo, Family};
 
 pub(crate) const INFO: AttackInfo = AttackInfo {
@@ -82,7 +82,10 @@ impl DrivenAttack for MoreThink {
         let Some(first) = session.send("think", sample.messages.clone()).await else {
             return session.finish();
         };
-        session.record(attempt("think", sample.prompt(), &first), Some(&first));
+        session.record(
+            driven::attempt("think", sample.prompt(), &first),
+            Some(&first),
+        );
         let mut current = first;
         for round in 1..=self.rounds {
             // Only a trace the model closed can be made to go on; a truncated one ran out of
@@ -108,21 +111,11 @@ impl DrivenAttack for MoreThink {
             let Some(next) = session.send(&step, messages).await else {
                 break;
             };
-            session.record(attempt(&step, &prefill, &next), Some(&next));
+            session.record(driven::attempt(&step, &prefill, &next), Some(&next));
             current = grown(&current, next);
         }
         session.replace_last(current);
         session.finish()
-    }
-}
-
-fn attempt(step: &str, prompt: &str, reply: &Completion) -> Attempt {
-    Attempt {
-        step: step.to_owned(),
-        prompt: prompt.to_owned(),
-        response: reply.answer.clone(),
-        reasoning: reply.reasoning.text.clone(),
-        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@
 //! Andriushchenko and Flammarion, "Does Refusal Training in LLMs Generalize to the Past
 //! Tense?" (2024).
 
-use crate::driven::{self, crate_marker, Attempt, DrivenAttack, Helper, Helpers, Session, Target};
+use crate::driven::{self, crate_marker, DrivenAttack, Helper, Helpers, Session, Target};
 use crate::{AttackInfo, Family};
 use async_trait::async_trait;
 use redtrace_core::{solver::Solved, Message, Sample};
@@ -80,30 +80,17 @@ impl DrivenAttack for PastTense {
     }
 
     async fn run(&self, sample: &Sample, target: &dyn Target) -> Result<Solved, String> {
-        let mut session = Session::new(self.label(), sample, target, self.budget);
-        let request = session.request().to_owned();
-        let reworded = session
-            .ask(self.attacker.as_ref(), rewording_request(&request))
-            .await
-            .map_err(|e| format!("rewording the request: {e}"))?;
-        let reworded = reworded.trim().to_owned();
-        if reworded.is_empty() {
-            return Err("rewording the request: the attacker model gave an empty reply".into());
-        }
-        let Some(completion) = session.send_prompt("past tense", &reworded).await else {
-            return session.finish();
-        };
-        session.record(
-            Attempt {
-                step: "past tense".into(),
-                prompt: reworded,
-                response: completion.answer.clone(),
-                reasoning: completion.reasoning.text.clone(),
-                ..Default::default()
-            },
-            Some(&completion),
-        );
-        session.finish()
+        let session = Session::new(self.label(), sample, target, self.budget);
+        let request = rewording_request(session.request());
+        driven::written_once(
+            session,
+            self.attacker.as_ref(),
+            request,
+            "rewording the request",
+            "past tense",
+            str::to_owned,
+        )
+        .await
     }
 }
 
