@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::{ResultRow, RunId, Store, StoreError};
+use crate::{ResultRow, RunId, RunInfo, Store, StoreError};
 
 /// The inspect_ai log format version written.
 const LOG_VERSION: u32 = 2;
@@ -149,14 +149,14 @@ fn sample(row: &ResultRow, run: RunId) -> Value {
     sample
 }
 
-/// Writes run `run` as inspect_ai `.eval` logs into `dir` (created if needed), one per model ×
-/// benchmark; returns their paths.
-pub fn write_inspect(store: &Store, run: RunId, dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let info = store
-        .runs()?
-        .into_iter()
-        .find(|info| info.id == run)
-        .ok_or_else(|| StoreError::NotFound(format!("no run {run}")))?;
+/// Writes the run `info` describes as inspect_ai `.eval` logs into `dir` (created if needed),
+/// one per model × benchmark; returns their paths.
+pub fn write_inspect(
+    store: &Store,
+    info: &RunInfo,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, StoreError> {
+    let run = info.id;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);

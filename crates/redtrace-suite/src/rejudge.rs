@@ -170,6 +170,11 @@ fn prepare(request: &Rejudge) -> Result<PreparedRejudge<'_>> {
 }
 
 impl PreparedRejudge<'_> {
+    /// The stored run being judged again.
+    pub fn original(&self) -> redtrace_store::RunId {
+        self.original.id
+    }
+
     /// Runs the re-judging: the run found (resumed) or created, the completions copied, the
     /// judges asked.
     pub async fn run(self, progress: Arc<dyn Progress>, shutdown: Shutdown) -> Result<RunOutcome> {

@@ -85,15 +85,11 @@ pub fn judge(args: &crate::cli::JudgeArgs, out: &mut dyn Write) -> Result<ExitCo
             return Ok(ExitCode::from(2));
         }
     };
+    let from = prepared.original();
     let outcome = with_signals(|shutdown| {
         let bar = Arc::new(crate::progress::Bar::new(args.quiet));
         prepared.run(bar, shutdown)
     })?;
-    let from = Store::open_read_only(&request.db)?
-        .resolve_run(&outcome.run_id.to_string())?
-        .spec
-        .rejudged_from
-        .unwrap_or_default();
     let how = format!(
         "({}re-judging run {from}, nothing sent to the targets)",
         if outcome.resumed { "resumed, " } else { "" }
@@ -409,7 +405,7 @@ pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
             "inspect_ai logs are one file per model and benchmark: give --output DIR (e.g. --output logs/, then `inspect view --log-dir logs`)"
         ),
         (ExportFormat::Inspect, Some(dir)) => {
-            let paths = redtrace_store::write_inspect(&store, run.id, dir)?;
+            let paths = redtrace_store::write_inspect(&store, &run, dir)?;
             for path in &paths {
                 eprintln!("wrote {}", path.display());
             }
