@@ -353,16 +353,14 @@ fn leading_number(cell: &Cell) -> Option<f64> {
     }
 }
 
+/// The number in column `at` of `row`, if it has one.
+fn value_at(row: &[Cell], at: Option<usize>) -> Option<f64> {
+    at.and_then(|i| leading_number(&row[i]))
+}
+
 /// The column of `section` named `name`.
 fn column(section: &Section, name: &str) -> Option<usize> {
     section.columns.iter().position(|c| c == name)
-}
-
-fn text_of(cell: &Cell) -> String {
-    match cell {
-        Cell::Text { text } => text.clone(),
-        other => other.to_markdown(),
-    }
 }
 
 fn number_of(cell: &Cell) -> Option<(f64, Option<Interval>)> {
@@ -380,12 +378,8 @@ fn section<'a>(document: &'a Document, prefix: &str) -> Option<&'a Section> {
         .find(|s| s.title.starts_with(prefix) && !s.rows.is_empty())
 }
 
-/// Rows of `section` labelled by the text of `labels` joined with " · ", valued by `value`.
-fn labelled<'a>(
-    section: &'a Section,
-    labels: &[&str],
-    value: &str,
-) -> Vec<(String, &'a [Cell], Option<usize>)> {
+/// Rows of `section`, each labelled by the text of its `labels` columns joined with " · ".
+fn labelled<'a>(section: &'a Section, labels: &[&str]) -> Vec<(String, &'a [Cell])> {
     let at: Vec<usize> = labels
         .iter()
         .filter_map(|name| column(section, name))
@@ -396,10 +390,24 @@ fn labelled<'a>(
         .map(|row| {
             let name = at
                 .iter()
-                .map(|&i| text_of(&row[i]))
+                .map(|&i| row[i].to_markdown())
                 .collect::<Vec<_>>()
                 .join(" · ");
-            (name, row.as_slice(), column(section, value))
+            (name, row.as_slice())
+        })
+        .collect()
+}
+
+/// The labelled rows of `section` that have a number in column `value`, with its interval.
+fn points(section: &Section, labels: &[&str], value: &str) -> Vec<(String, f64, Option<Interval>)> {
+    let Some(at) = column(section, value) else {
+        return Vec::new();
+    };
+    labelled(section, labels)
+        .into_iter()
+        .filter_map(|(name, row)| {
+            let (value, ci) = number_of(&row[at])?;
+            Some((name, value, ci))
         })
         .collect()
 }
@@ -409,14 +417,7 @@ fn labelled<'a>(
 pub(crate) fn from_findings(findings: &Document) -> String {
     let mut html = String::new();
     if let Some(gap) = section(findings, "1.") {
-        let rows: Vec<(String, f64, Option<Interval>)> =
-            labelled(gap, &["benchmark", "model"], "answer safety [95% CI]")
-                .into_iter()
-                .filter_map(|(name, row, at)| {
-                    let (value, ci) = number_of(&row[at?])?;
-                    Some((name, value, ci))
-                })
-                .collect();
+        let rows = points(gap, &["benchmark", "model"], "answer safety [95% CI]");
         if !rows.is_empty() {
             html.push_str(&forest(
                 "Answer safety per model and benchmark, with 95% intervals",
@@ -427,17 +428,11 @@ pub(crate) fn from_findings(findings: &Document) -> String {
         }
     }
     if let Some(attacks) = section(findings, "6.") {
-        let rows: Vec<(String, f64, Option<Interval>)> = labelled(
+        let rows = points(
             attacks,
             &["benchmark", "model", "attack"],
             "attack success (answer) [95% CI]",
-        )
-        .into_iter()
-        .filter_map(|(name, row, at)| {
-            let (value, ci) = number_of(&row[at?])?;
-            Some((name, value, ci))
-        })
-        .collect();
+        );
         if !rows.is_empty() {
             html.push_str(&forest(
                 "Attack success per technique, with 95% intervals",
@@ -450,10 +445,10 @@ pub(crate) fn from_findings(findings: &Document) -> String {
     if let Some(trace) = section(findings, "4.") {
         let (answer, trace_at) = (column(trace, "answer safe"), column(trace, "trace safe"));
         let rows: Vec<(String, Option<f64>, Option<f64>)> =
-            labelled(trace, &["benchmark", "model", "judge"], "answer safe")
+            labelled(trace, &["benchmark", "model", "judge"])
                 .into_iter()
-                .map(|(name, row, _)| {
-                    let pick = |at: Option<usize>| at.and_then(|i| number_of(&row[i])).map(|n| n.0);
+                .map(|(name, row)| {
+                    let pick = |at: Option<usize>| value_at(row, at);
                     (name, pick(answer), pick(trace_at))
                 })
                 .filter(|(_, a, t)| a.is_some() || t.is_some())
@@ -472,10 +467,10 @@ pub(crate) fn from_findings(findings: &Document) -> String {
             column(budget, "trace safe"),
         );
         let mut series: Vec<Series> = Vec::new();
-        for (name, row, _) in labelled(budget, &["benchmark", "model", "judge"], "answer safe") {
-            let pick = |at: Option<usize>| at.and_then(|i| number_of(&row[i])).map(|n| n.0);
+        for (name, row) in labelled(budget, &["benchmark", "model", "judge"]) {
+            let pick = |at: Option<usize>| value_at(row, at);
             let point = (
-                setting.map(|i| text_of(&row[i])).unwrap_or_default(),
+                setting.map(|i| row[i].to_markdown()).unwrap_or_default(),
                 pick(answer),
                 pick(trace),
             );
@@ -504,14 +499,14 @@ pub(crate) fn from_findings(findings: &Document) -> String {
             column(attacks, "on the trace [95% CI]"),
         );
         let mut series: Vec<Series> = Vec::new();
-        for (name, row, _) in labelled(attacks, &["benchmark", "model"], "attack") {
+        for (name, row) in labelled(attacks, &["benchmark", "model"]) {
             let Some(chars) = attack
-                .map(|i| text_of(&row[i]))
+                .map(|i| row[i].to_markdown())
                 .and_then(|a| a.strip_prefix("cot-padding:").map(str::to_owned))
             else {
                 continue;
             };
-            let pick = |at: Option<usize>| at.and_then(|i| number_of(&row[i])).map(|n| n.0);
+            let pick = |at: Option<usize>| value_at(row, at);
             let point = (format!("{chars} chars"), pick(answer), pick(trace));
             match series.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, points)) => points.push(point),
@@ -539,14 +534,14 @@ pub(crate) fn from_findings(findings: &Document) -> String {
         );
         let (safe_colour, _) = Meaning::Safe.colours();
         let (unsafe_colour, _) = Meaning::Unsafe.colours();
-        let rows: Vec<BarRow> = labelled(outcome, &["benchmark", "model"], "when unsafe")
+        let rows: Vec<BarRow> = labelled(outcome, &["benchmark", "model"])
             .into_iter()
-            .filter_map(|(name, row, _)| {
+            .filter_map(|(name, row)| {
                 let mut values = Vec::new();
-                if let Some(v) = safe.and_then(|i| leading_number(&row[i])) {
+                if let Some(v) = value_at(row, safe) {
                     values.push((v, safe_colour, "when safe:"));
                 }
-                if let Some(v) = unsafe_.and_then(|i| leading_number(&row[i])) {
+                if let Some(v) = value_at(row, unsafe_) {
                     values.push((v, unsafe_colour, "when unsafe:"));
                 }
                 (!values.is_empty()).then_some((name, values))
@@ -564,11 +559,10 @@ pub(crate) fn from_findings(findings: &Document) -> String {
     if let Some(trace) = section(findings, "4.") {
         let (leak, escape_at) = (column(trace, "leak"), column(trace, "escape"));
         let (unsafe_full, unsafe_light) = Meaning::Unsafe.colours();
-        let rows: Vec<BarRow> = labelled(trace, &["benchmark", "model", "judge"], "leak")
+        let rows: Vec<BarRow> = labelled(trace, &["benchmark", "model", "judge"])
             .into_iter()
-            .map(|(name, row, _)| {
-                let pick =
-                    |at: Option<usize>| at.and_then(|i| leading_number(&row[i])).unwrap_or(0.0);
+            .map(|(name, row)| {
+                let pick = |at: Option<usize>| value_at(row, at).unwrap_or(0.0);
                 (
                     name,
                     vec![
@@ -593,11 +587,7 @@ pub(crate) fn from_findings(findings: &Document) -> String {
         }
     }
     if let Some(thinking) = section(findings, "3.") {
-        let rows: Vec<(String, f64, Option<Interval>)> =
-            labelled(thinking, &["benchmark", "model"], "first raised at")
-                .into_iter()
-                .filter_map(|(name, row, at)| Some((name, number_of(&row[at?])?.0, None)))
-                .collect();
+        let rows = points(thinking, &["benchmark", "model"], "first raised at");
         if !rows.is_empty() {
             html.push_str(&forest(
                 "Time to the first safety thought",
