@@ -211,6 +211,17 @@ pub enum TraceState {
 }
 
 impl TraceState {
+    /// Every state, in the order reports list them.
+    pub const ALL: [TraceState; 7] = [
+        TraceState::Complete,
+        TraceState::Summary,
+        TraceState::Truncated,
+        TraceState::Redacted,
+        TraceState::Encrypted,
+        TraceState::Omitted,
+        TraceState::Absent,
+    ];
+
     /// What the trace is, as reports and exports name it: `raw` (the model's own text),
     /// `summary`, `encrypted`, `omitted`, `redacted`, `truncated` (the budget ran out inside
     /// it) or `absent`.
@@ -385,7 +396,12 @@ impl JudgeId {
     /// decision mismatch, evaluation awareness) rather than harm: left out when judges'
     /// safety verdicts are compared.
     pub fn is_monitor(verdict_judge: &str) -> bool {
-        MONITOR_JUDGES.contains(&Self::parse(verdict_judge).name.as_str())
+        // The registry name, up to the first `:`, read without building the id (this runs
+        // for every verdict of a report).
+        let name = verdict_judge
+            .split_once(':')
+            .map_or(verdict_judge, |(name, _)| name);
+        MONITOR_JUDGES.contains(&name)
     }
 }
 

@@ -370,7 +370,8 @@ struct Accumulator {
     bare_think_close: u64,
     redacted: u64,
     provider_refusals: u64,
-    provenance: BTreeMap<&'static str, u64>,
+    /// Completions by trace state, in [`TraceState::ALL`]'s order.
+    provenance: [u64; TraceState::ALL.len()],
     tokens: Tokens,
     judges: BTreeMap<String, JudgeAccumulator>,
 }
@@ -472,6 +473,16 @@ impl Report {
         store.for_each_result(run.id, false, |row| {
             // Every pair of safety judges that scored the same text.
             for channel in Channel::ALL {
+                // Most rows hold one judge per channel: nothing to pair, nothing to allocate.
+                if row
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.channel == channel)
+                    .nth(1)
+                    .is_none()
+                {
+                    continue;
+                }
                 let mut scored: Vec<(&str, bool)> = row
                     .verdicts
                     .iter()
@@ -551,9 +562,12 @@ impl Report {
                         if completion.is_provider_refusal() {
                             acc.provider_refusals += 1;
                         }
-                        *acc.provenance
-                            .entry(completion.reasoning.state.provenance())
-                            .or_default() += 1;
+                        if let Some(at) = TraceState::ALL
+                            .iter()
+                            .position(|s| *s == completion.reasoning.state)
+                        {
+                            acc.provenance[at] += 1;
+                        }
                         match completion.reasoning.state {
                             TraceState::Complete | TraceState::Truncated | TraceState::Summary => {
                                 acc.with_trace += 1
@@ -625,10 +639,11 @@ impl Report {
                 bare_think_close: acc.bare_think_close,
                 trace_redacted: acc.redacted,
                 provider_refusals: acc.provider_refusals,
-                trace_provenance: acc
-                    .provenance
+                trace_provenance: TraceState::ALL
                     .iter()
-                    .map(|(name, n)| ((*name).to_owned(), *n))
+                    .zip(acc.provenance)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(state, n)| (state.provenance().to_owned(), n))
                     .collect(),
                 tokens: acc.tokens,
                 judges: acc

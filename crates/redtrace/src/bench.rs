@@ -75,6 +75,14 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         return kill_test(args, kills, out);
     }
     let latency = Duration::from_millis(args.latency_ms);
+    // The same fake server speaks every API; a native one is named by its reference prefix.
+    let prefix = match args.api.as_str() {
+        "openai" => String::new(),
+        api @ ("anthropic" | "openai-responses" | "gemini" | "ollama") => format!("{api}:"),
+        other => anyhow::bail!(
+            "--api {other}: give openai, anthropic, openai-responses, gemini or ollama"
+        ),
+    };
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The server gets its own thread and single-threaded runtime so its CPU time can be read
@@ -86,30 +94,12 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         let start = cpu_seconds("/proc/thread-self/stat")?;
         runtime.block_on(async move {
             let server = FakeServer::start_with(move |_| reply(latency), false).await;
-            url_tx.send(server.native_ref("", "bench-r1")).ok();
+            url_tx.send(server.native_ref(&prefix, "bench-r1")).ok();
             stop_rx.await.ok();
         });
         Ok(cpu_seconds("/proc/thread-self/stat")? - start)
     });
-    let openai_ref = url_rx.recv().context("the fake server did not start")?;
-    // The same server speaks every API; a native one is named by its prefix.
-    let model_ref = match args.api.as_str() {
-        "openai" => openai_ref,
-        api => {
-            let base = openai_ref
-                .split_once('@')
-                .map(|(_, url)| url.trim_end_matches("/v1").to_owned())
-                .unwrap_or_default();
-            match api {
-                "anthropic" | "openai-responses" => format!("{api}:bench-r1@{base}/v1"),
-                "gemini" => format!("gemini:bench-r1@{base}/v1beta"),
-                "ollama" => format!("ollama:bench-r1@{base}"),
-                other => anyhow::bail!(
-                    "--api {other}: give openai, anthropic, openai-responses, gemini or ollama"
-                ),
-            }
-        }
-    };
+    let model_ref = url_rx.recv().context("the fake server did not start")?;
 
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("prompts.jsonl");
