@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use redtrace_attacks::solver::StoredSolver;
-use redtrace_core::{Channel, Completion, RunStatus};
+use redtrace_core::{Channel, Completion};
 use redtrace_engine::{
     BenchmarkInput, BenchmarkRecord, EngineOptions, Plan, Progress, RunSpec, Shutdown, Target,
 };
@@ -191,19 +191,7 @@ impl PreparedRejudge<'_> {
         let records = &spec.benchmarks;
         let mut store = Store::open(&request.db)?;
         store.check_integrity()?;
-        let existing = store.find_run(&spec.identity_hash())?;
-        let resumed = existing.is_some();
-        let (run_id, _claim) = match existing {
-            Some(id) => {
-                let claim = store.claim_run(id)?;
-                store.set_status(id, RunStatus::Running)?;
-                (id, claim)
-            }
-            None => {
-                let id = store.create_run(&spec, env!("CARGO_PKG_VERSION"))?;
-                (id, store.claim_run(id)?)
-            }
-        };
+        let (run_id, _claim, resumed) = crate::run::started(&store, &spec, false)?;
         let kept: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
         store
             .copy_answers(original.id, run_id, &kept)

@@ -158,26 +158,7 @@ pub async fn run(
         settings.samples_per_prompt,
     );
     let store = Store::open(&settings.db)?;
-    let hash = spec.identity_hash();
-    let existing = if settings.new_run {
-        None
-    } else {
-        store.find_run(&hash)?
-    };
-    let resumed = existing.is_some();
-    // One process runs a run at a time: a second start of the same run is refused before it
-    // sends anything, and a run whose process died shows as interrupted.
-    let (run_id, _claim) = match existing {
-        Some(id) => {
-            let claim = store.claim_run(id)?;
-            store.set_status(id, RunStatus::Running)?;
-            (id, claim)
-        }
-        None => {
-            let id = store.create_run(&spec, env!("CARGO_PKG_VERSION"))?;
-            (id, store.claim_run(id)?)
-        }
-    };
+    let (run_id, _claim, resumed) = started(&store, &spec, settings.new_run)?;
     drop(store);
 
     let mut benchmarks = Vec::new();
@@ -236,6 +217,33 @@ pub async fn run(
     )
     .await;
     ended(&settings.db, run_id, result, resumed)
+}
+
+/// The run of `spec` started: the stored one of the same identity resumed (unless `new_run`),
+/// else a new one, claimed for this process and marked running; whether it was resumed. One
+/// process runs a run at a time: a second start of the same run is refused before it sends
+/// anything, and a run whose process died shows as interrupted.
+pub(crate) fn started(
+    store: &Store,
+    spec: &RunSpec,
+    new_run: bool,
+) -> Result<(RunId, redtrace_store::RunClaim, bool)> {
+    let existing = if new_run {
+        None
+    } else {
+        store.find_run(&spec.identity_hash())?
+    };
+    Ok(match existing {
+        Some(id) => {
+            let claim = store.claim_run(id)?;
+            store.set_status(id, RunStatus::Running)?;
+            (id, claim, true)
+        }
+        None => {
+            let id = store.create_run(spec, env!("CARGO_PKG_VERSION"))?;
+            (id, store.claim_run(id)?, false)
+        }
+    })
 }
 
 /// Records how the engine's run of `run_id` ended as its status, and hands the outcome on.
