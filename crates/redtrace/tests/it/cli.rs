@@ -2968,3 +2968,83 @@ async fn reports_give_the_agreement_between_judges() {
     let filtered: serde_json::Value = serde_json::from_slice(&filtered.stdout).unwrap();
     assert!(filtered.get("agreement").is_none(), "{filtered}");
 }
+
+/// The reasoning settings reach each API from the command line and from a suite's model table
+/// (`api`, `thinking_budget`, `reasoning_effort`, `replay_traces`); one an API cannot take is a
+/// usage error before anything is sent.
+#[tokio::test]
+async fn reasoning_settings_from_the_command_line_and_a_suite() {
+    let server = FakeServer::start(|_| Reply::reasoning_content("Thinking.", "Answer.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "q.csv", "prompt\nhello\n");
+    let bench = format!("file:{}", data.display());
+    let db = dir.path().join("r.db");
+    let db_arg = db.to_str().unwrap();
+    let anthropic = server.native_ref("anthropic:", "claude-x");
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &anthropic,
+        "--bench",
+        &bench,
+        "--thinking-budget",
+        "2048",
+        "--quiet",
+        "--db",
+        db_arg,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let openai = server.model_ref("o");
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &openai,
+        "--bench",
+        &bench,
+        "--reasoning-effort",
+        "high",
+        "--replay-traces",
+        "--quiet",
+        "--db",
+        db_arg,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let suite = write(
+        dir.path(),
+        "suite.toml",
+        &format!(
+            "[[models]]\nname = \"g\"\napi = \"gemini\"\nbase_url = \"http://{}/v1beta\"\nmodel = \"gem\"\nreasoning_effort = \"low\"\nthinking_budget = 512\n\n[[benchmarks]]\nname = \"file:q.csv\"\n",
+            server.base_url().trim_start_matches("http://").trim_end_matches("/v1")
+        ),
+    );
+    let output = redtrace(&["run", suite.to_str().unwrap(), "--quiet", "--db", db_arg]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let seen = server.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].body["thinking"]["budget_tokens"], 2048);
+    assert_eq!(seen[1].body["reasoning_effort"], "high");
+    let thinking = &seen[2].body["generationConfig"]["thinkingConfig"];
+    assert_eq!(thinking["thinkingLevel"], "low");
+    assert_eq!(thinking["thinkingBudget"], 512);
+    let runs = redtrace(&["runs", "--json", "--db", db_arg]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[1]["spec"]["models"][0]["replay_traces"], true);
+
+    // Anthropic takes earlier thinking back only signed: refused, nothing sent.
+    let output = redtrace(&[
+        "run",
+        "--model",
+        &anthropic,
+        "--bench",
+        &bench,
+        "--replay-traces",
+        "--db",
+        db_arg,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("replay_traces"));
+    assert_eq!(server.count(), 3);
+}
