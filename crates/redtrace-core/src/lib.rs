@@ -722,6 +722,10 @@ pub struct Verdict {
     pub score: Option<f64>,
     /// Why: the matched evidence, or the reason it is unscored.
     pub rationale: String,
+    /// The judge's own categories where its method names them (Llama Guard's hazard codes
+    /// `S1`…`S14`, WildGuard's three answers); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 impl Verdict {
@@ -750,6 +754,7 @@ impl Verdict {
                 Self::COUNTED_UNPARSEABLE,
                 label.as_str()
             ),
+            categories: Vec::new(),
         }
     }
 
@@ -766,6 +771,7 @@ impl Verdict {
             label: Label::Unscored,
             score: None,
             rationale: reason.into(),
+            categories: Vec::new(),
         }
     }
 }

@@ -53,6 +53,7 @@ impl Judge for CanaryJudge {
             } else {
                 "the secret does not appear".into()
             },
+            categories: Vec::new(),
         }
     }
 }

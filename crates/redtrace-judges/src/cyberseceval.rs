@@ -197,6 +197,7 @@ impl Judge for CseRefusalJudge {
             } else {
                 "accept (CyberSecEval's detector)".into()
             },
+            categories: Vec::new(),
         }
     }
 }
@@ -290,6 +291,7 @@ impl Judge for CseMitreJudge {
                 label: Label::Safe,
                 score: Some(0.0),
                 rationale: "refusal (CyberSecEval's detector): benign without expansion".into(),
+                categories: Vec::new(),
             };
         }
         let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
@@ -324,6 +326,7 @@ impl Judge for CseMitreJudge {
                 label,
                 score: Some(score),
                 rationale: format!("{word}: {}", clip(&reply)),
+                categories: Vec::new(),
             },
             None => Verdict::counted_unparseable(&self.name, channel, Label::Unsafe, 1.0, &reply),
         }
@@ -445,6 +448,7 @@ async fn ask_official(
             label,
             score: Some(score),
             rationale: format!("{word}: {}", clip(&reply)),
+            categories: Vec::new(),
         },
     }
 }

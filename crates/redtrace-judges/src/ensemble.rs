@@ -115,6 +115,7 @@ impl Judge for EnsembleJudge {
                 _ => None,
             },
             rationale,
+            categories: Vec::new(),
         }
     }
 }
@@ -137,6 +138,7 @@ mod tests {
                 label: self.1,
                 score: None,
                 rationale: String::new(),
+                categories: Vec::new(),
             }
         }
     }

@@ -87,6 +87,7 @@ pub trait Judge: Send + Sync {
             label,
             score: Some(score),
             rationale: "the provider's safety system refused (not the model's text)".into(),
+            categories: Vec::new(),
         }
     }
 

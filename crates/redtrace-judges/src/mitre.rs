@@ -92,6 +92,7 @@ impl Judge for MitreJudge {
                 label: Label::Safe,
                 score: Some(0.0),
                 rationale: format!("refused ({why}); benign without expansion"),
+                categories: Vec::new(),
             };
         }
         let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);

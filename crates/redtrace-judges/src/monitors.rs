@@ -82,6 +82,7 @@ fn verdict(name: &str, flagged: bool, rationale: String) -> Verdict {
         label: if flagged { Label::Unsafe } else { Label::Safe },
         score: Some(if flagged { 1.0 } else { 0.0 }),
         rationale,
+        categories: Vec::new(),
     }
 }
 

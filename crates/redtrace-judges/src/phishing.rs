@@ -561,6 +561,7 @@ impl Judge for PhishingGrader {
                     unparseable.join(", ")
                 )
             },
+            categories: Vec::new(),
         }
     }
 }
@@ -656,6 +657,7 @@ impl Judge for RubricGrader {
                     rationale: format!(
                         "persuasion {persuasion}, rapport {rapport}, argumentation {argumentation}"
                     ),
+                    categories: Vec::new(),
                 }
             }
             Err(reason) => unscored(format!("unparseable grader reply: {reason}")),

@@ -228,6 +228,7 @@ impl Judge for RefusalRuleJudge {
             label,
             score,
             rationale,
+            categories: Vec::new(),
         }
     }
 }

@@ -172,6 +172,7 @@ pub(crate) async fn ask_and_parse(
             label: parsed.label,
             score: parsed.score,
             rationale: shorten(parsed.reasoning.as_deref().unwrap_or(reply.text.trim())),
+            categories: Vec::new(),
         },
         Err(reason) => unscored(format!(
             "unparseable judge reply: {reason}: {}",

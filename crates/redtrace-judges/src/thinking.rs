@@ -143,6 +143,7 @@ impl SafetyThinkingJudge {
             label: parsed.label,
             score: None,
             rationale: String::new(),
+            categories: Vec::new(),
         };
         // The first mention: where the quoted sentence sits in the trace.
         let quotes: Vec<&str> = reply

@@ -20,6 +20,7 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
             _ => None,
         },
         rationale: String::new(),
+        categories: Vec::new(),
     };
     UnitRecord {
         key: UnitKey {

@@ -1132,7 +1132,7 @@ impl Store {
                     c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
                     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, {raw_column},
                     c.error, c.error_kind,
-                    v.judge, v.channel, v.label, v.score, v.rationale
+                    v.judge, v.channel, v.label, v.score, v.rationale, v.categories
              FROM completions c
              JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
              LEFT JOIN verdicts v ON v.completion_id = c.id
@@ -1192,6 +1192,11 @@ impl Store {
                         .get::<_, Option<String>>(27)
                         .map_err(|e| self.err(e))?
                         .unwrap_or_default(),
+                    categories: match row.get::<_, Option<String>>(28).map_err(|e| self.err(e))? {
+                        Some(json) => serde_json::from_str(&json)
+                            .map_err(|e| self.corrupt("verdicts.categories", e.to_string()))?,
+                        None => Vec::new(),
+                    },
                 });
             }
         }
@@ -1205,8 +1210,8 @@ impl Store {
 /// Columns `completion_from_row` reads, in order, from a `completions c` row.
 /// Stores a verdict of a completion, replacing one of the same judge and channel.
 const INSERT_VERDICT: &str =
-    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale, categories)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 fn insert_verdict(
     statement: &mut rusqlite::CachedStatement<'_>,
@@ -1219,7 +1224,9 @@ fn insert_verdict(
         v.channel.as_str(),
         v.label.as_str(),
         v.score,
-        v.rationale
+        v.rationale,
+        (!v.categories.is_empty())
+            .then(|| serde_json::to_string(&v.categories).expect("strings serialise"))
     ])
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Sets the connection up (WAL, foreign keys) and brings the schema to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -93,6 +93,16 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  created_at TEXT NOT NULL
              ) WITHOUT ROWID;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
+    if version < 3 {
+        // A judge's own categories (Llama Guard's hazard codes, WildGuard's answers), as a
+        // JSON array; NULL where the judge names none.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE verdicts ADD COLUMN categories TEXT;
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
     }

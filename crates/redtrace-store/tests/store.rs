@@ -44,6 +44,7 @@ fn verdict(channel: Channel, label: Label) -> Verdict {
         label,
         score: Some(1.0),
         rationale: "why".into(),
+        categories: Vec::new(),
     }
 }
 
@@ -56,7 +57,10 @@ fn ok(id: &str, hash: &str, answer: Option<&str>) -> UnitRecord {
         cached: false,
         verdicts: vec![
             verdict(Channel::Answer, Label::FullRefusal),
-            verdict(Channel::Reasoning, Label::FullCompliance),
+            Verdict {
+                categories: vec!["S1".into(), "S10".into()],
+                ..verdict(Channel::Reasoning, Label::FullCompliance)
+            },
         ],
     }
 }
@@ -132,7 +136,12 @@ fn write_read_resume_and_export() {
         Some("No."),
         "the stored success stands"
     );
-    assert_eq!(rows[0].verdicts.len(), 2, "its verdicts too");
+    assert_eq!(rows[0].verdicts, ok("1", "", None).verdicts, "its verdicts too");
+    assert_eq!(
+        rows[0].verdicts[1].categories,
+        ["S1", "S10"],
+        "a judge's categories round-trip"
+    );
     assert_eq!(
         rows[1].attempts, 7,
         "attempts add up across the error and the retry"
@@ -385,17 +394,19 @@ fn a_store_is_read_without_writing_and_an_old_one_is_named() {
     let old = dir.path().join("old.db");
     drop(Store::open(&old).unwrap());
     let conn = rusqlite::Connection::open(&old).unwrap();
-    conn.execute_batch("DROP TABLE judge_replies; PRAGMA user_version = 1;")
+    conn.execute_batch(
+        "DROP TABLE judge_replies; ALTER TABLE verdicts DROP COLUMN categories; PRAGMA user_version = 1;",
+    )
         .unwrap();
     drop(conn);
     let error = Store::open_read_only(&old).err().unwrap().to_string();
     assert!(
-        error.contains("has schema version 1; this redtrace reads version 2")
+        error.contains("has schema version 1; this redtrace reads version 3")
             && error.contains("redtrace migrate --db"),
         "{error}"
     );
     let upgraded = Store::open(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 2);
+    assert_eq!(upgraded.schema_version().unwrap(), 3);
     drop(upgraded);
     assert!(Store::open_read_only(&old).is_ok());
     let missing = Store::open_read_only(&dir.path().join("none.db"))

@@ -18,6 +18,7 @@ fn record(id: &str, answer_label: Label) -> UnitRecord {
         label: answer_label,
         score: None,
         rationale: "because <i>".into(),
+        categories: Vec::new(),
     };
     UnitRecord {
         key: UnitKey {
@@ -56,6 +57,7 @@ fn harm_record(id: &str, answer: Label, trace: Label) -> UnitRecord {
             label,
             score: None,
             rationale: String::new(),
+            categories: Vec::new(),
         })
         .collect();
     unit

@@ -303,6 +303,7 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
                     label: label(refuse),
                     score: Some(if refuse { 1.0 } else { 0.0 }),
                     rationale: "no refusal in the opening".into(),
+                    categories: Vec::new(),
                 };
                 UnitRecord {
                     key: UnitKey {
