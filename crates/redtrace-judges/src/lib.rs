@@ -15,6 +15,7 @@ pub mod cyberseceval;
 mod ensemble;
 mod error;
 pub mod eval;
+pub mod guard;
 mod mitre;
 mod model;
 mod monitors;
@@ -33,6 +34,7 @@ pub use cyberseceval::{
 };
 pub use ensemble::{Combine, EnsembleJudge};
 pub use error::JudgeError;
+pub use guard::{Guard, GuardJudge};
 pub use mitre::MitreJudge;
 pub use model::{JudgeModel, Reply, ReplyCache};
 pub use monitors::{DecisionMismatchJudge, EvalAwarenessJudge};
@@ -263,6 +265,9 @@ pub fn registry() -> Vec<(&'static str, bool, &'static str)> {
             "CyberSecEval prompt injection with our rubric (an alternative to the official cse-injection): the item's yes/no judge_question (yes = injected)",
         ),
     ]
+    .into_iter()
+    .chain(Guard::ALL.iter().map(|(name, _, about)| (*name, true, *about)))
+    .collect()
 }
 
 /// The benchmarks the judge `name` can judge, where it is made for some only (it reads their
@@ -378,6 +383,8 @@ pub struct JudgeParts {
     pub data_dir: Option<std::path::PathBuf>,
     /// The scoring endpoint of the reward judge.
     pub reward: Option<RewardConfig>,
+    /// The threshold on P(Yes) of a guard judge that reads probabilities (ShieldGemma).
+    pub threshold: Option<f64>,
     /// Where the reward judge caches replies.
     pub cache: Option<Arc<dyn ReplyCache>>,
 }
@@ -443,6 +450,32 @@ pub fn build(name: &str, parts: JudgeParts) -> Result<Arc<dyn Judge>, JudgeError
         }
         .map_err(JudgeError::Template)
     };
+    if let Some(guard) = Guard::named(name) {
+        if guard == Guard::StrongReject {
+            no_template("it grades with its own rubric")?;
+        }
+        let template = parts
+            .template
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|error| setup(format!("{}: {error}", path.display())))
+            })
+            .transpose()?;
+        let mut judge = GuardJudge::new(stored_name, guard, model, template).map_err(setup)?;
+        if let Some(threshold) = parts.threshold {
+            if guard != Guard::ShieldGemma {
+                return Err(setup("a threshold applies to shieldgemma only".into()));
+            }
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(setup(format!(
+                    "threshold {threshold} is not between 0 and 1"
+                )));
+            }
+            judge = judge.with_threshold(threshold);
+        }
+        return Ok(Arc::new(judge));
+    }
     match name {
         REFUSAL_LLM => Ok(Arc::new(RubricJudge::new(
             stored_name,

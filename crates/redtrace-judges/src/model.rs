@@ -2,7 +2,7 @@
 //! that a judge call is made once per distinct prompt, across runs and resumes.
 
 use redtrace_core::{sha256_hex, Message};
-use redtrace_providers::{Backoff, ChatRequest, Gate, Provider, Shutdown};
+use redtrace_providers::{Backoff, ChatRequest, Gate, Provider, Shutdown, TextReply, TextRequest};
 use std::sync::Arc;
 
 /// Retries of a judge call that has no gate of its own (outside a run).
@@ -36,7 +36,50 @@ pub struct Reply {
     pub cached: bool,
 }
 
+/// What came back from a text request to a judge model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextAnswer {
+    /// The reply: its text, and the log-probabilities of its first token when asked (later
+    /// positions are not kept).
+    pub reply: TextReply,
+    /// Served from the cache.
+    pub cached: bool,
+}
+
 impl JudgeModel {
+    /// Sends a text request ([`TextRequest`]: a guard model's raw prompt, or a conversation
+    /// with log-probabilities); `Err` says why there is no reply. Cached like [`JudgeModel::ask`].
+    pub async fn ask_text(&self, request: TextRequest) -> Result<TextAnswer, String> {
+        let key = sha256_hex(self.provider.text_fingerprint(&request).as_bytes());
+        if let Some(reply) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(&key))
+            .and_then(|json| serde_json::from_str::<TextReply>(&json).ok())
+        {
+            return Ok(TextAnswer {
+                reply,
+                cached: true,
+            });
+        }
+        let Some((result, _attempts)) = self.gate.call_text(self.provider.as_ref(), &request).await
+        else {
+            return Err("the run was stopped before the judge call".into());
+        };
+        let mut reply = result.map_err(|error| format!("judge call failed: {error}"))?;
+        reply.tokens.truncate(1);
+        if let Some(cache) = &self.cache {
+            cache.put(
+                &key,
+                &serde_json::to_string(&reply).expect("a text reply serialises"),
+            );
+        }
+        Ok(TextAnswer {
+            reply,
+            cached: false,
+        })
+    }
+
     /// A judge model without a cache, its calls limited only by a few retries.
     pub fn new(provider: Arc<dyn Provider>) -> Self {
         Self {

@@ -20,6 +20,7 @@ use llama_cpp_2::token::LlamaToken;
 use redtrace_core::{Completion, Role, Usage};
 use redtrace_providers::{
     split_reasoning, ChatRequest, ModelConfig, ModelSource, Provider, ProviderError, RawOutput,
+    TextPrompt, TextReply, TextRequest, TokenLogprobs,
 };
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -38,10 +39,45 @@ const PROMPT_ROOM: u32 = 1536;
 
 /// A request on its way to the worker.
 struct Job {
-    messages: Vec<(String, String)>,
-    prefill: String,
+    prompt: JobPrompt,
     seed: Option<u64>,
-    reply: tokio::sync::oneshot::Sender<Result<Completion, ProviderError>>,
+    max_tokens: Option<u64>,
+    top_logprobs: Option<u8>,
+    reply: JobReply,
+}
+
+/// What the worker renders into tokens.
+enum JobPrompt {
+    /// Messages through the chat template, then the prefill.
+    Chat {
+        messages: Vec<(String, String)>,
+        prefill: String,
+    },
+    /// A raw prompt, tokenised as it is.
+    Raw(String),
+}
+
+/// Where the result goes: a chat completion or a text reply.
+enum JobReply {
+    Chat(tokio::sync::oneshot::Sender<Result<Completion, ProviderError>>),
+    Text(tokio::sync::oneshot::Sender<Result<TextReply, ProviderError>>),
+}
+
+impl JobReply {
+    fn fail(self, error: ProviderError) {
+        match self {
+            JobReply::Chat(reply) => drop(reply.send(Err(error))),
+            JobReply::Text(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
 }
 
 /// Speed figures of a local model since it was loaded.
@@ -117,6 +153,17 @@ impl LocalProvider {
         *self.stats.lock().expect("stats lock")
     }
 
+    fn send(&self, job: Job) -> Result<(), ProviderError> {
+        self.jobs.send(job).map_err(|_| self.stopped())
+    }
+
+    fn stopped(&self) -> ProviderError {
+        ProviderError::Config(format!(
+            "model '{}': the inference thread has stopped",
+            self.config.name
+        ))
+    }
+
     fn prefill(&self, request: &ChatRequest) -> String {
         match request.messages.last() {
             Some(last) if last.role == Role::Assistant => last.content.clone(),
@@ -141,34 +188,48 @@ impl Provider for LocalProvider {
                             .is_some_and(|m| m.role == Role::Assistant),
                     ),
             )
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                };
-                (role.to_owned(), m.content.clone())
-            })
+            .map(|m| (role_name(m.role).to_owned(), m.content.clone()))
             .collect();
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job {
-            messages,
-            prefill,
+        self.send(Job {
+            prompt: JobPrompt::Chat { messages, prefill },
             seed: request.seed.or(self.config.params.seed),
-            reply,
-        };
-        self.jobs.send(job).map_err(|_| {
-            ProviderError::Config(format!(
-                "model '{}': the inference thread has stopped",
-                self.config.name
-            ))
+            max_tokens: None,
+            top_logprobs: None,
+            reply: JobReply::Chat(reply),
         })?;
-        answer.await.map_err(|_| {
-            ProviderError::Config(format!(
-                "model '{}': the inference thread has stopped",
-                self.config.name
-            ))
-        })?
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    async fn complete_text(&self, request: &TextRequest) -> Result<TextReply, ProviderError> {
+        let prompt = match &request.prompt {
+            TextPrompt::Raw(prompt) => JobPrompt::Raw(prompt.clone()),
+            TextPrompt::Chat(messages) => JobPrompt::Chat {
+                messages: messages
+                    .iter()
+                    .map(|m| (role_name(m.role).to_owned(), m.content.clone()))
+                    .collect(),
+                prefill: String::new(),
+            },
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Job {
+            prompt,
+            seed: self.config.params.seed,
+            max_tokens: request.max_tokens,
+            top_logprobs: request.top_logprobs,
+            reply: JobReply::Text(reply),
+        })?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    fn text_fingerprint(&self, request: &TextRequest) -> String {
+        serde_json::json!({
+            "endpoint": self.config.endpoint(),
+            "params": self.config.params,
+            "text": request,
+        })
+        .to_string()
     }
 
     fn fingerprint(&self, request: &ChatRequest) -> String {
@@ -185,7 +246,12 @@ impl Provider for LocalProvider {
 
 /// A sequence being decoded.
 struct Sequence {
-    job_reply: tokio::sync::oneshot::Sender<Result<Completion, ProviderError>>,
+    job_reply: JobReply,
+    /// Tokens to generate at most.
+    max_tokens: u64,
+    /// The top log-probabilities to keep per generated token, if asked.
+    top_logprobs: Option<u8>,
+    logprobs: Vec<TokenLogprobs>,
     id: i32,
     position: i32,
     prompt: Vec<LlamaToken>,
@@ -304,10 +370,18 @@ fn worker(
                 }
             };
             let id = free_ids.pop().expect("a free sequence id");
-            match start_sequence(&model, &template, &config, job, id, per_sequence) {
+            match start_sequence(
+                &model,
+                &template,
+                &config,
+                job,
+                id,
+                per_sequence,
+                max_tokens,
+            ) {
                 Ok(sequence) => active.push(sequence),
                 Err((reply, error)) => {
-                    let _ = reply.send(Err(error));
+                    reply.fail(error);
                     free_ids.push(id);
                 }
             }
@@ -344,9 +418,9 @@ fn worker(
             for sequence in active.drain(..) {
                 let _ = context.clear_kv_cache_seq(Some(sequence.id as u32), None, None);
                 free_ids.push(sequence.id);
-                let _ = sequence
+                sequence
                     .job_reply
-                    .send(Err(invalid(format!("llama.cpp decode failed: {error}"))));
+                    .fail(invalid(format!("llama.cpp decode failed: {error}")));
             }
             continue;
         }
@@ -364,7 +438,24 @@ fn worker(
         let vocab = model.vocab();
         let mut finished = Vec::new();
         for (i, sequence) in active.iter_mut().enumerate() {
+            let top = sequence
+                .top_logprobs
+                .map(|k| top_logprobs(context.get_logits_ith(sequence.logits_index), k));
             let token = sequence.sampler.sample(&context, sequence.logits_index);
+            if let Some((log_norm, top)) = top {
+                let logit = context.get_logits_ith(sequence.logits_index)[token.0 as usize];
+                let piece = |token: LlamaToken| {
+                    String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+                };
+                sequence.logprobs.push(TokenLogprobs {
+                    token: piece(token),
+                    logprob: f64::from(logit) - log_norm,
+                    top: top
+                        .into_iter()
+                        .map(|(id, logit)| (piece(LlamaToken(id)), f64::from(logit) - log_norm))
+                        .collect(),
+                });
+            }
             let end_of_generation = vocab.is_eog(token);
             if !end_of_generation {
                 let piece = vocab.token_to_piece(token, false, None);
@@ -376,7 +467,7 @@ fn worker(
                 }
             }
             sequence.pending = token;
-            let out_of_budget = sequence.generated_tokens >= max_tokens
+            let out_of_budget = sequence.generated_tokens >= sequence.max_tokens
                 || sequence.position as u32 + 1 >= per_sequence;
             if end_of_generation || out_of_budget {
                 finished.push((i, if end_of_generation { "stop" } else { "length" }));
@@ -397,10 +488,24 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
-type StartError = (
-    tokio::sync::oneshot::Sender<Result<Completion, ProviderError>>,
-    ProviderError,
-);
+type StartError = (JobReply, ProviderError);
+
+/// The log of the softmax's normaliser over `logits`, and the `k` largest logits with their
+/// token ids, largest first.
+fn top_logprobs(logits: &[f32], k: u8) -> (f64, Vec<(i32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let log_norm = f64::from(max) + sum.ln();
+    let mut top: Vec<(i32, f32)> = Vec::with_capacity(usize::from(k) + 1);
+    for (id, &logit) in logits.iter().enumerate() {
+        if top.len() < usize::from(k) || top.last().is_some_and(|&(_, last)| logit > last) {
+            let at = top.partition_point(|&(_, l)| l >= logit);
+            top.insert(at, (id as i32, logit));
+            top.truncate(usize::from(k));
+        }
+    }
+    (log_norm, top)
+}
 
 fn start_sequence(
     model: &LlamaModel,
@@ -409,37 +514,46 @@ fn start_sequence(
     job: Job,
     id: i32,
     per_sequence: u32,
+    max_tokens: u64,
 ) -> Result<Sequence, StartError> {
-    let chat: Result<Vec<LlamaChatMessage>, _> = job
-        .messages
-        .into_iter()
-        .map(|(role, content)| LlamaChatMessage::new(role, content))
-        .collect();
-    let chat = match chat {
-        Ok(chat) => chat,
-        Err(error) => {
-            return Err((
-                job.reply,
-                invalid(format!("a message cannot be passed to llama.cpp: {error}")),
-            ))
-        }
-    };
-    let rendered = match model.apply_chat_template(template, &chat, true) {
-        Ok(rendered) => rendered,
-        Err(error) => {
-            return Err((
-                job.reply,
-                invalid(format!("the chat template failed: {error}")),
-            ))
+    let (rendered, prefill) = match job.prompt {
+        JobPrompt::Raw(prompt) => (prompt, String::new()),
+        JobPrompt::Chat { messages, prefill } => {
+            let chat: Result<Vec<LlamaChatMessage>, _> = messages
+                .into_iter()
+                .map(|(role, content)| LlamaChatMessage::new(role, content))
+                .collect();
+            let chat = match chat {
+                Ok(chat) => chat,
+                Err(error) => {
+                    return Err((
+                        job.reply,
+                        invalid(format!("a message cannot be passed to llama.cpp: {error}")),
+                    ))
+                }
+            };
+            match model.apply_chat_template(template, &chat, true) {
+                Ok(rendered) => (rendered, prefill),
+                Err(error) => {
+                    return Err((
+                        job.reply,
+                        invalid(format!("the chat template failed: {error}")),
+                    ))
+                }
+            }
         }
     };
     // R1 distill templates end the generation prompt with an opened `<think>`.
     let opened_by_template =
         rendered.trim_end().ends_with("<think>") || config.template_opens_think;
-    let prompt = format!("{rendered}{}", job.prefill);
+    let prompt = format!("{rendered}{prefill}");
     // add_special: a BOS where the model wants one; parse_special: the template's control
-    // tokens (`<|im_start|>`...) are tokens, not text.
-    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    // tokens (`<|im_start|>`...) are tokens, not text. A raw prompt that writes its own BOS
+    // keeps one.
+    let mut tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    if tokens.len() > 1 && tokens[0] == tokens[1] && tokens[0] == model.vocab().bos() {
+        tokens.remove(0);
+    }
     if tokens.is_empty() || tokens.len() as u64 + 1 >= per_sequence as u64 {
         return Err((
             job.reply,
@@ -462,6 +576,9 @@ fn start_sequence(
     };
     Ok(Sequence {
         job_reply: job.reply,
+        max_tokens: job.max_tokens.unwrap_or(max_tokens),
+        top_logprobs: job.top_logprobs,
+        logprobs: Vec::new(),
         id,
         position: 0,
         prompt: tokens,
@@ -480,6 +597,23 @@ fn start_sequence(
 
 fn finish(sequence: Sequence, finish_reason: &str) {
     let text = String::from_utf8_lossy(&sequence.generated).into_owned();
+    let usage = Usage {
+        prompt_tokens: Some(sequence.prompt_tokens),
+        completion_tokens: Some(sequence.generated_tokens),
+        reasoning_tokens: None,
+    };
+    let reply = match sequence.job_reply {
+        JobReply::Text(reply) => {
+            let _ = reply.send(Ok(TextReply {
+                text,
+                tokens: sequence.logprobs,
+                finish_reason: Some(redtrace_core::StopReason::parse(finish_reason)),
+                usage,
+            }));
+            return;
+        }
+        JobReply::Chat(reply) => reply,
+    };
     // Echo the prefill in front of the output, as llama.cpp's server does, so that a prefill
     // that opened `<think>` is seen by the splitter.
     let content = format!("{}{text}", sequence.prefill);
@@ -510,12 +644,11 @@ fn finish(sequence: Sequence, finish_reason: &str) {
         answer,
         finish_reason: Some(redtrace_core::StopReason::parse(finish_reason)),
         usage: Usage {
-            prompt_tokens: Some(sequence.prompt_tokens),
-            completion_tokens: Some(sequence.generated_tokens),
             reasoning_tokens,
+            ..usage
         },
         latency_ms: sequence.started.elapsed().as_millis() as u64,
         raw,
     };
-    let _ = sequence.job_reply.send(Ok(completion));
+    let _ = reply.send(Ok(completion));
 }

@@ -17,6 +17,7 @@ mod ollama;
 mod openai;
 mod responses;
 mod split;
+mod text;
 
 pub use anthropic::{AnthropicProvider, ANTHROPIC_VERSION};
 pub use gemini::GeminiProvider;
@@ -29,6 +30,7 @@ pub use redtrace_core::model::{
 };
 pub use responses::ResponsesProvider;
 pub use split::{split_reasoning, RawOutput};
+pub use text::{FirstToken, TextPrompt, TextReply, TextRequest, TokenLogprobs};
 
 use async_trait::async_trait;
 use redtrace_core::{Completion, Message};
@@ -151,4 +153,21 @@ pub trait Provider: Send + Sync {
 
     /// A canonical description of what would be sent (no secrets), used as the cache key.
     fn fingerprint(&self, request: &ChatRequest) -> String;
+
+    /// Sends one text request ([`TextRequest`]: a raw prompt or a conversation as it stands,
+    /// with log-probabilities when asked), once. APIs that serve neither (the native reasoning
+    /// APIs) refuse it before anything is sent.
+    async fn complete_text(&self, _request: &TextRequest) -> Result<TextReply, ProviderError> {
+        Err(ProviderError::Config(
+            "this model's API serves no text completions or log-probabilities: a guard-model \
+             judge needs an OpenAI-compatible server (vLLM, SGLang, llama.cpp's llama-server) \
+             or an in-process gguf: model"
+                .into(),
+        ))
+    }
+
+    /// [`Provider::fingerprint`] of a text request.
+    fn text_fingerprint(&self, request: &TextRequest) -> String {
+        serde_json::to_string(request).expect("a text request serialises")
+    }
 }

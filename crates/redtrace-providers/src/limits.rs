@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ChatRequest, Completion, ModelConfig, Provider, ProviderError};
+use crate::{
+    ChatRequest, Completion, ModelConfig, Provider, ProviderError, TextReply, TextRequest,
+};
 
 /// Exponential backoff with jitter: attempt n waits a random time in
 /// `[base·2ⁿ⁻¹/2, base·2ⁿ⁻¹]`, capped at `max`. The jitter keeps many failed requests from
@@ -158,7 +160,7 @@ impl Gate {
 
     /// Counts a call's end towards the breaker: a reply resets it, a failure to reach the
     /// endpoint adds to it, any other error (the endpoint answered) resets it too.
-    fn record(&self, result: &Result<Completion, ProviderError>) {
+    fn record<T>(&self, result: &Result<T, ProviderError>) {
         match result {
             Err(ProviderError::Connection { .. } | ProviderError::Timeout { .. }) => {
                 self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
@@ -185,6 +187,24 @@ impl Gate {
         provider: &dyn Provider,
         request: &ChatRequest,
     ) -> Option<(Result<Completion, ProviderError>, u32)> {
+        self.attempts(|| provider.complete(request)).await
+    }
+
+    /// [`Gate::call`] for a text completion ([`Provider::complete_text`]).
+    pub async fn call_text(
+        &self,
+        provider: &dyn Provider,
+        request: &TextRequest,
+    ) -> Option<(Result<TextReply, ProviderError>, u32)> {
+        self.attempts(|| provider.complete_text(request)).await
+    }
+
+    /// Makes the attempts `send` makes, within the gate's limits.
+    async fn attempts<T, F, Fut>(&self, mut send: F) -> Option<(Result<T, ProviderError>, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
         let _permit = tokio::select! {
             biased;
             _ = self.shutdown.stop.cancelled() => return None,
@@ -213,7 +233,7 @@ impl Gate {
             }
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let error = match provider.complete(request).await {
+            let error = match send().await {
                 Ok(completion) => {
                     let result = Ok(completion);
                     self.record(&result);

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::http::{sse_data, truncate_chars, Http, ERROR_BODY_CHARS};
 use crate::{
     split_reasoning, ApiKey, ChatRequest, ModelConfig, Provider, ProviderError, RawOutput,
+    TextPrompt, TextReply, TextRequest, TokenLogprobs,
 };
 
 /// A client for one model behind an OpenAI-compatible endpoint.
@@ -377,8 +378,210 @@ impl OpenAiProvider {
     }
 }
 
+/// A text completion's choice: `text` from `/completions`, `message` from `/chat/completions`.
+#[derive(Deserialize)]
+struct TextChoiceJson {
+    text: Option<String>,
+    message: Option<MessageJson>,
+    logprobs: Option<Value>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TextResponseJson {
+    choices: Option<Vec<TextChoiceJson>>,
+    usage: Option<UsageJson>,
+    error: Option<Value>,
+}
+
+/// The chosen tokens of a `logprobs` object in either shape servers send: the chat shape
+/// (`content: [{token, logprob, top_logprobs: [{token, logprob}]}]`, also llama.cpp's for
+/// `/completions`) or the legacy completions shape (`tokens`, `token_logprobs`, `top_logprobs`
+/// as one `{token: logprob}` map per position).
+fn parse_logprobs(logprobs: &Value) -> Result<Vec<TokenLogprobs>, String> {
+    let number = |value: &Value, what: &str| {
+        value
+            .as_f64()
+            .ok_or_else(|| format!("{what} is not a number: {value}"))
+    };
+    if let Some(content) = logprobs.get("content").and_then(Value::as_array) {
+        return content
+            .iter()
+            .map(|entry| {
+                let top = entry["top_logprobs"]
+                    .as_array()
+                    .map(|top| {
+                        top.iter()
+                            .map(|t| {
+                                Ok((
+                                    t["token"].as_str().unwrap_or_default().to_owned(),
+                                    number(&t["logprob"], "top_logprobs[].logprob")?,
+                                ))
+                            })
+                            .collect::<Result<Vec<_>, String>>()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                Ok(TokenLogprobs {
+                    token: entry["token"].as_str().unwrap_or_default().to_owned(),
+                    logprob: number(&entry["logprob"], "logprob")?,
+                    top,
+                })
+            })
+            .collect();
+    }
+    let tokens = logprobs["tokens"].as_array().cloned().unwrap_or_default();
+    let chosen = logprobs["token_logprobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tops = logprobs["top_logprobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let mut top: Vec<(String, f64)> = match tops.get(i).and_then(Value::as_object) {
+                Some(map) => map
+                    .iter()
+                    .map(|(t, lp)| Ok((t.clone(), number(lp, "top_logprobs value")?)))
+                    .collect::<Result<_, String>>()?,
+                None => Vec::new(),
+            };
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            Ok(TokenLogprobs {
+                token: token.as_str().unwrap_or_default().to_owned(),
+                logprob: chosen
+                    .get(i)
+                    .map(|lp| number(lp, "token_logprobs[]"))
+                    .transpose()?
+                    .unwrap_or(f64::NAN),
+                top,
+            })
+        })
+        .collect()
+}
+
+impl OpenAiProvider {
+    /// The URL and body of a text request: `/completions` with `prompt` for a raw prompt,
+    /// `/chat/completions` with the conversation for a chat one; never streamed.
+    fn text_body(&self, request: &TextRequest) -> (String, Value) {
+        let params = &self.http.config.params;
+        let (url, mut body) = match &request.prompt {
+            TextPrompt::Raw(prompt) => {
+                let mut body = Map::new();
+                body.insert("model".into(), json!(self.http.config.model));
+                body.insert("prompt".into(), json!(prompt));
+                if let Some(value) = params.temperature {
+                    body.insert("temperature".into(), json!(value));
+                }
+                if let Some(value) = params.top_p {
+                    body.insert("top_p".into(), json!(value));
+                }
+                if let Some(value) = params.seed {
+                    body.insert("seed".into(), json!(value));
+                }
+                if !params.stop.is_empty() {
+                    body.insert("stop".into(), json!(params.stop));
+                }
+                if let Some(k) = request.top_logprobs {
+                    body.insert("logprobs".into(), json!(k));
+                }
+                for (key, value) in &self.http.config.extra {
+                    body.insert(key.clone(), value.clone());
+                }
+                (self.http.url("completions"), body)
+            }
+            TextPrompt::Chat(messages) => {
+                let chat = ChatRequest {
+                    messages: messages.clone(),
+                    seed: None,
+                };
+                let Value::Object(mut body) = self.body(&chat) else {
+                    unreachable!("the chat body is an object")
+                };
+                body.remove("stream");
+                body.remove("stream_options");
+                if let Some(k) = request.top_logprobs {
+                    body.insert("logprobs".into(), json!(true));
+                    body.insert("top_logprobs".into(), json!(k));
+                }
+                (self.url.clone(), body)
+            }
+        };
+        if let Some(max) = request.max_tokens.or(params.max_tokens) {
+            body.insert("max_tokens".into(), json!(max));
+        }
+        (url, Value::Object(body))
+    }
+
+    fn parse_text(&self, text: &str) -> Result<TextReply, ProviderError> {
+        let parsed: TextResponseJson = serde_json::from_str(text).map_err(|error| {
+            self.http.invalid(format!(
+                "not JSON ({error}): {}",
+                truncate_chars(text, ERROR_BODY_CHARS)
+            ))
+        })?;
+        let Some(choice) = parsed.choices.and_then(|c| c.into_iter().next()) else {
+            let detail = match parsed.error {
+                Some(error) => format!(
+                    "error in a 200 response: {}",
+                    truncate_chars(&error.to_string(), ERROR_BODY_CHARS)
+                ),
+                None => format!(
+                    "response has no choices: {}",
+                    truncate_chars(text, ERROR_BODY_CHARS)
+                ),
+            };
+            return Err(self.http.invalid(detail));
+        };
+        let generated = match (choice.text, choice.message) {
+            (Some(text), _) => text,
+            (None, Some(message)) => message.content.unwrap_or_default(),
+            (None, None) => return Err(self.http.invalid("the choice has no text and no message")),
+        };
+        let tokens = match choice.logprobs.filter(|l| !l.is_null()) {
+            Some(logprobs) => parse_logprobs(&logprobs)
+                .map_err(|detail| self.http.invalid(format!("bad logprobs: {detail}")))?,
+            None => Vec::new(),
+        };
+        Ok(TextReply {
+            text: self.http.redact(generated),
+            tokens,
+            finish_reason: choice.finish_reason.as_deref().map(StopReason::parse),
+            usage: parsed.usage.map(Usage::from).unwrap_or_default(),
+        })
+    }
+}
+
 #[async_trait]
 impl Provider for OpenAiProvider {
+    async fn complete_text(&self, request: &TextRequest) -> Result<TextReply, ProviderError> {
+        let (url, body) = self.text_body(request);
+        let mut builder = self.http.client.post(&url).json(&body);
+        if let Some(key) = &self.http.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let response = self.http.send(builder, |_| None).await?;
+        let text = self.http.body(response).await?;
+        let reply = self.parse_text(&text)?;
+        if request.top_logprobs.is_some() && reply.tokens.is_empty() && !reply.text.is_empty() {
+            return Err(self.http.invalid(
+                "log-probabilities were asked for and none came back (does the server support \
+                 `logprobs`?)",
+            ));
+        }
+        Ok(reply)
+    }
+
+    fn text_fingerprint(&self, request: &TextRequest) -> String {
+        // The URL is left out (it may hold credentials); which API it is, is in the body.
+        let (_, body) = self.text_body(request);
+        json!({ "endpoint": self.http.endpoint, "text": body }).to_string()
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
         let started = Instant::now();
         let mut builder = self.http.client.post(&self.url).json(&self.body(request));

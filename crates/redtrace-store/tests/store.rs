@@ -136,7 +136,11 @@ fn write_read_resume_and_export() {
         Some("No."),
         "the stored success stands"
     );
-    assert_eq!(rows[0].verdicts, ok("1", "", None).verdicts, "its verdicts too");
+    assert_eq!(
+        rows[0].verdicts,
+        ok("1", "", None).verdicts,
+        "its verdicts too"
+    );
     assert_eq!(
         rows[0].verdicts[1].categories,
         ["S1", "S10"],

@@ -65,9 +65,33 @@ pub struct FakeMessage {
     /// On the native APIs: the provider's safety system refuses (Anthropic `refusal`, a
     /// Responses refusal item, Gemini `SAFETY`).
     pub refusal: bool,
+    /// Log-probabilities, one list per generated position, the chosen token first and then
+    /// the others (sent as `logprobs` on chat and text completions).
+    pub top_logprobs: Option<Vec<Vec<(String, f64)>>>,
 }
 
 impl Reply {
+    /// A text (or chat) completion of `text` whose first token had these top
+    /// log-probabilities (the first is the chosen one); each later word of `text` is sent as
+    /// a token with log-probability 0.
+    pub fn with_logprobs(text: impl Into<String>, first: &[(&str, f64)]) -> Self {
+        let text = text.into();
+        let mut positions = vec![first
+            .iter()
+            .map(|(t, lp)| ((*t).to_owned(), *lp))
+            .collect::<Vec<_>>()];
+        positions.extend(
+            text.split_inclusive(' ')
+                .skip(1)
+                .map(|word| vec![(word.to_owned(), 0.0)]),
+        );
+        Reply::Message(FakeMessage {
+            content: Some(text),
+            top_logprobs: Some(positions),
+            ..FakeMessage::default()
+        })
+    }
+
     /// A plain answer.
     pub fn text(content: impl Into<String>) -> Self {
         Reply::Message(FakeMessage {
@@ -440,6 +464,14 @@ fn whole(message: &FakeMessage, model: &str) -> Value {
     if let Some(trace) = &message.reasoning {
         body["reasoning"] = json!(trace);
     }
+    // The chat shape of `logprobs`.
+    let logprobs = message.top_logprobs.as_ref().map(|positions| {
+        json!({ "content": positions.iter().map(|top| json!({
+            "token": top[0].0,
+            "logprob": top[0].1,
+            "top_logprobs": top.iter().map(|(t, lp)| json!({ "token": t, "logprob": lp })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>() })
+    });
     json!({
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -448,6 +480,7 @@ fn whole(message: &FakeMessage, model: &str) -> Value {
         "choices": [{
             "index": 0,
             "message": body,
+            "logprobs": logprobs,
             "finish_reason": message.finish_reason.as_deref().unwrap_or("stop"),
         }],
         "usage": usage_json(message),

@@ -24,6 +24,8 @@ pub enum Wire {
     Gemini,
     /// Ollama's native chat.
     Ollama,
+    /// OpenAI-compatible text completions (`/completions`: a raw prompt).
+    Completions,
 }
 
 impl Wire {
@@ -39,6 +41,8 @@ impl Wire {
             Some(Wire::Gemini)
         } else if path.ends_with("/api/chat") {
             Some(Wire::Ollama)
+        } else if path.ends_with("/completions") {
+            Some(Wire::Completions)
         } else {
             None
         }
@@ -73,6 +77,7 @@ impl Wire {
                 turns => last_user(turns, "content"),
             },
             Wire::Gemini => last_user(&body["contents"], "parts"),
+            Wire::Completions => body["prompt"].as_str().unwrap_or_default().to_owned(),
         }
     }
 
@@ -131,6 +136,31 @@ pub fn whole(wire: Wire, message: &FakeMessage, model: &str) -> Value {
     let answer = message.content.as_deref();
     match wire {
         Wire::OpenAi => unreachable!("the OpenAI wire is rendered by the server itself"),
+        Wire::Completions => {
+            // The legacy completions shape of `logprobs`, as OpenAI and vLLM send it.
+            let logprobs = message.top_logprobs.as_ref().map(|positions| {
+                json!({
+                    "tokens": positions.iter().map(|top| top[0].0.clone()).collect::<Vec<_>>(),
+                    "token_logprobs": positions.iter().map(|top| top[0].1).collect::<Vec<_>>(),
+                    "top_logprobs": positions.iter().map(|top| {
+                        top.iter().map(|(t, lp)| (t.clone(), json!(lp))).collect::<serde_json::Map<_, _>>()
+                    }).collect::<Vec<_>>(),
+                })
+            });
+            json!({
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 0,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "text": answer.unwrap_or_default(),
+                    "logprobs": logprobs,
+                    "finish_reason": message.finish_reason.as_deref().unwrap_or("stop"),
+                }],
+                "usage": { "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output },
+            })
+        }
         Wire::Anthropic => {
             let mut content = Vec::new();
             if message.redacted {
@@ -244,6 +274,10 @@ pub fn stream(wire: Wire, message: &FakeMessage, model: &str) -> Vec<String> {
     let sse = |event: &str, data: Value| format!("event: {event}\ndata: {data}\n\n");
     match wire {
         Wire::OpenAi => unreachable!("the OpenAI wire is rendered by the server itself"),
+        Wire::Completions => vec![
+            format!("data: {}\n\n", whole(wire, message, model)),
+            "data: [DONE]\n\n".into(),
+        ],
         Wire::Anthropic => {
             let mut out = vec![sse(
                 "message_start",
