@@ -442,7 +442,8 @@ fn worker(
                 .top_logprobs
                 .map(|k| top_logprobs(context.get_logits_ith(sequence.logits_index), k));
             let token = sequence.sampler.sample(&context, sequence.logits_index);
-            if let Some((log_norm, top)) = top {
+            // The end-of-generation token is not part of the text, nor of its tokens.
+            if let Some((log_norm, top)) = top.filter(|_| !vocab.is_eog(token)) {
                 let logit = context.get_logits_ith(sequence.logits_index)[token.0 as usize];
                 let piece = |token: LlamaToken| {
                     String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()

@@ -124,3 +124,67 @@ fn a_file_that_is_not_a_model_is_a_clear_error() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_prompts_and_top_logprobs_in_process() {
+    use redtrace_providers::{TextPrompt, TextRequest};
+    let Some(model) = redtrace_testkit::test_model_or_skip("raw_prompts_and_top_logprobs") else {
+        return;
+    };
+    let provider = LocalProvider::load(config(&model, 24), &model).unwrap();
+    let raw = |prompt: TextPrompt| TextRequest {
+        prompt,
+        max_tokens: Some(4),
+        top_logprobs: Some(5),
+    };
+    // SmolLM2's own chat format, written out: the raw path sends it as it is.
+    let prompt =
+        "<|im_start|>user\nIs the sky blue? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n";
+    let reply = provider
+        .complete_text(&raw(TextPrompt::Raw(prompt.into())))
+        .await
+        .unwrap();
+    assert!(!reply.text.is_empty());
+    assert_eq!(
+        reply.usage.completion_tokens,
+        Some(reply.tokens.len() as u64)
+    );
+    assert!(reply.tokens.len() <= 4);
+    for token in &reply.tokens {
+        assert_eq!(token.top.len(), 5);
+        assert!(
+            token.top.windows(2).all(|w| w[0].1 >= w[1].1),
+            "most likely first"
+        );
+        assert!(token.top.iter().all(|(_, lp)| *lp <= 1e-6));
+        let mass: f64 = token.top.iter().map(|(_, lp)| lp.exp()).sum();
+        assert!(mass <= 1.0 + 1e-6, "{mass}");
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(
+            (&token.token, token.logprob),
+            (&token.top[0].0, token.top[0].1)
+        );
+    }
+    let text: String = reply.tokens.iter().map(|t| t.token.as_str()).collect();
+    assert_eq!(text, reply.text, "the tokens spell the text");
+    let first = reply.first_token_probabilities(&["Yes", "No"]).unwrap();
+    assert_eq!(first.probabilities.len(), 2);
+    // The same question as a conversation goes through the chat template.
+    let chat = provider
+        .complete_text(&raw(TextPrompt::Chat(vec![Message::user(
+            "Is the sky blue? Answer Yes or No.",
+        )])))
+        .await
+        .unwrap();
+    assert!(!chat.tokens.is_empty() && chat.tokens[0].top.len() == 5);
+    // Without asking, no log-probabilities.
+    let plain = provider
+        .complete_text(&TextRequest {
+            top_logprobs: None,
+            ..raw(TextPrompt::Raw(prompt.into()))
+        })
+        .await
+        .unwrap();
+    assert!(plain.tokens.is_empty());
+    assert_eq!(plain.text, reply.text, "greedy: the same text");
+}

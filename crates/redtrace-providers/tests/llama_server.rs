@@ -131,3 +131,48 @@ async fn real_llama_server_plain_and_prefilled_traces() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_llama_server_text_completions_with_logprobs() {
+    use redtrace_providers::{Provider, TextPrompt, TextRequest};
+    let test = "real_llama_server_text_completions_with_logprobs";
+    let Some(model) = test_model_or_skip(test) else {
+        return;
+    };
+    let Some(server) = LlamaServer::start(&model, test) else {
+        return;
+    };
+    let p = provider(&server, false, 32);
+    let request = |prompt: TextPrompt| TextRequest {
+        prompt,
+        max_tokens: Some(3),
+        top_logprobs: Some(5),
+    };
+    let raw = request(TextPrompt::Raw(
+        "<|im_start|>user\nIs the sky blue? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
+            .into(),
+    ));
+    let mut last = None;
+    // The server may close a kept-alive connection between requests: try again, as a gate does.
+    for _ in 0..3 {
+        last = Some(p.complete_text(&raw).await);
+        if last.as_ref().unwrap().is_ok() {
+            break;
+        }
+    }
+    let reply = last.unwrap().unwrap();
+    assert!(!reply.text.is_empty());
+    assert!(!reply.tokens.is_empty(), "llama.cpp sent log-probabilities");
+    assert!(reply
+        .tokens
+        .iter()
+        .all(|t| !t.top.is_empty() && t.logprob <= 1e-6));
+    assert!(reply.usage.completion_tokens.unwrap_or(0) > 0);
+    let chat = p
+        .complete_text(&request(TextPrompt::Chat(vec![Message::user(
+            "Is the sky blue? Answer Yes or No.",
+        )])))
+        .await
+        .unwrap();
+    assert!(!chat.tokens.is_empty() && !chat.tokens[0].top.is_empty());
+}
