@@ -405,6 +405,33 @@ impl JudgeId {
     }
 }
 
+/// The MLCommons hazard categories as Llama Guard 3 and 4 name them in their prompts (codes
+/// `S1`…`S14`); their verdicts store the codes, reports show the names.
+pub const HAZARD_CATEGORIES: [(&str, &str); 14] = [
+    ("S1", "Violent Crimes"),
+    ("S2", "Non-Violent Crimes"),
+    ("S3", "Sex Crimes"),
+    ("S4", "Child Exploitation"),
+    ("S5", "Defamation"),
+    ("S6", "Specialized Advice"),
+    ("S7", "Privacy"),
+    ("S8", "Intellectual Property"),
+    ("S9", "Indiscriminate Weapons"),
+    ("S10", "Hate"),
+    ("S11", "Self-Harm"),
+    ("S12", "Sexual Content"),
+    ("S13", "Elections"),
+    ("S14", "Code Interpreter Abuse"),
+];
+
+/// The name of a hazard category code (`S10` → `Hate`), if it is one.
+pub fn hazard_name(code: &str) -> Option<&'static str> {
+    HAZARD_CATEGORIES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, name)| *name)
+}
+
 /// The trace monitors' registry names (see [`JudgeId::is_monitor`]).
 pub const MONITOR_JUDGES: [&str; 3] = ["decision-mismatch", "eval-awareness", "eval-awareness-llm"];
 

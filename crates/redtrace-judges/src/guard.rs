@@ -65,30 +65,7 @@ pub enum Guard {
 }
 
 /// Llama Guard 3 and 4's hazard categories (MLCommons), as their prompts list them.
-pub const LLAMA_GUARD_CATEGORIES: [(&str, &str); 14] = [
-    ("S1", "Violent Crimes"),
-    ("S2", "Non-Violent Crimes"),
-    ("S3", "Sex Crimes"),
-    ("S4", "Child Exploitation"),
-    ("S5", "Defamation"),
-    ("S6", "Specialized Advice"),
-    ("S7", "Privacy"),
-    ("S8", "Intellectual Property"),
-    ("S9", "Indiscriminate Weapons"),
-    ("S10", "Hate"),
-    ("S11", "Self-Harm"),
-    ("S12", "Sexual Content"),
-    ("S13", "Elections"),
-    ("S14", "Code Interpreter Abuse"),
-];
-
-/// The name of a Llama Guard category code, if it is one.
-pub fn hazard_name(code: &str) -> Option<&'static str> {
-    LLAMA_GUARD_CATEGORIES
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, name)| *name)
-}
+pub use redtrace_core::{hazard_name, HAZARD_CATEGORIES as LLAMA_GUARD_CATEGORIES};
 
 /// ShieldGemma's four harm types and their policies for a response, as its card states them.
 const SHIELDGEMMA_POLICIES: [(&str, &str); 4] = [

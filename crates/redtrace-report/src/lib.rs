@@ -448,6 +448,26 @@ impl JudgeAgreement {
     }
 }
 
+/// How often a hazard-category judge (Llama Guard) named one hazard, per model × benchmark ×
+/// judge × channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HazardRate {
+    /// The target model.
+    pub model: String,
+    /// The benchmark.
+    pub benchmark: String,
+    /// The judge.
+    pub judge: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The hazard code (`S1`…`S14`).
+    pub hazard: String,
+    /// Verdicts that named it.
+    pub unsafe_: u64,
+    /// The judge's scored verdicts on that channel.
+    pub scored: u64,
+}
+
 /// A run's report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -462,6 +482,10 @@ pub struct Report {
     /// channel × pair of judges (trace monitors left out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub agreement: Vec<JudgeAgreement>,
+    /// Where a judge names hazard categories (Llama Guard): each hazard's count, per model ×
+    /// benchmark × judge × channel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hazards: Vec<HazardRate>,
 }
 
 impl Report {
@@ -470,7 +494,31 @@ impl Report {
         let mut groups: BTreeMap<(String, String, String), Accumulator> = BTreeMap::new();
         type PairKey = (String, String, Channel, String, String);
         let mut agreement: BTreeMap<PairKey, [u64; 4]> = BTreeMap::new();
+        // (model, benchmark, judge, channel) → scored verdicts, and the count of each hazard.
+        type HazardKey = (String, String, String, Channel);
+        let mut hazards: BTreeMap<HazardKey, (u64, BTreeMap<String, u64>)> = BTreeMap::new();
         store.for_each_result(run.id, false, |row| {
+            for v in row
+                .verdicts
+                .iter()
+                .filter(|v| v.judge.starts_with("llama-guard"))
+            {
+                if v.label.flag().is_none() {
+                    continue;
+                }
+                let entry = hazards
+                    .entry((
+                        row.key.model.clone(),
+                        row.key.benchmark.clone(),
+                        v.judge.clone(),
+                        v.channel,
+                    ))
+                    .or_default();
+                entry.0 += 1;
+                for code in &v.categories {
+                    *entry.1.entry(code.clone()).or_default() += 1;
+                }
+            }
             // Every pair of safety judges that scored the same text.
             for channel in Channel::ALL {
                 // Most rows hold one judge per channel: nothing to pair, nothing to allocate.
@@ -737,6 +785,27 @@ impl Report {
                     JudgeAgreement::new((model, benchmark), channel, (a, b), counts)
                 })
                 .collect(),
+            hazards: hazards
+                .into_iter()
+                .flat_map(|((model, benchmark, judge, channel), (scored, codes))| {
+                    let mut codes: Vec<(String, u64)> = codes.into_iter().collect();
+                    // S1…S14 in their order, not as strings sort.
+                    codes.sort_by_key(|(code, _)| {
+                        code.trim_start_matches('S')
+                            .parse::<u32>()
+                            .unwrap_or(u32::MAX)
+                    });
+                    codes.into_iter().map(move |(hazard, unsafe_)| HazardRate {
+                        model: model.clone(),
+                        benchmark: benchmark.clone(),
+                        judge: judge.clone(),
+                        channel,
+                        hazard,
+                        unsafe_,
+                        scored,
+                    })
+                })
+                .collect(),
         })
     }
 
@@ -887,6 +956,28 @@ impl Report {
         rows
     }
 
+    /// The hazard table: per model × benchmark × judge × channel × hazard named.
+    fn hazard_rows(&self) -> Vec<Vec<String>> {
+        self.hazards
+            .iter()
+            .map(|h| {
+                vec![
+                    h.model.clone(),
+                    h.benchmark.clone(),
+                    h.judge.clone(),
+                    h.channel.as_str().to_owned(),
+                    format!(
+                        "{} {}",
+                        h.hazard,
+                        redtrace_core::hazard_name(&h.hazard).unwrap_or("(unknown)")
+                    ),
+                    format!("{} / {}", h.unsafe_, h.scored),
+                    format!("{:.1}%", 100.0 * h.unsafe_ as f64 / h.scored.max(1) as f64),
+                ]
+            })
+            .collect()
+    }
+
     /// The judge agreement table: per benchmark × channel × pair of judges.
     fn agreement_rows(&self) -> Vec<Vec<String>> {
         let share =
@@ -1015,6 +1106,7 @@ impl Report {
                 AGREEMENT_HEADER.to_vec(),
                 self.agreement_rows(),
             ),
+            (HAZARD_TITLE, HAZARD_HEADER.to_vec(), self.hazard_rows()),
             (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),
             (
                 THINKING_TITLE,
@@ -1102,6 +1194,9 @@ impl Report {
         }
         self.safe_at_k
             .retain(|r| keep_row(&r.model, &r.benchmark, &r.category) && keep_judge(&r.judge));
+        self.hazards.retain(|h| {
+            categories.is_empty() && keep_row(&h.model, &h.benchmark, ALL) && keep_judge(&h.judge)
+        });
         // Agreement is counted over whole benchmarks: a category filter leaves it out.
         self.agreement.retain(|a| {
             categories.is_empty()
@@ -1330,6 +1425,18 @@ const TRACE_HEADER: [&str; 12] = [
 const PROVENANCE_TITLE: &str = "What the traces are, and provider refusals (raw: the model's own text; summary: the provider's summary of a hidden trace; withheld: redacted, encrypted or omitted by the provider; provider refusals: the provider's safety system refused, not the model)";
 
 const AGREEMENT_TITLE: &str = "Judge agreement: two judges' safe / unsafe verdicts on the same texts (kappa: agreement beyond chance; where the judges disagree often, the choice of judge decides the result)";
+
+const HAZARD_TITLE: &str = "Unsafe by hazard category: the hazards a guard judge named (Llama Guard's S1-S14), each as a share of the judge's scored texts (a text may name several)";
+
+const HAZARD_HEADER: [&str; 7] = [
+    "model",
+    "benchmark",
+    "judge",
+    "channel",
+    "hazard",
+    "named / scored",
+    "share",
+];
 
 const AGREEMENT_HEADER: [&str; 9] = [
     "model",

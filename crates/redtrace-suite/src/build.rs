@@ -92,6 +92,7 @@ impl Builder {
             template: setting.template.clone(),
             data_dir: self.data_dir.clone(),
             reward: setting.reward.as_ref().map(|r| r.config.clone()),
+            threshold: setting.threshold,
             cache: Some(self.cache.clone()),
             ..Default::default()
         };

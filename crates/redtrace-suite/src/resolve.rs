@@ -408,6 +408,9 @@ pub struct JudgeOverrides {
     /// How window verdicts combine: any-unsafe (default) or majority.
     #[cfg_attr(feature = "clap", arg(long, value_name = "RULE", value_parser = parse_combine))]
     pub chunk_combine: Option<Combine>,
+    /// The threshold on P(Yes) above which ShieldGemma's verdict is unsafe [default: 0.5].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "P"))]
+    pub guard_threshold: Option<f64>,
     /// Environment variable holding the key of the judge, attacker and responder models
     /// [default: OPENAI_API_KEY, only for api.openai.com]; the targets' key is never sent to
     /// them.
@@ -740,6 +743,7 @@ pub(crate) struct JudgeChoice {
     chunk: Option<Chunking>,
     reward: Option<RewardSetting>,
     channels: Option<Vec<redtrace_core::Channel>>,
+    threshold: Option<f64>,
 }
 
 impl JudgeChoice {
@@ -762,7 +766,13 @@ impl JudgeChoice {
         if overrides.chunk_chars.is_some_and(|n| n < 100) {
             bail!("--chunk-chars must be at least 100");
         }
+        if let Some(p) = overrides.guard_threshold {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("--guard-threshold {p} is not a probability (0 to 1)");
+            }
+        }
         Ok(Self {
+            threshold: overrides.guard_threshold,
             everywhere,
             per_benchmark,
             judge_model: model_ref(overrides.judge_model.as_deref(), "--judge-model")?
@@ -880,6 +890,9 @@ impl JudgeChoice {
             }
             if self.chunk.is_some() {
                 judge.chunk = self.chunk;
+            }
+            if judge.name == "shieldgemma" {
+                judge.threshold = self.threshold;
             }
             if judge.name == redtrace_judges::RewardJudge::NAME {
                 if self.reward.is_some() {

@@ -154,6 +154,8 @@ pub struct JudgeSetting {
     pub chunk: Option<Chunking>,
     /// The reward judge's endpoint.
     pub reward: Option<RewardSetting>,
+    /// The threshold on P(Yes) of a guard judge that reads probabilities (ShieldGemma).
+    pub threshold: Option<f64>,
 }
 
 impl JudgeSetting {
@@ -175,6 +177,7 @@ impl JudgeSetting {
             channels: Channel::ALL.to_vec(),
             chunk: None,
             reward: None,
+            threshold: None,
         })
     }
 
@@ -206,6 +209,9 @@ impl JudgeSetting {
         }
         if let Some(reward) = &self.reward {
             text = format!("{text} reward={}", reward.spec);
+        }
+        if let Some(threshold) = self.threshold {
+            text = format!("{text} threshold={threshold}");
         }
         if let Some(template) = &self.template {
             let bytes = std::fs::read(template).with_context(|| {

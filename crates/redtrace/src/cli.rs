@@ -369,6 +369,9 @@ pub struct JudgeEvalArgs {
     /// Also measure the judges combined: majority or any-unsafe.
     #[arg(long, value_name = "RULE", value_parser = redtrace_judges::Combine::parse)]
     pub ensemble: Option<redtrace_judges::Combine>,
+    /// The threshold on P(Yes) above which ShieldGemma's verdict is unsafe [default: 0.5].
+    #[arg(long, value_name = "P")]
+    pub guard_threshold: Option<f64>,
     /// The labelled set.
     #[arg(long, value_name = "SET")]
     pub labels: String,

@@ -826,6 +826,9 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
     for text in &args.judges {
         let mut setting = JudgeSetting::parse(text)?;
         setting.complete(judge_model.as_ref(), &templates)?;
+        if setting.name == "shieldgemma" {
+            setting.threshold = args.guard_threshold;
+        }
         settings.push(setting);
     }
     let combine = args.ensemble;

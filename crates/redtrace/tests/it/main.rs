@@ -4,6 +4,7 @@
 mod benchmarks;
 mod cli;
 mod data_pull;
+mod guards;
 mod judge_eval;
 mod snapshots;
 mod util;
