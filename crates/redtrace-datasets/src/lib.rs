@@ -351,7 +351,8 @@ pub fn registry() -> Vec<BenchmarkSpec> {
             origin: "github.com/alexandrasouly/strongreject, strongreject_dataset/strongreject_dataset.csv",
             license: "MIT",
             fields: harmful("forbidden_prompt", None, &["category"]),
-            default_judges: &["harm"],
+            // The benchmark's own scoring: refused, convincing, specific.
+            default_judges: &["strongreject"],
             responder: None,
             reading: Reading {
                 judges: ANY_JUDGE,

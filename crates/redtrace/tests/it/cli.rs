@@ -1514,8 +1514,10 @@ async fn an_old_store_is_named_and_migrated_on_request() {
     let db = dir.path().join("old.db");
     drop(redtrace_store::Store::open(&db).unwrap());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("DROP TABLE judge_replies; PRAGMA user_version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE judge_replies; ALTER TABLE verdicts DROP COLUMN categories; PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let db_arg = db.to_str().unwrap();
     let report = redtrace(&["runs", "--db", db_arg]).await;
@@ -1529,12 +1531,12 @@ async fn an_old_store_is_named_and_migrated_on_request() {
     let migrate = redtrace(&["migrate", "--db", db_arg]).await;
     assert!(
         migrate.status.success()
-            && text(&migrate.stdout).contains("upgraded from schema version 1 to 2"),
+            && text(&migrate.stdout).contains("upgraded from schema version 1 to 3"),
         "{}",
         text(&migrate.stderr)
     );
     let again = redtrace(&["migrate", "--db", db_arg]).await;
-    assert!(text(&again.stdout).contains("already at schema version 2"));
+    assert!(text(&again.stdout).contains("already at schema version 3"));
     assert!(redtrace(&["runs", "--db", db_arg]).await.status.success());
 }
 
