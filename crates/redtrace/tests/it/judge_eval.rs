@@ -84,7 +84,7 @@ async fn agreement_with_people_on_the_real_sets() {
     .await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("refusal-rule") && text.contains("89.5%"),
+        text.contains("refusal-rule") && text.contains("90.0%"),
         "{text}"
     );
 
