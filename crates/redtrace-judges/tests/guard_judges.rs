@@ -65,6 +65,7 @@ async fn each_guard_sends_its_documented_prompt_exactly() {
         ("llama-guard-prompt", "llama_guard_3_prompt_only.txt"),
         ("wildguard", "wildguard.txt"),
         ("harmbench-cls", "harmbench_standard.txt"),
+        ("harmbench-cls-mistral", "harmbench_mistral_standard.txt"),
     ] {
         let server = answering(Reply::text("safe")).await;
         judge(name, &server)
