@@ -491,3 +491,24 @@ async fn a_prefill_is_refused_where_the_api_cannot_continue_it() {
         .to_string()
         .contains("think_prefill"));
 }
+
+#[tokio::test]
+async fn the_native_apis_refuse_text_requests_before_sending() {
+    use redtrace_providers::{TextPrompt, TextRequest};
+    let server = FakeServer::start(|_| Reply::text("never")).await;
+    for prefix in PREFIXES {
+        let error = provider(&server, prefix, "m", false)
+            .complete_text(&TextRequest {
+                prompt: TextPrompt::Raw("safe or unsafe?".into()),
+                max_tokens: Some(1),
+                top_logprobs: Some(5),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("serves no text completions") && !error.is_retryable(),
+            "{prefix}: {error}"
+        );
+    }
+    assert_eq!(server.count(), 0, "nothing was sent");
+}

@@ -364,3 +364,66 @@ async fn responses_past_the_cap_are_cut_off() {
     let provider = OpenAiProvider::with_key(ModelConfig::new(server.base_url(), "fake-r1"), None);
     assert!(provider.complete(&request("hi")).await.is_ok());
 }
+
+#[tokio::test]
+async fn text_completions_and_log_probabilities_in_both_shapes() {
+    use redtrace_providers::{TextPrompt, TextRequest};
+    use redtrace_testkit::Wire;
+    let server = FakeServer::start(|seen| {
+        Reply::with_logprobs(
+            if seen.wire == Wire::Completions {
+                "Yes it is"
+            } else {
+                "No"
+            },
+            &[("Yes", -0.2), ("No", -1.8)],
+        )
+    })
+    .await;
+    // The streaming setting does not apply: a text request is answered whole.
+    let p = provider(&server, true);
+    let ask = |prompt: TextPrompt, top_logprobs| TextRequest {
+        prompt,
+        max_tokens: Some(3),
+        top_logprobs,
+    };
+    // A raw prompt: /completions, the legacy `logprobs` shape.
+    let raw = p
+        .complete_text(&ask(TextPrompt::Raw("<s>[INST] Q [/INST]".into()), Some(2)))
+        .await
+        .unwrap();
+    assert_eq!(raw.text, "Yes it is");
+    assert_eq!(raw.tokens.len(), 3, "one per position");
+    assert_eq!(
+        raw.tokens[0].top,
+        [("Yes".to_owned(), -0.2), ("No".to_owned(), -1.8)]
+    );
+    let first = raw.first_token_probabilities(&["Yes", "No"]).unwrap();
+    assert!((first.probabilities[0] - (-0.2f64).exp()).abs() < 1e-12 && !first.bounded);
+    // A conversation: /chat/completions with `logprobs` and `top_logprobs`, the chat shape.
+    let chat = p
+        .complete_text(&ask(TextPrompt::Chat(vec![Message::user("Q")]), Some(2)))
+        .await
+        .unwrap();
+    assert_eq!(chat.text, "No");
+    assert_eq!(chat.tokens[0].top.len(), 2);
+    let seen = server.requests();
+    assert_eq!(seen[0].path, "/v1/completions");
+    assert_eq!(seen[0].body["prompt"], "<s>[INST] Q [/INST]");
+    assert_eq!(seen[0].body["logprobs"], 2);
+    assert_eq!(seen[0].body["max_tokens"], 3);
+    assert!(seen[0].body.get("stream").is_none());
+    assert_eq!(seen[1].path, "/v1/chat/completions");
+    assert_eq!(
+        (&seen[1].body["logprobs"], &seen[1].body["top_logprobs"]),
+        (&serde_json::json!(true), &serde_json::json!(2))
+    );
+    assert!(seen[1].body.get("stream").is_none());
+    // A server that ignores `logprobs` is an error, not a silent guess.
+    let bare = FakeServer::start(|_| Reply::text("Yes")).await;
+    let error = provider(&bare, false)
+        .complete_text(&ask(TextPrompt::Raw("Q".into()), Some(5)))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("none came back"), "{error}");
+}
