@@ -641,6 +641,7 @@ pub(crate) mod scripted {
                     prompt_tokens: Some(10),
                     completion_tokens: Some(5),
                     reasoning_tokens: None,
+                    cached_prompt_tokens: None,
                 },
                 latency_ms: 1,
                 raw: String::new(),

@@ -141,6 +141,7 @@ fn grown(before: &Completion, next: Completion) -> Completion {
             prompt_tokens: next.usage.prompt_tokens,
             completion_tokens: add(before.usage.completion_tokens, next.usage.completion_tokens),
             reasoning_tokens: add(before.usage.reasoning_tokens, next.usage.reasoning_tokens),
+            cached_prompt_tokens: None,
         },
         latency_ms: before.latency_ms + next.latency_ms,
         ..next
@@ -184,6 +185,7 @@ mod tests {
                     prompt_tokens: Some(5),
                     completion_tokens: Some(10),
                     reasoning_tokens: Some(4),
+                    cached_prompt_tokens: None,
                 },
                 latency_ms: 1,
                 raw: String::new(),

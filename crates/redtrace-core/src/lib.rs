@@ -6,6 +6,7 @@
 //! carrying a reason, never a missing value or a NaN.
 
 pub mod model;
+pub mod price;
 pub mod run;
 pub mod solver;
 
@@ -277,6 +278,10 @@ pub struct Usage {
     pub completion_tokens: Option<u64>,
     /// Generated tokens spent in the trace, where the server says.
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens the provider served from its prompt cache (billed at the cached-input
+    /// price), where the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -753,6 +758,10 @@ pub struct Verdict {
     /// `S1`…`S14`, WildGuard's three answers); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// What the judge's model calls for this verdict cost (none for judges that call no
+    /// model, or whose replies all came from the cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<price::Spend>,
 }
 
 impl Verdict {
@@ -782,6 +791,7 @@ impl Verdict {
                 label.as_str()
             ),
             categories: Vec::new(),
+            spend: None,
         }
     }
 
@@ -799,6 +809,7 @@ impl Verdict {
             score: None,
             rationale: reason.into(),
             categories: Vec::new(),
+            spend: None,
         }
     }
 }
@@ -907,6 +918,7 @@ mod tests {
             prompt_tokens: Some(5),
             completion_tokens: Some(100),
             reasoning_tokens: Some(70),
+            cached_prompt_tokens: None,
         };
         assert_eq!(usage.answer_tokens(), Some(30));
         assert_eq!(Usage::default().answer_tokens(), None);

@@ -155,6 +155,10 @@ pub struct ModelConfig {
     /// [`DEFAULT_MAX_RESPONSE_BYTES`] when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_response_bytes: Option<u64>,
+    /// What its tokens cost (from the price table, `--prices`, or the suite's `price`); `None`:
+    /// no price known. Not part of a run's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::price::Price>,
 }
 
 /// The largest response read unless a model says otherwise: far above any real completion,
@@ -230,6 +234,7 @@ impl ModelConfig {
             timeout_secs: default_timeout(),
             max_retries: default_retries(),
             max_response_bytes: None,
+            price: None,
         }
     }
 

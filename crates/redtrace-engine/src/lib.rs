@@ -10,9 +10,18 @@
 //! Cancellation is an input ([`Shutdown`]): `stop` ends the intake of new units and lets
 //! in-flight requests finish; `abandon` also aborts those in flight. Either way the store is
 //! left consistent and the run can be resumed by running it again.
+//!
+//! What the calls cost is metered as they are made: the target's (each request priced with its
+//! model's price), the attack helpers' and each verdict's judge calls
+//! ([`redtrace_judges::metered`]). With a [`Budget`], every target request first reserves the
+//! most it can cost; one that would take the spent cost and the reservations past the limit is
+//! not sent, and the run stops as if interrupted (resumable), saying so.
+
+mod budget;
 
 mod judge_cache;
 
+pub use budget::Budget;
 pub use judge_cache::StoreReplyCache;
 pub use redtrace_core::{BenchmarkRecord, RunSpec};
 pub use redtrace_providers::{Backoff, Gate, RateLimiter, Shutdown};
@@ -70,6 +79,8 @@ pub struct Plan {
     /// Judge only what the run has stored (re-judging): a unit without a stored completion
     /// is skipped, and no target is ever asked.
     pub stored_only: bool,
+    /// The most the run may spend, USD, counting what it spent before a resume.
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// Tuning knobs that are not part of a run's identity.
@@ -122,6 +133,9 @@ pub trait Progress: Send + Sync {
     fn note(&self, message: &str);
     /// A download (a model from the hub) has `done` of `total` bytes of `file`.
     fn bytes(&self, _file: &str, _done: u64, _total: u64) {}
+    /// A unit's calls (target, helpers, judges) used `tokens` and cost `usd` (`None`: some
+    /// model has no price).
+    fn spend(&self, _tokens: u64, _usd: Option<f64>) {}
     /// The run ended.
     fn end(&self);
 }
@@ -153,6 +167,8 @@ pub struct RunSummary {
     pub requests: u64,
     /// The run was stopped before all units were taken.
     pub interrupted: bool,
+    /// The run stopped sending because the next request could have passed its budget.
+    pub budget_reached: bool,
 }
 
 /// Why a run could not go on.
@@ -185,6 +201,13 @@ pub fn request_hash(provider: &dyn Provider, request: &ChatRequest, sample_k: u3
 struct Lane {
     provider: Arc<dyn Provider>,
     gate: Arc<Gate>,
+    /// What the target's tokens cost.
+    price: Option<redtrace_core::price::Price>,
+    /// The most tokens a request may generate, for the budget's reservation.
+    max_output: u64,
+    budget: Option<Arc<Budget>>,
+    shutdown: Shutdown,
+    progress: Arc<dyn Progress>,
 }
 
 /// Runs a plan to the end (or until shut down), writing everything to the store at `db`.
@@ -315,6 +338,15 @@ pub async fn run(
             let lane = Lane {
                 provider: target.provider,
                 gate,
+                price: target.config.price,
+                max_output: target
+                    .config
+                    .params
+                    .max_tokens
+                    .unwrap_or(budget::UNBOUNDED_OUTPUT),
+                budget: plan.budget.clone(),
+                shutdown: shutdown.clone(),
+                progress: progress.clone(),
             };
             (target.config, Arc::new(lane))
         })
@@ -393,20 +425,23 @@ pub async fn run(
                             let progress = progress.clone();
                             let completion =
                                 Solved::stored(completion, solver.as_ref()).into_judged();
+                            let budget = plan.budget.clone();
                             tasks.spawn(async move {
                                 let _spawn_permit = spawn_permit;
                                 let mut verdicts = Vec::new();
+                                let mut spent = redtrace_core::price::Spend::default();
                                 for (judge, channel) in missing {
-                                    verdicts.push(
-                                        judge_channel(
-                                            judge.as_ref(),
-                                            &sample,
-                                            &completion,
-                                            channel,
-                                        )
-                                        .await,
-                                    );
+                                    let verdict = judge_metered(
+                                        judge.as_ref(),
+                                        &sample,
+                                        &completion,
+                                        channel,
+                                        &mut spent,
+                                    )
+                                    .await;
+                                    verdicts.push(verdict);
                                 }
+                                account(&spent, budget.as_deref(), progress.as_ref());
                                 if sender
                                     .send(WriterMessage::Verdicts(key, verdicts))
                                     .await
@@ -503,6 +538,7 @@ pub async fn run(
     progress.end();
     summary.requests = gates.iter().map(|(_, gate)| gate.requests()).sum();
     summary.interrupted = interrupted || shutdown.abandon.is_cancelled();
+    summary.budget_reached = plan.budget.as_ref().is_some_and(|b| b.reached());
     written?;
     if let Some(error) = data_error {
         return Err(EngineError::Data(error));
@@ -518,6 +554,8 @@ struct UnitTarget<'a> {
     attempts: std::sync::atomic::AtomicU32,
     stopped: std::sync::atomic::AtomicBool,
     last_error: std::sync::Mutex<Option<redtrace_core::ErrorKind>>,
+    /// What the target's replies cost so far.
+    spend: std::sync::Mutex<redtrace_core::price::Spend>,
 }
 
 #[async_trait::async_trait]
@@ -528,12 +566,50 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
             seed: self.unit.seed,
         };
         let lane = &self.unit.lane;
-        let Some((result, attempts)) = lane.gate.call(lane.provider.as_ref(), &request).await
-        else {
+        // Under a budget, the most this request can cost is reserved before it is sent.
+        let ceiling = match (&lane.budget, &lane.price) {
+            (Some(budget), Some(price)) => {
+                let ceiling = price.ceiling(
+                    budget::prompt_tokens_at_most(&request.messages),
+                    lane.max_output,
+                    false,
+                );
+                if !budget.reserve(ceiling) {
+                    if !lane.shutdown.stop.is_cancelled() {
+                        lane.shutdown.stop.cancel();
+                        lane.progress.note(&budget.stop_note());
+                    }
+                    self.stopped
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err("the run's budget was reached".into());
+                }
+                Some((budget, ceiling))
+            }
+            _ => None,
+        };
+        let called = lane.gate.call(lane.provider.as_ref(), &request).await;
+        let cost = match &called {
+            Some((Ok(completion), _)) => lane
+                .price
+                .as_ref()
+                .and_then(|p| p.cost(&completion.usage, false)),
+            _ => None,
+        };
+        if let Some((budget, ceiling)) = ceiling {
+            budget.settle(ceiling, cost.unwrap_or(0.0));
+        }
+        let Some((result, attempts)) = called else {
             self.stopped
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err("the run was stopped".into());
         };
+        if let Ok(completion) = &result {
+            self.spend.lock().expect("not poisoned").add(
+                &completion.usage,
+                lane.price.as_ref(),
+                false,
+            );
+        }
         self.attempts
             .fetch_add(attempts, std::sync::atomic::Ordering::Relaxed);
         result.map_err(|error| {
@@ -541,6 +617,38 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
             error.to_string()
         })
     }
+}
+
+/// Judges `channel` of `completion`, metering the judge's model calls into `spent` and onto
+/// the verdict.
+async fn judge_metered(
+    judge: &dyn Judge,
+    sample: &Sample,
+    completion: &Completion,
+    channel: Channel,
+    spent: &mut redtrace_core::price::Spend,
+) -> redtrace_core::Verdict {
+    let (mut verdict, spend) =
+        redtrace_judges::metered(judge_channel(judge, sample, completion, channel)).await;
+    if spend.calls > 0 {
+        spent.merge(&spend);
+        verdict.spend = Some(spend);
+    }
+    verdict
+}
+
+/// Counts what a unit's helper and judge calls cost against the budget, and shows it.
+fn account(spent: &redtrace_core::price::Spend, budget: Option<&Budget>, progress: &dyn Progress) {
+    if spent.calls == 0 {
+        return;
+    }
+    if let Some(budget) = budget {
+        budget.settle(0.0, spent.cost_usd.unwrap_or(0.0));
+    }
+    progress.spend(
+        spent.prompt_tokens + spent.completion_tokens,
+        spent.cost_usd,
+    );
 }
 
 fn count(summary: &mut RunSummary, done: Result<UnitOutcome, tokio::task::JoinError>) {
@@ -591,19 +699,30 @@ impl Drop for Busy {
 impl Unit {
     async fn run(mut self) -> UnitOutcome {
         let _busy = Busy::new(&self.busy);
-        let (outcome, attempts, cached) = match self.cached.take() {
+        let price = self.lane.price;
+        let (outcome, attempts, cached, target, helpers) = match self.cached.take() {
             Some(completion) => (
                 Ok(Solved::stored(completion, self.solver.as_ref())),
                 0,
                 true,
+                redtrace_core::price::Spend::default(),
+                redtrace_core::price::Spend::default(),
             ),
             None => {
-                let Some((result, attempts)) = self.solve().await else {
+                let Some((result, attempts, target, helpers)) = self.solve().await else {
                     return UnitOutcome::Unsent;
                 };
-                (result, attempts, false)
+                (result, attempts, false, target, helpers)
             }
         };
+        // A unit that made no paid call (served from the cache, or failed) cost nothing: 0
+        // where the target has a price, unknown where it has none.
+        let cost_usd = if target.calls == 0 {
+            price.map(|_| 0.0)
+        } else {
+            target.cost_usd
+        };
+        let mut spent = helpers;
         let mut verdicts = Vec::new();
         if let Ok(solved) = &outcome {
             // Judges read the answer the solver says they should (decoded, translated back).
@@ -612,10 +731,24 @@ impl Unit {
                 let own = judge.channels();
                 for &channel in self.channels.iter().filter(|c| own.contains(c)) {
                     verdicts.push(
-                        judge_channel(judge.as_ref(), &self.sample, &completion, channel).await,
+                        judge_metered(
+                            judge.as_ref(),
+                            &self.sample,
+                            &completion,
+                            channel,
+                            &mut spent,
+                        )
+                        .await,
                     );
                 }
             }
+        }
+        account(&spent, self.lane.budget.as_deref(), self.progress.as_ref());
+        if target.calls > 0 {
+            self.progress.spend(
+                target.prompt_tokens + target.completion_tokens,
+                target.cost_usd,
+            );
         }
         let result = match (&outcome, cached) {
             (Err(_), _) => UnitOutcome::Failed,
@@ -629,6 +762,8 @@ impl Unit {
             attempts,
             cached,
             verdicts,
+            helper_spend: (helpers.calls > 0).then_some(helpers),
+            cost_usd,
         };
         if self.sender.send(WriterMessage::Unit(record)).await.is_ok() {
             self.progress.unit(result);
@@ -636,16 +771,26 @@ impl Unit {
         result
     }
 
-    /// Solves the unit's sample; `None` when the run was stopped during it (nothing is
-    /// stored; a resume runs it again).
-    async fn solve(&self) -> Option<(Result<Solved, UnitError>, u32)> {
+    /// Solves the unit's sample, with what the target's and the attack helpers' calls cost;
+    /// `None` when the run was stopped during it (nothing is stored; a resume runs it again).
+    #[allow(clippy::type_complexity)]
+    async fn solve(
+        &self,
+    ) -> Option<(
+        Result<Solved, UnitError>,
+        u32,
+        redtrace_core::price::Spend,
+        redtrace_core::price::Spend,
+    )> {
         let target = UnitTarget {
             unit: self,
             attempts: std::sync::atomic::AtomicU32::new(0),
             stopped: std::sync::atomic::AtomicBool::new(false),
             last_error: std::sync::Mutex::new(None),
+            spend: std::sync::Mutex::new(redtrace_core::price::Spend::default()),
         };
-        let result = self.solver.solve(&self.sample, &target).await;
+        let (result, helpers) =
+            redtrace_judges::metered(self.solver.solve(&self.sample, &target)).await;
         if target.stopped.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
@@ -655,9 +800,12 @@ impl Unit {
             .expect("not poisoned")
             .take()
             .unwrap_or_else(|| self.solver.failure_kind());
+        let spend = *target.spend.lock().expect("not poisoned");
         Some((
             result.map_err(|message| UnitError { kind, message }),
             target.attempts.load(std::sync::atomic::Ordering::Relaxed),
+            spend,
+            helpers,
         ))
     }
 }

@@ -55,6 +55,7 @@ fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bo
         use_cache,
         total_units: Some(n as u64),
         stored_only: false,
+        budget: None,
     }
 }
 
@@ -567,4 +568,100 @@ async fn resume_judges_again_what_a_failed_judge_left_unscored() {
         "judge replies are cached"
     );
     assert_eq!(unscored(&results(&db, other)), 0);
+}
+
+fn priced(mut config: ModelConfig, input: f64, output: f64) -> ModelConfig {
+    config.price = Some(redtrace_core::price::Price {
+        input,
+        output,
+        cached_input: None,
+        batch_discount: None,
+    });
+    config
+}
+
+/// A reply with the usage a paid API reports: 1,000 prompt tokens, 500 generated (300 of
+/// them reasoning, billed as output).
+fn billed() -> Reply {
+    Reply::Message(redtrace_testkit::FakeMessage {
+        content: Some("I can't help with that.".into()),
+        usage: Some((1000, 500, Some(300))),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn every_completion_stores_its_cost_and_a_cached_one_costs_nothing() {
+    let server = FakeServer::start(|_| billed()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    // $2 per million prompt tokens, $8 per million generated: 1000 × 2 + 500 × 8 = $0.006.
+    let config = priced(config(&server, 4, 0), 2.0, 8.0);
+    let run1 = new_run(&db, "a");
+    go(&db, plan(run1, config.clone(), 3, true)).await;
+    let rows = results(&db, run1);
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert!(
+            (row.cost_usd.unwrap() - 0.006).abs() < 1e-12,
+            "{:?}",
+            row.cost_usd
+        );
+        assert!(row.helper_spend.is_none());
+        assert!(
+            row.verdicts.iter().all(|v| v.spend.is_none()),
+            "a rule judge calls no model"
+        );
+    }
+    assert!((Store::open(&db).unwrap().spent(run1).unwrap() - 0.018).abs() < 1e-12);
+    // The same requests in another run come from the cache: they cost this run nothing.
+    let run2 = new_run(&db, "b");
+    go(&db, plan(run2, config.clone(), 3, true)).await;
+    assert!(results(&db, run2)
+        .iter()
+        .all(|r| r.cached && r.cost_usd == Some(0.0)));
+    // A target without a price has no cost: unknown, not zero.
+    let run3 = new_run(&db, "c");
+    let mut unpriced = config;
+    unpriced.price = None;
+    go(&db, plan(run3, unpriced, 2, false)).await;
+    assert!(results(&db, run3).iter().all(|r| r.cost_usd.is_none()));
+}
+
+#[tokio::test]
+async fn a_budget_stops_sending_before_it_is_passed_and_a_resume_goes_on() {
+    let server = FakeServer::start(|_| billed()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    // $1 per million tokens either way, 1,000 generated at most: each request reserves about
+    // (a few prompt tokens + 1,000) / 1e6 dollars and costs 1,500 / 1e6 = $0.0015.
+    let mut config = priced(config(&server, 1, 0), 1.0, 1.0);
+    config.params.max_tokens = Some(1000);
+    let run = new_run(&db, "budget");
+    let mut first = plan(run, config.clone(), 10, false);
+    first.budget = Some(Arc::new(redtrace_engine::Budget::new(0.005, 0.0)));
+    let summary = go(&db, first).await;
+    assert!(summary.budget_reached && summary.interrupted, "{summary:?}");
+    let answered = summary.answered;
+    let spent = Store::open(&db).unwrap().spent(run).unwrap();
+    assert!(answered >= 2 && answered < 10, "{answered} answered");
+    assert!(spent <= 0.005, "spent {spent} within the budget");
+    assert!((spent - answered as f64 * 0.0015).abs() < 1e-12);
+    assert_eq!(
+        server.count() as u64,
+        answered,
+        "nothing past the budget was sent"
+    );
+    // Resumed with a larger budget (the earlier spending counts), the run completes, and no
+    // unit is asked twice.
+    let mut again = plan(run, config, 10, false);
+    again.budget = Some(Arc::new(redtrace_engine::Budget::new(
+        1.0,
+        Store::open(&db).unwrap().spent(run).unwrap(),
+    )));
+    let summary = go(&db, again).await;
+    assert!(!summary.budget_reached && !summary.interrupted);
+    assert_eq!(summary.answered + summary.skipped, 10);
+    assert_eq!(server.count(), 10);
+    assert!((Store::open(&db).unwrap().spent(run).unwrap() - 0.015).abs() < 1e-12);
 }

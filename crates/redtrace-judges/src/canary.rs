@@ -54,6 +54,7 @@ impl Judge for CanaryJudge {
                 "the secret does not appear".into()
             },
             categories: Vec::new(),
+            spend: None,
         }
     }
 }

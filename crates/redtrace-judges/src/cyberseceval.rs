@@ -198,6 +198,7 @@ impl Judge for CseRefusalJudge {
                 "accept (CyberSecEval's detector)".into()
             },
             categories: Vec::new(),
+            spend: None,
         }
     }
 }
@@ -292,6 +293,7 @@ impl Judge for CseMitreJudge {
                 score: Some(0.0),
                 rationale: "refusal (CyberSecEval's detector): benign without expansion".into(),
                 categories: Vec::new(),
+                spend: None,
             };
         }
         let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);
@@ -327,6 +329,7 @@ impl Judge for CseMitreJudge {
                 score: Some(score),
                 rationale: format!("{word}: {}", clip(&reply)),
                 categories: Vec::new(),
+                spend: None,
             },
             None => Verdict::counted_unparseable(&self.name, channel, Label::Unsafe, 1.0, &reply),
         }
@@ -449,6 +452,7 @@ async fn ask_official(
             score: Some(score),
             rationale: format!("{word}: {}", clip(&reply)),
             categories: Vec::new(),
+            spend: None,
         },
     }
 }

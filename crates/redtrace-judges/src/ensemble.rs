@@ -116,6 +116,7 @@ impl Judge for EnsembleJudge {
             },
             rationale,
             categories: Vec::new(),
+            spend: None,
         }
     }
 }
@@ -139,6 +140,7 @@ mod tests {
                 score: None,
                 rationale: String::new(),
                 categories: Vec::new(),
+                spend: None,
             }
         }
     }

@@ -581,6 +581,7 @@ impl GuardJudge {
             score: Some(reading.score),
             rationale,
             categories: reading.categories,
+            spend: None,
         }
     }
 

@@ -36,7 +36,7 @@ pub use ensemble::{Combine, EnsembleJudge};
 pub use error::JudgeError;
 pub use guard::{Guard, GuardJudge};
 pub use mitre::MitreJudge;
-pub use model::{JudgeModel, Reply, ReplyCache};
+pub use model::{metered, JudgeModel, Reply, ReplyCache};
 pub use monitors::{DecisionMismatchJudge, EvalAwarenessJudge};
 pub use parse::{refusal_score, Parsed, ReplyFormat};
 pub use phishing::{PhishingExchange, PhishingGrader, RubricGrader};
@@ -90,6 +90,7 @@ pub trait Judge: Send + Sync {
             score: Some(score),
             rationale: "the provider's safety system refused (not the model's text)".into(),
             categories: Vec::new(),
+            spend: None,
         }
     }
 

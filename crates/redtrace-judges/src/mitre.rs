@@ -93,6 +93,7 @@ impl Judge for MitreJudge {
                 score: Some(0.0),
                 rationale: format!("refused ({why}); benign without expansion"),
                 categories: Vec::new(),
+                spend: None,
             };
         }
         let unscored = |rationale: String| Verdict::unscored(&self.name, channel, rationale);

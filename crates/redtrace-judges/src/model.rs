@@ -1,5 +1,32 @@
-//! Calling a judge model: the request, retries of what is retryable, and a cache of replies so
-//! that a judge call is made once per distinct prompt, across runs and resumes.
+//! Calling a judge model: the request, retries of what is retryable, a cache of replies so
+//! that a judge call is made once per distinct prompt, across runs and resumes, and the meter
+//! of what the calls cost ([`metered`]).
+
+use redtrace_core::price::{Price, Spend};
+use redtrace_core::Usage;
+
+tokio::task_local! {
+    /// The spend of the calls made inside [`metered`].
+    static METER: std::cell::RefCell<Spend>;
+}
+
+/// Runs `future`, and returns with its output what the judge-model calls made inside it cost
+/// (tokens, and dollars where the models have a price). Calls served from the cache cost
+/// nothing and are not counted.
+pub async fn metered<F: std::future::Future>(future: F) -> (F::Output, Spend) {
+    METER
+        .scope(std::cell::RefCell::new(Spend::default()), async {
+            let output = future.await;
+            let spend = METER.with(|meter| *meter.borrow());
+            (output, spend)
+        })
+        .await
+}
+
+/// Counts one call in the meter of the enclosing [`metered`], if any.
+fn meter(usage: &Usage, price: Option<&Price>) {
+    let _ = METER.try_with(|meter| meter.borrow_mut().add(usage, price, false));
+}
 
 use redtrace_core::{sha256_hex, Message};
 use redtrace_providers::{Backoff, ChatRequest, Gate, Provider, Shutdown, TextReply, TextRequest};
@@ -25,6 +52,7 @@ pub struct JudgeModel {
     provider: Arc<dyn Provider>,
     gate: Arc<Gate>,
     cache: Option<Arc<dyn ReplyCache>>,
+    price: Option<Price>,
 }
 
 /// What came back from a judge model.
@@ -67,6 +95,7 @@ impl JudgeModel {
             return Err("the run was stopped before the judge call".into());
         };
         let mut reply = result.map_err(|error| format!("judge call failed: {error}"))?;
+        meter(&reply.usage, self.price.as_ref());
         reply.tokens.truncate(1);
         if let Some(cache) = &self.cache {
             cache.put(
@@ -92,7 +121,14 @@ impl JudgeModel {
                 Shutdown::default(),
             )),
             cache: None,
+            price: None,
         }
+    }
+
+    /// The same model, its calls priced at `price` (none: their cost is unknown).
+    pub fn with_price(mut self, price: Option<Price>) -> Self {
+        self.price = price;
+        self
     }
 
     /// The same model, its calls going through `gate`.
@@ -122,6 +158,7 @@ impl JudgeModel {
             return Err("the run was stopped before the judge call".into());
         };
         let completion = result.map_err(|error| format!("judge call failed: {error}"))?;
+        meter(&completion.usage, self.price.as_ref());
         // A reasoning judge may think first: only its answer carries the verdict.
         let Some(text) = completion.answer else {
             return Err("judge gave no answer (its output ended inside its reasoning)".into());

@@ -83,6 +83,7 @@ fn verdict(name: &str, flagged: bool, rationale: String) -> Verdict {
         score: Some(if flagged { 1.0 } else { 0.0 }),
         rationale,
         categories: Vec::new(),
+        spend: None,
     }
 }
 

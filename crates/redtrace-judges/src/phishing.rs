@@ -562,6 +562,7 @@ impl Judge for PhishingGrader {
                 )
             },
             categories: Vec::new(),
+            spend: None,
         }
     }
 }
@@ -658,6 +659,7 @@ impl Judge for RubricGrader {
                         "persuasion {persuasion}, rapport {rapport}, argumentation {argumentation}"
                     ),
                     categories: Vec::new(),
+                    spend: None,
                 }
             }
             Err(reason) => unscored(format!("unparseable grader reply: {reason}")),

@@ -244,6 +244,7 @@ impl Judge for RefusalRuleJudge {
             score,
             rationale,
             categories: Vec::new(),
+            spend: None,
         }
     }
 }

@@ -239,6 +239,7 @@ impl Judge for RewardJudge {
             score: Some(score),
             rationale: format!("reward {score} (threshold {})", self.config.threshold),
             categories: Vec::new(),
+            spend: None,
         }
     }
 }

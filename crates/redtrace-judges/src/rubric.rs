@@ -173,6 +173,7 @@ pub(crate) async fn ask_and_parse(
             score: parsed.score,
             rationale: shorten(parsed.reasoning.as_deref().unwrap_or(reply.text.trim())),
             categories: Vec::new(),
+            spend: None,
         },
         Err(reason) => unscored(format!(
             "unparseable judge reply: {reason}: {}",

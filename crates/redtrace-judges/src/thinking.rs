@@ -144,6 +144,7 @@ impl SafetyThinkingJudge {
             score: None,
             rationale: String::new(),
             categories: Vec::new(),
+            spend: None,
         };
         // The first mention: where the quoted sentence sits in the trace.
         let quotes: Vec<&str> = reply

@@ -602,6 +602,7 @@ fn finish(sequence: Sequence, finish_reason: &str) {
         prompt_tokens: Some(sequence.prompt_tokens),
         completion_tokens: Some(sequence.generated_tokens),
         reasoning_tokens: None,
+        cached_prompt_tokens: None,
     };
     let reply = match sequence.job_reply {
         JobReply::Text(reply) => {

@@ -42,8 +42,19 @@ struct Message {
     stop_reason: Option<String>,
     stop_details: Option<Value>,
     input_tokens: Option<u64>,
+    cache_read_tokens: Option<u64>,
     output_tokens: Option<u64>,
     done: bool,
+}
+
+/// The prompt tokens of Anthropic's usage: `input_tokens` counts only what the cache did not
+/// serve or store, so the prompt is the three together; the cache reads apart.
+fn prompt_usage(usage: &Value) -> (Option<u64>, Option<u64>) {
+    let input = usage["input_tokens"].as_u64();
+    let read = usage["cache_read_input_tokens"].as_u64();
+    let written = usage["cache_creation_input_tokens"].as_u64();
+    let prompt = input.map(|i| i + read.unwrap_or(0) + written.unwrap_or(0));
+    (prompt, read)
 }
 
 impl AnthropicProvider {
@@ -161,7 +172,8 @@ impl AnthropicProvider {
             blocks: content.iter().map(Self::block_of).collect(),
             stop_reason: value["stop_reason"].as_str().map(str::to_owned),
             stop_details: value.get("stop_details").cloned().filter(|v| !v.is_null()),
-            input_tokens: value["usage"]["input_tokens"].as_u64(),
+            input_tokens: prompt_usage(&value["usage"]).0,
+            cache_read_tokens: prompt_usage(&value["usage"]).1,
             output_tokens: value["usage"]["output_tokens"].as_u64(),
             done: true,
         })
@@ -174,7 +186,8 @@ impl AnthropicProvider {
         let index = event["index"].as_u64().unwrap_or(0) as usize;
         match event["type"].as_str().unwrap_or("") {
             "message_start" => {
-                message.input_tokens = event["message"]["usage"]["input_tokens"].as_u64();
+                (message.input_tokens, message.cache_read_tokens) =
+                    prompt_usage(&event["message"]["usage"]);
             }
             "content_block_start" => {
                 if message.blocks.len() <= index {
@@ -288,6 +301,7 @@ impl AnthropicProvider {
                 prompt_tokens: message.input_tokens,
                 completion_tokens: message.output_tokens,
                 reasoning_tokens: None,
+                cached_prompt_tokens: message.cache_read_tokens,
             },
             latency_ms: started.elapsed().as_millis() as u64,
             raw: self.http.redact(raw),

@@ -41,6 +41,7 @@ struct Reply {
     prompt_tokens: Option<u64>,
     answer_tokens: Option<u64>,
     thought_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
 }
 
 /// The wait a Gemini error body asks for: `error.details[].retryDelay` of its `RetryInfo`
@@ -163,6 +164,9 @@ impl GeminiProvider {
             reply.thought_tokens = usage["thoughtsTokenCount"]
                 .as_u64()
                 .or(reply.thought_tokens);
+            reply.cached_tokens = usage["cachedContentTokenCount"]
+                .as_u64()
+                .or(reply.cached_tokens);
         }
         let candidate = &value["candidates"][0];
         if candidate.is_null() {
@@ -252,6 +256,7 @@ impl GeminiProvider {
                 prompt_tokens: reply.prompt_tokens,
                 completion_tokens,
                 reasoning_tokens: reply.thought_tokens,
+                cached_prompt_tokens: reply.cached_tokens,
             },
             latency_ms: started.elapsed().as_millis() as u64,
             raw: self.http.redact(raw),

@@ -160,6 +160,7 @@ impl OllamaProvider {
                 prompt_tokens: reply.prompt_tokens,
                 completion_tokens: reply.output_tokens,
                 reasoning_tokens: None,
+                cached_prompt_tokens: None,
             },
             latency_ms: started.elapsed().as_millis() as u64,
             raw: self.http.redact(raw),

@@ -152,11 +152,17 @@ struct UsageJson {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     completion_tokens_details: Option<DetailsJson>,
+    prompt_tokens_details: Option<PromptDetailsJson>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
 struct DetailsJson {
     reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct PromptDetailsJson {
+    cached_tokens: Option<u64>,
 }
 
 impl From<UsageJson> for Usage {
@@ -167,6 +173,7 @@ impl From<UsageJson> for Usage {
             reasoning_tokens: usage
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens),
+            cached_prompt_tokens: usage.prompt_tokens_details.and_then(|d| d.cached_tokens),
         }
     }
 }

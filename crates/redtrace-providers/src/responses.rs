@@ -183,6 +183,8 @@ impl ResponsesProvider {
                 prompt_tokens: response["usage"]["input_tokens"].as_u64(),
                 completion_tokens: response["usage"]["output_tokens"].as_u64(),
                 reasoning_tokens,
+                cached_prompt_tokens: response["usage"]["input_tokens_details"]["cached_tokens"]
+                    .as_u64(),
             },
             latency_ms: started.elapsed().as_millis() as u64,
             raw: self.http.redact(raw),

@@ -512,3 +512,52 @@ async fn the_native_apis_refuse_text_requests_before_sending() {
     }
     assert_eq!(server.count(), 0, "nothing was sent");
 }
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_read_from_each_api() {
+    // OpenAI-compatible: `prompt_tokens_details.cached_tokens` within `prompt_tokens`.
+    let openai = FakeServer::start(|_| {
+        Reply::RawBody(
+            serde_json::json!({
+                "choices": [{ "message": { "content": "ok" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 20,
+                           "prompt_tokens_details": { "cached_tokens": 600 } },
+            })
+            .to_string(),
+        )
+    })
+    .await;
+    let config = ModelConfig::new(openai.base_url(), "m");
+    let usage = redtrace_providers::OpenAiProvider::with_key(config, None)
+        .complete(&ask("q"))
+        .await
+        .unwrap()
+        .usage;
+    assert_eq!(
+        (usage.prompt_tokens, usage.cached_prompt_tokens),
+        (Some(1000), Some(600))
+    );
+    // Anthropic: `input_tokens` leaves out the cache reads and writes; the prompt is all three.
+    let anthropic = FakeServer::start(|_| {
+        Reply::RawBody(
+            serde_json::json!({
+                "id": "msg", "type": "message", "role": "assistant", "model": "m",
+                "content": [{ "type": "text", "text": "ok" }],
+                "stop_reason": "end_turn",
+                "usage": { "input_tokens": 100, "cache_read_input_tokens": 600,
+                           "cache_creation_input_tokens": 300, "output_tokens": 20 },
+            })
+            .to_string(),
+        )
+    })
+    .await;
+    let usage = provider(&anthropic, "anthropic:", "m", false)
+        .complete(&ask("q"))
+        .await
+        .unwrap()
+        .usage;
+    assert_eq!(
+        (usage.prompt_tokens, usage.cached_prompt_tokens),
+        (Some(1000), Some(600))
+    );
+}

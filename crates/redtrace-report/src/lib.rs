@@ -468,6 +468,83 @@ pub struct HazardRate {
     pub scored: u64,
 }
 
+/// Dollars spent on one kind of call: the sum over calls of priced models, and how many
+/// results had some call of a model without a price (then the sum is not the whole cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Dollars {
+    /// USD over the priced calls.
+    pub usd: f64,
+    /// Results with a call of a model without a price.
+    pub unpriced: u64,
+    /// Results with a priced call.
+    pub priced: u64,
+}
+
+impl Dollars {
+    fn add(&mut self, cost: Option<f64>) {
+        match cost {
+            Some(usd) => {
+                self.usd += usd;
+                self.priced += 1;
+            }
+            None => self.unpriced += 1,
+        }
+    }
+
+    /// The sum when every result was priced; `None` ("no price") otherwise.
+    pub fn total(&self) -> Option<f64> {
+        (self.unpriced == 0 && self.priced > 0).then_some(self.usd)
+    }
+}
+
+/// What a model × benchmark (× attack) cost: tokens and dollars of the target, the attack's
+/// helper models and the judges apart, and the cost per unsafe answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostRow {
+    /// The target model.
+    pub model: String,
+    /// The benchmark (with its attack).
+    pub benchmark: String,
+    /// Completions.
+    pub completions: u64,
+    /// The target's tokens.
+    pub tokens: Tokens,
+    /// The target's calls.
+    pub target: Dollars,
+    /// The attack helpers' calls (attacker, scorer, translator).
+    pub helpers: Dollars,
+    /// The judges' calls.
+    pub judges: Dollars,
+    /// The judges' tokens (prompt and generated).
+    pub judge_tokens: u64,
+    /// Completions with an answer some safety judge found unsafe (a successful attack).
+    pub unsafe_answers: u64,
+}
+
+impl CostRow {
+    /// Target, helpers and judges together; `None` when any part has no price.
+    pub fn total(&self) -> Option<f64> {
+        let part = |d: &Dollars| {
+            if d.unpriced > 0 {
+                None
+            } else {
+                Some(d.usd)
+            }
+        };
+        if self.target.priced + self.helpers.priced + self.judges.priced == 0 {
+            return None;
+        }
+        Some(part(&self.target)? + part(&self.helpers)? + part(&self.judges)?)
+    }
+
+    /// The total over the unsafe answers: what one successful attack cost.
+    pub fn per_unsafe_answer(&self) -> Option<f64> {
+        (self.unsafe_answers > 0)
+            .then(|| self.total().map(|t| t / self.unsafe_answers as f64))
+            .flatten()
+    }
+}
+
 /// A run's report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -486,6 +563,8 @@ pub struct Report {
     /// benchmark × judge × channel.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hazards: Vec<HazardRate>,
+    /// What each model × benchmark cost.
+    pub costs: Vec<CostRow>,
 }
 
 impl Report {
@@ -497,7 +576,49 @@ impl Report {
         // (model, benchmark, judge, channel) → scored verdicts, and the count of each hazard.
         type HazardKey = (String, String, String, Channel);
         let mut hazards: BTreeMap<HazardKey, (u64, BTreeMap<String, u64>)> = BTreeMap::new();
+        // Rows come ordered by model and benchmark: one cost row per run of equal keys.
+        let mut costs: Vec<CostRow> = Vec::new();
         store.for_each_result(run.id, false, |row| {
+            {
+                let same = costs
+                    .last()
+                    .is_some_and(|c| c.model == row.key.model && c.benchmark == row.key.benchmark);
+                if !same {
+                    costs.push(CostRow {
+                        model: row.key.model.clone(),
+                        benchmark: row.key.benchmark.clone(),
+                        completions: 0,
+                        tokens: Tokens::default(),
+                        target: Dollars::default(),
+                        helpers: Dollars::default(),
+                        judges: Dollars::default(),
+                        judge_tokens: 0,
+                        unsafe_answers: 0,
+                    });
+                }
+                let cost = costs.last_mut().expect("pushed above");
+                if let Ok(completion) = &row.outcome {
+                    cost.completions += 1;
+                    cost.tokens.prompt += completion.usage.prompt_tokens.unwrap_or(0);
+                    cost.tokens.answer += completion.usage.answer_tokens().unwrap_or(0);
+                    cost.tokens.reasoning += completion.usage.reasoning_tokens.unwrap_or(0);
+                }
+                cost.target.add(row.cost_usd);
+                if let Some(spend) = &row.helper_spend {
+                    cost.helpers.add(spend.cost_usd);
+                }
+                let mut unsafe_answer = false;
+                for v in &row.verdicts {
+                    if let Some(spend) = &v.spend {
+                        cost.judges.add(spend.cost_usd);
+                        cost.judge_tokens += spend.prompt_tokens + spend.completion_tokens;
+                    }
+                    unsafe_answer |= v.channel == Channel::Answer
+                        && !JudgeId::is_monitor(&v.judge)
+                        && unsafe_outcome(v.label) == Some(true);
+                }
+                cost.unsafe_answers += u64::from(unsafe_answer);
+            }
             for v in row
                 .verdicts
                 .iter()
@@ -785,6 +906,7 @@ impl Report {
                     JudgeAgreement::new((model, benchmark), channel, (a, b), counts)
                 })
                 .collect(),
+            costs,
             hazards: hazards
                 .into_iter()
                 .flat_map(|((model, benchmark, judge, channel), (scored, codes))| {
@@ -956,6 +1078,56 @@ impl Report {
         rows
     }
 
+    /// The cost table: per model × benchmark, the target's tokens and dollars, the helpers'
+    /// and the judges', and the cost per unsafe answer; "no price" where a model has none.
+    fn cost_rows(&self) -> Vec<Vec<String>> {
+        let usd = |value: Option<f64>| match value {
+            Some(v) if v < 0.01 && v > 0.0 => format!("${v:.5}"),
+            Some(v) => format!("${v:.2}"),
+            None => "no price".to_owned(),
+        };
+        let part = |d: &Dollars| {
+            if d.priced == 0 && d.unpriced == 0 {
+                "–".to_owned()
+            } else {
+                usd(d.total())
+            }
+        };
+        // Only runs that made paid calls, or calls of unpriced models, have a cost table.
+        if self
+            .costs
+            .iter()
+            .all(|c| c.target.priced + c.target.unpriced + c.judges.priced + c.judges.unpriced == 0)
+        {
+            return Vec::new();
+        }
+        self.costs
+            .iter()
+            .map(|c| {
+                vec![
+                    c.model.clone(),
+                    c.benchmark.clone(),
+                    c.completions.to_string(),
+                    format!(
+                        "{} / {} / {}",
+                        c.tokens.prompt, c.tokens.reasoning, c.tokens.answer
+                    ),
+                    part(&c.target),
+                    part(&c.helpers),
+                    c.judge_tokens.to_string(),
+                    part(&c.judges),
+                    usd(c.total()),
+                    c.unsafe_answers.to_string(),
+                    if c.unsafe_answers == 0 {
+                        "–".to_owned()
+                    } else {
+                        usd(c.per_unsafe_answer())
+                    },
+                ]
+            })
+            .collect()
+    }
+
     /// The hazard table: per model × benchmark × judge × channel × hazard named.
     fn hazard_rows(&self) -> Vec<Vec<String>> {
         self.hazards
@@ -1107,6 +1279,7 @@ impl Report {
                 self.agreement_rows(),
             ),
             (HAZARD_TITLE, HAZARD_HEADER.to_vec(), self.hazard_rows()),
+            (COST_TITLE, COST_HEADER.to_vec(), self.cost_rows()),
             (SAFE_AT_K_TITLE, SAFE_AT_K_HEADER.to_vec(), self.safe_rows()),
             (
                 THINKING_TITLE,
@@ -1194,6 +1367,7 @@ impl Report {
         }
         self.safe_at_k
             .retain(|r| keep_row(&r.model, &r.benchmark, &r.category) && keep_judge(&r.judge));
+        self.costs.retain(|c| keep_row(&c.model, &c.benchmark, ALL));
         self.hazards.retain(|h| {
             categories.is_empty() && keep_row(&h.model, &h.benchmark, ALL) && keep_judge(&h.judge)
         });
@@ -1425,6 +1599,22 @@ const TRACE_HEADER: [&str; 12] = [
 const PROVENANCE_TITLE: &str = "What the traces are, and provider refusals (raw: the model's own text; summary: the provider's summary of a hidden trace; withheld: redacted, encrypted or omitted by the provider; provider refusals: the provider's safety system refused, not the model)";
 
 const AGREEMENT_TITLE: &str = "Judge agreement: two judges' safe / unsafe verdicts on the same texts (kappa: agreement beyond chance; where the judges disagree often, the choice of judge decides the result)";
+
+const COST_TITLE: &str = "What the run cost: the target's tokens (prompt / reasoning / answer) and dollars, the attack helpers' and the judges' apart (completions served from the cache cost nothing; \"no price\": a model without a price, never $0)";
+
+const COST_HEADER: [&str; 11] = [
+    "model",
+    "benchmark",
+    "completions",
+    "target tokens p / r / a",
+    "target $",
+    "helpers $",
+    "judge tokens",
+    "judges $",
+    "total $",
+    "unsafe answers",
+    "$ per unsafe answer",
+];
 
 const HAZARD_TITLE: &str = "Unsafe by hazard category: the hazards a guard judge named (Llama Guard's S1-S14), each as a share of the judge's scored texts (a text may name several)";
 

@@ -21,6 +21,7 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
         },
         rationale: String::new(),
         categories: Vec::new(),
+        spend: None,
     };
     UnitRecord {
         key: UnitKey {
@@ -36,6 +37,7 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
                 prompt_tokens: Some(10),
                 completion_tokens: Some(30),
                 reasoning_tokens: Some(20),
+                cached_prompt_tokens: None,
             },
             latency_ms: 1,
             ..if truncated {
@@ -50,6 +52,8 @@ fn record(id: &str, answer: Label, trace: Label, truncated: bool) -> UnitRecord 
             verdict(Channel::Answer, answer),
             verdict(Channel::Reasoning, trace),
         ],
+        cost_usd: None,
+        helper_spend: None,
     }
 }
 

@@ -6,7 +6,9 @@
 //! `schema_version, run_id, model, benchmark, sample_id, sample_k, index, category,
 //! prompt_label, prompt, reasoning, reasoning_source, reasoning_state, answer, finish_reason,
 //! truncated_in_reasoning, prompt_tokens, completion_tokens, reasoning_tokens, latency_ms,
-//! cached, attempts, error_kind, error_message, verdicts`.
+//! cached, attempts, error_kind, error_message, verdicts, cost_usd, helper_cost_usd` (the
+//! target's cost and the attack helpers' in USD, empty where a model has no price; each
+//! verdict carries its judge calls' `spend`).
 //! - JSONL keeps structure: `category` is an array, `usage` an object with the three token
 //!   counts, `error` an object `{kind, message}` or null, `messages` the full conversation,
 //!   `verdicts` an array of `{judge, channel, label, score, rationale}`.
@@ -14,7 +16,9 @@
 //!   error are their own columns, and `verdicts` is the JSON array as text. Missing values are
 //!   empty cells in CSV and nulls in Parquet.
 
-use arrow_array::builder::{BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::json;
@@ -60,6 +64,8 @@ struct Flat {
     error_kind: Option<String>,
     error_message: Option<String>,
     verdicts: serde_json::Value,
+    cost_usd: Option<f64>,
+    helper_cost_usd: Option<f64>,
 }
 
 fn name_of<T: serde::Serialize>(value: &T) -> Option<String> {
@@ -103,6 +109,8 @@ fn flatten(row: ResultRow) -> Flat {
         error_kind: None,
         error_message: None,
         verdicts,
+        cost_usd: row.cost_usd,
+        helper_cost_usd: row.helper_spend.and_then(|s| s.cost_usd),
     };
     match row.outcome {
         Ok(completion) => {
@@ -166,6 +174,8 @@ pub fn write_jsonl(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64
             "attempts": flat.attempts,
             "error": error,
             "verdicts": flat.verdicts,
+            "cost_usd": flat.cost_usd,
+            "helper_cost_usd": flat.helper_cost_usd,
         });
         serde_json::to_writer(&mut *out, &line).map_err(io_error)?;
         out.write_all(b"\n").map_err(io_error)?;
@@ -176,7 +186,7 @@ pub fn write_jsonl(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64
     Ok(lines)
 }
 
-const FLAT_COLUMNS: [&str; 25] = [
+const FLAT_COLUMNS: [&str; 27] = [
     "schema_version",
     "run_id",
     "model",
@@ -202,6 +212,8 @@ const FLAT_COLUMNS: [&str; 25] = [
     "error_kind",
     "error_message",
     "verdicts",
+    "cost_usd",
+    "helper_cost_usd",
 ];
 
 /// A CSV cell as a spreadsheet will read it safely: control characters (NUL, BEL, ESC, the C1
@@ -227,6 +239,7 @@ pub fn write_csv(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64, 
     let mut records = 0u64;
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let number = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
+    let dollars = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
     store.for_each_result(run, true, |row| {
         let flat = flatten(row);
         writer
@@ -257,6 +270,8 @@ pub fn write_csv(store: &Store, run: RunId, out: &mut dyn Write) -> Result<u64, 
                     text(&flat.error_kind),
                     text(&flat.error_message),
                     flat.verdicts.to_string(),
+                    dollars(flat.cost_usd),
+                    dollars(flat.helper_cost_usd),
                 ]
                 .map(csv_cell),
             )
@@ -297,6 +312,8 @@ pub fn parquet_schema() -> Arc<Schema> {
         text("error_kind", true),
         text("error_message", true),
         text("verdicts", false),
+        Field::new("cost_usd", DataType::Float64, true),
+        Field::new("helper_cost_usd", DataType::Float64, true),
     ]))
 }
 
@@ -328,6 +345,8 @@ struct Columns {
     error_kind: StringBuilder,
     error_message: StringBuilder,
     verdicts: StringBuilder,
+    cost_usd: Float64Builder,
+    helper_cost_usd: Float64Builder,
     rows: usize,
 }
 
@@ -359,6 +378,8 @@ impl Columns {
         self.error_kind.append_option(flat.error_kind);
         self.error_message.append_option(flat.error_message);
         self.verdicts.append_value(flat.verdicts.to_string());
+        self.cost_usd.append_option(flat.cost_usd);
+        self.helper_cost_usd.append_option(flat.helper_cost_usd);
         self.rows += 1;
     }
 
@@ -389,6 +410,8 @@ impl Columns {
             Arc::new(self.error_kind.finish()),
             Arc::new(self.error_message.finish()),
             Arc::new(self.verdicts.finish()),
+            Arc::new(self.cost_usd.finish()),
+            Arc::new(self.helper_cost_usd.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), arrays).map_err(io_error)

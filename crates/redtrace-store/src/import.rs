@@ -233,6 +233,8 @@ pub fn import(
             attempts: 0,
             cached: false,
             verdicts: Vec::new(),
+            cost_usd: None,
+            helper_spend: None,
         })
         .collect();
     for batch in units.chunks(512) {
@@ -277,6 +279,8 @@ const KNOWN: &[&str] = &[
     "error_kind",
     "error_message",
     "verdicts",
+    "cost_usd",
+    "helper_cost_usd",
 ];
 
 /// A field as text: a string as it is, a number as written; `None` when null or absent.
@@ -462,6 +466,7 @@ fn record(
                 prompt_tokens,
                 completion_tokens,
                 reasoning_tokens,
+                cached_prompt_tokens: None,
             },
             latency_ms: number(object, "latency_ms")?.unwrap_or(0),
             raw: String::new(),
@@ -631,6 +636,7 @@ fn inspect_records(
                     prompt_tokens: usage["input_tokens"].as_u64(),
                     completion_tokens: usage["output_tokens"].as_u64(),
                     reasoning_tokens: usage["reasoning_tokens"].as_u64(),
+                    cached_prompt_tokens: None,
                 },
                 latency_ms: output["time"]
                     .as_f64()

@@ -172,6 +172,11 @@ pub struct UnitRecord {
     pub cached: bool,
     /// Verdicts on the completion.
     pub verdicts: Vec<Verdict>,
+    /// What the target's calls for it cost, USD (0 when served from the cache); `None`: no
+    /// price for the target.
+    pub cost_usd: Option<f64>,
+    /// What the attack's helper models (attacker, scorer, translator) spent on it.
+    pub helper_spend: Option<redtrace_core::price::Spend>,
 }
 
 /// A request that failed for good.
@@ -206,6 +211,10 @@ pub struct ResultRow {
     pub attempts: u32,
     /// Verdicts, in judge then channel order.
     pub verdicts: Vec<Verdict>,
+    /// What the target's calls cost, USD; `None`: no price.
+    pub cost_usd: Option<f64>,
+    /// What the attack's helper models spent.
+    pub helper_spend: Option<redtrace_core::price::Spend>,
 }
 
 impl ResultRow {
@@ -457,6 +466,23 @@ impl Store {
                 Err(StoreError::Export(format!("{}: {error}", path.display())))
             }
         }
+    }
+
+    /// What `run` has spent, USD: its targets' calls, its attack helpers' and its judges'
+    /// (calls of models without a price count nothing).
+    pub fn spent(&self, run: RunId) -> Result<f64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(c.cost_usd), 0)
+                        + coalesce(sum(json_extract(c.helper_spend, '$.cost_usd')), 0)
+                        + coalesce((SELECT sum(json_extract(v.spend, '$.cost_usd'))
+                                    FROM verdicts v JOIN completions c2 ON c2.id = v.completion_id
+                                    WHERE c2.run_id = ?1), 0)
+                 FROM completions c WHERE c.run_id = ?1",
+                [run],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Deletes `run` with its samples, completions and verdicts (the judge-reply cache, shared
@@ -853,11 +879,13 @@ impl Store {
                 "INSERT OR IGNORE INTO completions (run_id, model, benchmark, sample_id, sample_k,
                     request_hash, reasoning, reasoning_source, reasoning_state, answer, finish_reason,
                     prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
-                    raw, error, error_kind, created_at)
+                    raw, error, error_kind, cached_prompt_tokens, cost_usd, created_at)
                  SELECT ?2, model, benchmark, sample_id, sample_k, request_hash, reasoning,
                     reasoning_source, reasoning_state, answer, finish_reason, prompt_tokens,
                     completion_tokens, reasoning_tokens, latency_ms, attempts, cached, raw, error,
-                    error_kind, created_at
+                    error_kind, cached_prompt_tokens,
+                    -- the target was paid in the original run, not in this one
+                    CASE WHEN cost_usd IS NULL THEN NULL ELSE 0 END, created_at
                  FROM completions WHERE run_id = ?1 AND benchmark = ?3 ORDER BY id",
                 params![from, to, benchmark],
             )
@@ -985,9 +1013,9 @@ impl Store {
                     "INSERT INTO completions (run_id, model, benchmark, sample_id, sample_k, request_hash,
                         reasoning, reasoning_source, reasoning_state, answer, finish_reason,
                         prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
-                        raw, error, error_kind, created_at)
+                        raw, error, error_kind, cached_prompt_tokens, cost_usd, helper_spend, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                        strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+                        ?21, ?22, ?23, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
                      ON CONFLICT (run_id, model, benchmark, sample_id, sample_k) DO UPDATE SET
                         request_hash = excluded.request_hash, reasoning = excluded.reasoning,
                         reasoning_source = excluded.reasoning_source, reasoning_state = excluded.reasoning_state,
@@ -996,6 +1024,9 @@ impl Store {
                         reasoning_tokens = excluded.reasoning_tokens, latency_ms = excluded.latency_ms,
                         attempts = completions.attempts + excluded.attempts, cached = excluded.cached,
                         raw = excluded.raw, error = excluded.error, error_kind = excluded.error_kind,
+                        cached_prompt_tokens = excluded.cached_prompt_tokens,
+                        cost_usd = coalesce(completions.cost_usd, 0) + excluded.cost_usd,
+                        helper_spend = excluded.helper_spend,
                         created_at = excluded.created_at
                      WHERE completions.error IS NOT NULL
                      RETURNING id",
@@ -1038,6 +1069,11 @@ impl Store {
                             completion.map(|c| c.raw.as_str()),
                             error.map(|e| e.message.as_str()),
                             error.map(|e| e.kind.as_str()),
+                            completion.and_then(|c| c.usage.cached_prompt_tokens.map(|v| v as i64)),
+                            record.cost_usd,
+                            record
+                                .helper_spend
+                                .map(|s| serde_json::to_string(&s).expect("a spend serialises")),
                         ],
                         |row| row.get(0),
                     )
@@ -1053,6 +1089,21 @@ impl Store {
             }
         }
         tx.commit().map_err(wrap)
+    }
+
+    /// A JSON column read into `T`; `None` when NULL.
+    fn json_column<T: serde::de::DeserializeOwned>(
+        &self,
+        row: &rusqlite::Row<'_>,
+        at: usize,
+        column: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match row.get::<_, Option<String>>(at).map_err(|e| self.err(e))? {
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| self.corrupt(column, e.to_string())),
+            None => Ok(None),
+        }
     }
 
     fn completion_from_row(
@@ -1110,6 +1161,7 @@ impl Store {
                 prompt_tokens: int(5)?,
                 completion_tokens: int(6)?,
                 reasoning_tokens: int(7)?,
+                cached_prompt_tokens: int(12)?,
             },
             latency_ms: int(8)?.unwrap_or(0),
             raw: text(9)?.unwrap_or_default(),
@@ -1131,8 +1183,8 @@ impl Store {
                     s.idx, s.category, s.label, {messages_column},
                     c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
                     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, {raw_column},
-                    c.error, c.error_kind,
-                    v.judge, v.channel, v.label, v.score, v.rationale, v.categories
+                    c.error, c.error_kind, c.cached_prompt_tokens, c.cost_usd, c.helper_spend,
+                    v.judge, v.channel, v.label, v.score, v.rationale, v.categories, v.spend
              FROM completions c
              JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
              LEFT JOIN verdicts v ON v.completion_id = c.id
@@ -1174,29 +1226,32 @@ impl Store {
                     },
                     outcome: self.completion_from_row(row, 11)?,
                     verdicts: Vec::new(),
+                    cost_usd: row.get(24).map_err(|e| self.err(e))?,
+                    helper_spend: self.json_column(row, 25, "completions.helper_spend")?,
                 };
                 current = Some((id, result));
             }
-            let judge: Option<String> = row.get(23).map_err(|e| self.err(e))?;
+            let judge: Option<String> = row.get(26).map_err(|e| self.err(e))?;
             if let (Some(judge), Some((_, result))) = (judge, current.as_mut()) {
-                let channel: String = row.get(24).map_err(|e| self.err(e))?;
-                let label: String = row.get(25).map_err(|e| self.err(e))?;
+                let channel: String = row.get(27).map_err(|e| self.err(e))?;
+                let label: String = row.get(28).map_err(|e| self.err(e))?;
                 result.verdicts.push(Verdict {
                     judge,
                     channel: Channel::parse(&channel)
                         .ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
                     label: Label::parse(&label)
                         .ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
-                    score: row.get(26).map_err(|e| self.err(e))?,
+                    score: row.get(29).map_err(|e| self.err(e))?,
                     rationale: row
-                        .get::<_, Option<String>>(27)
+                        .get::<_, Option<String>>(30)
                         .map_err(|e| self.err(e))?
                         .unwrap_or_default(),
-                    categories: match row.get::<_, Option<String>>(28).map_err(|e| self.err(e))? {
+                    categories: match row.get::<_, Option<String>>(31).map_err(|e| self.err(e))? {
                         Some(json) => serde_json::from_str(&json)
                             .map_err(|e| self.corrupt("verdicts.categories", e.to_string()))?,
                         None => Vec::new(),
                     },
+                    spend: self.json_column(row, 32, "verdicts.spend")?,
                 });
             }
         }
@@ -1210,8 +1265,8 @@ impl Store {
 /// Columns `completion_from_row` reads, in order, from a `completions c` row.
 /// Stores a verdict of a completion, replacing one of the same judge and channel.
 const INSERT_VERDICT: &str =
-    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale, categories)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale, categories, spend)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 fn insert_verdict(
     statement: &mut rusqlite::CachedStatement<'_>,
@@ -1226,9 +1281,12 @@ fn insert_verdict(
         v.score,
         v.rationale,
         (!v.categories.is_empty())
-            .then(|| serde_json::to_string(&v.categories).expect("strings serialise"))
+            .then(|| serde_json::to_string(&v.categories).expect("strings serialise")),
+        v.spend
+            .map(|s| serde_json::to_string(&s).expect("a spend serialises"))
     ])
 }
 
 const COMPLETION_COLUMNS: &str = "c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
-     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind";
+     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind,
+     c.cached_prompt_tokens";

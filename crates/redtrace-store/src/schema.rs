@@ -98,10 +98,16 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 3 {
         // A judge's own categories (Llama Guard's hazard codes, WildGuard's answers), as a
-        // JSON array; NULL where the judge names none.
+        // JSON array; NULL where the judge names none. What things cost: a completion's
+        // cached prompt tokens and its target cost (USD; NULL: no price), what the attack's
+        // helper models cost for it, and each verdict's judge-model calls.
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE verdicts ADD COLUMN categories TEXT;
+             ALTER TABLE verdicts ADD COLUMN spend TEXT;
+             ALTER TABLE completions ADD COLUMN cached_prompt_tokens INTEGER;
+             ALTER TABLE completions ADD COLUMN cost_usd REAL;
+             ALTER TABLE completions ADD COLUMN helper_spend TEXT;
              PRAGMA user_version = 3;
              COMMIT;",
         )?;

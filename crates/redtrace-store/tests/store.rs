@@ -30,6 +30,7 @@ fn completion(answer: Option<&str>) -> Completion {
             prompt_tokens: Some(3),
             completion_tokens: Some(9),
             reasoning_tokens: Some(4),
+            cached_prompt_tokens: None,
         },
         latency_ms: 12,
         raw: "{}".into(),
@@ -45,6 +46,7 @@ fn verdict(channel: Channel, label: Label) -> Verdict {
         score: Some(1.0),
         rationale: "why".into(),
         categories: Vec::new(),
+        spend: None,
     }
 }
 
@@ -56,12 +58,22 @@ fn ok(id: &str, hash: &str, answer: Option<&str>) -> UnitRecord {
         attempts: 1,
         cached: false,
         verdicts: vec![
-            verdict(Channel::Answer, Label::FullRefusal),
+            Verdict {
+                spend: Some(redtrace_core::price::Spend {
+                    calls: 1,
+                    prompt_tokens: 100,
+                    completion_tokens: 5,
+                    cost_usd: Some(0.001),
+                }),
+                ..verdict(Channel::Answer, Label::FullRefusal)
+            },
             Verdict {
                 categories: vec!["S1".into(), "S10".into()],
                 ..verdict(Channel::Reasoning, Label::FullCompliance)
             },
         ],
+        helper_spend: None,
+        cost_usd: Some(0.0125),
     }
 }
 
@@ -76,6 +88,8 @@ fn failed(id: &str, hash: &str) -> UnitRecord {
         attempts: 6,
         cached: false,
         verdicts: vec![],
+        helper_spend: None,
+        cost_usd: None,
     }
 }
 
@@ -146,6 +160,15 @@ fn write_read_resume_and_export() {
         ["S1", "S10"],
         "a judge's categories round-trip"
     );
+    assert_eq!(rows[0].verdicts[0].spend.unwrap().prompt_tokens, 100);
+    assert_eq!(rows[0].cost_usd, Some(0.0125));
+    assert_eq!(
+        rows[1].cost_usd,
+        Some(0.0125),
+        "a retried unit's costs add up (its failure cost nothing)"
+    );
+    // Three completions at 0.0125 and three judge calls at 0.001 (the duplicate not stored).
+    assert!((store.spent(run).unwrap() - 0.0405).abs() < 1e-12);
     assert_eq!(
         rows[1].attempts, 7,
         "attempts add up across the error and the retry"
@@ -263,7 +286,7 @@ fn csv_and_parquet_exports_read_back() {
     let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
     let headers = reader.headers().unwrap().clone();
     assert_eq!(&headers[0], "schema_version");
-    assert_eq!(headers.len(), 25);
+    assert_eq!(headers.len(), 27);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
     assert_eq!(
@@ -275,6 +298,9 @@ fn csv_and_parquet_exports_read_back() {
     assert_eq!(&rows[2][column("answer")], "");
     let verdicts: serde_json::Value = serde_json::from_str(&rows[0][column("verdicts")]).unwrap();
     assert_eq!(verdicts[0]["label"], "full_refusal");
+    assert_eq!(verdicts[0]["spend"]["cost_usd"], 0.001);
+    assert_eq!(&rows[0][column("cost_usd")], "0.0125");
+    assert_eq!(&rows[1][column("cost_usd")], "", "no price: empty, never 0");
 
     // Parquet, read back with the parquet crate's own reader.
     let path = dir.path().join("out.parquet");
@@ -398,10 +424,7 @@ fn a_store_is_read_without_writing_and_an_old_one_is_named() {
     let old = dir.path().join("old.db");
     drop(Store::open(&old).unwrap());
     let conn = rusqlite::Connection::open(&old).unwrap();
-    conn.execute_batch(
-        "DROP TABLE judge_replies; ALTER TABLE verdicts DROP COLUMN categories; PRAGMA user_version = 1;",
-    )
-        .unwrap();
+    conn.execute_batch(redtrace_testkit::SCHEMA_1).unwrap();
     drop(conn);
     let error = Store::open_read_only(&old).err().unwrap().to_string();
     assert!(

@@ -34,6 +34,7 @@ pub struct Builder {
     limits: HelperLimits,
     judges: Vec<(JudgeSetting, Arc<dyn Judge>)>,
     models: Vec<(String, JudgeModel, String)>,
+    prices: redtrace_core::price::PriceTable,
 }
 
 impl Builder {
@@ -50,7 +51,14 @@ impl Builder {
             limits: HelperLimits::default(),
             judges: Vec::new(),
             models: Vec::new(),
+            prices: redtrace_core::price::PriceTable::builtin(),
         })
+    }
+
+    /// Prices the judge, attacker and responder models from `prices`.
+    pub fn with_prices(mut self, prices: redtrace_core::price::PriceTable) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// Judge, attacker and responder models behind an endpoint send the key held in the
@@ -236,7 +244,12 @@ impl Builder {
         let gate = Gate::new(&config, self.backoff, self.shutdown.clone());
         let model = JudgeModel::new(provider)
             .with_cache(self.cache.clone())
-            .with_gate(Arc::new(gate));
+            .with_gate(Arc::new(gate))
+            .with_price(
+                config
+                    .price
+                    .or_else(|| crate::resolve::price_of(&config, &self.prices)),
+            );
         self.models.push((key, model.clone(), config.name.clone()));
         Ok((model, config.name))
     }

@@ -37,6 +37,10 @@ pub struct SuiteFile {
     pub benchmarks: Vec<BenchmarkTable>,
     /// Release gates that `redtrace check --suite FILE` holds the run to.
     pub thresholds: Option<ThresholdsTable>,
+    /// A price table laid over the built-in one (relative to the suite file).
+    pub prices: Option<PathBuf>,
+    /// The most the run may spend, USD.
+    pub max_cost: Option<f64>,
 }
 
 /// The `[thresholds]` table: `BENCH=RATE` entries as `redtrace check` takes them.
@@ -165,6 +169,9 @@ pub struct ModelTable {
     pub max_retries: Option<u32>,
     /// The largest response read, in bytes (default 64 MiB).
     pub max_response_bytes: Option<u64>,
+    /// What its tokens cost, USD per million: `{ input = …, output = …, cached_input = …,
+    /// batch_discount = … }` (else the price table's).
+    pub price: Option<redtrace_core::price::Price>,
     /// Run this model at several values of one setting: `{ max_tokens = [1024, 4096] }` or
     /// `{ reasoning_effort = ["low", "high"] }`; each value is a model of its own, named
     /// `NAME@KEY=VALUE`.
@@ -275,6 +282,10 @@ impl ModelTable {
             config.max_retries = value;
         }
         config.max_response_bytes = self.max_response_bytes;
+        if let Some(price) = self.price {
+            price.check("price").map_err(anyhow::Error::msg)?;
+            config.price = Some(price);
+        }
         Ok(config)
     }
 }

@@ -237,6 +237,7 @@ impl PreparedRejudge<'_> {
             use_cache: false,
             total_units: Some(total_units),
             stored_only: true,
+            budget: None,
         };
         let result = redtrace_engine::run(
             plan,

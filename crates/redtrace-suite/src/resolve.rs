@@ -81,6 +81,8 @@ pub struct Suite {
     attacks: Vec<AttackDraft>,
     attacker_model: Option<ModelRef>,
     attack_budget: Option<u32>,
+    prices: Option<PathBuf>,
+    max_cost: Option<f64>,
 }
 
 impl Suite {
@@ -228,6 +230,8 @@ impl Suite {
             attacks,
             attacker_model: model(file.attacker_model, "attacker_model")?,
             attack_budget: file.attack_budget,
+            prices: file.prices.map(|p| relative_to(&base, p)),
+            max_cost: file.max_cost,
             path: Some(path.to_owned()),
         })
     }
@@ -368,6 +372,14 @@ pub struct Overrides {
     /// The SQLite store [env: REDTRACE_DB] [default: the suite's db, else redtrace.db].
     #[cfg_attr(feature = "clap", arg(long))]
     pub db: Option<PathBuf>,
+    /// A price table (TOML, `[MODEL] input = …, output = …` in USD per million tokens) laid
+    /// over the built-in one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub prices: Option<PathBuf>,
+    /// Stop sending when what the run has spent, plus the most the requests in flight can
+    /// cost, would pass this many USD; the run ends resumable.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "USD"))]
+    pub max_cost: Option<f64>,
 }
 
 /// The judge flags, shared by `redtrace run` ([`Overrides`]) and `redtrace judge` (re-judging
@@ -487,7 +499,7 @@ impl Overrides {
                 benchmarks.push(draft);
             }
         }
-        let models = self.apply_to_models(models, from_file)?;
+        let mut models = self.apply_to_models(models, from_file)?;
 
         // Judges: a benchmark's own list, else the overrides', else the suite's, else the
         // benchmark's defaults. LLM judges without a model of their own call the judge model.
@@ -572,7 +584,27 @@ impl Overrides {
         if samples_per_prompt == 0 {
             bail!("--samples must be at least 1");
         }
+        let prices = price_table(self.prices.as_deref().or(suite.prices.as_deref()))?;
+        for config in &mut models {
+            config.price = config.price.or_else(|| price_of(config, &prices));
+        }
+        let max_cost = self.max_cost.or(suite.max_cost);
+        if let Some(limit) = max_cost {
+            if !(limit.is_finite() && limit > 0.0) {
+                bail!("--max-cost {limit}: give a positive amount of USD");
+            }
+            if let Some(config) = models.iter().find(|c| c.price.is_none()) {
+                bail!(
+                    "--max-cost needs a price for every target: model '{}' ({}) has none; add `[{}] input = …, output = …` to a --prices file, or `price = {{ input = …, output = … }}` to its suite table",
+                    config.name,
+                    config.model,
+                    config.model
+                );
+            }
+        }
         Ok(RunSettings {
+            prices,
+            max_cost,
             db: self
                 .db
                 .clone()
@@ -947,4 +979,33 @@ fn default_judges(
         defaults.push(JudgeSetting::parse(FALLBACK_JUDGE)?);
     }
     Ok(defaults)
+}
+
+/// The built-in price table, with the file `path` laid over it.
+pub fn price_table(path: Option<&Path>) -> Result<redtrace_core::price::PriceTable> {
+    let builtin = redtrace_core::price::PriceTable::builtin();
+    Ok(match path {
+        Some(path) => builtin.overlaid(
+            redtrace_core::price::PriceTable::from_file(path).map_err(anyhow::Error::msg)?,
+        ),
+        None => builtin,
+    })
+}
+
+/// The price of a model: nothing for one that runs in this process; the table's for its id
+/// otherwise (`None`: unknown).
+pub fn price_of(
+    config: &ModelConfig,
+    table: &redtrace_core::price::PriceTable,
+) -> Option<redtrace_core::price::Price> {
+    match config.source {
+        redtrace_core::model::ModelSource::Gguf { .. }
+        | redtrace_core::model::ModelSource::Hf { .. } => Some(redtrace_core::price::Price {
+            input: 0.0,
+            output: 0.0,
+            cached_input: None,
+            batch_discount: None,
+        }),
+        _ => table.lookup(&config.model),
+    }
 }

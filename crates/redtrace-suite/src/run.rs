@@ -143,7 +143,8 @@ pub async fn run(
         .with_shutdown(&shutdown)
         .with_backoff(settings.backoff)
         .with_key_env(settings.helper_key_env.clone())
-        .with_limits(settings.helper_limits);
+        .with_limits(settings.helper_limits)
+        .with_prices(settings.prices.clone());
     let mut targets = Vec::new();
     for config in &settings.models {
         targets.push(Target {
@@ -204,6 +205,14 @@ pub async fn run(
         use_cache: settings.use_cache,
         total_units: Some(total_units),
         stored_only: false,
+        budget: match settings.max_cost {
+            // A resumed run's earlier spending counts against its budget.
+            Some(limit) => Some(Arc::new(redtrace_engine::Budget::new(
+                limit,
+                Store::open(&settings.db)?.spent(run_id)?,
+            ))),
+            None => None,
+        },
     };
     let result = redtrace_engine::run(
         plan,

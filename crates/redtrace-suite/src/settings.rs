@@ -299,6 +299,10 @@ pub struct RunSettings {
     /// The limits given on the command line, which the judge, attacker and responder models
     /// keep to as the targets do.
     pub helper_limits: HelperLimits,
+    /// Prices: the built-in table with the user's laid over it.
+    pub prices: redtrace_core::price::PriceTable,
+    /// The most the run may spend, USD.
+    pub max_cost: Option<f64>,
 }
 
 /// Limits that apply to every model a run calls, its helpers too, where they are given.

@@ -22,6 +22,16 @@ use std::time::{Duration, Instant};
 pub mod wire;
 pub use wire::Wire;
 
+/// SQL that turns a fresh store into one of schema version 1 (before the judge-reply cache,
+/// the verdicts' categories and spend, and the completions' costs), for migration tests.
+pub const SCHEMA_1: &str = "DROP TABLE judge_replies;
+     ALTER TABLE verdicts DROP COLUMN categories;
+     ALTER TABLE verdicts DROP COLUMN spend;
+     ALTER TABLE completions DROP COLUMN cached_prompt_tokens;
+     ALTER TABLE completions DROP COLUMN cost_usd;
+     ALTER TABLE completions DROP COLUMN helper_spend;
+     PRAGMA user_version = 1;";
+
 /// What the fake server answers to one request.
 #[derive(Debug, Clone)]
 pub enum Reply {

@@ -264,6 +264,8 @@ mod tests {
             cached: false,
             attempts: 1,
             verdicts: Vec::new(),
+            helper_spend: None,
+            cost_usd: None,
         };
         let filter = |value: &str| Filter {
             provenance: Some(value.into()),

@@ -19,6 +19,7 @@ fn record(id: &str, answer_label: Label) -> UnitRecord {
         score: None,
         rationale: "because <i>".into(),
         categories: Vec::new(),
+        spend: None,
     };
     UnitRecord {
         key: UnitKey {
@@ -43,6 +44,8 @@ fn record(id: &str, answer_label: Label) -> UnitRecord {
         attempts: 1,
         cached: false,
         verdicts: vec![verdict(Channel::Answer), verdict(Channel::Reasoning)],
+        cost_usd: None,
+        helper_spend: None,
     }
 }
 
@@ -58,6 +61,7 @@ fn harm_record(id: &str, answer: Label, trace: Label) -> UnitRecord {
             score: None,
             rationale: String::new(),
             categories: Vec::new(),
+            spend: None,
         })
         .collect();
     unit

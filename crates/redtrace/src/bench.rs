@@ -304,6 +304,7 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
                     score: Some(if refuse { 1.0 } else { 0.0 }),
                     rationale: "no refusal in the opening".into(),
                     categories: Vec::new(),
+                    spend: None,
                 };
                 UnitRecord {
                     key: UnitKey {
@@ -325,6 +326,7 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
                             prompt_tokens: Some(12),
                             completion_tokens: Some(40),
                             reasoning_tokens: Some(10),
+                            cached_prompt_tokens: None,
                         },
                         latency_ms: 20,
                         raw: String::new(),
@@ -335,6 +337,8 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
                         verdict(Channel::Answer, i % 3 == 0),
                         verdict(Channel::Reasoning, i % 5 == 0),
                     ],
+                    helper_spend: None,
+                    cost_usd: None,
                 }
             })
             .collect();

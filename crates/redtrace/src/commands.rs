@@ -130,8 +130,8 @@ where
 }
 
 /// What a run or a re-judging did, said on stderr, its report printed (unless quiet) and
-/// every judge that left texts unscored named; the exit code: 130 interrupted, 1 when units
-/// failed or a judge left more than `max_unscored` unscored.
+/// every judge that left texts unscored named; the exit code: 3 stopped at the budget, 130
+/// interrupted, 1 when units failed or a judge left more than `max_unscored` unscored.
 fn ended(
     db: &Path,
     outcome: &redtrace_suite::RunOutcome,
@@ -151,12 +151,17 @@ fn ended(
         summary.rejudged,
         summary.failed,
         summary.requests,
-        if summary.interrupted {
+        if summary.budget_reached {
+            " - stopped at its budget (--max-cost); run again with a higher --max-cost to go on"
+        } else if summary.interrupted {
             " - interrupted; run the same command again to resume"
         } else {
             ""
         }
     );
+    // What the run has spent so far (earlier sessions of a resumed run included).
+    let spent = Store::open_read_only(db)?.spent(outcome.run_id)?;
+    eprintln!("spent so far: ${spent:.4} (models without a price count nothing; `redtrace report` itemises)");
     if summary.failed > 0 {
         eprintln!(
             "{} units failed; run the same command again to retry them",
@@ -199,7 +204,9 @@ fn ended(
     }
     // Units that failed are stored and a rerun retries them, but the run did not do all it
     // was asked: a script or CI job must not take it for a success.
-    Ok(if summary.interrupted {
+    Ok(if summary.budget_reached {
+        ExitCode::from(3)
+    } else if summary.interrupted {
         ExitCode::from(130)
     } else if summary.failed > 0 || judges_failed {
         ExitCode::from(1)

@@ -12,6 +12,11 @@ pub struct Bar {
     errors: AtomicU64,
     cached: AtomicU64,
     skipped: AtomicU64,
+    /// Tokens used so far, and micro-dollars spent on priced calls.
+    tokens: AtomicU64,
+    micro_usd: AtomicU64,
+    /// A call of a model without a price was made.
+    unpriced: std::sync::atomic::AtomicBool,
     /// Plain progress lines when stderr is not a terminal: the last one's time.
     lines: Option<std::sync::Mutex<std::time::Instant>>,
     every: std::time::Duration,
@@ -50,6 +55,9 @@ impl Bar {
             errors: AtomicU64::new(0),
             cached: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            micro_usd: AtomicU64::new(0),
+            unpriced: std::sync::atomic::AtomicBool::new(false),
             lines: (!quiet && !terminal).then(|| std::sync::Mutex::new(std::time::Instant::now())),
             every: line_every(),
         }
@@ -73,22 +81,42 @@ impl Bar {
             .map(|total| format!(", ETA {:.0} s", (total - done) as f64 / rate))
             .unwrap_or_default();
         eprintln!(
-            "progress: {done}{} units, {:.1}/s, {} errors{eta}",
+            "progress: {done}{} units, {:.1}/s, {} errors{eta}{}",
             self.bar
                 .length()
                 .map(|total| format!("/{total}"))
                 .unwrap_or_default(),
             rate,
-            self.errors.load(Ordering::Relaxed)
+            self.errors.load(Ordering::Relaxed),
+            self.spent()
         );
+    }
+
+    /// Tokens and dollars spent, as the bar and the lines show them.
+    fn spent(&self) -> String {
+        let tokens = self.tokens.load(Ordering::Relaxed);
+        if tokens == 0 {
+            return String::new();
+        }
+        format!(
+            " {:.1}k tok ${:.4}{}",
+            tokens as f64 / 1000.0,
+            self.micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
+            if self.unpriced.load(Ordering::Relaxed) {
+                " (+ unpriced)"
+            } else {
+                ""
+            }
+        )
     }
 
     fn refresh_message(&self) {
         self.bar.set_message(format!(
-            "errors {} cached {} resumed {}",
+            "errors {} cached {} resumed {}{}",
             self.errors.load(Ordering::Relaxed),
             self.cached.load(Ordering::Relaxed),
-            self.skipped.load(Ordering::Relaxed)
+            self.skipped.load(Ordering::Relaxed),
+            self.spent()
         ));
     }
 }
@@ -117,6 +145,18 @@ impl Progress for Bar {
         }
         self.bar.inc(1);
         self.line(false);
+    }
+
+    fn spend(&self, tokens: u64, usd: Option<f64>) {
+        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+        match usd {
+            Some(usd) => {
+                self.micro_usd
+                    .fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
+            }
+            None => self.unpriced.store(true, Ordering::Relaxed),
+        }
+        self.refresh_message();
     }
 
     fn bytes(&self, file: &str, done: u64, total: u64) {

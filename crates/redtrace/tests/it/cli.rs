@@ -1514,10 +1514,7 @@ async fn an_old_store_is_named_and_migrated_on_request() {
     let db = dir.path().join("old.db");
     drop(redtrace_store::Store::open(&db).unwrap());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "DROP TABLE judge_replies; ALTER TABLE verdicts DROP COLUMN categories; PRAGMA user_version = 1;",
-    )
-    .unwrap();
+    conn.execute_batch(redtrace_testkit::SCHEMA_1).unwrap();
     drop(conn);
     let db_arg = db.to_str().unwrap();
     let report = redtrace(&["runs", "--db", db_arg]).await;
