@@ -184,7 +184,7 @@ pub enum EngineError {
 
 enum WriterMessage {
     Sample(String, Sample),
-    Unit(UnitRecord),
+    Unit(Box<UnitRecord>),
     Verdicts(UnitKey, Vec<redtrace_core::Verdict>),
 }
 
@@ -295,7 +295,7 @@ pub async fn run(
                         WriterMessage::Sample(benchmark, sample) => {
                             samples.push((benchmark, sample))
                         }
-                        WriterMessage::Unit(record) => units.push(record),
+                        WriterMessage::Unit(record) => units.push(*record),
                         WriterMessage::Verdicts(key, verdicts) => rejudged.push((key, verdicts)),
                     }
                 }
@@ -765,7 +765,12 @@ impl Unit {
             helper_spend: (helpers.calls > 0).then_some(helpers),
             cost_usd,
         };
-        if self.sender.send(WriterMessage::Unit(record)).await.is_ok() {
+        if self
+            .sender
+            .send(WriterMessage::Unit(Box::new(record)))
+            .await
+            .is_ok()
+        {
             self.progress.unit(result);
         }
         result

@@ -644,7 +644,7 @@ async fn a_budget_stops_sending_before_it_is_passed_and_a_resume_goes_on() {
     assert!(summary.budget_reached && summary.interrupted, "{summary:?}");
     let answered = summary.answered;
     let spent = Store::open(&db).unwrap().spent(run).unwrap();
-    assert!(answered >= 2 && answered < 10, "{answered} answered");
+    assert!((2..10).contains(&answered), "{answered} answered");
     assert!(spent <= 0.005, "spent {spent} within the budget");
     assert!((spent - answered as f64 * 0.0015).abs() < 1e-12);
     assert_eq!(

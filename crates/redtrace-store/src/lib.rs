@@ -468,6 +468,66 @@ impl Store {
         }
     }
 
+    /// Across every run, `model`'s prompt tokens and the characters of the JSON of the
+    /// messages that made them (completions it answered itself, not from the cache): its
+    /// tokenizer's ratio, for estimating what new prompts cost.
+    pub fn prompt_ratio(&self, model: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT sum(c.prompt_tokens), sum(length(s.messages))
+                 FROM completions c
+                 JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
+                 WHERE c.model = ?1 AND c.error IS NULL AND c.cached = 0 AND c.prompt_tokens IS NOT NULL",
+                [model],
+                |row| {
+                    let tokens: Option<i64> = row.get(0)?;
+                    let chars: Option<i64> = row.get(1)?;
+                    Ok(tokens.zip(chars).map(|(t, c)| (t as u64, c as u64)))
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Across every run, the mean of `model`'s generated tokens per completion (of
+    /// `benchmark` only, when given); `None` when none is stored.
+    pub fn mean_output(
+        &self,
+        model: &str,
+        benchmark: Option<&str>,
+    ) -> Result<Option<f64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT avg(completion_tokens) FROM completions
+                 WHERE model = ?1 AND (?2 IS NULL OR benchmark = ?2) AND error IS NULL
+                   AND completion_tokens IS NOT NULL",
+                params![model, benchmark],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Across every run, the mean prompt and generated tokens of the judge `judge`'s (by
+    /// registry name, any judge model) verdicts on `model`'s completions that called a model.
+    pub fn mean_judge_spend(
+        &self,
+        judge: &str,
+        model: &str,
+    ) -> Result<Option<(f64, f64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT avg(json_extract(v.spend, '$.prompt_tokens')), avg(json_extract(v.spend, '$.completion_tokens'))
+                 FROM verdicts v JOIN completions c ON c.id = v.completion_id
+                 WHERE c.model = ?2 AND v.spend IS NOT NULL AND (v.judge = ?1 OR v.judge LIKE ?1 || ':%')",
+                params![judge, model],
+                |row| {
+                    let input: Option<f64> = row.get(0)?;
+                    let output: Option<f64> = row.get(1)?;
+                    Ok(input.zip(output))
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// What `run` has spent, USD: its targets' calls, its attack helpers' and its judges'
     /// (calls of models without a price count nothing).
     pub fn spent(&self, run: RunId) -> Result<f64, StoreError> {

@@ -19,6 +19,7 @@
 //! Nothing here prints: notes for a person go through the [`Progress`] trait.
 
 mod build;
+mod estimate;
 mod file;
 mod rejudge;
 mod resolve;
@@ -28,6 +29,7 @@ mod settings;
 pub use build::{
     download, download_from, provider_for, Builder, DOWNLOAD_ATTEMPTS, DOWNLOAD_STALL,
 };
+pub use estimate::{estimate, EstimateRow, Range};
 pub use file::{
     read_suite, AttackEntry, AttackTable, BenchmarkTable, JudgeEntry, JudgeTable, ModelTable,
     SuiteFile, ThresholdsTable,

@@ -90,9 +90,12 @@ Label sets: xstest-completions, jbb-judges, human-labelled:NAME (a file of human
 
 Keys on a sample page: j / → next, k / ← previous, u / Esc back to the list.")]
     View(ViewArgs),
-    /// How many samples a wanted interval width needs, from a pilot rate.
-    #[command(after_help = "Examples:\n  redtrace plan --rate 0.12 --width 0.10")]
-    Plan(PlanArgs),
+    /// How many samples a wanted interval width needs, from a pilot rate; or, with --cost,
+    /// what a run will cost before anything is sent.
+    #[command(
+        after_help = "Examples:\n  redtrace plan --rate 0.12 --width 0.10\n  redtrace plan --cost --suite suite.toml --prices prices.toml\n  redtrace plan --cost --model openai:o3-mini --bench harmbench --max-tokens 4096"
+    )]
+    Plan(Box<PlanArgs>),
     /// Measure speed and memory of the whole path against a local fake server.
     #[command(
         after_help = "Examples:\n  redtrace bench --samples 5000 --concurrency 64 --latency-ms 20\n  redtrace bench --samples 100000 --latency-ms 0"
@@ -215,11 +218,25 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The rate a pilot run measured (0 to 1), e.g. 0.12.
-    #[arg(long)]
-    pub rate: f64,
+    #[arg(long, required_unless_present = "cost")]
+    pub rate: Option<f64>,
     /// The full width of the 95% interval wanted (0 to 1), e.g. 0.10 for ±5 points.
+    #[arg(long, required_unless_present = "cost")]
+    pub width: Option<f64>,
+    /// Instead, estimate what a run costs before anything is sent: tokens and dollars per
+    /// model × benchmark, the judges apart, each a range (with a suite, or --model and
+    /// --bench, and the run's other flags).
     #[arg(long)]
-    pub width: f64,
+    pub cost: bool,
+    /// With --cost: the suite file.
+    #[arg(long, requires = "cost")]
+    pub suite: Option<PathBuf>,
+    /// With --cost: JSON instead of a table.
+    #[arg(long, requires = "cost")]
+    pub json: bool,
+    /// With --cost: the run as `redtrace run` would take it.
+    #[command(flatten)]
+    pub overrides: redtrace_suite::Overrides,
 }
 
 /// Export formats.

@@ -378,6 +378,13 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Prints the sample size a wanted interval width needs.
 pub fn plan(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
+    if args.cost {
+        return plan_cost(args, out);
+    }
+    let (Some(rate), Some(width)) = (args.rate, args.width) else {
+        anyhow::bail!("give --rate and --width (or --cost)");
+    };
+    let args = SampleSize { rate, width };
     if !(0.0..=1.0).contains(&args.rate) {
         anyhow::bail!(
             "--rate must be between 0 and 1 (a share, e.g. 0.12), got {}",
@@ -397,6 +404,85 @@ pub fn plan(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
         args.width * 100.0,
         args.rate * 100.0
     )?;
+    Ok(())
+}
+
+struct SampleSize {
+    rate: f64,
+    width: f64,
+}
+
+/// `redtrace plan --cost`: the estimate of a run's tokens and dollars, with where each figure
+/// comes from.
+fn plan_cost(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
+    let suite = match &args.suite {
+        Some(path) => redtrace_suite::Suite::from_file(path)?,
+        None => redtrace_suite::Suite::default(),
+    };
+    let settings = suite.with(&args.overrides)?;
+    // Earlier runs in the store, where there is one, calibrate the estimate.
+    let store = settings
+        .db
+        .is_file()
+        .then(|| Store::open_read_only(&settings.db))
+        .transpose()?;
+    let rows = redtrace_suite::estimate(&settings, store.as_ref())?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    let tokens = |r: redtrace_suite::Range| {
+        if r.high.is_finite() {
+            format!("{:.0} ({:.0}–{:.0})", r.point, r.low, r.high)
+        } else {
+            format!("≥ {:.0} (no upper bound)", r.low)
+        }
+    };
+    let usd = |r: Option<redtrace_suite::Range>| match r {
+        None => "no price".to_owned(),
+        Some(r) if !r.high.is_finite() => format!("≥ ${:.4} (no upper bound)", r.low),
+        Some(r) => format!("${:.4} (${:.4}–${:.4})", r.point, r.low, r.high),
+    };
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "model",
+        "benchmark",
+        "requests",
+        "prompt tokens",
+        "output tokens",
+        "target $",
+        "judges $",
+        "total $",
+    ]);
+    let mut total = Some(redtrace_suite::Range::default());
+    for row in &rows {
+        table.add_row([
+            row.model.clone(),
+            row.benchmark.clone(),
+            tokens(row.requests),
+            tokens(row.prompt_tokens),
+            tokens(row.output_tokens),
+            usd(row.target_usd),
+            usd(row.judge_usd),
+            usd(row.total_usd()),
+        ]);
+        total = total
+            .zip(row.total_usd())
+            .map(|(a, b)| redtrace_suite::Range {
+                low: a.low + b.low,
+                point: a.point + b.point,
+                high: a.high + b.high,
+            });
+    }
+    writeln!(out, "{table}")?;
+    writeln!(out, "total: {}", usd(total))?;
+    let mut basis: Vec<&String> = rows.iter().flat_map(|r| r.basis.iter()).collect();
+    basis.sort();
+    basis.dedup();
+    for line in basis {
+        writeln!(out, "- {line}")?;
+    }
     Ok(())
 }
 

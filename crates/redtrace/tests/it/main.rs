@@ -3,6 +3,7 @@
 
 mod benchmarks;
 mod cli;
+mod cost;
 mod data_pull;
 mod guards;
 mod judge_eval;
