@@ -159,6 +159,58 @@ pub struct ModelConfig {
     /// no price known. Not part of a run's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<crate::price::Price>,
+    /// Send the run's requests through the provider's batch API (`None`: one by one). Not
+    /// part of a run's identity: a batch reply is the same completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchConfig>,
+}
+
+/// How a model's requests go through its provider's batch API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Seconds between two looks at a batch's state.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: f64,
+    /// Seconds a batch waits for more requests after the last one arrived before it is sent.
+    #[serde(default = "default_window_secs")]
+    pub window_secs: f64,
+    /// What happens to requests a batch failed (a server error) or let expire: `live` sends
+    /// each on its own, `batch` puts them in a new batch.
+    #[serde(default)]
+    pub retry: BatchRetry,
+    /// Requests per batch at most (the provider's own limit when lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<usize>,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            poll_secs: default_poll_secs(),
+            window_secs: default_window_secs(),
+            retry: BatchRetry::default(),
+            max_requests: None,
+        }
+    }
+}
+
+fn default_poll_secs() -> f64 {
+    30.0
+}
+fn default_window_secs() -> f64 {
+    2.0
+}
+
+/// Where a batch's failed or expired requests go again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchRetry {
+    /// Each on its own, at once.
+    #[default]
+    Live,
+    /// Together in a new batch.
+    Batch,
 }
 
 /// The largest response read unless a model says otherwise: far above any real completion,
@@ -235,6 +287,7 @@ impl ModelConfig {
             max_retries: default_retries(),
             max_response_bytes: None,
             price: None,
+            batch: None,
         }
     }
 

@@ -17,10 +17,12 @@
 //! most it can cost; one that would take the spent cost and the reservations past the limit is
 //! not sent, and the run stops as if interrupted (resumable), saying so.
 
+mod batch_ledger;
 mod budget;
 
 mod judge_cache;
 
+pub use batch_ledger::StoreBatchLedger;
 pub use budget::Budget;
 pub use judge_cache::StoreReplyCache;
 pub use redtrace_core::{BenchmarkRecord, RunSpec};
@@ -203,6 +205,8 @@ struct Lane {
     gate: Arc<Gate>,
     /// What the target's tokens cost.
     price: Option<redtrace_core::price::Price>,
+    /// Its requests go through a batch API (its discount applies).
+    batch: bool,
     /// The most tokens a request may generate, for the budget's reservation.
     max_output: u64,
     budget: Option<Arc<Budget>>,
@@ -339,6 +343,7 @@ pub async fn run(
                 provider: target.provider,
                 gate,
                 price: target.config.price,
+                batch: target.config.batch.is_some(),
                 max_output: target
                     .config
                     .params
@@ -572,7 +577,7 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
                 let ceiling = price.ceiling(
                     budget::prompt_tokens_at_most(&request.messages),
                     lane.max_output,
-                    false,
+                    lane.batch,
                 );
                 if !budget.reserve(ceiling) {
                     if !lane.shutdown.stop.is_cancelled() {
@@ -592,7 +597,7 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
             Some((Ok(completion), _)) => lane
                 .price
                 .as_ref()
-                .and_then(|p| p.cost(&completion.usage, false)),
+                .and_then(|p| p.cost(&completion.usage, lane.batch)),
             _ => None,
         };
         if let Some((budget, ceiling)) = ceiling {
@@ -607,7 +612,7 @@ impl redtrace_core::solver::Target for UnitTarget<'_> {
             self.spend.lock().expect("not poisoned").add(
                 &completion.usage,
                 lane.price.as_ref(),
-                false,
+                lane.batch,
             );
         }
         self.attempts

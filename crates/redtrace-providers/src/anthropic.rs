@@ -377,6 +377,23 @@ impl Provider for AnthropicProvider {
         }
     }
 
+    fn batch_api(&self) -> Option<crate::BatchApi> {
+        Some(crate::BatchApi::Anthropic)
+    }
+
+    fn batch_body(&self, request: &ChatRequest) -> Value {
+        let mut body = self.body(request);
+        if let Some(object) = body.as_object_mut() {
+            object.remove("stream");
+        }
+        body
+    }
+
+    fn batch_reply(&self, _request: &ChatRequest, body: &str) -> Result<Completion, ProviderError> {
+        let message = self.parse_whole(body)?;
+        Ok(self.finish(message, body.to_owned(), Instant::now()))
+    }
+
     fn fingerprint(&self, request: &ChatRequest) -> String {
         let mut body = self.body(request);
         if let Some(object) = body.as_object_mut() {

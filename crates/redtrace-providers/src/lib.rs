@@ -9,6 +9,7 @@
 //! [`ProviderError::retry_after`] rather than guessing from messages.
 
 mod anthropic;
+mod batch;
 mod gemini;
 mod http;
 mod limits;
@@ -20,6 +21,7 @@ mod split;
 mod text;
 
 pub use anthropic::{AnthropicProvider, ANTHROPIC_VERSION};
+pub use batch::{BatchLedger, BatchProvider, LedgerBatch};
 pub use gemini::GeminiProvider;
 pub use limits::{Backoff, Gate, RateLimiter, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER};
 pub use model::{api_key, ApiKey};
@@ -170,4 +172,34 @@ pub trait Provider: Send + Sync {
     fn text_fingerprint(&self, request: &TextRequest) -> String {
         serde_json::to_string(request).expect("a text request serialises")
     }
+
+    /// The batch API this provider's requests can go through, if any.
+    fn batch_api(&self) -> Option<BatchApi> {
+        None
+    }
+
+    /// The body of `request` as one line of a batch (never streamed).
+    fn batch_body(&self, _request: &ChatRequest) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// A batch's reply body for `request`, read as this provider reads its own replies.
+    fn batch_reply(
+        &self,
+        _request: &ChatRequest,
+        _body: &str,
+    ) -> Result<Completion, ProviderError> {
+        Err(ProviderError::Config(
+            "this model's API has no batch API".into(),
+        ))
+    }
+}
+
+/// The batch APIs redtrace speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchApi {
+    /// OpenAI Batch: a JSONL file uploaded to `/files`, `/batches`, output and error files.
+    OpenAi,
+    /// Anthropic Message Batches: `/messages/batches`, a results file.
+    Anthropic,
 }

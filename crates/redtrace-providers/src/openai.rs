@@ -583,6 +583,23 @@ impl Provider for OpenAiProvider {
         Ok(reply)
     }
 
+    fn batch_api(&self) -> Option<crate::BatchApi> {
+        Some(crate::BatchApi::OpenAi)
+    }
+
+    fn batch_body(&self, request: &ChatRequest) -> Value {
+        let mut body = self.body(request);
+        if let Some(object) = body.as_object_mut() {
+            object.remove("stream");
+            object.remove("stream_options");
+        }
+        body
+    }
+
+    fn batch_reply(&self, request: &ChatRequest, body: &str) -> Result<Completion, ProviderError> {
+        self.parse_whole(request, body.to_owned(), Instant::now())
+    }
+
     fn text_fingerprint(&self, request: &TextRequest) -> String {
         // The URL is left out (it may hold credentials); which API it is, is in the body.
         let (_, body) = self.text_body(request);

@@ -528,6 +528,146 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The batches of `run` at `endpoint` not yet ended: id, the provider's id, state, and
+    /// each request's key with its stored result line.
+    #[allow(clippy::type_complexity)]
+    pub fn open_batches(
+        &self,
+        run: RunId,
+        endpoint: &str,
+    ) -> Result<Vec<(i64, Option<String>, String, Vec<(String, Option<String>)>)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, remote_id, state FROM batches
+                 WHERE run_id = ?1 AND endpoint = ?2 AND state NOT IN ('ended', 'abandoned')
+                 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let batches: Vec<(i64, Option<String>, String)> = statement
+            .query_map(params![run, endpoint], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut requests = self
+            .conn
+            .prepare("SELECT custom_id, result FROM batch_requests WHERE batch_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for (id, remote, state) in batches {
+            let keys = requests
+                .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<Vec<(String, Option<String>)>, _>>()
+                .map_err(|e| self.err(e))?;
+            out.push((id, remote, state, keys));
+        }
+        Ok(out)
+    }
+
+    /// Records a batch of `keys` formed in `run`, before it is submitted; its id.
+    pub fn form_batch(
+        &mut self,
+        run: RunId,
+        endpoint: &str,
+        api: &str,
+        keys: &[String],
+    ) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "INSERT INTO batches (run_id, endpoint, api, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'formed', strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+            params![run, endpoint, api],
+        )
+        .map_err(wrap)?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO batch_requests (batch_id, custom_id) VALUES (?1, ?2)",
+                )
+                .map_err(wrap)?;
+            for key in keys {
+                insert.execute(params![id, key]).map_err(wrap)?;
+            }
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(id)
+    }
+
+    /// Records a batch's provider id (`remote`, then state `submitted`) or a new state.
+    pub fn set_batch(&self, id: i64, remote: Option<&str>, state: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE batches SET remote_id = coalesce(?2, remote_id), state = ?3,
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                params![id, remote, state],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the result line of request `key` in batch `id`.
+    pub fn batch_result(&self, id: i64, key: &str, line: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE batch_requests SET result = ?3 WHERE batch_id = ?1 AND custom_id = ?2",
+                params![id, key, line],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The result line of request `key` in a batch of `run`, the latest, if one is stored.
+    pub fn stored_batch_result(&self, run: RunId, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT r.result FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+                 WHERE b.run_id = ?1 AND r.custom_id = ?2 AND r.result IS NOT NULL
+                 ORDER BY b.id DESC LIMIT 1",
+                params![run, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every batch of `run`: id, the provider's id, state, requests, results stored.
+    pub fn batches(
+        &self,
+        run: RunId,
+    ) -> Result<Vec<(i64, Option<String>, String, u64, u64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT b.id, b.remote_id, b.state, count(r.custom_id), count(r.result)
+                 FROM batches b LEFT JOIN batch_requests r ON r.batch_id = b.id
+                 WHERE b.run_id = ?1 GROUP BY b.id ORDER BY b.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([run], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// What `run` has spent, USD: its targets' calls, its attack helpers' and its judges'
     /// (calls of models without a price count nothing).
     pub fn spent(&self, run: RunId) -> Result<f64, StoreError> {

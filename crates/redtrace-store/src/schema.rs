@@ -108,6 +108,23 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE completions ADD COLUMN cached_prompt_tokens INTEGER;
              ALTER TABLE completions ADD COLUMN cost_usd REAL;
              ALTER TABLE completions ADD COLUMN helper_spend TEXT;
+             CREATE TABLE batches (
+                 id INTEGER PRIMARY KEY,
+                 run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                 endpoint TEXT NOT NULL,
+                 api TEXT NOT NULL,
+                 remote_id TEXT,
+                 state TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 updated_at TEXT NOT NULL
+             );
+             CREATE TABLE batch_requests (
+                 batch_id INTEGER NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+                 custom_id TEXT NOT NULL,
+                 result TEXT,
+                 PRIMARY KEY (batch_id, custom_id)
+             ) WITHOUT ROWID;
+             CREATE INDEX batch_requests_by_key ON batch_requests (custom_id);
              PRAGMA user_version = 3;
              COMMIT;",
         )?;

@@ -217,6 +217,29 @@ impl Builder {
         provider_for(config, &self.progress).await
     }
 
+    /// The client `provider` of a target of run `run` in the store at `db`: through its
+    /// provider's batch API when the model says `batch`, its batches recorded in the run.
+    pub fn target_of_run(
+        &self,
+        config: &ModelConfig,
+        provider: Arc<dyn Provider>,
+        db: &Path,
+        run: redtrace_store::RunId,
+    ) -> Result<Arc<dyn Provider>> {
+        if config.batch.is_none() {
+            return Ok(provider);
+        }
+        let ledger = Arc::new(redtrace_engine::StoreBatchLedger::open(db, run)?);
+        let progress = self.progress.clone();
+        let note = Arc::new(move |message: String| progress.note(&message));
+        Ok(Arc::new(redtrace_providers::BatchProvider::new(
+            config.clone(),
+            provider,
+            ledger,
+            note,
+        )?))
+    }
+
     async fn model(&mut self, reference: &ModelRef) -> Result<(JudgeModel, String)> {
         self.model_with(reference, JUDGE_PARAMS).await
     }

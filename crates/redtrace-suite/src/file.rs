@@ -172,10 +172,23 @@ pub struct ModelTable {
     /// What its tokens cost, USD per million: `{ input = …, output = …, cached_input = …,
     /// batch_discount = … }` (else the price table's).
     pub price: Option<redtrace_core::price::Price>,
+    /// Send its requests through the provider's batch API: `true`, or `{ poll_secs = …,
+    /// window_secs = …, retry = "live" | "batch", max_requests = … }`.
+    pub batch: Option<BatchEntry>,
     /// Run this model at several values of one setting: `{ max_tokens = [1024, 4096] }` or
     /// `{ reasoning_effort = ["low", "high"] }`; each value is a model of its own, named
     /// `NAME@KEY=VALUE`.
     pub sweep: Option<toml::Table>,
+}
+
+/// A model's `batch`: `true` / `false`, or a table of settings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BatchEntry {
+    /// On with the defaults, or off.
+    On(bool),
+    /// On with these settings.
+    With(redtrace_core::model::BatchConfig),
 }
 
 /// A `[[benchmarks]]` table.
@@ -286,6 +299,11 @@ impl ModelTable {
             price.check("price").map_err(anyhow::Error::msg)?;
             config.price = Some(price);
         }
+        config.batch = match self.batch {
+            None | Some(BatchEntry::On(false)) => None,
+            Some(BatchEntry::On(true)) => Some(Default::default()),
+            Some(BatchEntry::With(settings)) => Some(settings),
+        };
         Ok(config)
     }
 }

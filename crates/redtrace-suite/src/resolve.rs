@@ -380,6 +380,11 @@ pub struct Overrides {
     /// cost, would pass this many USD; the run ends resumable.
     #[cfg_attr(feature = "clap", arg(long, value_name = "USD"))]
     pub max_cost: Option<f64>,
+    /// Send the targets' requests through their provider's batch API (OpenAI Batch,
+    /// Anthropic Message Batches): half the price, results within 24 hours; a killed run
+    /// resumes its batches.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub batch: bool,
 }
 
 /// The judge flags, shared by `redtrace run` ([`Overrides`]) and `redtrace judge` (re-judging
@@ -587,6 +592,15 @@ impl Overrides {
         let prices = price_table(self.prices.as_deref().or(suite.prices.as_deref()))?;
         for config in &mut models {
             config.price = config.price.or_else(|| price_of(config, &prices));
+            if self.batch && config.batch.is_none() {
+                config.batch = Some(Default::default());
+            }
+            if config.batch.is_some() {
+                // A batch takes every request of the run at once; a rate limit is the batch
+                // API's business.
+                config.max_concurrency = config.max_concurrency.max(BATCH_CONCURRENCY);
+                config.requests_per_minute = None;
+            }
         }
         let max_cost = self.max_cost.or(suite.max_cost);
         if let Some(limit) = max_cost {
@@ -1009,3 +1023,7 @@ pub fn price_of(
         _ => table.lookup(&config.model),
     }
 }
+
+/// Requests a batched model takes at once: every unit of most runs, so that they go in few
+/// batches.
+pub const BATCH_CONCURRENCY: usize = 100_000;

@@ -145,12 +145,11 @@ pub async fn run(
         .with_key_env(settings.helper_key_env.clone())
         .with_limits(settings.helper_limits)
         .with_prices(settings.prices.clone());
-    let mut targets = Vec::new();
+    // Clients are made before the run is (a missing key is an error before anything is
+    // stored); a batched one is bound to the run's record of its batches after.
+    let mut providers = Vec::new();
     for config in &settings.models {
-        targets.push(Target {
-            config: config.clone(),
-            provider: builder.target(config).await?,
-        });
+        providers.push(builder.target(config).await?);
     }
     let spec = RunSpec::new(
         settings.models.clone(),
@@ -161,6 +160,13 @@ pub async fn run(
     let store = Store::open(&settings.db)?;
     let (run_id, _claim, resumed) = started(&store, &spec, settings.new_run)?;
     drop(store);
+    let mut targets = Vec::new();
+    for (config, provider) in settings.models.iter().zip(providers) {
+        targets.push(Target {
+            config: config.clone(),
+            provider: builder.target_of_run(config, provider, &settings.db, run_id)?,
+        });
+    }
 
     let mut benchmarks = Vec::new();
     let plans = settings

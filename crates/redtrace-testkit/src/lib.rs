@@ -19,12 +19,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod batch;
 pub mod wire;
+pub use batch::{BatchEnd, BatchLine, FakeBatchApi};
 pub use wire::Wire;
 
 /// SQL that turns a fresh store into one of schema version 1 (before the judge-reply cache,
 /// the verdicts' categories and spend, and the completions' costs), for migration tests.
 pub const SCHEMA_1: &str = "DROP TABLE judge_replies;
+     DROP TABLE batch_requests;
+     DROP TABLE batches;
      ALTER TABLE verdicts DROP COLUMN categories;
      ALTER TABLE verdicts DROP COLUMN spend;
      ALTER TABLE completions DROP COLUMN cached_prompt_tokens;
@@ -464,6 +468,11 @@ fn usage_json(message: &FakeMessage) -> Value {
         usage["completion_tokens_details"] = json!({ "reasoning_tokens": reasoning });
     }
     usage
+}
+
+/// A whole OpenAI chat completion of `message` (a batch's reply body).
+pub fn whole_openai(message: &FakeMessage, model: &str) -> Value {
+    whole(message, model)
 }
 
 fn whole(message: &FakeMessage, model: &str) -> Value {
