@@ -552,11 +552,13 @@ impl Shared {
                 let _ = self.ledger.state(id, &state);
                 last_state = state.clone();
             }
-            let done = match (self.api, state.as_str()) {
-                (BatchApi::OpenAi, "completed" | "expired" | "cancelled" | "failed") => true,
-                (BatchApi::Anthropic, "ended") => true,
-                _ => false,
-            };
+            let done = matches!(
+                (self.api, state.as_str()),
+                (
+                    BatchApi::OpenAi,
+                    "completed" | "expired" | "cancelled" | "failed"
+                ) | (BatchApi::Anthropic, "ended")
+            );
             if done {
                 break (state, status);
             }

@@ -14,17 +14,18 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// A batch in memory: endpoint, remote id, state, results by key.
+type Stored = (
+    String,
+    Option<String>,
+    String,
+    HashMap<String, Option<String>>,
+);
+
 /// A ledger in memory.
 #[derive(Default)]
 struct Memory {
-    batches: Mutex<
-        Vec<(
-            String,
-            Option<String>,
-            String,
-            HashMap<String, Option<String>>,
-        )>,
-    >,
+    batches: Mutex<Vec<Stored>>,
 }
 
 impl BatchLedger for Memory {

@@ -640,6 +640,7 @@ impl Store {
     }
 
     /// Every batch of `run`: id, the provider's id, state, requests, results stored.
+    #[allow(clippy::type_complexity)]
     pub fn batches(
         &self,
         run: RunId,

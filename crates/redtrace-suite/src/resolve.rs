@@ -596,6 +596,16 @@ impl Overrides {
                 config.batch = Some(Default::default());
             }
             if config.batch.is_some() {
+                if !matches!(
+                    config.source,
+                    redtrace_core::model::ModelSource::OpenAi { .. }
+                        | redtrace_core::model::ModelSource::Anthropic { .. }
+                ) {
+                    bail!(
+                        "model '{}': batch requests go through OpenAI Batch (OpenAI-compatible chat completions) or Anthropic Message Batches; this model's API has no batch API redtrace speaks (Gemini's batch mode is not supported yet)",
+                        config.name
+                    );
+                }
                 // A batch takes every request of the run at once; a rate limit is the batch
                 // API's business.
                 config.max_concurrency = config.max_concurrency.max(BATCH_CONCURRENCY);

@@ -147,3 +147,127 @@ async fn the_estimate_holds_what_the_run_then_costs_and_a_budget_stops_it() {
         text(&output.stderr)
     );
 }
+
+/// `--batch` through the binary: the run's requests go in one batch at half price; killed
+/// with SIGKILL while the batch is under way, the rerun picks the batch up, never submits a
+/// second one, and stores every result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batched_run_killed_mid_batch_resumes_it_without_submitting_twice() {
+    use redtrace_testkit::{BatchLine, FakeBatchApi};
+    for anthropic in [false, true] {
+        let api = FakeBatchApi::start(2, |_, body| {
+            let prompt = body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            BatchLine::Reply(FakeMessage {
+                content: Some(format!("I can't help with {prompt}.")),
+                usage: Some((40, 120, None)),
+                ..Default::default()
+            })
+        })
+        .await;
+        api.hold(true);
+        let dir = tempfile::tempdir().unwrap();
+        let (bench, _) = setup(dir.path());
+        let prices = dir.path().join("batch-prices.toml");
+        std::fs::write(
+            &prices,
+            "[paid-r1]\ninput = 10.0\noutput = 20.0\nbatch_discount = 0.5\n",
+        )
+        .unwrap();
+        let (api_line, base) = if anthropic {
+            ("api = \"anthropic\"\n", api.base_url())
+        } else {
+            ("", api.base_url())
+        };
+        let suite = dir.path().join("suite.toml");
+        std::fs::write(
+            &suite,
+            format!(
+                "prices = \"{}\"\n\n[[models]]\nbase_url = \"{base}\"\nmodel = \"paid-r1\"\n{api_line}batch = {{ poll_secs = 0.05, window_secs = 0.1 }}\n\n[[benchmarks]]\nname = \"{bench}\"\n",
+                prices.display()
+            ),
+        )
+        .unwrap();
+        let db = dir.path().join("batch.db");
+        let args = [
+            "run",
+            suite.to_str().unwrap(),
+            "--quiet",
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        let mut child = crate::util::command(&[], &[]).args(args).spawn().unwrap();
+        // Wait until the batch is submitted and its id recorded, then kill the run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch was never submitted"
+            );
+            let recorded = db.is_file()
+                && redtrace_store::Store::open_read_only(&db)
+                    .ok()
+                    .and_then(|s| s.batches(redtrace_store::RunId(1)).ok())
+                    .is_some_and(|b| b.iter().any(|(_, remote, ..)| remote.is_some()));
+            if api.creates() == 1 && recorded {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        child.start_kill().unwrap(); // SIGKILL
+        child.wait().await.unwrap();
+        api.hold(false);
+        let output = redtrace(&args).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_eq!(
+            api.creates(),
+            1,
+            "anthropic={anthropic}: never submitted twice"
+        );
+        assert_eq!(api.live(), 0);
+        let stderr = text(&output.stderr);
+        // 12 replies at half of $0.0028.
+        assert!(stderr.contains("spent so far: $0.0168"), "{stderr}");
+        let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+        let lines: Vec<Value> = text(&export.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 12);
+        assert!(lines
+            .iter()
+            .all(|l| l["answer"].as_str().unwrap().starts_with("I can't help")));
+        let batches = redtrace_store::Store::open_read_only(&db)
+            .unwrap()
+            .batches(redtrace_store::RunId(1))
+            .unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(
+            (batches[0].2.as_str(), batches[0].3, batches[0].4),
+            ("ended", 12, 12)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_is_refused_for_an_api_without_one_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bench, _) = setup(dir.path());
+    let db = dir.path().join("g.db");
+    let output = redtrace(&[
+        "run",
+        "--batch",
+        "--model",
+        "gemini:gemini-2.5-pro@http://127.0.0.1:9/v1beta",
+        "--bench",
+        &bench,
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("Gemini's batch mode is not supported yet"));
+    assert!(!db.exists(), "nothing stored");
+}
