@@ -1,4 +1,5 @@
-//! Batch APIs (OpenAI Batch, Anthropic Message Batches): a [`BatchProvider`] takes the
+//! Batch APIs (OpenAI Batch, Anthropic Message Batches, Gemini's batch mode): a
+//! [`BatchProvider`] takes the
 //! requests of a run as ordinary calls, gathers them into batches, submits them, polls, and
 //! answers each call with its result, read by the model's own provider as any reply. The engine
 //! is unchanged: a call simply takes as long as its batch.
@@ -7,15 +8,18 @@
 //! requests (their keys, the hash of what is sent) when it is formed, its id once the provider
 //! has it, its state as it changes, each result as it arrives. A run started again therefore
 //! never submits a request twice: a request whose batch is under way waits for it, one whose
-//! batch has ended takes its stored result. An OpenAI batch formed but not known to be
-//! submitted (a kill between the two) is found again by its `metadata`; Anthropic's batches
-//! carry none, so such a batch is taken as not submitted, and the run says so.
+//! batch has ended takes its stored result. A batch formed but not known to be submitted (a
+//! kill between the two) is found again by its tag (OpenAI's `metadata`, Gemini's display
+//! name); Anthropic's batches carry none, so such a batch is taken as not submitted, and the
+//! run says so.
 //!
 //! Requests a batch failed with a server error or let expire go again, on their own or in a
 //! new batch ([`BatchRetry`]); a request the provider rejected fails as the same request would
 //! alone; a cancelled batch fails its requests that have no result, saying so, and a later run
 //! sends them again. Batches keep to the providers' limits (OpenAI 50,000 requests and 200 MB;
-//! Anthropic 100,000 and 256 MB), split automatically.
+//! Anthropic 100,000 and 256 MB; Gemini 20 MB of inline requests), split automatically.
+//! Gemini returns its inline responses in the order of the requests (without their keys):
+//! they are matched by position.
 
 use async_trait::async_trait;
 use redtrace_core::model::{BatchConfig, BatchRetry};
@@ -75,6 +79,8 @@ fn limits(api: BatchApi) -> (usize, usize) {
     match api {
         BatchApi::OpenAi => (50_000, 200 * 1024 * 1024),
         BatchApi::Anthropic => (100_000, 256 * 1024 * 1024),
+        // Inline requests: 20 MB a batch in all.
+        BatchApi::Gemini => (100_000, 20 * 1024 * 1024),
     }
 }
 
@@ -159,6 +165,7 @@ impl Shared {
         match self.api {
             BatchApi::OpenAi => "openai",
             BatchApi::Anthropic => "anthropic",
+            BatchApi::Gemini => "gemini",
         }
     }
 
@@ -208,13 +215,8 @@ impl Shared {
                     None => {
                         let _ = this.ledger.state(id, "abandoned");
                         (this.note)(format!(
-                            "batch {id} was formed but not known to be submitted when the last run stopped; its {} requests go in a new batch{}",
+                            "batch {id} was formed but not known to be submitted when the last run stopped, and was not found at the provider; its {} requests go in a new batch",
                             keys.len(),
-                            if this.api == BatchApi::Anthropic {
-                                " (Anthropic's batches carry no metadata to find it by: if it was submitted, it completes on its own and is billed)"
-                            } else {
-                                ""
-                            }
                         ));
                         let mut state = this.state.lock().expect("not poisoned");
                         for key in keys {
@@ -227,21 +229,36 @@ impl Shared {
         Ok(())
     }
 
-    /// An OpenAI batch formed as ledger batch `id` whose submission was not recorded: found
-    /// by its metadata among the provider's recent batches.
+    /// A batch formed as ledger batch `id` whose submission was not recorded: found among
+    /// the provider's recent batches by the tag it was given (OpenAI's `metadata`, Gemini's
+    /// display name); Anthropic's batches carry neither, and the run says so.
     async fn find_formed(&self, id: i64) -> Option<String> {
-        if self.api != BatchApi::OpenAi {
-            return None;
-        }
         let tag = self.tag(id);
-        let url = self.http.url("batches?limit=100");
-        let response = self.send(self.http.client.get(&url)).await.ok()?;
-        let list: Value = serde_json::from_str(&response).ok()?;
-        let found = list["data"].as_array()?.iter().find_map(|b| {
-            (b["metadata"]["redtrace_batch"] == tag.as_str())
-                .then(|| b["id"].as_str().map(str::to_owned))
-                .flatten()
-        })?;
+        let list = |path: &'static str| async move {
+            let text = self
+                .send(self.http.client.get(self.http.url(path)))
+                .await
+                .ok()?;
+            serde_json::from_str::<Value>(&text).ok()
+        };
+        let found = match self.api {
+            BatchApi::OpenAi => list("batches?limit=100").await?["data"]
+                .as_array()?
+                .iter()
+                .find(|b| b["metadata"]["redtrace_batch"] == tag.as_str())
+                .and_then(|b| b["id"].as_str().map(str::to_owned)),
+            BatchApi::Gemini => list("batches?pageSize=100").await?["operations"]
+                .as_array()?
+                .iter()
+                .find(|b| b["metadata"]["displayName"] == tag.as_str())
+                .and_then(|b| b["name"].as_str().map(str::to_owned)),
+            BatchApi::Anthropic => {
+                (self.note)(format!(
+                    "batch {id}: Anthropic's batches carry no metadata to find an unrecorded one by; if it was submitted just before the last run stopped, it completes on its own and is billed"
+                ));
+                None
+            }
+        }?;
         let _ = self.ledger.submitted(id, &found);
         Some(found)
     }
@@ -261,7 +278,8 @@ impl Shared {
             (None, BatchApi::Anthropic) => {
                 builder.header("anthropic-version", crate::ANTHROPIC_VERSION)
             }
-            (None, BatchApi::OpenAi) => builder,
+            (Some(key), BatchApi::Gemini) => builder.header("x-goog-api-key", key.expose()),
+            (None, BatchApi::OpenAi | BatchApi::Gemini) => builder,
         };
         let response = self.http.send(builder, |_| None).await?;
         let text = self.http.body(response).await?;
@@ -335,6 +353,7 @@ impl Shared {
                 "body": body,
             }),
             BatchApi::Anthropic => json!({ "custom_id": key, "params": body }),
+            BatchApi::Gemini => json!({ "request": body, "metadata": { "key": key } }),
         }
     }
 
@@ -495,6 +514,25 @@ impl Shared {
                     .map(str::to_owned)
                     .ok_or_else(|| self.http.invalid("the created batch has no id"))
             }
+            BatchApi::Gemini => {
+                let requests: Vec<&Value> = chunk.iter().map(|p| &p.line).collect();
+                let url = self.http.url(&format!(
+                    "models/{}:batchGenerateContent",
+                    self.http.config.model
+                ));
+                let created = self
+                    .send(self.http.client.post(url).json(&json!({
+                        "batch": {
+                            "displayName": self.tag(id),
+                            "inputConfig": { "requests": { "requests": requests } },
+                        }
+                    })))
+                    .await?;
+                self.json(&created)?["name"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| self.http.invalid("the created batch has no name"))
+            }
             BatchApi::Anthropic => {
                 let requests: Vec<&Value> = chunk.iter().map(|p| &p.line).collect();
                 let created = self
@@ -522,6 +560,8 @@ impl Shared {
             let url = match self.api {
                 BatchApi::OpenAi => self.http.url(&format!("batches/{remote}")),
                 BatchApi::Anthropic => self.http.url(&format!("messages/batches/{remote}")),
+                // `batches/ID`, a resource name.
+                BatchApi::Gemini => self.http.url(&remote),
             };
             let status = match self
                 .send(self.http.client.get(&url))
@@ -547,6 +587,11 @@ impl Shared {
                     .as_str()
                     .unwrap_or("unknown")
                     .to_owned(),
+                BatchApi::Gemini => status["metadata"]["state"]
+                    .as_str()
+                    .or(status["state"].as_str())
+                    .unwrap_or("unknown")
+                    .to_owned(),
             };
             if state != last_state {
                 let _ = self.ledger.state(id, &state);
@@ -558,6 +603,13 @@ impl Shared {
                     BatchApi::OpenAi,
                     "completed" | "expired" | "cancelled" | "failed"
                 ) | (BatchApi::Anthropic, "ended")
+                    | (
+                        BatchApi::Gemini,
+                        "BATCH_STATE_SUCCEEDED"
+                            | "BATCH_STATE_FAILED"
+                            | "BATCH_STATE_CANCELLED"
+                            | "BATCH_STATE_EXPIRED"
+                    )
             );
             if done {
                 break (state, status);
@@ -567,7 +619,30 @@ impl Shared {
         let mut outcomes: HashMap<String, LineOutcome> = HashMap::new();
         let mut lines: Vec<String> = Vec::new();
         // The result files: OpenAI's output and error files, Anthropic's results.
+        // Gemini answers inline, in the order of the requests.
+        if self.api == BatchApi::Gemini {
+            let inline = ["response", "metadata"]
+                .iter()
+                .find_map(|at| {
+                    let output = &files[*at];
+                    output["inlinedResponses"]["inlinedResponses"]
+                        .as_array()
+                        .or(output["output"]["inlinedResponses"]["inlinedResponses"].as_array())
+                })
+                .cloned()
+                .unwrap_or_default();
+            for (i, item) in inline.iter().enumerate() {
+                let key = item["metadata"]["key"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| keys.get(i).cloned());
+                if let Some(key) = key {
+                    lines.push(json!({ "custom_id": key, "gemini": item }).to_string());
+                }
+            }
+        }
         let urls: Vec<String> = match self.api {
+            BatchApi::Gemini => Vec::new(),
             BatchApi::OpenAi => ["output_file_id", "error_file_id"]
                 .iter()
                 .filter_map(|f| files[*f].as_str())
@@ -598,8 +673,11 @@ impl Shared {
                 outcomes.insert(key, outcome);
             }
         }
-        let cancelled = matches!(ended.as_str(), "cancelled" | "failed")
-            || (self.api == BatchApi::Anthropic && files["cancel_initiated_at"].is_string());
+        let cancelled = matches!(
+            ended.as_str(),
+            "cancelled" | "failed" | "BATCH_STATE_CANCELLED" | "BATCH_STATE_FAILED"
+        ) || (self.api == BatchApi::Anthropic
+            && files["cancel_initiated_at"].is_string());
         let missing = keys
             .iter()
             .filter(|k| matches!(outcomes.get(*k), None | Some(LineOutcome::Cancelled)))
@@ -765,6 +843,20 @@ fn parse_line(api: BatchApi, line: &str) -> (Option<String>, LineOutcome) {
             Some("expired") => LineOutcome::Again("expired".into()),
             _ => LineOutcome::Again(format!("an unknown result: {}", truncate_chars(line, 200))),
         },
+        BatchApi::Gemini => {
+            let item = &value["gemini"];
+            if item["response"].is_object() {
+                LineOutcome::Reply(item["response"].to_string())
+            } else {
+                let code = item["error"]["code"].as_u64().unwrap_or(0);
+                // google.rpc codes: 3 invalid argument, 5 not found, 7 permission denied.
+                if matches!(code, 3 | 5 | 7 | 400 | 403 | 404) {
+                    LineOutcome::Rejected(400, item["error"].to_string())
+                } else {
+                    LineOutcome::Again(item["error"].to_string())
+                }
+            }
+        }
     };
     (key, outcome)
 }

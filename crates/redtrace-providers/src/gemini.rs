@@ -316,6 +316,27 @@ impl Provider for GeminiProvider {
         }
     }
 
+    fn batch_api(&self) -> Option<crate::BatchApi> {
+        Some(crate::BatchApi::Gemini)
+    }
+
+    fn batch_body(&self, request: &ChatRequest) -> Value {
+        self.body(request)
+    }
+
+    fn batch_reply(&self, request: &ChatRequest, body: &str) -> Result<Completion, ProviderError> {
+        crate::http::no_prefill(&self.http.config, request, "the Gemini API")?;
+        let mut reply = Reply::default();
+        self.absorb(&mut reply, body)?;
+        if reply.finish.is_none() && reply.block.is_none() {
+            return Err(self.http.invalid(format!(
+                "Gemini batch response: no candidate with a `finishReason`: {}",
+                truncate_chars(body, ERROR_BODY_CHARS)
+            )));
+        }
+        Ok(self.finish(reply, body.to_owned(), Instant::now()))
+    }
+
     fn fingerprint(&self, request: &ChatRequest) -> String {
         json!({
             "api": "gemini",

@@ -202,4 +202,7 @@ pub enum BatchApi {
     OpenAi,
     /// Anthropic Message Batches: `/messages/batches`, a results file.
     Anthropic,
+    /// Gemini's batch mode: `models/MODEL:batchGenerateContent` with inline requests, the
+    /// responses inline in the batch, in the order of the requests.
+    Gemini,
 }

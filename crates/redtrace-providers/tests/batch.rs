@@ -87,11 +87,19 @@ impl BatchLedger for Memory {
 
 /// Answers by the prompt: "reject …", "fail …" (a server error), else a reply echoing it.
 fn script(_id: &str, body: &Value) -> BatchLine {
+    // The last user turn: OpenAI's and Anthropic's `messages`, Gemini's `contents`.
     let prompt = body["messages"]
         .as_array()
         .and_then(|m| m.last())
-        .map(|m| m["content"].as_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
+        .and_then(|m| m["content"].as_str())
+        .or_else(|| {
+            body["contents"]
+                .as_array()
+                .and_then(|c| c.last())
+                .and_then(|c| c["parts"][0]["text"].as_str())
+        })
+        .unwrap_or("")
+        .to_owned();
     if prompt.starts_with("reject") {
         BatchLine::Rejected
     } else if prompt.starts_with("fail") {
@@ -106,11 +114,15 @@ fn script(_id: &str, body: &Value) -> BatchLine {
     }
 }
 
-fn config(api: &FakeBatchApi, anthropic: bool, retry: BatchRetry) -> ModelConfig {
-    let mut config = if anthropic {
-        ModelConfig::parse_ref(&format!("anthropic:claude@{}", api.base_url())).unwrap()
-    } else {
-        ModelConfig::new(api.base_url(), "gpt")
+fn config(api: &FakeBatchApi, which: Api, retry: BatchRetry) -> ModelConfig {
+    let mut config = match which {
+        Api::Anthropic => {
+            ModelConfig::parse_ref(&format!("anthropic:claude@{}", api.base_url())).unwrap()
+        }
+        Api::Gemini => {
+            ModelConfig::parse_ref(&format!("gemini:gemini-2.5-pro@{}", api.base_url())).unwrap()
+        }
+        Api::OpenAi => ModelConfig::new(api.base_url(), "gpt"),
     };
     config.timeout_secs = 5.0;
     config.batch = Some(BatchConfig {
@@ -122,15 +134,28 @@ fn config(api: &FakeBatchApi, anthropic: bool, retry: BatchRetry) -> ModelConfig
     config
 }
 
+/// The three batch APIs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Api {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+const APIS: [Api; 3] = [Api::OpenAi, Api::Anthropic, Api::Gemini];
+
 fn batched(
     config: &ModelConfig,
-    anthropic: bool,
+    which: Api,
     ledger: Arc<Memory>,
 ) -> (Arc<BatchProvider>, Arc<Mutex<Vec<String>>>) {
-    let inner: Arc<dyn Provider> = if anthropic {
-        Arc::new(AnthropicProvider::with_key(config.clone(), None))
-    } else {
-        Arc::new(OpenAiProvider::with_key(config.clone(), None))
+    let inner: Arc<dyn Provider> = match which {
+        Api::Anthropic => Arc::new(AnthropicProvider::with_key(config.clone(), None)),
+        Api::Gemini => Arc::new(redtrace_providers::GeminiProvider::with_key(
+            config.clone(),
+            None,
+        )),
+        Api::OpenAi => Arc::new(OpenAiProvider::with_key(config.clone(), None)),
     };
     let notes = Arc::new(Mutex::new(Vec::new()));
     let sink = notes.clone();
@@ -165,20 +190,16 @@ async fn all(
 
 #[tokio::test]
 async fn one_batch_answers_concurrent_calls_with_partial_failure_on_both_apis() {
-    for anthropic in [false, true] {
+    for which in APIS {
         let api = FakeBatchApi::start(3, script).await;
-        let config = config(&api, anthropic, BatchRetry::Live);
-        let (provider, notes) = batched(&config, anthropic, Arc::new(Memory::default()));
+        let config = config(&api, which, BatchRetry::Live);
+        let (provider, notes) = batched(&config, which, Arc::new(Memory::default()));
         let results = all(
             &provider,
             &["one", "two", "reject this", "fail this", "three"],
         )
         .await;
-        assert_eq!(
-            api.creates(),
-            1,
-            "anthropic={anthropic}: one batch for all five"
-        );
+        assert_eq!(api.creates(), 1, "{which:?}: one batch for all five");
         assert_eq!(api.batches()[0].len(), 5);
         let answer = |i: usize| results[i].as_ref().unwrap().answer.clone().unwrap();
         assert_eq!(answer(0), "answer to one");
@@ -191,7 +212,7 @@ async fn one_batch_answers_concurrent_calls_with_partial_failure_on_both_apis() 
         let rejected = results[2].as_ref().unwrap_err();
         assert!(!rejected.is_retryable(), "{rejected}");
         // The server error was sent again on its own, and failed again there.
-        assert_eq!(api.live(), 1, "anthropic={anthropic}");
+        assert_eq!(api.live(), 1, "{which:?}");
         assert!(results[3].is_err());
         let notes = notes.lock().unwrap().join("\n");
         assert!(
@@ -205,8 +226,8 @@ async fn one_batch_answers_concurrent_calls_with_partial_failure_on_both_apis() 
 async fn an_expired_batch_goes_again_in_a_new_batch_and_a_cancelled_one_fails_its_rest() {
     let api = FakeBatchApi::start(2, script).await;
     api.end_with(BatchEnd::Expire);
-    let retrying = config(&api, false, BatchRetry::Batch);
-    let (provider, _) = batched(&retrying, false, Arc::new(Memory::default()));
+    let retrying = config(&api, Api::OpenAi, BatchRetry::Batch);
+    let (provider, _) = batched(&retrying, Api::OpenAi, Arc::new(Memory::default()));
     let calls = tokio::spawn({
         let provider = provider.clone();
         async move { all(&provider, &["a", "b", "c", "d"]).await }
@@ -225,15 +246,11 @@ async fn an_expired_batch_goes_again_in_a_new_batch_and_a_cancelled_one_fails_it
 
     // A cancelled batch: the answered half stands, the rest fail saying so.
     api.end_with(BatchEnd::Cancel);
-    for anthropic in [false, true] {
-        let config = config(&api, anthropic, BatchRetry::Live);
-        let (provider, notes) = batched(&config, anthropic, Arc::new(Memory::default()));
+    for which in APIS {
+        let config = config(&api, which, BatchRetry::Live);
+        let (provider, notes) = batched(&config, which, Arc::new(Memory::default()));
         let results = all(&provider, &["e", "f", "g", "h"]).await;
-        assert_eq!(
-            results.iter().filter(|r| r.is_ok()).count(),
-            2,
-            "anthropic={anthropic}"
-        );
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "{which:?}");
         let error = results[3].as_ref().unwrap_err().to_string();
         assert!(error.contains("cancelled"), "{error}");
         assert!(notes
@@ -247,9 +264,9 @@ async fn an_expired_batch_goes_again_in_a_new_batch_and_a_cancelled_one_fails_it
 #[tokio::test]
 async fn batches_split_at_the_limit() {
     let api = FakeBatchApi::start(1, script).await;
-    let mut config = config(&api, false, BatchRetry::Live);
+    let mut config = config(&api, Api::OpenAi, BatchRetry::Live);
     config.batch.as_mut().unwrap().max_requests = Some(3);
-    let (provider, _) = batched(&config, false, Arc::new(Memory::default()));
+    let (provider, _) = batched(&config, Api::OpenAi, Arc::new(Memory::default()));
     let prompts: Vec<String> = (0..7).map(|i| format!("q{i}")).collect();
     let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let results = all(&provider, &prompts).await;
@@ -265,14 +282,14 @@ fn a_batch_under_way_is_picked_up_by_a_new_process_and_never_submitted_twice() {
     let api = runtime.block_on(FakeBatchApi::start(2, script));
     api.hold(true);
     let ledger = Arc::new(Memory::default());
-    let config = config(&api, false, BatchRetry::Live);
+    let config = config(&api, Api::OpenAi, BatchRetry::Live);
     // The first "process": a runtime of its own, dropped (killed) once the batch is submitted.
     {
         let first = tokio::runtime::Runtime::new().unwrap();
         let kept = ledger.clone();
         let config = config.clone();
         first.spawn(async move {
-            let (provider, _) = batched(&config, false, kept);
+            let (provider, _) = batched(&config, Api::OpenAi, kept);
             all(&provider, &["x", "y", "z"]).await
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -296,7 +313,7 @@ fn a_batch_under_way_is_picked_up_by_a_new_process_and_never_submitted_twice() {
     // The second process: the same calls find their batch under way and wait for it.
     api.hold(false);
     let results = runtime.block_on(async {
-        let (provider, notes) = batched(&config, false, ledger.clone());
+        let (provider, notes) = batched(&config, Api::OpenAi, ledger.clone());
         let results = all(&provider, &["x", "y", "z"]).await;
         assert!(notes.lock().unwrap().iter().any(|n| n.contains("resuming")));
         results
@@ -306,7 +323,7 @@ fn a_batch_under_way_is_picked_up_by_a_new_process_and_never_submitted_twice() {
     // A third: every result is in the ledger; nothing is sent at all.
     let before = api.creates();
     let results = runtime.block_on(async {
-        let (provider, _) = batched(&config, false, ledger.clone());
+        let (provider, _) = batched(&config, Api::OpenAi, ledger.clone());
         all(&provider, &["x", "y", "z"]).await
     });
     assert!(results.iter().all(Result::is_ok));

@@ -600,9 +600,10 @@ impl Overrides {
                     config.source,
                     redtrace_core::model::ModelSource::OpenAi { .. }
                         | redtrace_core::model::ModelSource::Anthropic { .. }
+                        | redtrace_core::model::ModelSource::Gemini { .. }
                 ) {
                     bail!(
-                        "model '{}': batch requests go through OpenAI Batch (OpenAI-compatible chat completions) or Anthropic Message Batches; this model's API has no batch API redtrace speaks (Gemini's batch mode is not supported yet)",
+                        "model '{}': batch requests go through OpenAI Batch (OpenAI-compatible chat completions), Anthropic Message Batches or Gemini's batch mode; this model's API has no batch API redtrace speaks",
                         config.name
                     );
                 }

@@ -180,6 +180,7 @@ fn file_part(body: &str) -> Option<String> {
 async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
     let bytes = axum::body::to_bytes(request.into_body(), 512 << 20)
         .await
         .unwrap_or_default();
@@ -243,6 +244,16 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                 openai_batch(id, &ledger.batches[id], "validating"),
             )
         }
+        ("GET", ["batches"]) if !query.is_empty() && query.contains("pageSize") => {
+            let operations: Vec<Value> = ledger
+                .batches
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.api == Wire::Gemini)
+                .map(|(i, b)| gemini_batch(&state, i, b))
+                .collect();
+            json_response(StatusCode::OK, json!({"operations": operations}))
+        }
         ("GET", ["batches"]) => {
             let data: Vec<Value> = ledger
                 .batches
@@ -256,7 +267,7 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                 json!({"object": "list", "data": data, "has_more": false}),
             )
         }
-        ("GET", ["batches", id]) => {
+        ("GET", ["batches", id]) if id.starts_with("batch_") => {
             let Some(i) = id
                 .strip_prefix("batch_")
                 .and_then(|i| i.parse::<usize>().ok())
@@ -333,6 +344,44 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                 .body(Body::from(lines.join("\n")))
                 .expect("static response")
         }
+        ("POST", ["models", call]) if call.ends_with(":batchGenerateContent") => {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let requests = body["batch"]["inputConfig"]["requests"]["requests"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| {
+                    (
+                        r["metadata"]["key"].as_str().unwrap_or("").to_owned(),
+                        r["request"].clone(),
+                    )
+                })
+                .collect();
+            state.creates.fetch_add(1, Ordering::SeqCst);
+            let end = *state.end.lock().expect("end");
+            ledger.batches.push(Batch {
+                api: Wire::Gemini,
+                requests,
+                metadata: json!(body["batch"]["displayName"]),
+                polls: 0,
+                end,
+                done: false,
+            });
+            let id = ledger.batches.len() - 1;
+            json_response(
+                StatusCode::OK,
+                gemini_batch(&state, id, &ledger.batches[id]),
+            )
+        }
+        ("GET", ["batches", id]) if id.parse::<usize>().is_ok() => {
+            let i: usize = id.parse().expect("checked");
+            let Some(batch) = ledger.batches.get_mut(i) else {
+                return not_found();
+            };
+            advance(&state, batch);
+            json_response(StatusCode::OK, gemini_batch(&state, i, batch))
+        }
         ("POST", ["messages", "batches"]) => {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let requests = body["requests"]
@@ -403,6 +452,23 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                 .body(Body::from(lines.join("\n")))
                 .expect("static response")
         }
+        ("POST", ["models", call]) if call.ends_with(":generateContent") => {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            *state.live.lock().expect("live") += 1;
+            match (state.script)("", &body) {
+                BatchLine::Reply(message) => {
+                    json_response(StatusCode::OK, wire::whole(Wire::Gemini, &message, "m"))
+                }
+                BatchLine::Rejected => json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"code": 400, "message": "invalid argument"}}),
+                ),
+                _ => json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": {"code": 500, "message": "internal"}}),
+                ),
+            }
+        }
         // Requests sent on their own (a batch's failures retried live) answered by the script.
         ("POST", ["chat", "completions"]) | ("POST", ["messages"]) => {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -472,6 +538,49 @@ fn openai_batch(i: usize, batch: &Batch, status: &str) -> Value {
         "metadata": batch.metadata,
         "request_counts": {"total": batch.requests.len()},
     })
+}
+
+/// A Gemini batch operation: its state, and when it has ended its responses inline, in the
+/// order of its requests (without their keys, as the API returns them).
+fn gemini_batch(state: &State, i: usize, batch: &Batch) -> Value {
+    let status = match (batch.done, batch.end) {
+        (false, _) if batch.polls <= 1 => "BATCH_STATE_PENDING",
+        (false, _) => "BATCH_STATE_RUNNING",
+        (true, BatchEnd::Complete) => "BATCH_STATE_SUCCEEDED",
+        (true, BatchEnd::Expire) => "BATCH_STATE_EXPIRED",
+        (true, BatchEnd::Cancel) => "BATCH_STATE_CANCELLED",
+    };
+    let mut operation = json!({
+        "name": format!("batches/{i}"),
+        "metadata": {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "displayName": batch.metadata,
+            "state": status,
+        },
+        "done": batch.done,
+    });
+    if batch.done {
+        let inline: Vec<Value> = results(state, batch)
+            .into_iter()
+            .filter_map(|(_, outcome)| match outcome? {
+                BatchLine::Reply(message) => {
+                    Some(json!({"response": wire::whole(Wire::Gemini, &message, "m")}))
+                }
+                BatchLine::Rejected => {
+                    Some(json!({"error": {"code": 3, "message": "invalid argument"}}))
+                }
+                BatchLine::ServerError => {
+                    Some(json!({"error": {"code": 13, "message": "internal error"}}))
+                }
+                BatchLine::Expired => None,
+            })
+            .collect();
+        operation["response"] = json!({
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+            "inlinedResponses": {"inlinedResponses": inline},
+        });
+    }
+    operation
 }
 
 fn anthropic_batch(i: usize, batch: &Batch, base: &str) -> Value {

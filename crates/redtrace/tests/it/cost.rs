@@ -154,10 +154,11 @@ async fn the_estimate_holds_what_the_run_then_costs_and_a_budget_stops_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batched_run_killed_mid_batch_resumes_it_without_submitting_twice() {
     use redtrace_testkit::{BatchLine, FakeBatchApi};
-    for anthropic in [false, true] {
+    for which in ["openai", "anthropic", "gemini"] {
         let api = FakeBatchApi::start(2, |_, body| {
             let prompt = body["messages"][0]["content"]
                 .as_str()
+                .or(body["contents"][0]["parts"][0]["text"].as_str())
                 .unwrap_or("")
                 .to_owned();
             BatchLine::Reply(FakeMessage {
@@ -176,11 +177,7 @@ async fn a_batched_run_killed_mid_batch_resumes_it_without_submitting_twice() {
             "[paid-r1]\ninput = 10.0\noutput = 20.0\nbatch_discount = 0.5\n",
         )
         .unwrap();
-        let (api_line, base) = if anthropic {
-            ("api = \"anthropic\"\n", api.base_url())
-        } else {
-            ("", api.base_url())
-        };
+        let (api_line, base) = (format!("api = \"{which}\"\n"), api.base_url());
         let suite = dir.path().join("suite.toml");
         std::fs::write(
             &suite,
@@ -221,11 +218,7 @@ async fn a_batched_run_killed_mid_batch_resumes_it_without_submitting_twice() {
         api.hold(false);
         let output = redtrace(&args).await;
         assert!(output.status.success(), "{}", text(&output.stderr));
-        assert_eq!(
-            api.creates(),
-            1,
-            "anthropic={anthropic}: never submitted twice"
-        );
+        assert_eq!(api.creates(), 1, "{which}: never submitted twice");
         assert_eq!(api.live(), 0);
         let stderr = text(&output.stderr);
         // 12 replies at half of $0.0028.
@@ -260,7 +253,7 @@ async fn batch_is_refused_for_an_api_without_one_before_anything_is_sent() {
         "run",
         "--batch",
         "--model",
-        "gemini:gemini-2.5-pro@http://127.0.0.1:9/v1beta",
+        "openai-responses:o3@http://127.0.0.1:9/v1",
         "--bench",
         &bench,
         "--db",
@@ -268,6 +261,6 @@ async fn batch_is_refused_for_an_api_without_one_before_anything_is_sent() {
     ])
     .await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("Gemini's batch mode is not supported yet"));
+    assert!(text(&output.stderr).contains("this model's API has no batch API redtrace speaks"));
     assert!(!db.exists(), "nothing stored");
 }
