@@ -67,20 +67,9 @@ impl OpenAiProvider {
         let mut body = Map::new();
         body.insert("model".into(), json!(self.http.config.model));
         body.insert("messages".into(), Value::Array(messages));
-        if let Some(value) = params.temperature {
-            body.insert("temperature".into(), json!(value));
-        }
-        if let Some(value) = params.top_p {
-            body.insert("top_p".into(), json!(value));
-        }
+        sampling(&mut body, params, request.seed);
         if let Some(value) = params.max_tokens {
             body.insert("max_tokens".into(), json!(value));
-        }
-        if let Some(value) = request.seed.or(params.seed) {
-            body.insert("seed".into(), json!(value));
-        }
-        if !params.stop.is_empty() {
-            body.insert("stop".into(), json!(params.stop));
         }
         // The reasoning settings as OpenAI, DeepSeek and vLLM (`reasoning_effort`) and
         // OpenRouter (`reasoning.max_tokens`) take them.
@@ -385,6 +374,23 @@ impl OpenAiProvider {
     }
 }
 
+/// The sampling fields of a body, as the OpenAI API names them: temperature, top_p, the seed
+/// (`seed` over the model's own), stop sequences.
+fn sampling(body: &mut Map<String, Value>, params: &crate::SamplingParams, seed: Option<u64>) {
+    if let Some(value) = params.temperature {
+        body.insert("temperature".into(), json!(value));
+    }
+    if let Some(value) = params.top_p {
+        body.insert("top_p".into(), json!(value));
+    }
+    if let Some(value) = seed.or(params.seed) {
+        body.insert("seed".into(), json!(value));
+    }
+    if !params.stop.is_empty() {
+        body.insert("stop".into(), json!(params.stop));
+    }
+}
+
 /// A text completion's choice: `text` from `/completions`, `message` from `/chat/completions`.
 #[derive(Deserialize)]
 struct TextChoiceJson {
@@ -481,18 +487,7 @@ impl OpenAiProvider {
                 let mut body = Map::new();
                 body.insert("model".into(), json!(self.http.config.model));
                 body.insert("prompt".into(), json!(prompt));
-                if let Some(value) = params.temperature {
-                    body.insert("temperature".into(), json!(value));
-                }
-                if let Some(value) = params.top_p {
-                    body.insert("top_p".into(), json!(value));
-                }
-                if let Some(value) = params.seed {
-                    body.insert("seed".into(), json!(value));
-                }
-                if !params.stop.is_empty() {
-                    body.insert("stop".into(), json!(params.stop));
-                }
+                sampling(&mut body, params, None);
                 if let Some(k) = request.top_logprobs {
                     body.insert("logprobs".into(), json!(k));
                 }

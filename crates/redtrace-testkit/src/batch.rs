@@ -100,19 +100,9 @@ impl FakeBatchApi {
             live: Mutex::new(0),
             addr: Mutex::new(None),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        *state.addr.lock().expect("addr") = Some(addr);
         let app_state = state.clone();
-        let app = axum::Router::new().fallback(move |request: Request<Body>| {
-            let state = app_state.clone();
-            async move { handle(state, request).await }
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve(move |request| handle(app_state.clone(), request)).await;
+        *state.addr.lock().expect("addr") = Some(addr);
         Self { addr, state, task }
     }
 
@@ -228,17 +218,13 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                     )
                 })
                 .collect();
-            state.creates.fetch_add(1, Ordering::SeqCst);
-            let end = *state.end.lock().expect("end");
-            ledger.batches.push(Batch {
-                api: Wire::OpenAi,
+            let id = create(
+                &state,
+                &mut ledger,
+                Wire::OpenAi,
                 requests,
-                metadata: body["metadata"].clone(),
-                polls: 0,
-                end,
-                done: false,
-            });
-            let id = ledger.batches.len() - 1;
+                body["metadata"].clone(),
+            );
             json_response(
                 StatusCode::OK,
                 openai_batch(id, &ledger.batches[id], "validating"),
@@ -358,17 +344,13 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                     )
                 })
                 .collect();
-            state.creates.fetch_add(1, Ordering::SeqCst);
-            let end = *state.end.lock().expect("end");
-            ledger.batches.push(Batch {
-                api: Wire::Gemini,
+            let id = create(
+                &state,
+                &mut ledger,
+                Wire::Gemini,
                 requests,
-                metadata: json!(body["batch"]["displayName"]),
-                polls: 0,
-                end,
-                done: false,
-            });
-            let id = ledger.batches.len() - 1;
+                json!(body["batch"]["displayName"]),
+            );
             json_response(
                 StatusCode::OK,
                 gemini_batch(&state, id, &ledger.batches[id]),
@@ -396,17 +378,7 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
                     )
                 })
                 .collect();
-            state.creates.fetch_add(1, Ordering::SeqCst);
-            let end = *state.end.lock().expect("end");
-            ledger.batches.push(Batch {
-                api: Wire::Anthropic,
-                requests,
-                metadata: Value::Null,
-                polls: 0,
-                end,
-                done: false,
-            });
-            let id = ledger.batches.len() - 1;
+            let id = create(&state, &mut ledger, Wire::Anthropic, requests, Value::Null);
             json_response(
                 StatusCode::OK,
                 anthropic_batch(id, &ledger.batches[id], &base),
@@ -497,6 +469,27 @@ async fn handle(state: Arc<State>, request: Request<Body>) -> Response<Body> {
         }
         _ => not_found(),
     }
+}
+
+/// Records a batch created with `requests`; its index.
+fn create(
+    state: &State,
+    ledger: &mut Ledger,
+    api: Wire,
+    requests: Vec<(String, Value)>,
+    metadata: Value,
+) -> usize {
+    state.creates.fetch_add(1, Ordering::SeqCst);
+    let end = *state.end.lock().expect("end");
+    ledger.batches.push(Batch {
+        api,
+        requests,
+        metadata,
+        polls: 0,
+        end,
+        done: false,
+    });
+    ledger.batches.len() - 1
 }
 
 /// One more look at `batch`: its state after it.

@@ -36,6 +36,23 @@ pub const SCHEMA_1: &str = "DROP TABLE judge_replies;
      ALTER TABLE completions DROP COLUMN helper_spend;
      PRAGMA user_version = 1;";
 
+/// Serves `handler` on a free port of 127.0.0.1: the address, and the task (abort it to stop).
+pub(crate) async fn serve<F, Fut>(handler: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let app = axum::Router::new().fallback(move |request: Request<Body>| handler(request));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
 /// What the fake server answers to one request.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -247,18 +264,8 @@ impl FakeServer {
             log: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
         let app_state = state.clone();
-        let app = axum::Router::new().fallback(move |request: Request<Body>| {
-            let state = app_state.clone();
-            async move { handle(state, request).await }
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve(move |request| handle(app_state.clone(), request)).await;
         Self { addr, state, task }
     }
 
