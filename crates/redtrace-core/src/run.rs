@@ -141,6 +141,12 @@ impl RunSpec {
     /// The JSON is taken through `serde_json::Value`, whose keys are sorted, so that the hash
     /// does not hang on the order fields are declared in.
     pub fn identity_hash(&self) -> String {
+        sha256_hex(self.identity().to_string().as_bytes())
+    }
+
+    /// What the run asks and of which data, as JSON with sorted keys: what
+    /// [`RunSpec::identity_hash`] hashes.
+    pub fn identity(&self) -> serde_json::Value {
         let identity = RunIdentity {
             models: self
                 .models
@@ -163,8 +169,53 @@ impl RunSpec {
             samples_per_prompt: self.samples_per_prompt,
             rejudged_from: self.rejudged_from,
         };
-        let value = serde_json::to_value(identity).expect("a run identity serialises");
-        sha256_hex(value.to_string().as_bytes())
+        serde_json::to_value(identity).expect("a run identity serialises")
+    }
+
+    /// Where two runs' identities differ, a line each (`models[0].params.max_tokens: 512 ≠
+    /// 1024`); empty when they are the same run.
+    pub fn differences(&self, other: &RunSpec) -> Vec<String> {
+        fn walk(path: String, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+            use serde_json::Value;
+            match (a, b) {
+                _ if a == b => {}
+                (Value::Object(x), Value::Object(y)) => {
+                    let keys: std::collections::BTreeSet<&String> =
+                        x.keys().chain(y.keys()).collect();
+                    for key in keys {
+                        let at = if path.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{path}.{key}")
+                        };
+                        walk(
+                            at,
+                            x.get(key).unwrap_or(&Value::Null),
+                            y.get(key).unwrap_or(&Value::Null),
+                            out,
+                        );
+                    }
+                }
+                (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                    for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                        walk(format!("{path}[{i}]"), p, q, out);
+                    }
+                }
+                _ => {
+                    let show = |v: &Value| {
+                        let text = v.to_string();
+                        match text.char_indices().nth(80) {
+                            Some((at, _)) => format!("{}…", &text[..at]),
+                            None => text,
+                        }
+                    };
+                    out.push(format!("{path}: {} ≠ {}", show(a), show(b)));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(String::new(), &self.identity(), &other.identity(), &mut out);
+        out
     }
 
     /// The targets' names, in the suite's order.
@@ -328,5 +379,74 @@ mod tests {
             );
         }
         assert_eq!(RunStatus::parse("done"), None);
+    }
+}
+
+/// One of `count` disjoint parts of a run (`--shard INDEX/COUNT`, INDEX from 0): the units
+/// whose key hashes to `index`. The same on every machine and in every session, so the shards
+/// of a run together are exactly the run, each unit in one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which part, from 0.
+    pub index: u32,
+    /// How many parts.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Reads `INDEX/COUNT` (`0/4` … `3/4`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("--shard '{text}': give INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4 (a SLURM array's $SLURM_ARRAY_TASK_ID, a Kubernetes Indexed Job's $JOB_COMPLETION_INDEX)")
+        };
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Whether the unit (`model`, `benchmark`, `sample_id`, completion `k`) is in this shard.
+    pub fn holds(&self, model: &str, benchmark: &str, sample_id: &str, k: u32) -> bool {
+        if self.count == 1 {
+            return true;
+        }
+        let digest =
+            sha256_hex(format!("{model}\u{1f}{benchmark}\u{1f}{sample_id}\u{1f}{k}").as_bytes());
+        let value = u64::from_str_radix(&digest[..16], 16).expect("hex digits");
+        value % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_units_disjointly_and_cover_them() {
+        let shards: Vec<Shard> = (0..3)
+            .map(|i| Shard::parse(&format!("{i}/3")).unwrap())
+            .collect();
+        let mut sizes = [0; 3];
+        for unit in 0..3000 {
+            let id = unit.to_string();
+            let holders: Vec<usize> = (0..3)
+                .filter(|&s| shards[s].holds("m", "b", &id, 0))
+                .collect();
+            assert_eq!(holders.len(), 1, "unit {unit} in exactly one shard");
+            sizes[holders[0]] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (900..1100).contains(&n)), "{sizes:?}");
+        for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -83,6 +83,8 @@ pub struct Plan {
     pub stored_only: bool,
     /// The most the run may spend, USD, counting what it spent before a resume.
     pub budget: Option<Arc<Budget>>,
+    /// Only the units of this shard (`--shard`): the others are left to other processes.
+    pub shard: Option<redtrace_core::run::Shard>,
 }
 
 /// Tuning knobs that are not part of a run's identity.
@@ -385,6 +387,11 @@ pub async fn run(
                 let sample = Arc::new(sample);
                 for (config, lane) in &targets {
                     for sample_k in 0..plan.samples_per_prompt {
+                        if plan.shard.is_some_and(|shard| {
+                            !shard.holds(&config.name, &benchmark.name, &sample.id, sample_k)
+                        }) {
+                            continue;
+                        }
                         let key = UnitKey {
                             model: config.name.clone(),
                             benchmark: benchmark.name.clone(),

@@ -56,6 +56,7 @@ fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bo
         total_units: Some(n as u64),
         stored_only: false,
         budget: None,
+        shard: None,
     }
 }
 

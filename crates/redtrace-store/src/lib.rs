@@ -13,6 +13,7 @@
 mod export;
 mod import;
 mod inspect;
+mod merge;
 mod schema;
 
 pub use export::{
@@ -21,6 +22,7 @@ pub use export::{
 };
 pub use import::{import, ImportOptions, Imported};
 pub use inspect::write_inspect;
+pub use merge::Merged;
 
 use redtrace_core::{
     Channel, Completion, ErrorKind, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample,

@@ -238,6 +238,7 @@ impl PreparedRejudge<'_> {
             total_units: Some(total_units),
             stored_only: true,
             budget: None,
+            shard: None,
         };
         let result = redtrace_engine::run(
             plan,

@@ -380,6 +380,10 @@ pub struct Overrides {
     /// cost, would pass this many USD; the run ends resumable.
     #[cfg_attr(feature = "clap", arg(long, value_name = "USD"))]
     pub max_cost: Option<f64>,
+    /// Run only shard INDEX of COUNT (from 0): the units whose key hashes to it, the same on
+    /// every machine; each shard in its own store, merged after with `redtrace merge`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard))]
+    pub shard: Option<redtrace_core::run::Shard>,
     /// Send the targets' requests through their provider's batch API (OpenAI Batch,
     /// Anthropic Message Batches): half the price, results within 24 hours; a killed run
     /// resumes its batches.
@@ -433,6 +437,12 @@ pub struct JudgeOverrides {
     /// them.
     #[cfg_attr(feature = "clap", arg(long, value_name = "NAME"))]
     pub judge_api_key_env: Option<String>,
+}
+
+/// Parses `--shard`.
+#[cfg(feature = "clap")]
+fn parse_shard(text: &str) -> Result<redtrace_core::run::Shard, String> {
+    redtrace_core::run::Shard::parse(text)
 }
 
 /// Parses `--chunk-combine`.
@@ -630,6 +640,7 @@ impl Overrides {
         Ok(RunSettings {
             prices,
             max_cost,
+            shard: self.shard,
             db: self
                 .db
                 .clone()

@@ -209,7 +209,8 @@ pub async fn run(
         channels: Channel::ALL.to_vec(),
         samples_per_prompt: settings.samples_per_prompt,
         use_cache: settings.use_cache,
-        total_units: Some(total_units),
+        // A shard's share of the units is known only as they are read.
+        total_units: settings.shard.is_none().then_some(total_units),
         stored_only: false,
         budget: match settings.max_cost {
             // A resumed run's earlier spending counts against its budget.
@@ -219,6 +220,7 @@ pub async fn run(
             ))),
             None => None,
         },
+        shard: settings.shard,
     };
     let result = redtrace_engine::run(
         plan,

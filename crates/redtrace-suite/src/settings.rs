@@ -303,6 +303,8 @@ pub struct RunSettings {
     pub prices: redtrace_core::price::PriceTable,
     /// The most the run may spend, USD.
     pub max_cost: Option<f64>,
+    /// Only this shard of the run's units.
+    pub shard: Option<redtrace_core::run::Shard>,
 }
 
 /// Limits that apply to every model a run calls, its helpers too, where they are given.

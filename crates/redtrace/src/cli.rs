@@ -57,6 +57,11 @@ error_message; other fields are kept as the sample's metadata.")]
     Runs(RunsArgs),
     /// Upgrade a store written by an older redtrace to this version's schema, in place.
     Migrate(DbArgs),
+    /// Merge the stores of a run's shards (`run --shard K/N`) into one.
+    #[command(
+        after_help = "Examples:\n  redtrace merge shard-0.db shard-1.db shard-2.db --into all.db"
+    )]
+    Merge(MergeArgs),
     /// Gate a release on a run's rates: exits 1 with a table of what failed.
     #[command(after_help = "Examples:
   redtrace check --run last --max-unsafe airbench=0.2,jbb+pair=0.3 --min-refusal xstest-unsafe=0.9
@@ -212,6 +217,17 @@ pub struct ReportArgs {
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// `redtrace merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' stores (each one's latest run; all must be the same run).
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// The store to merge into (made if missing; a run of the same identity there is added to).
+    #[arg(long)]
+    pub into: PathBuf,
 }
 
 /// `redtrace plan`.

@@ -486,6 +486,54 @@ fn plan_cost(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// `redtrace merge`: the shards' runs into one store, after checking they are one run.
+pub fn merge(args: &crate::cli::MergeArgs, out: &mut dyn Write) -> Result<()> {
+    if args.into.to_string_lossy().starts_with("postgres") {
+        anyhow::bail!(
+            "--into {}: PostgreSQL stores are not supported yet; merge into a SQLite file",
+            redtrace_core::model::redact_credentials(&args.into.to_string_lossy())
+        );
+    }
+    // Every source first: they must hold one run, and nothing is written before that is known.
+    let mut first: Option<(&std::path::Path, redtrace_core::RunSpec)> = None;
+    for source in &args.sources {
+        if source == &args.into {
+            anyhow::bail!("{} is both a source and --into", source.display());
+        }
+        let (spec, _) = Store::latest_run_of(source)?;
+        match &first {
+            None => first = Some((source, spec)),
+            Some((path, reference)) => {
+                let differences = reference.differences(&spec);
+                if !differences.is_empty() {
+                    anyhow::bail!(
+                        "{} and {} hold different runs, not shards of one run; they differ in:\n  {}",
+                        path.display(),
+                        source.display(),
+                        differences.join("\n  ")
+                    );
+                }
+            }
+        }
+    }
+    let mut store = Store::open(&args.into)?;
+    for source in &args.sources {
+        let merged = store.merge_from(source)?;
+        writeln!(
+            out,
+            "{}: {} completions merged, {} already in {} (run {}{}), {} verdicts",
+            source.display(),
+            merged.completions,
+            merged.already,
+            args.into.display(),
+            merged.run,
+            if merged.created { ", new" } else { "" },
+            merged.verdicts
+        )?;
+    }
+    Ok(())
+}
+
 /// Exports a run, streaming.
 pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<u64> {
     let store = open_existing(&args.db.db)?;

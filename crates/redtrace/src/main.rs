@@ -95,6 +95,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::migrate(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Merge(args) => {
+            commands::merge(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Attacks => {
             commands::attacks(&mut out)?;
             Ok(ExitCode::SUCCESS)

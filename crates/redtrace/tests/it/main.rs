@@ -7,6 +7,7 @@ mod cost;
 mod data_pull;
 mod guards;
 mod judge_eval;
+mod shards;
 mod snapshots;
 mod util;
 mod viewer;
