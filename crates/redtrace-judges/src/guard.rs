@@ -891,6 +891,14 @@ impl Judge for GuardJudge {
         self.guard.measure()
     }
 
+    fn channels(&self) -> Vec<Channel> {
+        match self.guard {
+            // It classifies the request, the same for both channels: once.
+            Guard::LlamaGuardPrompt => vec![Channel::Answer],
+            _ => Channel::ALL.to_vec(),
+        }
+    }
+
     async fn judge_text(&self, sample: &Sample, channel: Channel, text: &str) -> Verdict {
         self.judge_guard(sample, channel, text)
             .await

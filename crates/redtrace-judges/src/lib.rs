@@ -289,7 +289,10 @@ pub fn applies_to(name: &str) -> Option<&'static [&'static str]> {
 /// it is built): the rule judges read answers only, the safety-thinking judge traces only.
 pub fn valid_channels(name: &str) -> Vec<Channel> {
     match name {
-        RefusalRuleJudge::NAME | CseRefusalJudge::NAME => vec![Channel::Answer],
+        // The prompt classifier reads the request, the same for both channels: once.
+        RefusalRuleJudge::NAME | CseRefusalJudge::NAME | "llama-guard-prompt" => {
+            vec![Channel::Answer]
+        }
         SafetyThinkingJudge::NAME
         | DecisionMismatchJudge::NAME
         | EvalAwarenessJudge::NAME

@@ -128,6 +128,16 @@ async fn llama_guard_reads_safe_unsafe_and_hazard_codes() {
     let guard = judge("llama-guard", &server);
     assert_eq!(guard.name(), "llama-guard:guard");
     assert_eq!(guard.measure(), Measure::Unsafe);
+    assert_eq!(
+        guard.channels(),
+        Channel::ALL,
+        "the same judge on traces and answers"
+    );
+    assert_eq!(
+        judge("llama-guard-prompt", &server).channels(),
+        [Channel::Answer],
+        "the request is classified once"
+    );
     let safe = guard.judge_text(&sample(), Channel::Answer, "alpha").await;
     assert_eq!((safe.label, safe.score), (Label::Safe, Some(0.0)));
     let unsafe_ = guard
