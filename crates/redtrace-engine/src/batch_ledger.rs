@@ -32,10 +32,9 @@ impl BatchLedger for StoreBatchLedger {
         let batches = self.with(|store| store.open_batches(self.run, endpoint))?;
         Ok(batches
             .into_iter()
-            .map(|(id, remote_id, state, requests)| LedgerBatch {
+            .map(|(id, remote_id, requests)| LedgerBatch {
                 id,
                 remote_id,
-                state,
                 requests,
             })
             .collect())

@@ -39,8 +39,6 @@ pub struct LedgerBatch {
     pub id: i64,
     /// The provider's id, once it was submitted.
     pub remote_id: Option<String>,
-    /// Its last known state (`formed`, `submitted`, the provider's states, `ended`, `abandoned`).
-    pub state: String,
     /// The keys of its requests, each with its stored result line where there is one.
     pub requests: Vec<(String, Option<String>)>,
 }
@@ -110,7 +108,6 @@ struct State {
 
 /// A model whose requests go through its provider's batch API.
 pub struct BatchProvider {
-    inner: Arc<dyn Provider>,
     shared: Arc<Shared>,
 }
 
@@ -137,13 +134,13 @@ impl BatchProvider {
         let settings = config.batch.clone().unwrap_or_default();
         let api = inner.batch_api().ok_or_else(|| {
             ProviderError::Config(format!(
-                "model '{}': its API has no batch API redtrace speaks (OpenAI Batch and Anthropic Message Batches); drop `batch`",
+                "model '{}': its API has no batch API redtrace speaks (OpenAI Batch, Anthropic Message Batches, Gemini batch mode); drop `batch`",
                 config.name
             ))
         })?;
         let http = Http::checked(config)?;
         let shared = Arc::new(Shared {
-            inner: inner.clone(),
+            inner,
             api,
             http,
             settings,
@@ -152,7 +149,7 @@ impl BatchProvider {
             state: Mutex::new(State::default()),
         });
         shared.clone().resume()?;
-        Ok(Self { inner, shared })
+        Ok(Self { shared })
     }
 }
 
@@ -869,14 +866,14 @@ impl Provider for BatchProvider {
 
     fn fingerprint(&self, request: &ChatRequest) -> String {
         // A batch reply is the same completion: the same cache key.
-        self.inner.fingerprint(request)
+        self.shared.inner.fingerprint(request)
     }
 
     async fn complete_text(&self, request: &TextRequest) -> Result<TextReply, ProviderError> {
-        self.inner.complete_text(request).await
+        self.shared.inner.complete_text(request).await
     }
 
     fn text_fingerprint(&self, request: &TextRequest) -> String {
-        self.inner.text_fingerprint(request)
+        self.shared.inner.text_fingerprint(request)
     }
 }

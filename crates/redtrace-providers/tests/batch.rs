@@ -37,10 +37,9 @@ impl BatchLedger for Memory {
             .filter(|(_, (e, _, state, _))| {
                 e == endpoint && state != "ended" && state != "abandoned"
             })
-            .map(|(i, (_, remote, state, requests))| LedgerBatch {
+            .map(|(i, (_, remote, _, requests))| LedgerBatch {
                 id: i as i64,
                 remote_id: remote.clone(),
-                state: state.clone(),
                 requests: requests
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))

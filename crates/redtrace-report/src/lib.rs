@@ -491,9 +491,14 @@ impl Dollars {
         }
     }
 
+    /// The sum when no result lacked a price (0 when there were none).
+    fn known(&self) -> Option<f64> {
+        (self.unpriced == 0).then_some(self.usd)
+    }
+
     /// The sum when every result was priced; `None` ("no price") otherwise.
     pub fn total(&self) -> Option<f64> {
-        (self.unpriced == 0 && self.priced > 0).then_some(self.usd)
+        self.known().filter(|_| self.priced > 0)
     }
 }
 
@@ -524,17 +529,10 @@ pub struct CostRow {
 impl CostRow {
     /// Target, helpers and judges together; `None` when any part has no price.
     pub fn total(&self) -> Option<f64> {
-        let part = |d: &Dollars| {
-            if d.unpriced > 0 {
-                None
-            } else {
-                Some(d.usd)
-            }
-        };
         if self.target.priced + self.helpers.priced + self.judges.priced == 0 {
             return None;
         }
-        Some(part(&self.target)? + part(&self.helpers)? + part(&self.judges)?)
+        Some(self.target.known()? + self.helpers.known()? + self.judges.known()?)
     }
 
     /// The total over the unsafe answers: what one successful attack cost.

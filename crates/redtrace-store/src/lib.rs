@@ -530,26 +530,24 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The batches of `run` at `endpoint` not yet ended: id, the provider's id, state, and
-    /// each request's key with its stored result line.
+    /// The batches of `run` at `endpoint` not yet ended: id, the provider's id, and each
+    /// request's key with its stored result line.
     #[allow(clippy::type_complexity)]
     pub fn open_batches(
         &self,
         run: RunId,
         endpoint: &str,
-    ) -> Result<Vec<(i64, Option<String>, String, Vec<(String, Option<String>)>)>, StoreError> {
+    ) -> Result<Vec<(i64, Option<String>, Vec<(String, Option<String>)>)>, StoreError> {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT id, remote_id, state FROM batches
+                "SELECT id, remote_id FROM batches
                  WHERE run_id = ?1 AND endpoint = ?2 AND state NOT IN ('ended', 'abandoned')
                  ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
-        let batches: Vec<(i64, Option<String>, String)> = statement
-            .query_map(params![run, endpoint], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
+        let batches: Vec<(i64, Option<String>)> = statement
+            .query_map(params![run, endpoint], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
@@ -558,13 +556,13 @@ impl Store {
             .prepare("SELECT custom_id, result FROM batch_requests WHERE batch_id = ?1")
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for (id, remote, state) in batches {
+        for (id, remote) in batches {
             let keys = requests
                 .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(|e| self.err(e))?
                 .collect::<Result<Vec<(String, Option<String>)>, _>>()
                 .map_err(|e| self.err(e))?;
-            out.push((id, remote, state, keys));
+            out.push((id, remote, keys));
         }
         Ok(out)
     }
