@@ -334,4 +334,35 @@ mod tests {
         assert!(suite.attacker_model.is_some() && suite.attack_budget == Some(20));
         assert!(matches!(&suite.attacks[1], super::AttackEntry::Table(t) if t.budget == Some(10)));
     }
+
+    /// A model's own price and `batch = true` reach its configuration; a bad price is refused.
+    #[test]
+    fn a_model_table_takes_its_price_and_batch() {
+        let table: super::ModelTable = toml::from_str(
+            "base_url = \"http://h/v1\"\nmodel = \"m\"\nprice = { input = 1.5, output = 6.0 }\nbatch = true\n",
+        )
+        .unwrap();
+        let config = table.into_config(std::path::Path::new(".")).unwrap();
+        let price = config.price.unwrap();
+        assert_eq!(
+            (price.input, price.output, price.cached_input),
+            (1.5, 6.0, None)
+        );
+        assert_eq!(config.batch, Some(Default::default()));
+        let off: super::ModelTable =
+            toml::from_str("base_url = \"http://h/v1\"\nmodel = \"m\"\nbatch = false\n").unwrap();
+        assert_eq!(
+            off.into_config(std::path::Path::new(".")).unwrap().batch,
+            None
+        );
+        let bad: super::ModelTable = toml::from_str(
+            "base_url = \"http://h/v1\"\nmodel = \"m\"\nprice = { input = -1.0, output = 6.0 }\n",
+        )
+        .unwrap();
+        let error = bad
+            .into_config(std::path::Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("input = -1"), "{error}");
+    }
 }

@@ -153,3 +153,65 @@ async fn judge_eval_measures_a_guard_judge() {
         .sum();
     assert_eq!(total, 30, "every item scored: {judge}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guard_threshold_reaches_shieldgemma_and_makes_a_run_of_its_own() {
+    let target = FakeServer::start(|_| Reply::text("Some words.")).await;
+    // P(Yes) = 0.8 / (0.8 + 0.2) = 0.8 for every policy.
+    let guard = FakeServer::start(|_| {
+        Reply::with_logprobs("Yes", &[("Yes", 0.8f64.ln()), ("No", 0.2f64.ln())])
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("p.csv");
+    std::fs::write(&csv, "prompt\nA question\n").unwrap();
+    let db = dir.path().join("t.db");
+    let run = |threshold: Option<&'static str>| {
+        let mut args = vec![
+            "run".to_owned(),
+            "--quiet".into(),
+            "--model".into(),
+            target.model_ref("m"),
+            "--bench".into(),
+            format!("file:{}", csv.display()),
+            "--judge".into(),
+            format!("shieldgemma={}", guard.model_ref("shieldgemma")),
+            "--channels".into(),
+            "answer".into(),
+            "--db".into(),
+            db.to_str().unwrap().to_owned(),
+        ];
+        if let Some(t) = threshold {
+            args.extend(["--guard-threshold".into(), t.into()]);
+        }
+        args
+    };
+    for (threshold, label) in [(None, "unsafe"), (Some("0.9"), "safe")] {
+        let args = run(threshold);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = redtrace(&args).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let export = redtrace(&["export", "--db", db.to_str().unwrap()]).await;
+        let record: Value =
+            serde_json::from_str(text(&export.stdout).lines().next().unwrap()).unwrap();
+        assert_eq!(
+            record["verdicts"][0]["label"], label,
+            "{threshold:?}: {record}"
+        );
+    }
+    let runs = redtrace(&["runs", "--json", "--db", db.to_str().unwrap()]).await;
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        2,
+        "another threshold is another run"
+    );
+    let bad = redtrace(
+        &run(Some("1.5"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
