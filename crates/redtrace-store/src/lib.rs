@@ -14,7 +14,9 @@ mod export;
 mod import;
 mod inspect;
 mod merge;
+mod postgres;
 mod schema;
+mod sqlite;
 
 pub use export::{
     csv_cell, parquet_schema, write_csv, write_jsonl, write_parquet, EXPORT_SCHEMA_VERSION,
@@ -23,12 +25,12 @@ pub use export::{
 pub use import::{import, ImportOptions, Imported};
 pub use inspect::write_inspect;
 pub use merge::Merged;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use redtrace_core::{
-    Channel, Completion, ErrorKind, Label, PromptLabel, Reasoning, RunSpec, RunStatus, Sample,
-    StopReason, TraceSource, TraceState, Usage, Verdict,
+    Channel, Completion, ErrorKind, PromptLabel, RunSpec, RunStatus, Sample, Verdict,
 };
-use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -63,6 +65,14 @@ pub enum StoreError {
         what: String,
         /// What is wrong.
         detail: String,
+    },
+    /// PostgreSQL failed (or could not be reached).
+    #[error("store {at}: {message}")]
+    Postgres {
+        /// `postgres://USER@HOST:PORT/DB` (never a password).
+        at: String,
+        /// What went wrong.
+        message: String,
     },
     /// A run reference matched nothing.
     #[error("{0}")]
@@ -143,7 +153,7 @@ pub struct RunInfo {
 
 /// A process's claim on a run (see [`Store::claim_run`]); released when dropped.
 pub struct RunClaim {
-    _file: std::fs::File,
+    _hold: Box<dyn Send>,
 }
 
 /// Identifies one unit of work within a run.
@@ -242,12 +252,6 @@ impl ResultRow {
     }
 }
 
-/// A handle on the store file.
-pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-}
-
 fn enum_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
@@ -257,6 +261,91 @@ fn enum_name<T: serde::Serialize>(value: &T) -> String {
 
 fn enum_from<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+}
+
+/// A sample from its stored columns; what is wrong (column, detail) if one does not read.
+pub(crate) fn sample_from(
+    id: String,
+    index: i64,
+    category: String,
+    label: Option<String>,
+    messages: String,
+    metadata: Option<String>,
+) -> Result<Sample, (String, String)> {
+    let json = |what: &str, text: &str| -> Result<serde_json::Value, (String, String)> {
+        serde_json::from_str(text).map_err(|e| (format!("samples.{what} of {id}"), e.to_string()))
+    };
+    let category = json("category", &category)?;
+    let messages = json("messages", &messages)?;
+    let mut metadata = match metadata {
+        Some(text) => match json("metadata", &text)? {
+            serde_json::Value::Object(map) => map,
+            _ => Default::default(),
+        },
+        None => Default::default(),
+    };
+    let request = match metadata.remove("original_prompt") {
+        Some(serde_json::Value::String(text)) => Some(text),
+        Some(other) => {
+            metadata.insert("original_prompt".into(), other);
+            None
+        }
+        None => None,
+    };
+    let label = match label {
+        Some(name) => Some(enum_from(&name).ok_or_else(|| ("samples.label".to_owned(), name))?),
+        None => None,
+    };
+    Ok(Sample {
+        index: index as u64,
+        messages: serde_json::from_value(messages)
+            .map_err(|e| (format!("samples.messages of {id}"), e.to_string()))?,
+        category: serde_json::from_value(category)
+            .map_err(|e| (format!("samples.category of {id}"), e.to_string()))?,
+        label,
+        metadata,
+        request,
+        id,
+    })
+}
+
+/// Judge health from (judge, unscored, rationale) per verdict on a channel with text.
+pub(crate) fn health_of(
+    verdicts: impl IntoIterator<Item = (String, bool, Option<String>)>,
+) -> Vec<JudgeHealth> {
+    let mut health: std::collections::BTreeMap<String, (u64, u64, HashMap<String, u64>)> =
+        std::collections::BTreeMap::new();
+    for (judge, unscored, rationale) in verdicts {
+        let entry = health.entry(judge).or_default();
+        entry.0 += 1;
+        if unscored {
+            entry.1 += 1;
+            // The reason's kind: its words up to the first detail (a quoted reply, a
+            // number), so that replies that differ count together.
+            let reason: String = rationale
+                .unwrap_or_default()
+                .split([':', '\'', '"'])
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect();
+            *entry.2.entry(reason.trim().to_owned()).or_default() += 1;
+        }
+    }
+    health
+        .into_iter()
+        .map(|(judge, (verdicts, unscored, reasons))| {
+            let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            JudgeHealth {
+                judge,
+                verdicts,
+                unscored,
+                reasons,
+            }
+        })
+        .collect()
 }
 
 /// How one judge of a run fared: see [`Store::judge_health`].
@@ -272,571 +361,185 @@ pub struct JudgeHealth {
     pub reasons: Vec<(String, u64)>,
 }
 
-impl Store {
-    /// Opens (creating and migrating when needed) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let wrap = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(StoreError::NotFound(format!(
-                    "store {}: folder {} does not exist",
-                    path.display(),
-                    parent.display()
-                )));
-            }
-        }
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(wrap)?;
-        schema::migrate(&conn).map_err(wrap)?;
-        Ok(Self {
-            conn,
-            path: path.to_owned(),
-        })
-    }
+/// What every store does, whatever holds it: one SQLite file ([`SqliteStore`], the embedded
+/// default) or a PostgreSQL database ([`PgStore`]) that many processes on many machines share.
+/// The conformance tests (`tests/conformance.rs`) run the same checks against both.
+pub trait Storage: Send {
+    /// Where the store is, for messages: the file, or `postgres://USER@HOST:PORT/DB` (never a
+    /// password).
+    fn location(&self) -> String;
 
-    /// Opens the existing store at `path` for reading only: nothing is written, so a store on
-    /// read-only media or shared read-only can be reported, exported and viewed. A store of an
-    /// older schema is refused with what to run ([`StoreError::NeedsMigration`]); a WAL store
-    /// whose folder cannot hold the shared-memory file is opened as immutable.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        use rusqlite::OpenFlags;
-        let wrap = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        if !path.is_file() {
-            return Err(StoreError::NotFound(format!(
-                "no store at {} (run `redtrace run` first, or pass --db PATH)",
-                path.display()
-            )));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let uri = |extra: &str| {
-            let mut url = url::Url::from_file_path(
-                std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
-            )
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| format!("file:{}", path.display()));
-            url.push_str(&format!("?mode=ro{extra}"));
-            url
-        };
-        let version = |conn: &Connection| -> rusqlite::Result<i64> {
-            conn.pragma_query_value(None, "user_version", |row| row.get(0))
-        };
-        let mut conn = Connection::open_with_flags(uri(""), flags).map_err(wrap)?;
-        let found = match version(&conn) {
-            Ok(found) => found,
-            // A WAL store in a folder where the shared-memory file cannot be made: read it
-            // as immutable (nothing else can be writing to it there).
-            Err(_) => {
-                conn = Connection::open_with_flags(uri("&immutable=1"), flags).map_err(wrap)?;
-                version(&conn).map_err(wrap)?
-            }
-        };
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(wrap)?;
-        if found != schema::SCHEMA_VERSION {
-            if found > schema::SCHEMA_VERSION {
-                return Err(wrap(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                    Some(format!("schema version {found} is newer than this redtrace understands ({}); upgrade redtrace", schema::SCHEMA_VERSION)),
-                )));
-            }
-            return Err(StoreError::NeedsMigration {
-                path: path.to_owned(),
-                found,
-                wanted: schema::SCHEMA_VERSION,
-            });
-        }
-        Ok(Self {
-            conn,
-            path: path.to_owned(),
-        })
+    /// Whether many processes may work one run of this store at once, taking units from its
+    /// queue ([`Storage::take_units`]): PostgreSQL. A SQLite run is one process's.
+    fn shared(&self) -> bool {
+        false
     }
 
     /// The schema version of the store.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
-    }
+    fn schema_version(&self) -> Result<i64, StoreError>;
 
     /// Checks the file's pages (SQLite's `quick_check`): a store whose pages are damaged is
     /// refused before a run writes into it, not found out later by a report.
-    pub fn check_integrity(&self) -> Result<(), StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("PRAGMA quick_check(5)")
-            .map_err(|e| self.err(e))?;
-        let problems: Vec<String> = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        if problems == ["ok"] {
-            return Ok(());
-        }
-        Err(StoreError::Corrupt {
-            path: self.path.clone(),
-            what: "the database file".into(),
-            detail: format!(
-                "{} (restore a copy, or run with another --db; nothing was written)",
-                problems.join("; ")
-            ),
-        })
-    }
-
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn corrupt(&self, what: &str, detail: impl Into<String>) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.clone(),
-            what: what.into(),
-            detail: detail.into(),
-        }
-    }
+    fn check_integrity(&self) -> Result<(), StoreError>;
 
     /// A judge's stored reply to the request with this hash.
-    pub fn judge_reply(&self, request_hash: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT reply FROM judge_replies WHERE request_hash = ?1",
-                [request_hash],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
+    fn judge_reply(&self, request_hash: &str) -> Result<Option<String>, StoreError>;
 
     /// Stores a judge's reply (the first reply to a request is kept).
-    pub fn put_judge_reply(&self, request_hash: &str, reply: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO judge_replies (request_hash, reply, created_at)
-                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-                params![request_hash, reply],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// The lock file that says who runs `run`: beside the database, one per run.
-    fn claim_path(&self, run: RunId) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".run-{run}.lock"));
-        PathBuf::from(name)
-    }
+    fn put_judge_reply(&self, request_hash: &str, reply: &str) -> Result<(), StoreError>;
 
     /// Claims `run` for this process: while the claim lives, no other process can run it (it
     /// gets [`StoreError::Busy`]), and lists show it running. An OS lock on a file beside the
     /// database, released by the system however the process ends, kill -9 included: a run whose
     /// status says running but whose claim nobody holds is shown as interrupted.
-    pub fn claim_run(&self, run: RunId) -> Result<RunClaim, StoreError> {
-        let path = self.claim_path(run);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|error| StoreError::Export(format!("{}: {error}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunClaim { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy {
-                path: self.path.clone(),
-                run,
-            }),
-            Err(std::fs::TryLockError::Error(error)) => {
-                Err(StoreError::Export(format!("{}: {error}", path.display())))
-            }
-        }
-    }
+    fn claim_run(&self, run: RunId) -> Result<RunClaim, StoreError>;
 
     /// Across every run, `model`'s prompt tokens and the characters of the JSON of the
     /// messages that made them (completions it answered itself, not from the cache): its
     /// tokenizer's ratio, for estimating what new prompts cost.
-    pub fn prompt_ratio(&self, model: &str) -> Result<Option<(u64, u64)>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT sum(c.prompt_tokens), sum(length(s.messages))
-                 FROM completions c
-                 JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
-                 WHERE c.model = ?1 AND c.error IS NULL AND c.cached = 0 AND c.prompt_tokens IS NOT NULL",
-                [model],
-                |row| {
-                    let tokens: Option<i64> = row.get(0)?;
-                    let chars: Option<i64> = row.get(1)?;
-                    Ok(tokens.zip(chars).map(|(t, c)| (t as u64, c as u64)))
-                },
-            )
-            .map_err(|e| self.err(e))
-    }
+    fn prompt_ratio(&self, model: &str) -> Result<Option<(u64, u64)>, StoreError>;
 
     /// Across every run, the mean of `model`'s generated tokens per completion (of
     /// `benchmark` only, when given); `None` when none is stored.
-    pub fn mean_output(
-        &self,
-        model: &str,
-        benchmark: Option<&str>,
-    ) -> Result<Option<f64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT avg(completion_tokens) FROM completions
-                 WHERE model = ?1 AND (?2 IS NULL OR benchmark = ?2) AND error IS NULL
-                   AND completion_tokens IS NOT NULL",
-                params![model, benchmark],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.err(e))
-    }
+    fn mean_output(&self, model: &str, benchmark: Option<&str>) -> Result<Option<f64>, StoreError>;
 
     /// Across every run, the mean prompt and generated tokens of the judge `judge`'s (by
     /// registry name, any judge model) verdicts on `model`'s completions that called a model.
-    pub fn mean_judge_spend(
-        &self,
-        judge: &str,
-        model: &str,
-    ) -> Result<Option<(f64, f64)>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT avg(json_extract(v.spend, '$.prompt_tokens')), avg(json_extract(v.spend, '$.completion_tokens'))
-                 FROM verdicts v JOIN completions c ON c.id = v.completion_id
-                 WHERE c.model = ?2 AND v.spend IS NOT NULL AND (v.judge = ?1 OR v.judge LIKE ?1 || ':%')",
-                params![judge, model],
-                |row| {
-                    let input: Option<f64> = row.get(0)?;
-                    let output: Option<f64> = row.get(1)?;
-                    Ok(input.zip(output))
-                },
-            )
-            .map_err(|e| self.err(e))
-    }
+    fn mean_judge_spend(&self, judge: &str, model: &str) -> Result<Option<(f64, f64)>, StoreError>;
 
     /// The batches of `run` at `endpoint` not yet ended: id, the provider's id, and each
     /// request's key with its stored result line.
     #[allow(clippy::type_complexity)]
-    pub fn open_batches(
+    fn open_batches(
         &self,
         run: RunId,
         endpoint: &str,
-    ) -> Result<Vec<(i64, Option<String>, Vec<(String, Option<String>)>)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT id, remote_id FROM batches
-                 WHERE run_id = ?1 AND endpoint = ?2 AND state NOT IN ('ended', 'abandoned')
-                 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let batches: Vec<(i64, Option<String>)> = statement
-            .query_map(params![run, endpoint], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut requests = self
-            .conn
-            .prepare("SELECT custom_id, result FROM batch_requests WHERE batch_id = ?1")
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for (id, remote) in batches {
-            let keys = requests
-                .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .map_err(|e| self.err(e))?
-                .collect::<Result<Vec<(String, Option<String>)>, _>>()
-                .map_err(|e| self.err(e))?;
-            out.push((id, remote, keys));
-        }
-        Ok(out)
-    }
+    ) -> Result<Vec<(i64, Option<String>, Vec<(String, Option<String>)>)>, StoreError>;
 
     /// Records a batch of `keys` formed in `run`, before it is submitted; its id.
-    pub fn form_batch(
+    fn form_batch(
         &mut self,
         run: RunId,
         endpoint: &str,
         api: &str,
         keys: &[String],
-    ) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        tx.execute(
-            "INSERT INTO batches (run_id, endpoint, api, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'formed', strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-            params![run, endpoint, api],
-        )
-        .map_err(wrap)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO batch_requests (batch_id, custom_id) VALUES (?1, ?2)",
-                )
-                .map_err(wrap)?;
-            for key in keys {
-                insert.execute(params![id, key]).map_err(wrap)?;
-            }
-        }
-        tx.commit().map_err(wrap)?;
-        Ok(id)
-    }
+    ) -> Result<i64, StoreError>;
 
     /// Records a batch's provider id (`remote`, then state `submitted`) or a new state.
-    pub fn set_batch(&self, id: i64, remote: Option<&str>, state: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE batches SET remote_id = coalesce(?2, remote_id), state = ?3,
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-                params![id, remote, state],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
+    fn set_batch(&self, id: i64, remote: Option<&str>, state: &str) -> Result<(), StoreError>;
 
     /// Records the result line of request `key` in batch `id`.
-    pub fn batch_result(&self, id: i64, key: &str, line: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE batch_requests SET result = ?3 WHERE batch_id = ?1 AND custom_id = ?2",
-                params![id, key, line],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
+    fn batch_result(&self, id: i64, key: &str, line: &str) -> Result<(), StoreError>;
 
     /// The result line of request `key` in a batch of `run`, the latest, if one is stored.
-    pub fn stored_batch_result(&self, run: RunId, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT r.result FROM batch_requests r JOIN batches b ON b.id = r.batch_id
-                 WHERE b.run_id = ?1 AND r.custom_id = ?2 AND r.result IS NOT NULL
-                 ORDER BY b.id DESC LIMIT 1",
-                params![run, key],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
+    fn stored_batch_result(&self, run: RunId, key: &str) -> Result<Option<String>, StoreError>;
 
     /// Every batch of `run`: id, the provider's id, state, requests, results stored.
     #[allow(clippy::type_complexity)]
-    pub fn batches(
+    fn batches(
         &self,
         run: RunId,
-    ) -> Result<Vec<(i64, Option<String>, String, u64, u64)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT b.id, b.remote_id, b.state, count(r.custom_id), count(r.result)
-                 FROM batches b LEFT JOIN batch_requests r ON r.batch_id = b.id
-                 WHERE b.run_id = ?1 GROUP BY b.id ORDER BY b.id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([run], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
-    }
+    ) -> Result<Vec<(i64, Option<String>, String, u64, u64)>, StoreError>;
 
     /// What `run` has spent, USD: its targets' calls, its attack helpers' and its judges'
     /// (calls of models without a price count nothing).
-    pub fn spent(&self, run: RunId) -> Result<f64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT coalesce(sum(c.cost_usd), 0)
-                        + coalesce(sum(json_extract(c.helper_spend, '$.cost_usd')), 0)
-                        + coalesce((SELECT sum(json_extract(v.spend, '$.cost_usd'))
-                                    FROM verdicts v JOIN completions c2 ON c2.id = v.completion_id
-                                    WHERE c2.run_id = ?1), 0)
-                 FROM completions c WHERE c.run_id = ?1",
-                [run],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.err(e))
-    }
+    fn spent(&self, run: RunId) -> Result<f64, StoreError>;
 
     /// Deletes `run` with its samples, completions and verdicts (the judge-reply cache, shared
     /// by all runs, stays); a run another process is running is refused. Returns how many
     /// completions went with it.
-    pub fn delete_run(&self, run: RunId) -> Result<u64, StoreError> {
-        let info = self
-            .runs()?
-            .into_iter()
-            .find(|info| info.id == run)
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("no run {run} in {}", self.path.display()))
-            })?;
-        let claim = self.claim_run(run)?;
-        self.conn
-            .execute("DELETE FROM runs WHERE id = ?1", [run])
-            .map_err(|e| self.err(e))?;
-        drop(claim);
-        let _ = std::fs::remove_file(self.claim_path(run));
-        Ok(info.completions)
-    }
-
-    /// Whether some process holds the claim on `run`.
-    fn is_claimed(&self, run: RunId) -> bool {
-        let Ok(file) = std::fs::File::open(self.claim_path(run)) else {
-            return false;
-        };
-        matches!(
-            file.try_lock_shared(),
-            Err(std::fs::TryLockError::WouldBlock)
-        )
-    }
+    fn delete_run(&self, run: RunId) -> Result<u64, StoreError>;
 
     /// The latest run with this spec hash, if any.
-    pub fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT id FROM runs WHERE spec_hash = ?1 ORDER BY id DESC LIMIT 1",
-                [spec_hash],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
+    fn find_run(&self, spec_hash: &str) -> Result<Option<RunId>, StoreError>;
 
     /// Creates a run of `spec`, running, under the spec's identity hash.
-    pub fn create_run(&self, spec: &RunSpec, tool_version: &str) -> Result<RunId, StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (spec_hash, created_at, updated_at, status, tool_version, spec)
-                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?2, ?3, ?4)",
-                params![
-                    spec.identity_hash(),
-                    RunStatus::Running.as_str(),
-                    tool_version,
-                    spec.to_json()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(RunId(self.conn.last_insert_rowid()))
-    }
+    fn create_run(&self, spec: &RunSpec, tool_version: &str) -> Result<RunId, StoreError>;
 
     /// Sets a run's status.
-    pub fn set_status(&self, run: RunId, status: RunStatus) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET status = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
-                params![run, status.as_str()],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
+    fn set_status(&self, run: RunId, status: RunStatus) -> Result<(), StoreError>;
 
     /// The distinct model names of a run's completions.
-    pub fn models(&self, run: RunId) -> Result<Vec<String>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT DISTINCT model FROM completions WHERE run_id = ?1 ORDER BY model")
-            .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([run], |row| row.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<String>, _>>()
-            .map_err(|e| self.err(e))
-    }
+    fn models(&self, run: RunId) -> Result<Vec<String>, StoreError>;
 
     /// Every run, newest first, with counts.
-    pub fn runs(&self) -> Result<Vec<RunInfo>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT r.id, r.spec_hash, r.created_at, r.updated_at, r.status, r.tool_version, r.spec,
-                        (SELECT COUNT(*) FROM completions c WHERE c.run_id = r.id),
-                        (SELECT COUNT(*) FROM completions c WHERE c.run_id = r.id AND c.error IS NOT NULL)
-                 FROM runs r ORDER BY r.id DESC",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, RunId>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, String>(6)?,
-                    row.get::<_, i64>(7)? as u64,
-                    row.get::<_, i64>(8)? as u64,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut runs = Vec::new();
-        for row in rows {
-            let (
-                id,
-                spec_hash,
-                created_at,
-                updated_at,
-                status,
-                tool_version,
-                spec,
-                completions,
-                errors,
-            ) = row.map_err(|e| self.err(e))?;
-            let corrupt = |what: &str, detail: String| StoreError::Corrupt {
-                path: self.path.clone(),
-                what: format!("runs.{what} of run {id}"),
-                detail,
-            };
-            runs.push(RunInfo {
-                id,
-                spec_hash,
-                created_at,
-                updated_at,
-                status: match RunStatus::parse(&status)
-                    .ok_or_else(|| corrupt("status", format!("unknown status '{status}'")))?
-                {
-                    // Running, says the store, but nobody runs it: its process died.
-                    RunStatus::Running if !self.is_claimed(id) => RunStatus::Interrupted,
-                    status => status,
-                },
-                tool_version,
-                spec: RunSpec::from_json(&spec).map_err(|e| corrupt("spec", e.to_string()))?,
-                completions,
-                errors,
-            });
-        }
-        Ok(runs)
-    }
+    fn runs(&self) -> Result<Vec<RunInfo>, StoreError>;
+
+    /// Units of `run` that already have a successful completion.
+    fn answered(&self, run: RunId) -> Result<HashSet<UnitKey>, StoreError>;
+
+    /// The judge and channel of every settled verdict of each answered unit of `run`: scored
+    /// (any label but unscored), or unscored because the channel has no text (no answer, no
+    /// trace), which judging again would not change. A resumed run re-judges the rest: judge
+    /// failures, unparseable judge replies, judges added since.
+    fn judged(
+        &self,
+        run: RunId,
+    ) -> Result<HashMap<UnitKey, HashSet<(String, Channel)>>, StoreError>;
+
+    /// How each judge of `run` fared on the texts it had to judge (a channel with text): its
+    /// verdicts, how many are unscored (a failed call, an unparseable reply, a missing template
+    /// field), and the commonest reasons, most frequent first. Channels with nothing to judge
+    /// (no trace, no answer) are not counted: they are the model's outcome, not the judge's.
+    fn judge_health(&self, run: RunId) -> Result<Vec<JudgeHealth>, StoreError>;
+
+    /// The successful completion of one unit of `run`.
+    fn completion(&self, run: RunId, key: &UnitKey) -> Result<Option<Completion>, StoreError>;
+
+    /// Stores verdicts on units already answered (a resumed run's re-judging), replacing a
+    /// verdict of the same judge and channel. Units without a successful completion are
+    /// skipped.
+    fn write_verdicts(
+        &mut self,
+        run: RunId,
+        verdicts: &[(UnitKey, Vec<Verdict>)],
+    ) -> Result<(), StoreError>;
+
+    /// The newest successful completion of any run with this request hash.
+    fn cached(&self, request_hash: &str) -> Result<Option<Completion>, StoreError>;
+
+    /// Copies run `from`'s samples and completions (errors included, verdicts not) into run
+    /// `to`, for the benchmarks named, keeping what `to` already holds: the start of re-judging
+    /// a stored run into a run of its own. Returns how many completions were copied.
+    fn copy_answers(
+        &mut self,
+        from: RunId,
+        to: RunId,
+        benchmarks: &[&str],
+    ) -> Result<u64, StoreError>;
+
+    /// The samples `run` stored for `benchmark`, in data order, as they were sent (an attack's
+    /// rewrite, with the data set's request kept).
+    fn samples(&self, run: RunId, benchmark: &str) -> Result<Vec<Sample>, StoreError>;
+
+    /// Stores samples of a benchmark for a run (ignoring those already stored).
+    fn insert_sample_list(
+        &mut self,
+        run: RunId,
+        benchmark: &str,
+        samples: &[&Sample],
+    ) -> Result<(), StoreError>;
+
+    /// Stores a batch of unit outcomes in one transaction. A success replaces a stored error
+    /// for the same unit; a stored success is never replaced. Returns how many units it
+    /// stored (a unit whose success was stored already is left as it is).
+    fn write_batch(&mut self, run: RunId, records: &[UnitRecord]) -> Result<u64, StoreError>;
+
+    /// Streams every completion of `run` with its sample and verdicts, in model, benchmark
+    /// and data order. `with_messages` also loads the messages sent (for exports).
+    fn visit_results(
+        &self,
+        run: RunId,
+        with_messages: bool,
+        visit: &mut dyn FnMut(ResultRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Merges the latest run of the SQLite store at `source` (a shard's) into the run of its
+    /// identity here ([`Merged`]).
+    fn merge_from(&mut self, source: &Path) -> Result<Merged, StoreError>;
 
     /// Resolves `last` or a run id.
-    pub fn resolve_run(&self, reference: &str) -> Result<RunInfo, StoreError> {
+    fn resolve_run(&self, reference: &str) -> Result<RunInfo, StoreError> {
         let runs = self.runs()?;
         let found = if reference == "last" {
             runs.into_iter().next()
@@ -851,313 +554,135 @@ impl Store {
         found.ok_or_else(|| {
             StoreError::NotFound(format!(
                 "no run '{reference}' in {} (see `redtrace runs`)",
-                self.path.display()
+                self.location()
             ))
         })
     }
 
-    /// Units of `run` that already have a successful completion.
-    pub fn answered(&self, run: RunId) -> Result<HashSet<UnitKey>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT model, benchmark, sample_id, sample_k FROM completions WHERE run_id = ?1 AND error IS NULL")
-            .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([run], |row| {
-                Ok(UnitKey {
-                    model: row.get(0)?,
-                    benchmark: row.get(1)?,
-                    sample_id: row.get(2)?,
-                    sample_k: row.get(3)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<HashSet<_>, _>>()
-            .map_err(|e| self.err(e))
+    /// Names the process that writes through this handle (a worker of a shared run): its
+    /// completions record it, for per-worker counts.
+    fn set_worker(&mut self, _worker: &str) {}
+
+    /// Puts units of `run` in its queue (those there already stay; a finished one whose
+    /// completion is an error is queued again). Returns how many were queued.
+    fn enqueue_units(&self, _run: RunId, _keys: &[UnitKey]) -> Result<u64, StoreError> {
+        Err(self.unshared("a work queue"))
     }
 
-    /// The judge and channel of every settled verdict of each answered unit of `run`: scored
-    /// (any label but unscored), or unscored because the channel has no text (no answer, no
-    /// trace), which judging again would not change. A resumed run re-judges the rest: judge
-    /// failures, unparseable judge replies, judges added since.
-    pub fn judged(
+    /// Takes up to `at_most` queued units of `run` for `worker`, with a lease of `lease`:
+    /// units nobody holds, or whose holder's lease ran out (a worker that died). Two workers
+    /// never hold one unit at once.
+    fn take_units(
         &self,
-        run: RunId,
-    ) -> Result<HashMap<UnitKey, HashSet<(String, Channel)>>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT c.model, c.benchmark, c.sample_id, c.sample_k, v.judge, v.channel
-                 FROM completions c JOIN verdicts v ON v.completion_id = c.id
-                 WHERE c.run_id = ?1 AND c.error IS NULL AND (v.label != 'unscored'
-                    OR (v.channel = 'answer' AND trim(coalesce(c.answer, '')) = '')
-                    OR (v.channel = 'reasoning' AND trim(coalesce(c.reasoning, '')) = ''))",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
-        let mut judged: HashMap<UnitKey, HashSet<(String, Channel)>> = HashMap::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let key = UnitKey {
-                model: row.get(0).map_err(|e| self.err(e))?,
-                benchmark: row.get(1).map_err(|e| self.err(e))?,
-                sample_id: row.get(2).map_err(|e| self.err(e))?,
-                sample_k: row.get(3).map_err(|e| self.err(e))?,
-            };
-            let channel: String = row.get(5).map_err(|e| self.err(e))?;
-            let channel = Channel::parse(&channel)
-                .ok_or_else(|| self.corrupt("verdicts", format!("channel '{channel}'")))?;
-            judged
-                .entry(key)
-                .or_default()
-                .insert((row.get(4).map_err(|e| self.err(e))?, channel));
-        }
-        Ok(judged)
+        _run: RunId,
+        _worker: &str,
+        _at_most: usize,
+        _lease: std::time::Duration,
+    ) -> Result<Vec<UnitKey>, StoreError> {
+        Err(self.unshared("a work queue"))
     }
 
-    /// How each judge of `run` fared on the texts it had to judge (a channel with text): its
-    /// verdicts, how many are unscored (a failed call, an unparseable reply, a missing template
-    /// field), and the commonest reasons, most frequent first. Channels with nothing to judge
-    /// (no trace, no answer) are not counted: they are the model's outcome, not the judge's.
-    pub fn judge_health(&self, run: RunId) -> Result<Vec<JudgeHealth>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT v.judge, v.label = 'unscored', v.rationale
-                 FROM completions c JOIN verdicts v ON v.completion_id = c.id
-                 WHERE c.run_id = ?1 AND c.error IS NULL
-                   AND ((v.channel = 'answer' AND trim(coalesce(c.answer, '')) != '')
-                     OR (v.channel = 'reasoning' AND trim(coalesce(c.reasoning, '')) != ''))",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
-        let mut health: std::collections::BTreeMap<String, (u64, u64, HashMap<String, u64>)> =
-            std::collections::BTreeMap::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let judge: String = row.get(0).map_err(|e| self.err(e))?;
-            let unscored: bool = row.get(1).map_err(|e| self.err(e))?;
-            let entry = health.entry(judge).or_default();
-            entry.0 += 1;
-            if unscored {
-                entry.1 += 1;
-                let rationale: Option<String> = row.get(2).map_err(|e| self.err(e))?;
-                // The reason's kind: its words up to the first detail (a quoted reply, a
-                // number), so that replies that differ count together.
-                let reason: String = rationale
-                    .unwrap_or_default()
-                    .split([':', '\'', '"'])
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(80)
-                    .collect();
-                *entry.2.entry(reason.trim().to_owned()).or_default() += 1;
-            }
-        }
-        Ok(health
-            .into_iter()
-            .map(|(judge, (verdicts, unscored, reasons))| {
-                let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
-                reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                JudgeHealth {
-                    judge,
-                    verdicts,
-                    unscored,
-                    reasons,
-                }
-            })
-            .collect())
-    }
-
-    /// The successful completion of one unit of `run`.
-    pub fn completion(&self, run: RunId, key: &UnitKey) -> Result<Option<Completion>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COMPLETION_COLUMNS} FROM completions c
-                 WHERE c.run_id = ?1 AND c.model = ?2 AND c.benchmark = ?3 AND c.sample_id = ?4
-                   AND c.sample_k = ?5 AND c.error IS NULL"
-            ))
-            .map_err(|e| self.err(e))?;
-        let mut rows = statement
-            .query(params![
-                run,
-                key.model,
-                key.benchmark,
-                key.sample_id,
-                key.sample_k
-            ])
-            .map_err(|e| self.err(e))?;
-        match rows.next().map_err(|e| self.err(e))? {
-            Some(row) => Ok(self.completion_from_row(row, 0)?.ok()),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores verdicts on units already answered (a resumed run's re-judging), replacing a
-    /// verdict of the same judge and channel. Units without a successful completion are
-    /// skipped.
-    pub fn write_verdicts(
-        &mut self,
-        run: RunId,
-        verdicts: &[(UnitKey, Vec<Verdict>)],
-    ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT id FROM completions WHERE run_id = ?1 AND model = ?2 AND benchmark = ?3
-                     AND sample_id = ?4 AND sample_k = ?5 AND error IS NULL",
-                )
-                .map_err(wrap)?;
-            let mut insert = tx.prepare_cached(INSERT_VERDICT).map_err(wrap)?;
-            for (key, list) in verdicts {
-                let id: Option<i64> = find
-                    .query_row(
-                        params![run, key.model, key.benchmark, key.sample_id, key.sample_k],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(wrap)?;
-                let Some(id) = id else { continue };
-                for v in list {
-                    insert_verdict(&mut insert, id, v).map_err(wrap)?;
-                }
-            }
-        }
-        tx.commit().map_err(wrap)
-    }
-
-    /// The newest successful completion of any run with this request hash.
-    pub fn cached(&self, request_hash: &str) -> Result<Option<Completion>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COMPLETION_COLUMNS} FROM completions c WHERE c.request_hash = ?1 AND c.error IS NULL ORDER BY c.id DESC LIMIT 1"
-            ))
-            .map_err(|e| self.err(e))?;
-        let mut rows = statement.query([request_hash]).map_err(|e| self.err(e))?;
-        match rows.next().map_err(|e| self.err(e))? {
-            Some(row) => {
-                Ok(Some(self.completion_from_row(row, 0)?.map_err(|_| {
-                    self.corrupt("completions", "cached row is an error")
-                })?))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Copies run `from`'s samples and completions (errors included, verdicts not) into run
-    /// `to`, for the benchmarks named, keeping what `to` already holds: the start of re-judging
-    /// a stored run into a run of its own. Returns how many completions were copied.
-    pub fn copy_answers(
-        &mut self,
-        from: RunId,
-        to: RunId,
-        benchmarks: &[&str],
+    /// Extends the lease of every unit `worker` holds in `run` to `lease` from now (the
+    /// heartbeat); how many it holds.
+    fn renew_lease(
+        &self,
+        _run: RunId,
+        _worker: &str,
+        _lease: std::time::Duration,
     ) -> Result<u64, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        let mut copied = 0;
-        for benchmark in benchmarks {
-            tx.execute(
-                "INSERT OR IGNORE INTO samples (run_id, benchmark, sample_id, idx, category, label, messages, metadata)
-                 SELECT ?2, benchmark, sample_id, idx, category, label, messages, metadata
-                 FROM samples WHERE run_id = ?1 AND benchmark = ?3",
-                params![from, to, benchmark],
-            )
-            .map_err(wrap)?;
-            copied += tx
-            .execute(
-                "INSERT OR IGNORE INTO completions (run_id, model, benchmark, sample_id, sample_k,
-                    request_hash, reasoning, reasoning_source, reasoning_state, answer, finish_reason,
-                    prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
-                    raw, error, error_kind, cached_prompt_tokens, cost_usd, created_at)
-                 SELECT ?2, model, benchmark, sample_id, sample_k, request_hash, reasoning,
-                    reasoning_source, reasoning_state, answer, finish_reason, prompt_tokens,
-                    completion_tokens, reasoning_tokens, latency_ms, attempts, cached, raw, error,
-                    error_kind, cached_prompt_tokens,
-                    -- the target was paid in the original run, not in this one
-                    CASE WHEN cost_usd IS NULL THEN NULL ELSE 0 END, created_at
-                 FROM completions WHERE run_id = ?1 AND benchmark = ?3 ORDER BY id",
-                params![from, to, benchmark],
-            )
-            .map_err(wrap)?;
-        }
-        tx.commit().map_err(wrap)?;
-        Ok(copied as u64)
+        Err(self.unshared("a work queue"))
     }
 
-    /// The samples `run` stored for `benchmark`, in data order, as they were sent (an attack's
-    /// rewrite, with the data set's request kept).
-    pub fn samples(&self, run: RunId, benchmark: &str) -> Result<Vec<Sample>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT sample_id, idx, category, label, messages, metadata FROM samples
-                 WHERE run_id = ?1 AND benchmark = ?2 ORDER BY idx, sample_id",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = statement
-            .query(params![run, benchmark])
-            .map_err(|e| self.err(e))?;
-        let mut samples = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let get = |i: usize| -> Result<Option<String>, StoreError> {
-                row.get(i).map_err(|e| self.err(e))
-            };
-            let id = get(0)?.unwrap_or_default();
-            let index: i64 = row.get(1).map_err(|e| self.err(e))?;
-            let json = |what: &str, text: &str| -> Result<serde_json::Value, StoreError> {
-                serde_json::from_str(text)
-                    .map_err(|e| self.corrupt(&format!("samples.{what} of {id}"), e.to_string()))
-            };
-            let category = json("category", &get(2)?.unwrap_or_else(|| "[]".into()))?;
-            let messages = json("messages", &get(4)?.unwrap_or_else(|| "[]".into()))?;
-            let mut metadata = match get(5)? {
-                Some(text) => match json("metadata", &text)? {
-                    serde_json::Value::Object(map) => map,
-                    _ => Default::default(),
-                },
-                None => Default::default(),
-            };
-            let request = match metadata.remove("original_prompt") {
-                Some(serde_json::Value::String(text)) => Some(text),
-                Some(other) => {
-                    metadata.insert("original_prompt".into(), other);
-                    None
-                }
-                None => None,
-            };
-            let label = match get(3)? {
-                Some(name) => Some(
-                    enum_from(&name).ok_or_else(|| self.corrupt("samples.label", name.clone()))?,
-                ),
-                None => None,
-            };
-            samples.push(Sample {
-                id: id.clone(),
-                index: index as u64,
-                messages: serde_json::from_value(messages).map_err(|e| {
-                    self.corrupt(&format!("samples.messages of {id}"), e.to_string())
-                })?,
-                category: serde_json::from_value(category).map_err(|e| {
-                    self.corrupt(&format!("samples.category of {id}"), e.to_string())
-                })?,
-                label,
-                metadata,
-                request,
-            });
-        }
-        Ok(samples)
+    /// Gives back the unfinished units `worker` holds in `run` (a worker that stops).
+    fn release_units(&self, _run: RunId, _worker: &str) -> Result<u64, StoreError> {
+        Err(self.unshared("a work queue"))
+    }
+
+    /// How `run`'s queue stands.
+    fn queue_state(&self, _run: RunId) -> Result<QueueState, StoreError> {
+        Err(self.unshared("a work queue"))
+    }
+
+    /// Per worker, the units of `run` it answered and those that failed, most first.
+    fn worker_counts(&self, _run: RunId) -> Result<Vec<WorkerCount>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The error for what only a shared store does.
+    fn unshared(&self, what: &str) -> StoreError {
+        StoreError::NotFound(format!(
+            "{what} needs a PostgreSQL store (--db postgres://...); {} is a SQLite file",
+            self.location()
+        ))
+    }
+}
+
+/// How a run's work queue stands ([`Storage::queue_state`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueState {
+    /// Units nobody holds.
+    pub waiting: u64,
+    /// Units a worker holds under a live lease.
+    pub leased: u64,
+    /// Units held under a lease that ran out (their worker died or lost the database).
+    pub expired: u64,
+    /// Units finished (answered, or failed after their retries).
+    pub done: u64,
+}
+
+impl QueueState {
+    /// Units not finished.
+    pub fn open(&self) -> u64 {
+        self.waiting + self.leased + self.expired
+    }
+}
+
+/// One worker's share of a shared run ([`Storage::worker_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCount {
+    /// The worker (`HOST:PID`).
+    pub worker: String,
+    /// Units it answered.
+    pub answered: u64,
+    /// Units that failed in its hands.
+    pub failed: u64,
+}
+
+/// A handle on a store: SQLite or PostgreSQL, chosen by where it is (a `postgres://` or
+/// `postgresql://` URL, else a file path). It derefs to [`Storage`], which holds what
+/// every store does.
+pub struct Store {
+    inner: Box<dyn Storage>,
+}
+
+/// The PostgreSQL URL `location` names, if it names one.
+pub fn postgres_url(location: &Path) -> Option<&str> {
+    location
+        .to_str()
+        .filter(|text| text.starts_with("postgres://") || text.starts_with("postgresql://"))
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the store at `location`: a SQLite file, or
+    /// a PostgreSQL database by URL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, libpq's
+    /// options as query parameters, `?host=/run/dir` for a Unix socket folder).
+    pub fn open(location: &Path) -> Result<Self, StoreError> {
+        let inner: Box<dyn Storage> = match postgres_url(location) {
+            Some(url) => Box::new(PgStore::open(url)?),
+            None => Box::new(SqliteStore::open(location)?),
+        };
+        Ok(Self { inner })
+    }
+
+    /// Opens the existing store at `location` for reading only (see
+    /// [`SqliteStore::open_read_only`]; a PostgreSQL store is opened as by [`Store::open`],
+    /// and must exist with this build's schema).
+    pub fn open_read_only(location: &Path) -> Result<Self, StoreError> {
+        let inner: Box<dyn Storage> = match postgres_url(location) {
+            Some(url) => Box::new(PgStore::open_existing(url)?),
+            None => Box::new(SqliteStore::open_read_only(location)?),
+        };
+        Ok(Self { inner })
     }
 
     /// Stores samples of a benchmark for a run (ignoring those already stored).
@@ -1167,206 +692,8 @@ impl Store {
         benchmark: &str,
         samples: impl IntoIterator<Item = &'a Sample>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        {
-            let mut statement = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO samples (run_id, benchmark, sample_id, idx, category, label, messages, metadata)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-            for sample in samples {
-                statement
-                    .execute(params![
-                        run,
-                        benchmark,
-                        sample.id,
-                        sample.index as i64,
-                        serde_json::to_string(&sample.category).unwrap_or_default(),
-                        sample.label.map(|l| enum_name(&l)),
-                        serde_json::to_string(&sample.messages).unwrap_or_default(),
-                        stored_metadata(sample),
-                    ])
-                    .map_err(|e| StoreError::Sqlite {
-                        path: self.path.clone(),
-                        source: e,
-                    })?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
-    }
-
-    /// Stores a batch of unit outcomes in one transaction. A success replaces a stored error
-    /// for the same unit; a stored success is never replaced.
-    pub fn write_batch(&mut self, run: RunId, records: &[UnitRecord]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO completions (run_id, model, benchmark, sample_id, sample_k, request_hash,
-                        reasoning, reasoning_source, reasoning_state, answer, finish_reason,
-                        prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, attempts, cached,
-                        raw, error, error_kind, cached_prompt_tokens, cost_usd, helper_spend, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                        ?21, ?22, ?23, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-                     ON CONFLICT (run_id, model, benchmark, sample_id, sample_k) DO UPDATE SET
-                        request_hash = excluded.request_hash, reasoning = excluded.reasoning,
-                        reasoning_source = excluded.reasoning_source, reasoning_state = excluded.reasoning_state,
-                        answer = excluded.answer, finish_reason = excluded.finish_reason,
-                        prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
-                        reasoning_tokens = excluded.reasoning_tokens, latency_ms = excluded.latency_ms,
-                        attempts = completions.attempts + excluded.attempts, cached = excluded.cached,
-                        raw = excluded.raw, error = excluded.error, error_kind = excluded.error_kind,
-                        cached_prompt_tokens = excluded.cached_prompt_tokens,
-                        cost_usd = coalesce(completions.cost_usd, 0) + excluded.cost_usd,
-                        helper_spend = excluded.helper_spend,
-                        created_at = excluded.created_at
-                     WHERE completions.error IS NOT NULL
-                     RETURNING id",
-                )
-                .map_err(wrap)?;
-            let mut clear = tx
-                .prepare_cached("DELETE FROM verdicts WHERE completion_id = ?1")
-                .map_err(wrap)?;
-            let mut verdict = tx.prepare_cached(INSERT_VERDICT).map_err(wrap)?;
-            for record in records {
-                let key = &record.key;
-                let (completion, error) = match &record.outcome {
-                    Ok(completion) => (Some(completion), None),
-                    Err(error) => (None, Some(error)),
-                };
-                let id: Option<i64> = upsert
-                    .query_row(
-                        params![
-                            run,
-                            key.model,
-                            key.benchmark,
-                            key.sample_id,
-                            key.sample_k,
-                            record.request_hash,
-                            completion
-                                .map(|c| c.reasoning.text.as_str())
-                                .filter(|t| !t.is_empty()),
-                            completion.and_then(|c| c.reasoning.source.map(|s| enum_name(&s))),
-                            completion
-                                .map(|c| enum_name(&c.reasoning.state))
-                                .unwrap_or_else(|| "absent".into()),
-                            completion.and_then(|c| c.answer.as_deref()),
-                            completion.and_then(|c| c.finish_reason.as_ref().map(|r| r.as_str())),
-                            completion.and_then(|c| c.usage.prompt_tokens.map(|v| v as i64)),
-                            completion.and_then(|c| c.usage.completion_tokens.map(|v| v as i64)),
-                            completion.and_then(|c| c.usage.reasoning_tokens.map(|v| v as i64)),
-                            completion.map(|c| c.latency_ms as i64),
-                            record.attempts,
-                            record.cached,
-                            completion.map(|c| c.raw.as_str()),
-                            error.map(|e| e.message.as_str()),
-                            error.map(|e| e.kind.as_str()),
-                            completion.and_then(|c| c.usage.cached_prompt_tokens.map(|v| v as i64)),
-                            record.cost_usd,
-                            record
-                                .helper_spend
-                                .map(|s| serde_json::to_string(&s).expect("a spend serialises")),
-                        ],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(wrap)?;
-                // No id: a success was already stored for this unit (a duplicate in flight at a
-                // crash); the stored one stands.
-                let Some(id) = id else { continue };
-                clear.execute([id]).map_err(wrap)?;
-                for v in &record.verdicts {
-                    insert_verdict(&mut verdict, id, v).map_err(wrap)?;
-                }
-            }
-        }
-        tx.commit().map_err(wrap)
-    }
-
-    /// A JSON column read into `T`; `None` when NULL.
-    fn json_column<T: serde::de::DeserializeOwned>(
-        &self,
-        row: &rusqlite::Row<'_>,
-        at: usize,
-        column: &str,
-    ) -> Result<Option<T>, StoreError> {
-        match row.get::<_, Option<String>>(at).map_err(|e| self.err(e))? {
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| self.corrupt(column, e.to_string())),
-            None => Ok(None),
-        }
-    }
-
-    fn completion_from_row(
-        &self,
-        row: &rusqlite::Row<'_>,
-        at: usize,
-    ) -> Result<Result<Completion, UnitError>, StoreError> {
-        let get = |i: usize| -> Result<rusqlite::types::Value, StoreError> {
-            row.get(at + i).map_err(|e| self.err(e))
-        };
-        let text = |i: usize| -> Result<Option<String>, StoreError> {
-            match get(i)? {
-                rusqlite::types::Value::Text(t) => Ok(Some(t)),
-                rusqlite::types::Value::Null => Ok(None),
-                other => {
-                    Err(self.corrupt("completions", format!("expected text, found {other:?}")))
-                }
-            }
-        };
-        let int = |i: usize| -> Result<Option<u64>, StoreError> {
-            match get(i)? {
-                rusqlite::types::Value::Integer(v) => Ok(Some(v as u64)),
-                rusqlite::types::Value::Null => Ok(None),
-                other => Err(self.corrupt(
-                    "completions",
-                    format!("expected an integer, found {other:?}"),
-                )),
-            }
-        };
-        if let Some(message) = text(10)? {
-            return Ok(Err(UnitError {
-                kind: ErrorKind::parse(&text(11)?.unwrap_or_default()),
-                message,
-            }));
-        }
-        let state_name = text(2)?.unwrap_or_default();
-        let state: TraceState = enum_from(&state_name)
-            .ok_or_else(|| self.corrupt("completions.reasoning_state", state_name.clone()))?;
-        let source: Option<TraceSource> = match text(1)? {
-            Some(name) => Some(
-                enum_from(&name)
-                    .ok_or_else(|| self.corrupt("completions.reasoning_source", name))?,
-            ),
-            None => None,
-        };
-        Ok(Ok(Completion {
-            reasoning: Reasoning {
-                text: text(0)?.unwrap_or_default(),
-                source,
-                state,
-            },
-            answer: text(3)?,
-            finish_reason: text(4)?.as_deref().map(StopReason::parse),
-            usage: Usage {
-                prompt_tokens: int(5)?,
-                completion_tokens: int(6)?,
-                reasoning_tokens: int(7)?,
-                cached_prompt_tokens: int(12)?,
-            },
-            latency_ms: int(8)?.unwrap_or(0),
-            raw: text(9)?.unwrap_or_default(),
-        }))
+        let samples: Vec<&Sample> = samples.into_iter().collect();
+        self.inner.insert_sample_list(run, benchmark, &samples)
     }
 
     /// Streams every completion of `run` with its sample and verdicts, in model, benchmark
@@ -1377,117 +704,25 @@ impl Store {
         with_messages: bool,
         mut visit: impl FnMut(ResultRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let messages_column = if with_messages { "s.messages" } else { "NULL" };
-        let raw_column = if with_messages { "c.raw" } else { "NULL" };
-        let sql = format!(
-            "SELECT c.id, c.model, c.benchmark, c.sample_id, c.sample_k, c.cached, c.attempts,
-                    s.idx, s.category, s.label, {messages_column},
-                    c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
-                    c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, {raw_column},
-                    c.error, c.error_kind, c.cached_prompt_tokens, c.cost_usd, c.helper_spend,
-                    v.judge, v.channel, v.label, v.score, v.rationale, v.categories, v.spend
-             FROM completions c
-             JOIN samples s ON s.run_id = c.run_id AND s.benchmark = c.benchmark AND s.sample_id = c.sample_id
-             LEFT JOIN verdicts v ON v.completion_id = c.id
-             WHERE c.run_id = ?1
-             ORDER BY c.model, c.benchmark, s.idx, c.sample_k, c.id, v.judge, v.channel"
-        );
-        let mut statement = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let mut rows = statement.query([run]).map_err(|e| self.err(e))?;
-        let mut current: Option<(i64, ResultRow)> = None;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-            if current.as_ref().map(|(current_id, _)| *current_id) != Some(id) {
-                if let Some((_, done)) = current.take() {
-                    visit(done)?;
-                }
-                let category: String = row.get(8).map_err(|e| self.err(e))?;
-                let label: Option<String> = row.get(9).map_err(|e| self.err(e))?;
-                let messages: Option<String> = row.get(10).map_err(|e| self.err(e))?;
-                let result = ResultRow {
-                    run_id: run,
-                    key: UnitKey {
-                        model: row.get(1).map_err(|e| self.err(e))?,
-                        benchmark: row.get(2).map_err(|e| self.err(e))?,
-                        sample_id: row.get(3).map_err(|e| self.err(e))?,
-                        sample_k: row.get(4).map_err(|e| self.err(e))?,
-                    },
-                    cached: row.get(5).map_err(|e| self.err(e))?,
-                    attempts: row.get(6).map_err(|e| self.err(e))?,
-                    index: row.get::<_, i64>(7).map_err(|e| self.err(e))? as u64,
-                    category: serde_json::from_str(&category)
-                        .map_err(|e| self.corrupt("samples.category", e.to_string()))?,
-                    label: label.and_then(|l| enum_from(&l)),
-                    messages: match messages {
-                        Some(m) => Some(
-                            serde_json::from_str(&m)
-                                .map_err(|e| self.corrupt("samples.messages", e.to_string()))?,
-                        ),
-                        None => None,
-                    },
-                    outcome: self.completion_from_row(row, 11)?,
-                    verdicts: Vec::new(),
-                    cost_usd: row.get(24).map_err(|e| self.err(e))?,
-                    helper_spend: self.json_column(row, 25, "completions.helper_spend")?,
-                };
-                current = Some((id, result));
-            }
-            let judge: Option<String> = row.get(26).map_err(|e| self.err(e))?;
-            if let (Some(judge), Some((_, result))) = (judge, current.as_mut()) {
-                let channel: String = row.get(27).map_err(|e| self.err(e))?;
-                let label: String = row.get(28).map_err(|e| self.err(e))?;
-                result.verdicts.push(Verdict {
-                    judge,
-                    channel: Channel::parse(&channel)
-                        .ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
-                    label: Label::parse(&label)
-                        .ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
-                    score: row.get(29).map_err(|e| self.err(e))?,
-                    rationale: row
-                        .get::<_, Option<String>>(30)
-                        .map_err(|e| self.err(e))?
-                        .unwrap_or_default(),
-                    categories: match row.get::<_, Option<String>>(31).map_err(|e| self.err(e))? {
-                        Some(json) => serde_json::from_str(&json)
-                            .map_err(|e| self.corrupt("verdicts.categories", e.to_string()))?,
-                        None => Vec::new(),
-                    },
-                    spend: self.json_column(row, 32, "verdicts.spend")?,
-                });
-            }
-        }
-        if let Some((_, done)) = current.take() {
-            visit(done)?;
-        }
-        Ok(())
+        self.inner.visit_results(run, with_messages, &mut visit)
+    }
+
+    /// The spec and status of the latest run of the SQLite store at `path` (read-only).
+    pub fn latest_run_of(path: &Path) -> Result<(RunSpec, String), StoreError> {
+        SqliteStore::latest_run_of(path)
     }
 }
 
-/// Columns `completion_from_row` reads, in order, from a `completions c` row.
-/// Stores a verdict of a completion, replacing one of the same judge and channel.
-const INSERT_VERDICT: &str =
-    "INSERT OR REPLACE INTO verdicts (completion_id, judge, channel, label, score, rationale, categories, spend)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+impl std::ops::Deref for Store {
+    type Target = dyn Storage;
 
-fn insert_verdict(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    completion_id: i64,
-    v: &Verdict,
-) -> rusqlite::Result<usize> {
-    statement.execute(params![
-        completion_id,
-        v.judge,
-        v.channel.as_str(),
-        v.label.as_str(),
-        v.score,
-        v.rationale,
-        (!v.categories.is_empty())
-            .then(|| serde_json::to_string(&v.categories).expect("strings serialise")),
-        v.spend
-            .map(|s| serde_json::to_string(&s).expect("a spend serialises"))
-    ])
+    fn deref(&self) -> &Self::Target {
+        self.inner.as_ref()
+    }
 }
 
-const COMPLETION_COLUMNS: &str = "c.reasoning, c.reasoning_source, c.reasoning_state, c.answer, c.finish_reason,
-     c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind,
-     c.cached_prompt_tokens";
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.inner.as_mut()
+    }
+}

@@ -9,7 +9,7 @@ use redtrace_core::RunSpec;
 use rusqlite::{params, OptionalExtension};
 use std::path::Path;
 
-use crate::{RunId, Store, StoreError};
+use crate::{RunId, SqliteStore, Storage, StoreError, UnitKey, UnitRecord};
 
 /// What one merge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +26,10 @@ pub struct Merged {
     pub verdicts: u64,
 }
 
-impl Store {
+impl SqliteStore {
     /// The spec and status of the latest run of the store at `path` (read-only).
     pub fn latest_run_of(path: &Path) -> Result<(RunSpec, String), StoreError> {
-        let store = Store::open_read_only(path)?;
+        let store = SqliteStore::open_read_only(path)?;
         let (spec, status): (String, String) = store
             .conn
             .query_row(
@@ -46,8 +46,8 @@ impl Store {
     }
 
     /// Merges the latest run of the store at `source` into the run of its identity here.
-    pub fn merge_from(&mut self, source: &Path) -> Result<Merged, StoreError> {
-        let (spec, status) = Store::latest_run_of(source)?;
+    pub(crate) fn merge_shard(&mut self, source: &Path) -> Result<Merged, StoreError> {
+        let (spec, status) = SqliteStore::latest_run_of(source)?;
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -181,4 +181,130 @@ impl Store {
             verdicts,
         })
     }
+}
+
+/// Merges the latest run of the SQLite store at `source` into `target` through the storage
+/// interface (a PostgreSQL store): the same outcome as [`SqliteStore::merge_shard`], a unit
+/// never stored twice (a success stored here already stands).
+pub(crate) fn merge_into(target: &mut dyn Storage, source: &Path) -> Result<Merged, StoreError> {
+    let (spec, status) = SqliteStore::latest_run_of(source)?;
+    let shard = SqliteStore::open_read_only(source)?;
+    let hash = spec.identity_hash();
+    let from: RunId = shard
+        .conn
+        .query_row(
+            "SELECT id FROM runs WHERE spec_hash = ?1 ORDER BY id DESC LIMIT 1",
+            [&hash],
+            |row| row.get(0),
+        )
+        .map_err(|e| shard.err(e))?;
+    let (to, created) = match target.find_run(&hash)? {
+        Some(run) => (run, false),
+        None => {
+            let tool_version: String = shard
+                .conn
+                .query_row(
+                    "SELECT tool_version FROM runs WHERE id = ?1",
+                    [from],
+                    |row| row.get(0),
+                )
+                .map_err(|e| shard.err(e))?;
+            (target.create_run(&spec, &tool_version)?, true)
+        }
+    };
+    for benchmark in &spec.benchmarks {
+        let samples = shard.samples(from, &benchmark.name)?;
+        let samples: Vec<&redtrace_core::Sample> = samples.iter().collect();
+        target.insert_sample_list(to, &benchmark.name, &samples)?;
+    }
+    let mut hashes: std::collections::HashMap<UnitKey, String> = Default::default();
+    {
+        let mut statement = shard
+            .conn
+            .prepare(
+                "SELECT model, benchmark, sample_id, sample_k, request_hash FROM completions
+                 WHERE run_id = ?1",
+            )
+            .map_err(|e| shard.err(e))?;
+        let rows = statement
+            .query_map([from], |row| {
+                Ok((
+                    UnitKey {
+                        model: row.get(0)?,
+                        benchmark: row.get(1)?,
+                        sample_id: row.get(2)?,
+                        sample_k: row.get(3)?,
+                    },
+                    row.get(4)?,
+                ))
+            })
+            .map_err(|e| shard.err(e))?;
+        for row in rows {
+            let (key, hash) = row.map_err(|e| shard.err(e))?;
+            hashes.insert(key, hash);
+        }
+    }
+    let here = target.answered(to)?;
+    let mut merged = Merged {
+        run: to,
+        created,
+        completions: 0,
+        already: 0,
+        verdicts: 0,
+    };
+    let mut batch: Vec<UnitRecord> = Vec::new();
+    let flush = |target: &mut dyn Storage, batch: &mut Vec<UnitRecord>| {
+        let stored = target.write_batch(to, batch)?;
+        batch.clear();
+        Ok::<u64, StoreError>(stored)
+    };
+    shard.visit_results(from, true, &mut |row| {
+        if here.contains(&row.key) {
+            merged.already += 1;
+            return Ok(());
+        }
+        merged.verdicts += row.verdicts.len() as u64;
+        batch.push(UnitRecord {
+            request_hash: hashes.get(&row.key).cloned().unwrap_or_default(),
+            key: row.key,
+            outcome: row.outcome,
+            attempts: row.attempts,
+            cached: row.cached,
+            verdicts: row.verdicts,
+            cost_usd: row.cost_usd,
+            helper_spend: row.helper_spend,
+        });
+        if batch.len() >= 500 {
+            match flush(target, &mut batch) {
+                Ok(stored) => merged.completions += stored,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    })?;
+    merged.completions += flush(target, &mut batch)?;
+    {
+        let mut statement = shard
+            .conn
+            .prepare("SELECT request_hash, reply FROM judge_replies")
+            .map_err(|e| shard.err(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| shard.err(e))?;
+        for row in rows {
+            let (hash, reply) = row.map_err(|e| shard.err(e))?;
+            target.put_judge_reply(&hash, &reply)?;
+        }
+    }
+    // A run is complete when every shard merged into it was.
+    let status =
+        redtrace_core::RunStatus::parse(&status).unwrap_or(redtrace_core::RunStatus::Interrupted);
+    if created {
+        target.set_status(to, status)?;
+    } else if status != redtrace_core::RunStatus::Complete {
+        target.set_status(to, redtrace_core::RunStatus::Interrupted)?;
+    }
+    Ok(merged)
 }

@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod batch;
+pub mod pg;
 pub mod wire;
 pub use batch::{BatchEnd, BatchLine, FakeBatchApi};
+pub use pg::postgres_db;
 pub use wire::Wire;
 
 /// SQL that turns a fresh store into one of schema version 1 (before the judge-reply cache,

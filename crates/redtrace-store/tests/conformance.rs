@@ -1,9 +1,46 @@
-//! The store: runs, samples, completions with errors and retries, verdicts, cache, export.
+//! The store's conformance suite: every check in `both!` runs against SQLite (a temporary
+//! file) and against PostgreSQL (a fresh database on the test command's throwaway server,
+//! `redtrace_testkit::postgres_db`), so the two backends behave as one. Checks of what only
+//! one backend has (SQLite's files, PostgreSQL's queue) follow.
 
 use redtrace_core::{
     Channel, Completion, Label, PromptLabel, Sample, TraceSource, TraceState, Usage, Verdict,
 };
 use redtrace_store::{write_jsonl, Store, UnitError, UnitKey, UnitRecord};
+use std::path::Path;
+
+/// Runs each named check against both backends: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(&dir.path().join("t.db"), dir.path());
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(url) = redtrace_testkit::postgres_db() else { return };
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(std::path::Path::new(&url), dir.path());
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    write_read_resume_and_export,
+    csv_and_parquet_exports_read_back,
+    caches_batches_and_metrics,
+    rejudging_copying_and_deleting,
+    shards_merge_into_one_run,
+);
 
 fn sample(id: &str, index: u64) -> Sample {
     Sample::user(id, index, format!("question {id}"))
@@ -93,11 +130,8 @@ fn failed(id: &str, hash: &str) -> UnitRecord {
     }
 }
 
-#[test]
-fn write_read_resume_and_export() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let mut store = Store::open(&path).unwrap();
+fn write_read_resume_and_export(path: &Path, _dir: &Path) {
+    let mut store = Store::open(path).unwrap();
     let run = store.create_run(&spec("hash1"), "0.1.0").unwrap();
     assert_eq!(
         store.find_run(&spec("hash1").identity_hash()).unwrap(),
@@ -243,7 +277,9 @@ fn write_read_resume_and_export() {
 
     // Reopening keeps everything (migrations are idempotent).
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(path).unwrap();
+    assert_eq!(store.answered(run).unwrap().len(), 3);
+    let store = Store::open_read_only(path).unwrap();
     assert_eq!(store.answered(run).unwrap().len(), 3);
 }
 
@@ -259,11 +295,9 @@ fn missing_folder_is_a_clear_error() {
     );
 }
 
-#[test]
-fn csv_and_parquet_exports_read_back() {
+fn csv_and_parquet_exports_read_back(location: &Path, dir: &Path) {
     use arrow_array::{Array, BooleanArray, StringArray, UInt64Array};
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+    let mut store = Store::open(location).unwrap();
     let run = store.create_run(&spec("h"), "t").unwrap();
     let samples = [sample("1", 0), sample("2", 1), sample("3", 2)];
     store.insert_samples(run, "b", samples.iter()).unwrap();
@@ -303,7 +337,7 @@ fn csv_and_parquet_exports_read_back() {
     assert_eq!(&rows[1][column("cost_usd")], "", "no price: empty, never 0");
 
     // Parquet, read back with the parquet crate's own reader.
-    let path = dir.path().join("out.parquet");
+    let path = dir.join("out.parquet");
     let file = std::fs::File::create(&path).unwrap();
     assert_eq!(redtrace_store::write_parquet(&store, run, file).unwrap(), 3);
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -441,4 +475,260 @@ fn a_store_is_read_without_writing_and_an_old_one_is_named() {
         .unwrap()
         .to_string();
     assert!(missing.starts_with("no store at"), "{missing}");
+}
+
+/// A spec with one benchmark `b`, told apart from others by `label`.
+fn spec_with_benchmark(label: &str) -> redtrace_core::RunSpec {
+    redtrace_core::RunSpec {
+        benchmarks: vec![redtrace_core::BenchmarkRecord {
+            name: "b".into(),
+            file: "b.csv".into(),
+            sha256: "0".into(),
+            fields: serde_json::Value::Null,
+            limit: None,
+            sample_seed: None,
+            sampling: None,
+            judges: vec!["refusal-rule".into()],
+            responder: None,
+            attack: None,
+        }],
+        ..spec(label)
+    }
+}
+
+fn caches_batches_and_metrics(location: &Path, _dir: &Path) {
+    let mut store = Store::open(location).unwrap();
+    // The judge-reply cache keeps the first reply.
+    assert_eq!(store.judge_reply("j1").unwrap(), None);
+    store.put_judge_reply("j1", "first").unwrap();
+    store.put_judge_reply("j1", "second").unwrap();
+    assert_eq!(store.judge_reply("j1").unwrap().as_deref(), Some("first"));
+
+    let run = store.create_run(&spec("metrics"), "t").unwrap();
+    let samples = [sample("1", 0), sample("2", 1)];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    assert_eq!(
+        store
+            .write_batch(run, &[ok("1", "h1", Some("No.")), failed("2", "h2")])
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .write_batch(run, &[ok("1", "h1", Some("again"))])
+            .unwrap(),
+        0,
+        "a stored success is not stored again"
+    );
+    assert_eq!(store.models(run).unwrap(), ["m"]);
+    assert_eq!(store.mean_output("m", None).unwrap(), Some(9.0));
+    assert_eq!(store.mean_output("m", Some("other")).unwrap(), None);
+    let (tokens, chars) = store.prompt_ratio("m").unwrap().unwrap();
+    assert_eq!(tokens, 3);
+    assert_eq!(
+        chars as usize,
+        serde_json::to_string(&sample("1", 0).messages)
+            .unwrap()
+            .len()
+    );
+    assert_eq!(
+        store.mean_judge_spend("refusal-rule", "m").unwrap(),
+        Some((100.0, 5.0))
+    );
+    assert!((store.spent(run).unwrap() - 0.0135).abs() < 1e-12);
+    let stored = store.samples(run, "b").unwrap();
+    assert_eq!(stored, samples);
+
+    // Judged: every verdict of an answered unit; health counts the unscored.
+    let judged = store.judged(run).unwrap();
+    assert_eq!(judged[&key("1")].len(), 2);
+    let mut unscored = ok("3", "h3", Some("Maybe."));
+    unscored.verdicts = vec![Verdict {
+        label: Label::Unscored,
+        score: None,
+        rationale: "judge failed: HTTP 500".into(),
+        ..verdict(Channel::Answer, Label::Unscored)
+    }];
+    store.write_batch(run, &[unscored]).unwrap();
+    assert!(
+        !store.judged(run).unwrap().contains_key(&key("3")),
+        "an unscored verdict on text is judged again"
+    );
+    let health = store.judge_health(run).unwrap();
+    assert_eq!(health.len(), 1);
+    assert_eq!((health[0].verdicts, health[0].unscored), (3, 1));
+    assert_eq!(health[0].reasons, [("judge failed".to_owned(), 1)]);
+    let completion = store.completion(run, &key("3")).unwrap().unwrap();
+    assert_eq!(completion.answer.as_deref(), Some("Maybe."));
+    assert!(store.completion(run, &key("2")).unwrap().is_none());
+
+    // Batches: formed, submitted, results stored, ended.
+    let keys = vec!["k1".to_owned(), "k2".to_owned()];
+    let id = store.form_batch(run, "e", "openai", &keys).unwrap();
+    store.set_batch(id, Some("remote-1"), "submitted").unwrap();
+    store.batch_result(id, "k1", "{\"line\":1}").unwrap();
+    let open = store.open_batches(run, "e").unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].1.as_deref(), Some("remote-1"));
+    let mut requests = open[0].2.clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        [
+            ("k1".to_owned(), Some("{\"line\":1}".to_owned())),
+            ("k2".to_owned(), None)
+        ]
+    );
+    assert_eq!(
+        store.stored_batch_result(run, "k1").unwrap().as_deref(),
+        Some("{\"line\":1}")
+    );
+    assert_eq!(store.stored_batch_result(run, "k2").unwrap(), None);
+    store.set_batch(id, None, "ended").unwrap();
+    assert!(store.open_batches(run, "e").unwrap().is_empty());
+    assert_eq!(
+        store.batches(run).unwrap(),
+        [(id, Some("remote-1".to_owned()), "ended".to_owned(), 2, 1)]
+    );
+}
+
+fn rejudging_copying_and_deleting(location: &Path, _dir: &Path) {
+    let mut store = Store::open(location).unwrap();
+    let run = store.create_run(&spec("original"), "t").unwrap();
+    let samples = [sample("1", 0), sample("2", 1)];
+    store.insert_samples(run, "b", samples.iter()).unwrap();
+    store
+        .write_batch(run, &[ok("1", "h1", Some("No.")), failed("2", "h2")])
+        .unwrap();
+    // Verdicts written again replace those of the same judge and channel.
+    store
+        .write_verdicts(
+            run,
+            &[
+                (
+                    key("1"),
+                    vec![verdict(Channel::Answer, Label::FullCompliance)],
+                ),
+                (
+                    key("2"),
+                    vec![verdict(Channel::Answer, Label::FullCompliance)],
+                ),
+            ],
+        )
+        .unwrap();
+    let mut rows = Vec::new();
+    store
+        .for_each_result(run, false, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rows[0].verdicts.len(), 2);
+    assert_eq!(rows[0].verdicts[0].label, Label::FullCompliance);
+    assert!(rows[1].verdicts.is_empty(), "no verdicts on an error");
+
+    // Copying answers into a run of its own: samples and completions, verdicts not.
+    let copy = store.create_run(&spec("copy"), "t").unwrap();
+    assert_eq!(store.copy_answers(run, copy, &["b"]).unwrap(), 2);
+    assert_eq!(store.copy_answers(run, copy, &["b"]).unwrap(), 0);
+    let mut copied = Vec::new();
+    store
+        .for_each_result(copy, false, |row| {
+            copied.push(row);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(copied.len(), 2);
+    assert!(copied.iter().all(|row| row.verdicts.is_empty()));
+    assert_eq!(copied[0].cost_usd, Some(0.0), "paid in the original run");
+
+    // A claimed run cannot be deleted; once released it can, with what hung on it.
+    let claim = store.claim_run(run).unwrap();
+    assert!(matches!(
+        store.delete_run(run),
+        Err(redtrace_store::StoreError::Busy { .. })
+    ));
+    assert_eq!(
+        store.resolve_run(&run.to_string()).unwrap().status,
+        redtrace_core::RunStatus::Running
+    );
+    drop(claim);
+    assert_eq!(
+        store.resolve_run(&run.to_string()).unwrap().status,
+        redtrace_core::RunStatus::Interrupted,
+        "running, says the store, but nobody holds it"
+    );
+    assert_eq!(store.delete_run(run).unwrap(), 2);
+    assert!(store.resolve_run(&run.to_string()).is_err());
+    assert_eq!(store.answered(copy).unwrap().len(), 1, "the copy stays");
+    assert_eq!(
+        store.judge_reply("none").unwrap(),
+        None,
+        "the store still answers"
+    );
+}
+
+fn shards_merge_into_one_run(location: &Path, dir: &Path) {
+    // Two SQLite shards of one run, each with its own units (and one unit in both, as an
+    // error in one and a success in the other).
+    let shard = |name: &str, records: Vec<UnitRecord>, status: redtrace_core::RunStatus| {
+        let path = dir.join(name);
+        let mut store = Store::open(&path).unwrap();
+        let run = store
+            .create_run(&spec_with_benchmark("merged"), "t")
+            .unwrap();
+        let samples = [sample("1", 0), sample("2", 1), sample("3", 2)];
+        store.insert_samples(run, "b", samples.iter()).unwrap();
+        store.write_batch(run, &records).unwrap();
+        store
+            .put_judge_reply(&format!("reply-{name}"), "r")
+            .unwrap();
+        store.set_status(run, status).unwrap();
+        path
+    };
+    let a = shard(
+        "a.db",
+        vec![ok("1", "h1", Some("No.")), failed("2", "h2")],
+        redtrace_core::RunStatus::Complete,
+    );
+    let b = shard(
+        "b.db",
+        vec![ok("2", "h2", Some("Yes.")), ok("3", "h3", Some("Fine."))],
+        redtrace_core::RunStatus::Complete,
+    );
+    let mut store = Store::open(location).unwrap();
+    let first = store.merge_from(&a).unwrap();
+    assert!(first.created);
+    assert_eq!((first.completions, first.already), (2, 0));
+    let second = store.merge_from(&b).unwrap();
+    assert!(!second.created && second.run == first.run);
+    assert_eq!(
+        second.completions, 2,
+        "a success replaces the error, and a new unit"
+    );
+    let again = store.merge_from(&b).unwrap();
+    assert_eq!(
+        (again.completions, again.already),
+        (0, 2),
+        "never stored twice"
+    );
+    let mut rows = Vec::new();
+    store
+        .for_each_result(first.run, false, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|row| row.outcome.is_ok()));
+    assert_eq!(rows[0].verdicts.len(), 2);
+    assert_eq!(
+        store.judge_reply("reply-a.db").unwrap().as_deref(),
+        Some("r")
+    );
+    assert_eq!(
+        store.resolve_run("last").unwrap().spec.identity_hash(),
+        spec_with_benchmark("merged").identity_hash()
+    );
+    assert_eq!(store.samples(first.run, "b").unwrap().len(), 3);
 }
