@@ -7,6 +7,14 @@
 //! completion on every channel, and hands every outcome to a writer thread that commits in
 //! small batches. Per-unit failures are data, never fatal.
 //!
+//! On a shared store (PostgreSQL) a run is worked by any number of processes at once: each
+//! reads the plan, queues its units ([`redtrace_store::Storage::enqueue_units`]: the same
+//! units, queued once), then takes units in batches under a lease that a heartbeat renews,
+//! and stores each unit's outcome, which finishes it in the queue. A worker that dies leaves
+//! its units to the others once their lease runs out; a unit's completion is stored once
+//! whatever happens (the store's unique key). Identical requests are served from the
+//! completion cache that all workers share.
+//!
 //! Cancellation is an input ([`Shutdown`]): `stop` ends the intake of new units and lets
 //! in-flight requests finish; `abandon` also aborts those in flight. Either way the store is
 //! left consistent and the run can be resumed by running it again.
@@ -85,6 +93,8 @@ pub struct Plan {
     pub budget: Option<Arc<Budget>>,
     /// Only the units of this shard (`--shard`): the others are left to other processes.
     pub shard: Option<redtrace_core::run::Shard>,
+    /// On a shared store: queue the run's units and stop, leaving them to workers.
+    pub enqueue_only: bool,
 }
 
 /// Tuning knobs that are not part of a run's identity.
@@ -96,6 +106,10 @@ pub struct EngineOptions {
     pub batch_size: usize,
     /// How long the writer gathers records before committing them.
     pub batch_wait: Duration,
+    /// On a shared store, how long a worker holds the units it took without renewing its
+    /// lease (its heartbeat renews it every third of that): how long a dead worker's units
+    /// wait before others take them.
+    pub lease: Duration,
 }
 
 impl Default for EngineOptions {
@@ -104,9 +118,24 @@ impl Default for EngineOptions {
             backoff: Backoff::default(),
             batch_size: 512,
             batch_wait: Duration::from_millis(25),
+            lease: Duration::from_secs(30),
         }
     }
 }
+
+/// This process's name as a worker of a shared run: `HOST:PID`.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Units queued at a time while a shared run's plan is read.
+const ENQUEUE_CHUNK: usize = 1000;
 
 /// How one unit ended, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +210,15 @@ pub enum EngineError {
     /// The store failed; what was committed before stays.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The queue of a shared run holds units this worker's plan does not: the workers were
+    /// started with different data or settings.
+    #[error("run {run}'s queue holds unit {unit}, which this worker's plan does not have: start every worker with the same data and settings")]
+    Foreign {
+        /// The run.
+        run: RunId,
+        /// The unit, as `MODEL/BENCHMARK/SAMPLE#K`.
+        unit: String,
+    },
     /// A benchmark row was bad.
     #[error("{0}")]
     Data(String),
@@ -228,6 +266,18 @@ pub async fn run(
     let answered = reader.answered(plan.run)?;
     let judged = reader.judged(plan.run)?;
     let run_id = plan.run;
+    // A shared store's run is worked through its queue (judging stored units again stays
+    // with the process that asks for it).
+    let queued = reader.shared() && !plan.stored_only;
+    if plan.enqueue_only && !queued {
+        return Err(EngineError::Data(format!(
+            "only a PostgreSQL store (--db postgres://...) has a queue to fill; {} is a SQLite file",
+            reader.location()
+        )));
+    }
+    let worker = worker_name();
+    let mut waiting: HashMap<UnitKey, Unit> = HashMap::new();
+    let mut to_enqueue: Vec<UnitKey> = Vec::new();
 
     // Targets behind the same endpoint share its gate: its permits and rate limit hold for
     // all of them together.
@@ -257,8 +307,10 @@ pub async fn run(
     let batch_size = options.batch_size.min(capacity).max(1);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<WriterMessage>(capacity);
     let writer_db = db.clone();
+    let writer_name = worker.clone();
     let writer = std::thread::spawn(move || -> Result<(), StoreError> {
         let mut store = Store::open(&writer_db)?;
+        store.set_worker(&writer_name);
         let mut samples: Vec<(String, Sample)> = Vec::new();
         let mut units: Vec<UnitRecord> = Vec::new();
         let mut rejudged: Vec<(UnitKey, Vec<redtrace_core::Verdict>)> = Vec::new();
@@ -334,7 +386,12 @@ pub async fn run(
     let mut summary = RunSummary::default();
     let mut tasks: JoinSet<UnitOutcome> = JoinSet::new();
     let mut data_error = None;
-    progress.begin(plan.total_units);
+    progress.begin(if queued { None } else { plan.total_units });
+    if queued {
+        progress.note(&format!(
+            "worker {worker} of run {run_id}: queueing the run's units, then taking them with the other workers"
+        ));
+    }
 
     let targets: Vec<(ModelConfig, Arc<Lane>)> = plan
         .targets
@@ -481,6 +538,31 @@ pub async fn run(
                             // an attack) is cached as a whole, by everything that decides it.
                             hash = sha256_hex(format!("{hash}\u{1f}{key}").as_bytes());
                         }
+                        if queued {
+                            to_enqueue.push(key.clone());
+                            waiting.insert(
+                                key.clone(),
+                                Unit {
+                                    key,
+                                    seed: request.seed,
+                                    hash,
+                                    cached: None,
+                                    sample: sample.clone(),
+                                    solver: solver.clone(),
+                                    lane: lane.clone(),
+                                    judges: judges.clone(),
+                                    channels: channels.clone(),
+                                    sender: sender.clone(),
+                                    progress: progress.clone(),
+                                    busy: busy.clone(),
+                                },
+                            );
+                            if to_enqueue.len() >= ENQUEUE_CHUNK {
+                                reader.enqueue_units(run_id, &to_enqueue)?;
+                                to_enqueue.clear();
+                            }
+                            continue;
+                        }
                         let cached = if plan.use_cache {
                             reader.cached(&hash)?
                         } else {
@@ -516,6 +598,29 @@ pub async fn run(
             }
         }
     }
+    let mut foreign = None;
+    let mut heartbeat = None;
+    if queued && data_error.is_none() {
+        reader.enqueue_units(run_id, &to_enqueue)?;
+        to_enqueue.clear();
+        if !plan.enqueue_only {
+            heartbeat = Some(Heartbeat::start(&db, run_id, &worker, options.lease)?);
+            foreign = take_from_queue(
+                &reader,
+                run_id,
+                &worker,
+                options.lease,
+                plan.use_cache,
+                &mut waiting,
+                &mut tasks,
+                &mut summary,
+                &spawn_permits,
+                &shutdown,
+            )
+            .await?;
+        }
+    }
+    drop(waiting);
     let interrupted = shutdown.stop.is_cancelled() || shutdown.abandon.is_cancelled();
     if interrupted && !tasks.is_empty() {
         // Give units waiting for a permit a moment to see the stop and leave, so the count
@@ -551,11 +656,139 @@ pub async fn run(
     summary.requests = gates.iter().map(|(_, gate)| gate.requests()).sum();
     summary.interrupted = interrupted || shutdown.abandon.is_cancelled();
     summary.budget_reached = plan.budget.as_ref().is_some_and(|b| b.reached());
+    drop(heartbeat);
     written?;
+    if queued {
+        // Units this worker took and did not finish (stopped before sending) go back.
+        reader.release_units(run_id, &worker)?;
+    }
     if let Some(error) = data_error {
         return Err(EngineError::Data(error));
     }
+    if let Some(unit) = foreign {
+        return Err(EngineError::Foreign { run: run_id, unit });
+    }
     Ok(summary)
+}
+
+/// A shared run's work loop: takes units from the queue as there is room for them, runs
+/// those of this worker's plan (`waiting`), and ends when the queue holds nothing open or the
+/// run is stopped. Returns a unit of
+/// the queue that the plan does not have, if one was found (the workers' plans differ).
+/// The caller's [`Heartbeat`] keeps the lease on the units taken.
+#[allow(clippy::too_many_arguments)]
+async fn take_from_queue(
+    reader: &Store,
+    run: RunId,
+    worker: &str,
+    lease: Duration,
+    use_cache: bool,
+    waiting: &mut HashMap<UnitKey, Unit>,
+    tasks: &mut JoinSet<UnitOutcome>,
+    summary: &mut RunSummary,
+    spawn_permits: &Arc<Semaphore>,
+    shutdown: &Shutdown,
+) -> Result<Option<String>, EngineError> {
+    // How often to look again when every open unit is someone else's.
+    let poll = (lease / 8).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    let mut foreign = None;
+    loop {
+        if shutdown.stop.is_cancelled() {
+            break;
+        }
+        while let Some(done) = tasks.try_join_next() {
+            count(summary, done);
+        }
+        let room = spawn_permits.available_permits();
+        let taken = if room == 0 {
+            Vec::new()
+        } else {
+            reader.take_units(run, worker, room.min(256), lease)?
+        };
+        if taken.is_empty() {
+            if room > 0 && tasks.is_empty() && reader.queue_state(run)?.open() == 0 {
+                break;
+            }
+            tokio::select! {
+                done = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Some(done) = done {
+                        count(summary, done);
+                    }
+                }
+                _ = tokio::time::sleep(poll), if room > 0 || tasks.is_empty() => {}
+                _ = shutdown.stop.cancelled() => break,
+            }
+            continue;
+        }
+        for key in taken {
+            let Some(mut unit) = waiting.remove(&key) else {
+                foreign = Some(format!(
+                    "{}/{}/{}#{}",
+                    key.model, key.benchmark, key.sample_id, key.sample_k
+                ));
+                continue;
+            };
+            if use_cache {
+                unit.cached = reader.cached(&unit.hash)?;
+            }
+            let spawn_permit = spawn_permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            tasks.spawn(async move {
+                let _spawn_permit = spawn_permit;
+                unit.run().await
+            });
+        }
+        if foreign.is_some() {
+            shutdown.stop.cancel();
+            break;
+        }
+    }
+    Ok(foreign)
+}
+
+/// Renews the lease on a worker's units every third of it, from a thread of its own with a
+/// connection of its own, until dropped (after the worker's last unit is stored).
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(
+        db: &std::path::Path,
+        run: RunId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Self, StoreError> {
+        let (stop, beats) = std::sync::mpsc::channel::<()>();
+        let store = Store::open(db)?;
+        let worker = worker.to_owned();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                beats.recv_timeout(lease / 3)
+            {
+                // A failed renewal is tried again at the next beat; the lease has two more
+                // beats before it runs out.
+                let _ = store.renew_lease(run, &worker, lease);
+            }
+        });
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The target as a solver reaches it: through the unit's lane (its endpoint's permits and

@@ -42,6 +42,7 @@ fn both_channels() -> Arc<dyn redtrace_judges::Judge> {
 fn plan(run: redtrace_store::RunId, config: ModelConfig, n: usize, use_cache: bool) -> Plan {
     let provider = Arc::new(OpenAiProvider::with_key(config.clone(), None));
     Plan {
+        enqueue_only: false,
         run,
         targets: vec![Target { config, provider }],
         benchmarks: vec![BenchmarkInput {

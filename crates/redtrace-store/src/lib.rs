@@ -662,6 +662,21 @@ pub fn postgres_url(location: &Path) -> Option<&str> {
         .filter(|text| text.starts_with("postgres://") || text.starts_with("postgresql://"))
 }
 
+/// Whether there is a store at `location`: a file that exists; a PostgreSQL URL is taken to
+/// name one (opening it says whether it does).
+pub fn exists(location: &Path) -> bool {
+    postgres_url(location).is_some() || location.is_file()
+}
+
+/// `location` as messages show it: the file's path, or a PostgreSQL URL as
+/// `postgres://USER@HOST:PORT/DB`, without its password.
+pub fn shown(location: &Path) -> String {
+    match postgres_url(location) {
+        Some(url) => postgres::shown_url(url),
+        None => location.display().to_string(),
+    }
+}
+
 impl Store {
     /// Opens (creating and migrating when needed) the store at `location`: a SQLite file, or
     /// a PostgreSQL database by URL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, libpq's

@@ -181,6 +181,15 @@ fn conninfo(url: &str) -> Result<String, String> {
         .join(" "))
 }
 
+/// A PostgreSQL URL as messages show it: `postgres://USER@HOST:PORT/DB`, never a password.
+pub(crate) fn shown_url(url: &str) -> String {
+    conninfo(url)
+        .ok()
+        .and_then(|info| postgres::Config::from_str(&info).ok())
+        .map(|config| describe_target(&config))
+        .unwrap_or_else(|| redtrace_core::model::redact_credentials(url))
+}
+
 fn patience() -> Duration {
     std::env::var("REDTRACE_DB_PATIENCE_SECS")
         .ok()

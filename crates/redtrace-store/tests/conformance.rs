@@ -732,3 +732,139 @@ fn shards_merge_into_one_run(location: &Path, dir: &Path) {
     );
     assert_eq!(store.samples(first.run, "b").unwrap().len(), 3);
 }
+
+/// The work queue of a shared (PostgreSQL) run: units taken in batches, never by two workers
+/// at once, a dead worker's taken again once its lease runs out, finished by their completion.
+#[test]
+fn postgres_work_queue() {
+    use std::time::Duration;
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let mut a = Store::open(Path::new(&url)).unwrap();
+    let b = Store::open(Path::new(&url)).unwrap();
+    assert!(a.shared());
+    let run = a.create_run(&spec("queue"), "t").unwrap();
+    let keys: Vec<UnitKey> = (0..10).map(|i| key(&i.to_string())).collect();
+    assert_eq!(a.enqueue_units(run, &keys).unwrap(), 10);
+    assert_eq!(b.enqueue_units(run, &keys).unwrap(), 0, "queued once");
+    let long = Duration::from_secs(60);
+    let taken_a = a.take_units(run, "a", 4, long).unwrap();
+    let taken_b = b.take_units(run, "b", 100, long).unwrap();
+    assert_eq!((taken_a.len(), taken_b.len()), (4, 6));
+    assert!(
+        taken_a.iter().all(|k| !taken_b.contains(k)),
+        "no unit twice"
+    );
+    assert!(a.take_units(run, "a", 10, long).unwrap().is_empty());
+    let state = a.queue_state(run).unwrap();
+    assert_eq!((state.leased, state.open()), (10, 10));
+
+    // a finishes its units by storing them.
+    let samples: Vec<_> = (0..10).map(|i| sample(&i.to_string(), i)).collect();
+    a.insert_samples(run, "b", samples.iter()).unwrap();
+    a.set_worker("a");
+    let records: Vec<UnitRecord> = taken_a
+        .iter()
+        .map(|k| ok(&k.sample_id, "h", Some("No.")))
+        .collect();
+    a.write_batch(run, &records).unwrap();
+    assert_eq!(a.queue_state(run).unwrap().done, 4);
+    assert_eq!(
+        a.worker_counts(run).unwrap(),
+        [redtrace_store::WorkerCount {
+            worker: "a".into(),
+            answered: 4,
+            failed: 0
+        }]
+    );
+
+    // b dies: its lease (renewed once, then let go) runs out, and a takes its units.
+    assert_eq!(
+        b.renew_lease(run, "b", Duration::from_millis(300)).unwrap(),
+        6
+    );
+    assert!(a.take_units(run, "a", 10, long).unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(a.queue_state(run).unwrap().expired, 6);
+    let taken_over = a.take_units(run, "a", 10, long).unwrap();
+    assert_eq!(taken_over.len(), 6);
+    // A stopping worker gives back what it holds.
+    assert_eq!(a.release_units(run, "a").unwrap(), 6);
+    assert_eq!(a.queue_state(run).unwrap().waiting, 6);
+
+    // A failed unit is queued again by the next enqueue; an answered one is not.
+    let failed_key = &taken_over[0];
+    let retaken = a.take_units(run, "a", 1, long).unwrap();
+    assert_eq!(&retaken[0], failed_key);
+    a.write_batch(run, &[failed(&failed_key.sample_id, "h")])
+        .unwrap();
+    assert_eq!(a.queue_state(run).unwrap().done, 5);
+    assert_eq!(a.enqueue_units(run, &keys).unwrap(), 1);
+    assert_eq!(a.queue_state(run).unwrap().done, 4);
+
+    // SQLite has no queue, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&dir.path().join("q.db")).unwrap();
+    assert!(!sqlite.shared());
+    let error = sqlite
+        .take_units(run, "a", 1, long)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("needs a PostgreSQL store"), "{error}");
+}
+
+/// A connection the server drops is made again and the write goes through, whole; a wrong
+/// password or an unreachable host is an error that names the host, never the password.
+#[test]
+fn postgres_connection_loss_and_bad_credentials() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let mut store = Store::open(Path::new(&url)).unwrap();
+    let run = store.create_run(&spec("loss"), "t").unwrap();
+    store
+        .insert_samples(run, "b", [sample("1", 0), sample("2", 1)].iter())
+        .unwrap();
+    store
+        .write_batch(run, &[ok("1", "h1", Some("No."))])
+        .unwrap();
+    // The server ends every other session to this database (a restart, a failover).
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1);
+    store
+        .write_batch(run, &[ok("2", "h2", Some("Yes."))])
+        .unwrap();
+    assert_eq!(store.answered(run).unwrap().len(), 2);
+    drop(admin);
+
+    // Wrong password: refused at once, naming the host and not the password.
+    let parts: Vec<&str> = url.splitn(2, "@").collect();
+    let wrong = format!("postgres://nosuchuser:s3cret-pw@{}", parts[1]);
+    let error = Store::open(Path::new(&wrong)).err().unwrap().to_string();
+    assert!(error.contains("nosuchuser@"), "{error}");
+    assert!(!error.contains("s3cret-pw"), "{error}");
+
+    // Unreachable: tried again for the patience, then an error naming the host.
+    std::env::set_var("REDTRACE_DB_PATIENCE_SECS", "0.5");
+    let started = std::time::Instant::now();
+    let error = Store::open(Path::new(
+        "postgres://u:s3cret-pw@127.0.0.1:9/db?connect_timeout=1",
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    std::env::remove_var("REDTRACE_DB_PATIENCE_SECS");
+    assert!(error.contains("postgres://u@127.0.0.1:9/db"), "{error}");
+    assert!(error.contains("gave up after"), "{error}");
+    assert!(!error.contains("s3cret-pw"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -87,8 +87,8 @@ fn prepare(request: &Rejudge) -> Result<PreparedRejudge<'_>> {
     if request.judging.judges.is_empty() {
         bail!("name the judges to judge with: --judge NAME (every benchmark) or --judge BENCH=NAME (one)");
     }
-    if !request.db.is_file() {
-        bail!("no store at {}", request.db.display());
+    if !redtrace_store::exists(&request.db) {
+        bail!("no store at {}", redtrace_store::shown(&request.db));
     }
     let store = Store::open_read_only(&request.db)?;
     let original = store.resolve_run(&request.run)?;
@@ -229,6 +229,7 @@ impl PreparedRejudge<'_> {
             .collect::<Vec<_>>();
         let total_units = total * targets.len() as u64 * u64::from(spec.samples_per_prompt);
         let plan = Plan {
+            enqueue_only: false,
             run: run_id,
             targets,
             benchmarks,

@@ -220,7 +220,14 @@ impl Suite {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            db: file.db.map(|db| relative_to(&base, db)),
+            // A PostgreSQL URL is no path to resolve.
+            db: file.db.map(|db| {
+                if redtrace_store::postgres_url(&db).is_some() {
+                    db
+                } else {
+                    relative_to(&base, db)
+                }
+            }),
             data_dir: file.data_dir.map(|dir| relative_to(&base, dir)),
             models,
             benchmarks,
@@ -369,8 +376,10 @@ pub struct Overrides {
     /// Start a new run even if this exact run exists (it still uses the cache).
     #[cfg_attr(feature = "clap", arg(long))]
     pub new_run: bool,
-    /// The SQLite store [env: REDTRACE_DB] [default: the suite's db, else redtrace.db].
-    #[cfg_attr(feature = "clap", arg(long))]
+    /// The store: a SQLite file, or a PostgreSQL database that many workers share
+    /// (`postgres://USER@HOST[:PORT]/DB`, `?host=/run/dir` for a socket folder)
+    /// [env: REDTRACE_DB] [default: the suite's db, else redtrace.db].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE|URL"))]
     pub db: Option<PathBuf>,
     /// A price table (TOML, `[MODEL] input = …, output = …` in USD per million tokens) laid
     /// over the built-in one.
@@ -384,6 +393,15 @@ pub struct Overrides {
     /// every machine; each shard in its own store, merged after with `redtrace merge`.
     #[cfg_attr(feature = "clap", arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard))]
     pub shard: Option<redtrace_core::run::Shard>,
+    /// With a PostgreSQL --db: create the run and queue its units, and leave them to
+    /// `redtrace worker` (or further `redtrace run`s of the same run) on any machine.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub enqueue_only: bool,
+    /// With a PostgreSQL --db: how long this worker holds the units it took without its
+    /// heartbeat (which renews them every third of it); a dead worker's units go to the
+    /// others after this long [default: 30].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SECS"))]
+    pub lease_secs: Option<f64>,
     /// Send the targets' requests through their provider's batch API (OpenAI Batch,
     /// Anthropic Message Batches): half the price, results within 24 hours; a killed run
     /// resumes its batches.
@@ -641,6 +659,8 @@ impl Overrides {
             prices,
             max_cost,
             shard: self.shard,
+            enqueue_only: self.enqueue_only,
+            lease: std::time::Duration::from_secs_f64(self.lease_secs.unwrap_or(30.0).max(0.3)),
             db: self
                 .db
                 .clone()

@@ -37,7 +37,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<RunOutcome> {
     // A store that exists is checked before anything is written into it.
-    if settings.db.is_file() {
+    if redtrace_store::exists(&settings.db) {
         Store::open(&settings.db)?.check_integrity()?;
     }
     // Read every benchmark once up front: a bad row fails here, before anything is sent or
@@ -221,12 +221,14 @@ pub async fn run(
             None => None,
         },
         shard: settings.shard,
+        enqueue_only: settings.enqueue_only,
     };
     let result = redtrace_engine::run(
         plan,
         settings.db.clone(),
         EngineOptions {
             backoff: settings.backoff,
+            lease: settings.lease,
             ..EngineOptions::default()
         },
         progress,
@@ -271,10 +273,23 @@ pub(crate) fn ended(
     resumed: bool,
 ) -> Result<RunOutcome> {
     let store = Store::open(db).context("recording how the run ended")?;
-    match &result {
-        Ok(summary) if summary.interrupted => store.set_status(run_id, RunStatus::Interrupted)?,
-        Ok(_) => store.set_status(run_id, RunStatus::Complete)?,
-        Err(_) => store.set_status(run_id, RunStatus::Failed)?,
+    if store.shared() {
+        // One worker of many: the run is complete when its queue is, and only then; a
+        // worker that stops or fails leaves the run to the others (a run nobody works shows
+        // as interrupted).
+        if let Ok(summary) = &result {
+            if !summary.interrupted && store.queue_state(run_id)?.open() == 0 {
+                store.set_status(run_id, RunStatus::Complete)?;
+            }
+        }
+    } else {
+        match &result {
+            Ok(summary) if summary.interrupted => {
+                store.set_status(run_id, RunStatus::Interrupted)?
+            }
+            Ok(_) => store.set_status(run_id, RunStatus::Complete)?,
+            Err(_) => store.set_status(run_id, RunStatus::Failed)?,
+        }
     }
     Ok(RunOutcome {
         run_id,

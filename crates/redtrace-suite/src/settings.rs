@@ -305,6 +305,10 @@ pub struct RunSettings {
     pub max_cost: Option<f64>,
     /// Only this shard of the run's units.
     pub shard: Option<redtrace_core::run::Shard>,
+    /// On a PostgreSQL store: queue the run's units and leave them to workers.
+    pub enqueue_only: bool,
+    /// On a PostgreSQL store: how long a worker's lease on its units lasts unrenewed.
+    pub lease: std::time::Duration,
 }
 
 /// Limits that apply to every model a run calls, its helpers too, where they are given.

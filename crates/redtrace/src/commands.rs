@@ -144,7 +144,7 @@ fn ended(
     eprintln!(
         "run {} {how} in {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
         outcome.run_id,
-        db.display(),
+        redtrace_store::shown(&db),
         summary.answered,
         summary.cached,
         summary.skipped,
@@ -233,7 +233,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &mut dyn Write) -> Result<()> 
             "{} was imported before, as run {} in {} ({} generations); nothing changed",
             args.file.display(),
             imported.run,
-            args.db.db.display(),
+            redtrace_store::shown(&args.db.db),
             imported.records
         )?;
     } else {
@@ -244,14 +244,14 @@ pub fn import(args: &crate::cli::ImportArgs, out: &mut dyn Write) -> Result<()> 
             imported.errors,
             args.file.display(),
             imported.run,
-            args.db.db.display()
+            redtrace_store::shown(&args.db.db)
         )?;
     }
     writeln!(
         out,
         "judge them: redtrace judge --run {} --judge NAME [--judge-model REF] --db {}",
         imported.run,
-        args.db.db.display()
+        redtrace_store::shown(&args.db.db)
     )?;
     Ok(())
 }
@@ -421,9 +421,7 @@ fn plan_cost(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
     };
     let settings = suite.with(&args.overrides)?;
     // Earlier runs in the store, where there is one, calibrate the estimate.
-    let store = settings
-        .db
-        .is_file()
+    let store = redtrace_store::exists(&settings.db)
         .then(|| Store::open_read_only(&settings.db))
         .transpose()?;
     let rows = redtrace_suite::estimate(&settings, store.as_ref())?;
@@ -697,8 +695,8 @@ fn exit(passed: bool) -> ExitCode {
 
 /// Upgrades a store to this build's schema (reading commands never do it themselves).
 pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
-    if !args.db.is_file() {
-        anyhow::bail!("no store at {}", args.db.display());
+    if !redtrace_store::exists(&args.db) {
+        anyhow::bail!("no store at {}", redtrace_store::shown(&args.db));
     }
     let before = {
         let store = Store::open_read_only(&args.db);
@@ -714,12 +712,12 @@ pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
         Some(found) => writeln!(
             out,
             "{}: upgraded from schema version {found} to {now}",
-            args.db.display()
+            redtrace_store::shown(&args.db)
         )?,
         None => writeln!(
             out,
             "{}: already at schema version {now}",
-            args.db.display()
+            redtrace_store::shown(&args.db)
         )?,
     }
     Ok(())
@@ -729,8 +727,8 @@ pub fn migrate(args: &DbArgs, out: &mut dyn Write) -> Result<()> {
 pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(run) = &args.delete {
         // Deleting writes: the store is opened for writing, this once.
-        if !args.db.db.is_file() {
-            anyhow::bail!("no store at {}", args.db.db.display());
+        if !redtrace_store::exists(&args.db.db) {
+            anyhow::bail!("no store at {}", redtrace_store::shown(&args.db.db));
         }
         let store = Store::open(&args.db.db)?;
         let id = store.resolve_run(run)?.id;
@@ -738,7 +736,7 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
         writeln!(
             out,
             "deleted run {id} ({completions} completions) from {}",
-            args.db.db.display()
+            redtrace_store::shown(&args.db.db)
         )?;
         return Ok(());
     }
@@ -749,7 +747,7 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
         return Ok(());
     }
     if runs.is_empty() {
-        writeln!(out, "no runs in {}", args.db.db.display())?;
+        writeln!(out, "no runs in {}", redtrace_store::shown(&args.db.db))?;
         return Ok(());
     }
     let header = [
@@ -762,6 +760,7 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
         "benchmarks",
     ];
     let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    let ids: Vec<redtrace_store::RunId> = runs.iter().map(|run| run.id).collect();
     for run in runs {
         table.push(vec![
             run.id.to_string(),
@@ -778,8 +777,35 @@ pub fn runs(args: &RunsArgs, out: &mut dyn Write) -> Result<()> {
                 .join(","),
         ]);
     }
-    writeln!(out, "store: {}", args.db.db.display())?;
+    writeln!(out, "store: {}", redtrace_store::shown(&args.db.db))?;
     write_columns(out, &table)?;
+    if store.shared() {
+        // A shared store's runs are worked through a queue: how it stands, and who did what.
+        for run in &ids {
+            let queue = store.queue_state(*run)?;
+            if queue == redtrace_store::QueueState::default() {
+                continue;
+            }
+            let workers: Vec<String> = store
+                .worker_counts(*run)?
+                .iter()
+                .map(|w| format!("{} {} answered, {} failed", w.worker, w.answered, w.failed))
+                .collect();
+            writeln!(
+                out,
+                "run {run}: {} units queued, {} taken by a worker, {} whose worker's lease ran out, {} done{}",
+                queue.waiting,
+                queue.leased,
+                queue.expired,
+                queue.done,
+                if workers.is_empty() {
+                    String::new()
+                } else {
+                    format!("; workers: {}", workers.join("; "))
+                }
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -1015,10 +1041,10 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
 /// Serves the web viewer until interrupted.
 pub fn view(args: &ViewArgs) -> Result<()> {
     let db = &args.db.db;
-    if !db.is_file() {
+    if !redtrace_store::exists(&db) {
         anyhow::bail!(
             "no store at {} (run `redtrace run` first, or pass --db PATH)",
-            db.display()
+            redtrace_store::shown(&db)
         );
     }
     if !args.host.is_loopback() {
@@ -1031,7 +1057,7 @@ pub fn view(args: &ViewArgs) -> Result<()> {
         }
         eprintln!(
             "warning: serving {} on {} without authentication: anyone who can reach this address can read every stored prompt and response",
-            db.display(),
+            redtrace_store::shown(&db),
             args.host
         );
     }
@@ -1051,7 +1077,10 @@ pub fn view(args: &ViewArgs) -> Result<()> {
         let bound = listener.local_addr()?;
         // The URL goes to stdout (one line, so scripts and tests can read it), the rest to stderr.
         println!("http://{bound}/");
-        eprintln!("redtrace view: serving {} (Ctrl-C to stop)", db.display());
+        eprintln!(
+            "redtrace view: serving {} (Ctrl-C to stop)",
+            redtrace_store::shown(&db)
+        );
         tokio::select! {
             served = redtrace_view::serve(listener, db.clone(), hosts) => served?,
             _ = tokio::signal::ctrl_c() => {}

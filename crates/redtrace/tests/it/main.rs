@@ -11,3 +11,4 @@ mod shards;
 mod snapshots;
 mod util;
 mod viewer;
+mod workers;

@@ -1,0 +1,155 @@
+//! Workers of one run on a shared PostgreSQL store, through the binary: `--enqueue-only`
+//! queues a run without sending anything; four workers take it together; two killed with
+//! SIGKILL mid-run leave their units to the others once their lease runs out; the run ends
+//! complete with every unit stored once, and the requests sent again are no more than the
+//! units the killed workers held.
+
+use crate::util::{command, redtrace, text};
+use redtrace_testkit::{FakeServer, Reply};
+use std::time::Duration;
+
+/// `count` questions in a CSV in `dir`; the benchmark reference.
+fn questions(dir: &std::path::Path, count: usize) -> String {
+    let csv = dir.join("q.csv");
+    let mut rows = String::from("prompt\n");
+    for i in 0..count {
+        rows.push_str(&format!("question {i}\n"));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    format!("file:{}", csv.display())
+}
+
+/// A query's single number, from the test's own connection.
+fn number(url: &str, sql: &str) -> i64 {
+    let url = url.to_owned();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.query_one(sql.as_str(), &[]).unwrap().get(0)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_workers_two_killed_every_unit_once() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let units = 240;
+    let bench = questions(dir.path(), units);
+    let server = FakeServer::start(|seen| {
+        Reply::think_tags("Thinking.", &format!("I can't help with {}.", seen.prompt))
+            .after(Duration::from_millis(60))
+    })
+    .await;
+    let model = server.model_ref("m");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "run",
+            "--quiet",
+            "--model",
+            &model,
+            "--bench",
+            &bench,
+            "--db",
+            &url,
+            "--concurrency",
+            "4",
+            "--lease-secs",
+            "1.5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // Queued, nothing sent.
+    let enqueue = args(&["--enqueue-only"]);
+    let enqueue: Vec<&str> = enqueue.iter().map(String::as_str).collect();
+    let output = redtrace(&enqueue).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(server.count(), 0);
+    assert_eq!(
+        number(&url, "SELECT count(*) FROM units WHERE NOT done"),
+        units as i64
+    );
+
+    // Four workers; two are killed once a quarter of the units are done.
+    let worker = args(&[]);
+    let worker: Vec<&str> = worker.iter().map(String::as_str).collect();
+    let mut children: Vec<tokio::process::Child> = (0..4)
+        .map(|_| {
+            command(&worker, &[])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while number(&url, "SELECT count(*) FROM units WHERE done") < units as i64 / 4 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut killed = Vec::new();
+    for child in children.iter_mut().take(2) {
+        let pid = child.id().unwrap();
+        // SIGKILL: no chance to give anything back.
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        child.wait().await.unwrap();
+        killed.push(format!("':{pid}'"));
+    }
+    // What the killed workers held when they died: taken, not stored.
+    let held = number(
+        &url,
+        &format!(
+            "SELECT count(*) FROM units WHERE NOT done AND ({})",
+            killed
+                .iter()
+                .map(|suffix| format!("worker LIKE '%' || {suffix}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        ),
+    );
+    for child in children.iter_mut().skip(2) {
+        let output = tokio::time::timeout(Duration::from_secs(120), child.wait())
+            .await
+            .expect("the surviving workers finish");
+        assert!(output.unwrap().success());
+    }
+
+    // Every unit stored once, answered; the run complete.
+    assert_eq!(
+        number(&url, "SELECT count(*) FROM completions WHERE error IS NULL"),
+        units as i64
+    );
+    assert_eq!(
+        number(&url, "SELECT count(DISTINCT sample_id) FROM completions"),
+        units as i64
+    );
+    assert_eq!(number(&url, "SELECT count(*) FROM units WHERE NOT done"), 0);
+    let resent = server.count() as i64 - units as i64;
+    eprintln!("killed workers held {held} units; {resent} requests were sent again");
+    assert!(held > 0, "the kills came mid-run");
+    assert!(
+        resent <= held,
+        "{resent} requests sent again, more than the {held} units the killed workers held"
+    );
+    let runs = redtrace(&["runs", "--db", &url]).await;
+    let listing = text(&runs.stdout);
+    assert!(runs.status.success(), "{}", text(&runs.stderr));
+    assert!(listing.contains("complete"), "{listing}");
+    assert!(listing.contains("0 units queued"), "{listing}");
+    assert!(listing.contains("workers:"), "{listing}");
+    // The surviving workers did most of the work, each counted.
+    let report = redtrace(&["report", "--db", &url]).await;
+    assert!(report.status.success(), "{}", text(&report.stderr));
+}
