@@ -281,6 +281,12 @@ pub async fn run(
 
     // Targets behind the same endpoint share its gate: its permits and rate limit hold for
     // all of them together.
+    let schedule: Option<Arc<dyn redtrace_providers::SharedSchedule>> = match queued {
+        true => Some(Arc::new(StoreSchedule(std::sync::Mutex::new(Store::open(
+            &db,
+        )?)))),
+        false => None,
+    };
     let mut gates: Vec<(String, Arc<Gate>)> = Vec::new();
     let mut target_gates = Vec::new();
     let mut spawn_capacity = 0usize;
@@ -290,7 +296,12 @@ pub async fn run(
             Some((_, gate)) => gate.clone(),
             None => {
                 spawn_capacity += target.config.max_concurrency;
-                let gate = Arc::new(Gate::new(&target.config, options.backoff, shutdown.clone()));
+                let mut gate = Gate::new(&target.config, options.backoff, shutdown.clone());
+                if let Some(schedule) = &schedule {
+                    // Its requests per minute hold across every worker of the run.
+                    gate = gate.sharing_rate(schedule.clone(), format!("{run_id}\u{1f}{endpoint}"));
+                }
+                let gate = Arc::new(gate);
                 gates.push((endpoint, gate.clone()));
                 gate
             }
@@ -747,6 +758,19 @@ async fn take_from_queue(
         }
     }
     Ok(foreign)
+}
+
+/// The request schedules of a shared store, on a connection of their own.
+struct StoreSchedule(std::sync::Mutex<Store>);
+
+impl redtrace_providers::SharedSchedule for StoreSchedule {
+    fn next_slot(&self, key: &str, interval: Duration) -> Result<Duration, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .next_slot(key, interval)
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// Renews the lease on a worker's units every third of it, from a thread of its own with a

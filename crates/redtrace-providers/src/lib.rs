@@ -23,7 +23,9 @@ mod text;
 pub use anthropic::{AnthropicProvider, ANTHROPIC_VERSION};
 pub use batch::{BatchLedger, BatchProvider, LedgerBatch};
 pub use gemini::GeminiProvider;
-pub use limits::{Backoff, Gate, RateLimiter, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER};
+pub use limits::{
+    Backoff, Gate, RateLimiter, SharedSchedule, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER,
+};
 pub use model::{api_key, ApiKey};
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;

@@ -53,11 +53,30 @@ impl Backoff {
 }
 
 /// Spaces requests evenly so that no more than `n` start in any minute.
-#[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
     // A plain mutex: it is held only to read and bump one instant, never across an await.
     next: std::sync::Mutex<Option<Instant>>,
+    /// The schedule that many processes share, under this key, where there is one.
+    shared: Option<(Arc<dyn SharedSchedule>, String)>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("interval", &self.interval)
+            .field("shared", &self.shared.as_ref().map(|(_, key)| key))
+            .finish()
+    }
+}
+
+/// A requests-per-minute schedule that many processes share (the workers of one run on a
+/// PostgreSQL store): each request start takes the next slot of the endpoint's schedule,
+/// wherever it runs, so the endpoint sees the limit once, not once per worker.
+pub trait SharedSchedule: Send + Sync {
+    /// Takes the next slot of `key`'s schedule, `interval` after the one taken before it;
+    /// how long from now until that slot comes (zero when it is now).
+    fn next_slot(&self, key: &str, interval: Duration) -> Result<Duration, String>;
 }
 
 impl RateLimiter {
@@ -66,11 +85,22 @@ impl RateLimiter {
         Self {
             interval: Duration::from_secs(60) / rpm.max(1),
             next: std::sync::Mutex::new(None),
+            shared: None,
         }
     }
 
-    /// Waits for the next free slot.
+    /// Waits for the next free slot (of the shared schedule, where there is one: if it
+    /// cannot be reached, of this process's own).
     pub async fn wait(&self) {
+        if let Some((schedule, key)) = &self.shared {
+            let (schedule, key, interval) = (schedule.clone(), key.clone(), self.interval);
+            let delay =
+                tokio::task::spawn_blocking(move || schedule.next_slot(&key, interval)).await;
+            if let Ok(Ok(delay)) = delay {
+                tokio::time::sleep(delay).await;
+                return;
+            }
+        }
         let slot = {
             let mut next = self.next.lock().expect("rate limiter lock");
             let now = Instant::now();
@@ -151,6 +181,16 @@ impl Gate {
             failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
             endpoint: "the endpoint".into(),
         }
+    }
+
+    /// The gate with its requests-per-minute limit kept in `schedule` under `key`, shared
+    /// with every other process that uses the same schedule and key (the other workers of a
+    /// run). A gate without such a limit is left as it is.
+    pub fn sharing_rate(mut self, schedule: Arc<dyn SharedSchedule>, key: String) -> Self {
+        if let Some(limiter) = &mut self.limiter {
+            limiter.shared = Some((schedule, key));
+        }
+        self
     }
 
     /// Whether the gate has given up on its endpoint.

@@ -603,6 +603,16 @@ pub trait Storage: Send {
         Err(self.unshared("a work queue"))
     }
 
+    /// Takes the next slot of the request schedule `key` (an endpoint of a run), `interval`
+    /// after the slot taken before it by any process; how long from now until it comes.
+    fn next_slot(
+        &self,
+        _key: &str,
+        _interval: std::time::Duration,
+    ) -> Result<std::time::Duration, StoreError> {
+        Err(self.unshared("a shared request schedule"))
+    }
+
     /// Per worker, the units of `run` it answered and those that failed, most first.
     fn worker_counts(&self, _run: RunId) -> Result<Vec<WorkerCount>, StoreError> {
         Ok(Vec::new())

@@ -36,7 +36,7 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes to PostgreSQL (its own count: PostgreSQL stores
 /// begin with the queue that SQLite files never had).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// The first key of redtrace's advisory locks ("rt"); the second is the run's id.
 const LOCK_SPACE: i32 = 0x7274;
@@ -300,6 +300,12 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (run_id, model, benchmark, sample_id, sample_k)
     );
     CREATE INDEX units_open ON units (run_id, seq) WHERE NOT done;
+", "
+    -- Request schedules that all workers share: the next free slot of each (run, endpoint).
+    CREATE TABLE rate_slots (
+        key TEXT PRIMARY KEY,
+        next_at TIMESTAMPTZ NOT NULL
+    );
 "];
 
 impl PgStore {
@@ -1497,6 +1503,23 @@ impl Storage for PgStore {
                 expired: row.get::<_, i64>(2) as u64,
                 done: row.get::<_, i64>(3) as u64,
             })
+        })
+    }
+
+    fn next_slot(&self, key: &str, interval: Duration) -> Result<Duration, StoreError> {
+        let seconds = interval.as_secs_f64();
+        self.call(|conn| {
+            // The slot is the later of now and the schedule's next free one; the schedule
+            // moves on by one interval. The wait is reckoned on the server's clock alone, so
+            // the workers' clocks need not agree.
+            let statement = conn.statement(
+                "INSERT INTO rate_slots (key, next_at) VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+                 ON CONFLICT (key) DO UPDATE
+                    SET next_at = greatest(rate_slots.next_at, clock_timestamp()) + make_interval(secs => $2)
+                 RETURNING extract(epoch FROM (next_at - make_interval(secs => $2) - clock_timestamp()))::float8",
+            )?;
+            let wait: f64 = conn.client.query_one(&statement, &[&key, &seconds])?.get(0);
+            Ok(Duration::from_secs_f64(wait.max(0.0)))
         })
     }
 

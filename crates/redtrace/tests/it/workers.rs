@@ -153,3 +153,58 @@ async fn four_workers_two_killed_every_unit_once() {
     let report = redtrace(&["report", "--db", &url]).await;
     assert!(report.status.success(), "{}", text(&report.stderr));
 }
+
+/// `--rpm` is the endpoint's limit for the whole run, not for each worker: three workers at
+/// 600 requests a minute together start no more than 10 requests in any second.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_per_minute_hold_across_three_workers() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let units = 36;
+    let bench = questions(dir.path(), units);
+    let server = FakeServer::start(|_| Reply::think_tags("Thinking.", "No.")).await;
+    let model = server.model_ref("m");
+    let args = [
+        "run", "--quiet", "--model", &model, "--bench", &bench, "--db", &url, "--rpm", "600",
+    ];
+    let output = redtrace(&[&args[..], &["--enqueue-only"]].concat()).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            command(&args, &[])
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        let output = worker.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let mut at: Vec<std::time::Instant> = server.requests().iter().map(|seen| seen.at).collect();
+    at.sort();
+    assert_eq!(at.len(), units);
+    let busiest = (0..at.len())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| t.duration_since(at[i]) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    let span = at[at.len() - 1].duration_since(at[0]);
+    eprintln!("busiest second: {busiest} requests; {units} requests over {span:?}");
+    assert!(
+        busiest <= 11,
+        "{busiest} requests started within one second"
+    );
+    assert!(span >= Duration::from_millis(3200), "{span:?}");
+    assert!(
+        number(&url, "SELECT count(DISTINCT worker) FROM completions") >= 2,
+        "the workers shared the run"
+    );
+}
