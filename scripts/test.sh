@@ -8,7 +8,8 @@
 #  - xllamacpp, a prebuilt llama.cpp server from PyPI, for tests against a real server;
 #  - inspect_ai from PyPI, which reads the logs `export --format inspect` writes and writes the
 #    logs `import` reads;
-#  - Debian's chromium, for the HTML report's test in a real headless browser.
+#  - Debian's chromium, for the HTML report's test in a real headless browser;
+#  - Debian's postgresql, started as a throwaway server for the shared-store tests.
 # Tests whose inputs are missing skip with a message. Formatting, clippy and rustdoc run first,
 # with warnings denied.
 set -euo pipefail
@@ -66,6 +67,38 @@ if command -v python3 >/dev/null; then
         || echo "could not install inspect_ai; the inspect log test will skip" >&2
 else
     echo "python3 not found: real-model tests will skip" >&2
+fi
+
+# PostgreSQL for the shared-store tests: the server REDTRACE_TEST_PG names (its user may create
+# databases), else a throwaway one from Debian's postgresql package, installed where missing:
+# initdb into a temporary folder (as the unprivileged postgres user when run as root),
+# listening only on a Unix socket there, stopped and removed when the suite ends.
+pg_bin() {
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+if [ -z "${REDTRACE_TEST_PG:-}" ]; then
+    if [ -z "$(pg_bin)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing postgresql (for the shared-store tests)..." >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    PG_BIN=$(pg_bin)
+    if [ -n "$PG_BIN" ]; then
+        PG_DIR=$(mktemp -d)
+        as_pg=()
+        if [ "$(id -u)" = 0 ]; then
+            chown postgres: "$PG_DIR"
+            as_pg=(runuser -u postgres --)
+        fi
+        PG_PORT=$((20000 + $$ % 20000))
+        "${as_pg[@]}" "$PG_BIN/initdb" -A trust -U postgres --no-sync -E UTF8 -D "$PG_DIR/data" >/dev/null
+        "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+            -o "-k $PG_DIR -c listen_addresses='' -p $PG_PORT -c fsync=off -c max_connections=300" start >/dev/null
+        trap '"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1; rm -rf "$PG_DIR"' EXIT
+        export REDTRACE_TEST_PG="postgres://postgres@localhost/postgres?host=$PG_DIR&port=$PG_PORT"
+        echo "PostgreSQL for the tests: $PG_DIR (port $PG_PORT)" >&2
+    else
+        echo "no PostgreSQL: the shared-store tests will fail under CI, skip elsewhere" >&2
+    fi
 fi
 
 # The house stays clean: formatting, lints and docs are part of the suite, warnings denied.

@@ -613,6 +613,16 @@ pub trait Storage: Send {
         Err(self.unshared("a shared request schedule"))
     }
 
+    /// Records how `run` was started (the first record stays), for workers that join it.
+    fn put_recipe(&self, _run: RunId, _recipe: &str) -> Result<(), StoreError> {
+        Err(self.unshared("a run's recipe"))
+    }
+
+    /// How `run` was started, if that was recorded.
+    fn recipe(&self, _run: RunId) -> Result<Option<String>, StoreError> {
+        Err(self.unshared("a run's recipe"))
+    }
+
     /// Per worker, the units of `run` it answered and those that failed, most first.
     fn worker_counts(&self, _run: RunId) -> Result<Vec<WorkerCount>, StoreError> {
         Ok(Vec::new())

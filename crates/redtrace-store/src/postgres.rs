@@ -306,6 +306,11 @@ const MIGRATIONS: &[&str] = &["
         key TEXT PRIMARY KEY,
         next_at TIMESTAMPTZ NOT NULL
     );
+    -- How a run was started, for workers that join it (`redtrace worker`).
+    CREATE TABLE run_recipes (
+        run_id BIGINT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        recipe TEXT NOT NULL
+    );
 "];
 
 impl PgStore {
@@ -1520,6 +1525,29 @@ impl Storage for PgStore {
             )?;
             let wait: f64 = conn.client.query_one(&statement, &[&key, &seconds])?.get(0);
             Ok(Duration::from_secs_f64(wait.max(0.0)))
+        })
+    }
+
+    fn put_recipe(&self, run: RunId, recipe: &str) -> Result<(), StoreError> {
+        self.call(|conn| {
+            conn.client
+                .execute(
+                    "INSERT INTO run_recipes (run_id, recipe) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&run.0, &recipe],
+                )
+                .map(|_| ())
+        })
+    }
+
+    fn recipe(&self, run: RunId) -> Result<Option<String>, StoreError> {
+        self.call(|conn| {
+            Ok(conn
+                .client
+                .query_opt(
+                    "SELECT recipe FROM run_recipes WHERE run_id = $1",
+                    &[&run.0],
+                )?
+                .map(|row| row.get(0)))
         })
     }
 

@@ -660,6 +660,8 @@ impl Overrides {
             max_cost,
             shard: self.shard,
             enqueue_only: self.enqueue_only,
+            recipe: None,
+            join: None,
             lease: std::time::Duration::from_secs_f64(self.lease_secs.unwrap_or(30.0).max(0.3)),
             db: self
                 .db

@@ -158,7 +158,22 @@ pub async fn run(
         settings.samples_per_prompt,
     );
     let store = Store::open(&settings.db)?;
+    if let Some(join) = settings.join {
+        // A worker joins the run it was asked to, or none: settings or data that differ
+        // here from where the run was started would make another run.
+        let stored = store.resolve_run(&join.to_string())?;
+        if stored.spec_hash != spec.identity_hash() {
+            anyhow::bail!(
+                "this worker's run differs from run {join} in {}: {}",
+                redtrace_store::shown(&settings.db),
+                stored.spec.differences(&spec).join("; ")
+            );
+        }
+    }
     let (run_id, _claim, resumed) = started(&store, &spec, settings.new_run)?;
+    if let (true, Some(recipe)) = (store.shared(), &settings.recipe) {
+        store.put_recipe(run_id, recipe)?;
+    }
     drop(store);
     let mut targets = Vec::new();
     for (config, provider) in settings.models.iter().zip(providers) {

@@ -309,6 +309,12 @@ pub struct RunSettings {
     pub enqueue_only: bool,
     /// On a PostgreSQL store: how long a worker's lease on its units lasts unrenewed.
     pub lease: std::time::Duration,
+    /// On a PostgreSQL store: how the run was started (the command line, for `redtrace
+    /// worker`), recorded with the run it creates.
+    pub recipe: Option<String>,
+    /// Work this run and no other: a worker joining a stored run refuses to start (or
+    /// create) another.
+    pub join: Option<redtrace_store::RunId>,
 }
 
 /// Limits that apply to every model a run calls, its helpers too, where they are given.

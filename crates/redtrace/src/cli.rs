@@ -62,6 +62,13 @@ error_message; other fields are kept as the sample's metadata.")]
         after_help = "Examples:\n  redtrace merge shard-0.db shard-1.db shard-2.db --into all.db"
     )]
     Merge(MergeArgs),
+    /// Work a run of a shared PostgreSQL store with the others working it: the run as it was
+    /// started (`redtrace run --db postgres://…`, with or without --enqueue-only), on this
+    /// machine, until its queue is empty.
+    #[command(after_help = "Examples:
+  redtrace run suite.toml --db postgres://rt@db/redtrace --enqueue-only
+  redtrace worker --db postgres://rt@db/redtrace --concurrency 16    # on each machine")]
+    Worker(WorkerArgs),
     /// Gate a release on a run's rates: exits 1 with a table of what failed.
     #[command(after_help = "Examples:
   redtrace check --run last --max-unsafe airbench=0.2,jbb+pair=0.3 --min-refusal xstest-unsafe=0.9
@@ -111,9 +118,32 @@ Keys on a sample page: j / → next, k / ← previous, u / Esc back to the list.
 /// Where the store is.
 #[derive(Debug, Args, Clone)]
 pub struct DbArgs {
-    /// The SQLite store.
+    /// The store: a SQLite file, or a PostgreSQL URL (postgres://USER@HOST/DB).
     #[arg(long, env = "REDTRACE_DB", default_value = "redtrace.db")]
     pub db: PathBuf,
+}
+
+/// `redtrace worker`: which shared store and run, and this worker's own limits.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The shared store: a PostgreSQL URL (postgres://USER@HOST/DB, ?host=/run/dir for a
+    /// socket folder).
+    #[arg(long, env = "REDTRACE_DB")]
+    pub db: PathBuf,
+    /// The run to work: its id, or `last` (the latest run).
+    #[arg(long, default_value = "last")]
+    pub run: String,
+    /// Requests in flight at once per endpoint, on this worker [default: as the run was
+    /// started].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// How long this worker holds the units it took without its heartbeat; a dead worker's
+    /// units go to the others after this long.
+    #[arg(long, value_name = "SECS")]
+    pub lease_secs: Option<f64>,
+    /// No progress bar and no report at the end.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `redtrace run`: a suite file, and the overrides laid over it.

@@ -27,33 +27,132 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
         None => Ok(Suite::default()),
     }
     .and_then(|suite| suite.with(&args.overrides));
-    let settings = match resolved {
+    let mut settings = match resolved {
         Ok(settings) => settings,
         Err(error) => {
             crate::print_error(&error);
             return Ok(ExitCode::from(2));
         }
     };
+    if redtrace_store::postgres_url(&settings.db).is_some() {
+        settings.recipe = Some(recipe(std::env::args().skip(2)));
+    }
+    run_with(&settings, args.quiet, args.max_unscored, out)
+}
+
+/// How a run was started, as a worker can start it again: the `run` command line without the
+/// store (each worker names its own, and a URL may hold a password), `--enqueue-only`,
+/// `--new-run` and `--quiet`, and the folder it was started in.
+fn recipe(args: impl Iterator<Item = String>) -> String {
+    let mut kept = Vec::new();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--db" => {
+                args.next();
+            }
+            "--enqueue-only" | "--new-run" | "--quiet" | "-q" => {}
+            _ if arg.starts_with("--db=") => {}
+            _ => kept.push(arg),
+        }
+    }
+    serde_json::json!({
+        "args": kept,
+        "cwd": std::env::current_dir().ok(),
+    })
+    .to_string()
+}
+
+/// `redtrace worker`: works a run of a shared store as it was started, on this machine.
+pub fn worker(args: &crate::cli::WorkerArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    if redtrace_store::postgres_url(&args.db).is_none() {
+        crate::print_error(&anyhow::anyhow!(
+            "redtrace worker needs a shared PostgreSQL store (--db postgres://USER@HOST/DB); a SQLite file is one process's (split a run across machines with run --shard)"
+        ));
+        return Ok(ExitCode::from(2));
+    }
+    let store = Store::open_read_only(&args.db)?;
+    let run = store.resolve_run(&args.run)?;
+    let Some(recipe) = store.recipe(run.id)? else {
+        anyhow::bail!(
+            "run {} in {} was not started by `redtrace run --db postgres://…` (no recipe to work it from)",
+            run.id,
+            redtrace_store::shown(&args.db)
+        );
+    };
+    drop(store);
+    let recipe: serde_json::Value = serde_json::from_str(&recipe)?;
+    // Relative paths (the suite file, data files) mean what they meant where the run was
+    // started, where that folder exists here too (a shared file system).
+    if let Some(cwd) = recipe["cwd"].as_str().map(Path::new).filter(|p| p.is_dir()) {
+        std::env::set_current_dir(cwd)?;
+    }
+    let words: Vec<String> = recipe["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let parsed = <crate::cli::Cli as clap::Parser>::try_parse_from(
+        ["redtrace".to_owned(), "run".to_owned()]
+            .into_iter()
+            .chain(words),
+    )
+    .map_err(|error| anyhow::anyhow!("the recipe of run {} no longer parses: {error}", run.id))?;
+    let crate::cli::Command::Run(mut run_args) = parsed.command else {
+        anyhow::bail!("the recipe of run {} is not a run", run.id);
+    };
+    run_args.overrides.db = Some(args.db.clone());
+    run_args.overrides.enqueue_only = false;
+    run_args.overrides.new_run = false;
+    if args.concurrency.is_some() {
+        run_args.overrides.concurrency = args.concurrency;
+    }
+    if args.lease_secs.is_some() {
+        run_args.overrides.lease_secs = args.lease_secs;
+    }
+    let resolved = match &run_args.suite {
+        Some(path) => Suite::from_file(path),
+        None => Ok(Suite::default()),
+    }
+    .and_then(|suite| suite.with(&run_args.overrides));
+    let mut settings = match resolved {
+        Ok(settings) => settings,
+        Err(error) => {
+            crate::print_error(&error);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    settings.join = Some(run.id);
+    run_with(&settings, args.quiet, run_args.max_unscored, out)
+}
+
+/// Runs resolved settings with a progress bar and Ctrl-C handling, then says how it went.
+fn run_with(
+    settings: &redtrace_suite::RunSettings,
+    quiet: bool,
+    max_unscored: f64,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     for note in &settings.notes {
         eprintln!("note: {note}");
     }
     let outcome = with_signals(|shutdown| {
-        let bar = Arc::new(crate::progress::Bar::new(args.quiet));
-        redtrace_suite::run(&settings, bar, shutdown)
+        let bar = Arc::new(crate::progress::Bar::new(quiet));
+        redtrace_suite::run(settings, bar, shutdown)
     })?;
-    let how = if outcome.resumed {
+    let how = if settings.enqueue_only {
+        "(queued for workers)"
+    } else if settings.join.is_some() {
+        "(as a worker)"
+    } else if outcome.resumed {
         "(resumed)"
     } else {
         "(new)"
     };
-    ended(
-        &settings.db,
-        &outcome,
-        how,
-        args.quiet,
-        args.max_unscored,
-        out,
-    )
+    ended(&settings.db, &outcome, how, quiet, max_unscored, out)
 }
 
 /// `redtrace judge`: judges a stored run's completions again into a run of its own, with a

@@ -95,6 +95,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             commands::migrate(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker(args) => commands::worker(&args, &mut out),
         Command::Merge(args) => {
             commands::merge(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! Workers of one run on a shared PostgreSQL store, through the binary: `--enqueue-only`
-//! queues a run without sending anything; four workers take it together; two killed with
+//! queues a run without sending anything; four workers (`redtrace run` of the same command,
+//! and `redtrace worker`, which works the run from its recipe) take it together; two killed with
 //! SIGKILL mid-run leave their units to the others once their lease runs out; the run ends
 //! complete with every unit stored once, and the requests sent again are no more than the
 //! units the killed workers held.
@@ -81,9 +82,21 @@ async fn four_workers_two_killed_every_unit_once() {
     // Four workers; two are killed once a quarter of the units are done.
     let worker = args(&[]);
     let worker: Vec<&str> = worker.iter().map(String::as_str).collect();
+    // Two started as the run was (`redtrace run`, the same command), two with `redtrace
+    // worker`, which works the run from its recipe; one of each is killed.
+    let joiner = [
+        "worker",
+        "--quiet",
+        "--db",
+        &url,
+        "--concurrency",
+        "4",
+        "--lease-secs",
+        "1.5",
+    ];
     let mut children: Vec<tokio::process::Child> = (0..4)
-        .map(|_| {
-            command(&worker, &[])
+        .map(|i| {
+            command(if i % 2 == 0 { &worker } else { &joiner }, &[])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
@@ -207,4 +220,43 @@ async fn requests_per_minute_hold_across_three_workers() {
         number(&url, "SELECT count(DISTINCT worker) FROM completions") >= 2,
         "the workers shared the run"
     );
+}
+
+/// `redtrace worker` refuses what it cannot work: a SQLite store (exit 2, before anything),
+/// and a run whose data changed since it was started (naming what differs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_sqlite_and_a_changed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("r.db");
+    let output = redtrace(&["worker", "--db", sqlite.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("needs a shared PostgreSQL store"));
+
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let bench = questions(dir.path(), 3);
+    let server = FakeServer::start(|_| Reply::think_tags("Thinking.", "No.")).await;
+    let model = server.model_ref("m");
+    let output = redtrace(&[
+        "run",
+        "--quiet",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--db",
+        &url,
+        "--enqueue-only",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The data file changes under the run: a worker would make another run, and refuses.
+    questions(dir.path(), 4);
+    let output = redtrace(&["worker", "--quiet", "--db", &url]).await;
+    assert!(!output.status.success());
+    let error = text(&output.stderr);
+    assert!(error.contains("differs from run 1"), "{error}");
+    assert!(error.contains("sha256"), "{error}");
+    assert_eq!(server.count(), 0);
 }
