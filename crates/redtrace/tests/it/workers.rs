@@ -162,9 +162,57 @@ async fn four_workers_two_killed_every_unit_once() {
     assert!(listing.contains("complete"), "{listing}");
     assert!(listing.contains("0 units queued"), "{listing}");
     assert!(listing.contains("workers:"), "{listing}");
-    // The surviving workers did most of the work, each counted.
+    // Reading commands read the shared store as they read a file.
     let report = redtrace(&["report", "--db", &url]).await;
     assert!(report.status.success(), "{}", text(&report.stderr));
+    assert!(
+        text(&report.stdout).contains("refusal"),
+        "{}",
+        text(&report.stdout)
+    );
+    let export = redtrace(&["export", "--db", &url, "--format", "jsonl"]).await;
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    assert_eq!(text(&export.stdout).lines().count(), units);
+    let mut viewer = command(&["view", "--port", "0", "--db", &url], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(
+        &mut tokio::io::BufReader::new(viewer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .await
+    .unwrap();
+    let address = line
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let page = get(&address, "/runs/1").await;
+    assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+    assert!(page.contains("240 completions, 0 errors"), "{page}");
+    let page = get(&address, "/runs/1/samples").await;
+    assert!(
+        page.contains("question 1"),
+        "the viewer lists the run's samples"
+    );
+    viewer.kill().await.unwrap();
+}
+
+/// The body of `GET path` from `address` (HTTP/1.0, the whole reply).
+async fn get(address: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    reply
 }
 
 /// `--rpm` is the endpoint's limit for the whole run, not for each worker: three workers at
