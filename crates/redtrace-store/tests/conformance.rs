@@ -868,3 +868,25 @@ fn postgres_connection_loss_and_bad_credentials() {
     assert!(!error.contains("s3cret-pw"), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// What one worker caches (a completion, a judge's reply) the others find.
+#[test]
+fn postgres_caches_are_shared() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let mut one = Store::open(Path::new(&url)).unwrap();
+    let other = Store::open(Path::new(&url)).unwrap();
+    let run = one.create_run(&spec("caches"), "t").unwrap();
+    one.insert_samples(run, "b", [sample("1", 0)].iter())
+        .unwrap();
+    one.write_batch(run, &[ok("1", "shared-hash", Some("No."))])
+        .unwrap();
+    one.put_judge_reply("judge-hash", "unsafe\nS1").unwrap();
+    let cached = other.cached("shared-hash").unwrap().unwrap();
+    assert_eq!(cached.answer.as_deref(), Some("No."));
+    assert_eq!(
+        other.judge_reply("judge-hash").unwrap().as_deref(),
+        Some("unsafe\nS1")
+    );
+}

@@ -255,7 +255,8 @@ pub struct MergeArgs {
     /// The shards' stores (each one's latest run; all must be the same run).
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
-    /// The store to merge into (made if missing; a run of the same identity there is added to).
+    /// The store to merge into: a SQLite file (made if missing) or a PostgreSQL URL; a run of
+    /// the same identity there is added to.
     #[arg(long)]
     pub into: PathBuf,
 }

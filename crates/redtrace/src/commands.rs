@@ -585,12 +585,6 @@ fn plan_cost(args: &crate::cli::PlanArgs, out: &mut dyn Write) -> Result<()> {
 
 /// `redtrace merge`: the shards' runs into one store, after checking they are one run.
 pub fn merge(args: &crate::cli::MergeArgs, out: &mut dyn Write) -> Result<()> {
-    if args.into.to_string_lossy().starts_with("postgres") {
-        anyhow::bail!(
-            "--into {}: PostgreSQL stores are not supported yet; merge into a SQLite file",
-            redtrace_core::model::redact_credentials(&args.into.to_string_lossy())
-        );
-    }
     // Every source first: they must hold one run, and nothing is written before that is known.
     let mut first: Option<(&std::path::Path, redtrace_core::RunSpec)> = None;
     for source in &args.sources {
@@ -622,7 +616,7 @@ pub fn merge(args: &crate::cli::MergeArgs, out: &mut dyn Write) -> Result<()> {
             source.display(),
             merged.completions,
             merged.already,
-            args.into.display(),
+            redtrace_store::shown(&args.into),
             merged.run,
             if merged.created { ", new" } else { "" },
             merged.verdicts
