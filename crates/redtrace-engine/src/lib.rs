@@ -281,11 +281,16 @@ pub async fn run(
 
     // Targets behind the same endpoint share its gate: its permits and rate limit hold for
     // all of them together.
-    let schedule: Option<Arc<dyn redtrace_providers::SharedSchedule>> = match queued {
+    let schedule: Option<Arc<StoreSchedule>> = match queued {
         true => Some(Arc::new(StoreSchedule(std::sync::Mutex::new(Store::open(
             &db,
         )?)))),
         false => None,
+    };
+    // The targets' limits as the run was started: those hold across all its workers.
+    let started_with = match queued {
+        true => reader.resolve_run(&run_id.to_string())?.spec.models,
+        false => Vec::new(),
     };
     let mut gates: Vec<(String, Arc<Gate>)> = Vec::new();
     let mut target_gates = Vec::new();
@@ -298,8 +303,15 @@ pub async fn run(
                 spawn_capacity += target.config.max_concurrency;
                 let mut gate = Gate::new(&target.config, options.backoff, shutdown.clone());
                 if let Some(schedule) = &schedule {
-                    // Its requests per minute hold across every worker of the run.
-                    gate = gate.sharing_rate(schedule.clone(), format!("{run_id}\u{1f}{endpoint}"));
+                    // Its requests per minute, and its requests in flight as the run was
+                    // started, hold across every worker of the run.
+                    let key = format!("{run_id}\u{1f}{endpoint}");
+                    gate = gate.sharing_rate(schedule.clone(), key.clone());
+                    let started = started_with
+                        .iter()
+                        .find(|m| m.endpoint() == endpoint)
+                        .map_or(target.config.max_concurrency, |m| m.max_concurrency);
+                    gate = gate.sharing_permits(schedule.clone(), key, started);
                 }
                 let gate = Arc::new(gate);
                 gates.push((endpoint, gate.clone()));
@@ -760,8 +772,27 @@ async fn take_from_queue(
     Ok(foreign)
 }
 
-/// The request schedules of a shared store, on a connection of their own.
+/// The request schedules and permits of a shared store, on a connection of their own (the
+/// permits are held by that connection, and go when it does).
 struct StoreSchedule(std::sync::Mutex<Store>);
+
+impl redtrace_providers::SharedPermits for StoreSchedule {
+    fn try_take(&self, key: &str, limit: usize) -> Result<Option<u32>, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take_permit(key, limit)
+            .map_err(|error| error.to_string())
+    }
+
+    fn give_back(&self, key: &str, slot: u32) {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .give_back_permit(key, slot);
+    }
+}
 
 impl redtrace_providers::SharedSchedule for StoreSchedule {
     fn next_slot(&self, key: &str, interval: Duration) -> Result<Duration, String> {

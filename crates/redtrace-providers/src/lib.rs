@@ -24,7 +24,8 @@ pub use anthropic::{AnthropicProvider, ANTHROPIC_VERSION};
 pub use batch::{BatchLedger, BatchProvider, LedgerBatch};
 pub use gemini::GeminiProvider;
 pub use limits::{
-    Backoff, Gate, RateLimiter, SharedSchedule, Shutdown, MAX_RETRY_AFTER, TRIP_AFTER,
+    Backoff, Gate, RateLimiter, SharedPermits, SharedSchedule, Shutdown, MAX_RETRY_AFTER,
+    TRIP_AFTER,
 };
 pub use model::{api_key, ApiKey};
 pub use ollama::OllamaProvider;

@@ -70,6 +70,39 @@ impl std::fmt::Debug for RateLimiter {
     }
 }
 
+/// Permits for requests in flight that many processes share (the workers of one run on a
+/// PostgreSQL store): an endpoint's concurrency holds for all of them together. A permit of a
+/// process that dies is free again at once.
+pub trait SharedPermits: Send + Sync {
+    /// Takes one of the `limit` permits of `key` if one is free: which one.
+    fn try_take(&self, key: &str, limit: usize) -> Result<Option<u32>, String>;
+    /// Gives permit `slot` of `key` back.
+    fn give_back(&self, key: &str, slot: u32);
+}
+
+/// A permit of [`SharedPermits`] held by a call, given back when dropped.
+struct SharedPermit {
+    permits: Arc<dyn SharedPermits>,
+    key: String,
+    slot: u32,
+}
+
+impl Drop for SharedPermit {
+    fn drop(&mut self) {
+        let (permits, key, slot) = (
+            self.permits.clone(),
+            std::mem::take(&mut self.key),
+            self.slot,
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || permits.give_back(&key, slot));
+            }
+            Err(_) => permits.give_back(&key, slot),
+        }
+    }
+}
+
 /// A requests-per-minute schedule that many processes share (the workers of one run on a
 /// PostgreSQL store): each request start takes the next slot of the endpoint's schedule,
 /// wherever it runs, so the endpoint sees the limit once, not once per worker.
@@ -141,6 +174,8 @@ pub struct Gate {
     in_flight: Arc<AtomicU64>,
     failures_in_a_row: std::sync::atomic::AtomicU32,
     endpoint: String,
+    /// Permits shared with other processes: the key and how many there are in all.
+    shared_permits: Option<(Arc<dyn SharedPermits>, String, usize)>,
 }
 
 impl Gate {
@@ -180,6 +215,7 @@ impl Gate {
             in_flight: Arc::new(AtomicU64::new(0)),
             failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
             endpoint: "the endpoint".into(),
+            shared_permits: None,
         }
     }
 
@@ -191,6 +227,57 @@ impl Gate {
             limiter.shared = Some((schedule, key));
         }
         self
+    }
+
+    /// The gate with its requests in flight also held to `limit` in all across every process
+    /// that shares `permits` under `key` (the other workers of a run); its own
+    /// `max_concurrency` still caps this process's share.
+    pub fn sharing_permits(
+        mut self,
+        permits: Arc<dyn SharedPermits>,
+        key: String,
+        limit: usize,
+    ) -> Self {
+        self.shared_permits = Some((permits, key, limit.max(1)));
+        self
+    }
+
+    /// Takes a shared permit, waiting for one to come free; `None` when the run is stopped
+    /// first, or (with a note in the log) when the shared permits cannot be reached, in which
+    /// case this process's own limit holds alone.
+    async fn shared_permit(&self) -> Result<Option<SharedPermit>, ()> {
+        let Some((permits, key, limit)) = &self.shared_permits else {
+            return Ok(None);
+        };
+        let mut wait = Duration::from_millis(2);
+        loop {
+            let (asked, key_owned, limit) = (permits.clone(), key.clone(), *limit);
+            let taken = tokio::task::spawn_blocking(move || asked.try_take(&key_owned, limit))
+                .await
+                .unwrap_or_else(|_| Err("the permit call panicked".into()));
+            match taken {
+                Ok(Some(slot)) => {
+                    return Ok(Some(SharedPermit {
+                        permits: permits.clone(),
+                        key: key.clone(),
+                        slot,
+                    }))
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        "shared permits of {}: {error}; using this worker's own limit",
+                        self.endpoint
+                    );
+                    return Ok(None);
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.stop.cancelled() => return Err(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Whether the gate has given up on its endpoint.
@@ -253,6 +340,9 @@ impl Gate {
         if self.shutdown.stop.is_cancelled() {
             return None;
         }
+        let Ok(_shared) = self.shared_permit().await else {
+            return None;
+        };
         if self.tripped() {
             return Some((
                 Err(ProviderError::Connection {

@@ -613,6 +613,18 @@ pub trait Storage: Send {
         Err(self.unshared("a shared request schedule"))
     }
 
+    /// Takes one of the `limit` permits of `key` (an endpoint of a run) for this connection,
+    /// if one is free: which one. The permit is held until given back or until this
+    /// connection ends (a worker that dies gives its permits back with it).
+    fn take_permit(&self, _key: &str, _limit: usize) -> Result<Option<u32>, StoreError> {
+        Err(self.unshared("shared permits"))
+    }
+
+    /// Gives permit `slot` of `key` back.
+    fn give_back_permit(&self, _key: &str, _slot: u32) -> Result<(), StoreError> {
+        Err(self.unshared("shared permits"))
+    }
+
     /// Records how `run` was started (the first record stays), for workers that join it.
     fn put_recipe(&self, _run: RunId, _recipe: &str) -> Result<(), StoreError> {
         Err(self.unshared("a run's recipe"))

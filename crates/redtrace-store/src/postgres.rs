@@ -48,6 +48,9 @@ pub struct PgStore {
     conn: Mutex<Option<Conn>>,
     patience: Duration,
     worker: Option<String>,
+    /// The permits this connection holds, by space (advisory locks are re-entrant: the
+    /// connection must not take one it holds again).
+    permits: Mutex<HashMap<i32, HashSet<i32>>>,
 }
 
 /// A client and its prepared statements (made again with the client).
@@ -358,6 +361,7 @@ impl PgStore {
             conn: Mutex::new(None),
             patience: patience(),
             worker: None,
+            permits: Mutex::new(HashMap::new()),
         };
         // Connect now: a wrong password or an unreachable host is an error before anything
         // is sent anywhere.
@@ -398,6 +402,11 @@ impl PgStore {
                 if slot.as_ref().is_none_or(|conn| conn.client.is_closed()) {
                     drop(slot.take());
                     let client = self.config.connect(NoTls)?;
+                    // A new session holds no locks.
+                    self.permits
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .clear();
                     *slot = Some(Conn {
                         client,
                         statements: HashMap::new(),
@@ -566,6 +575,20 @@ fn key_of(row: &Row, at: usize) -> UnitKey {
 
 fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("stored values serialise")
+}
+
+/// The advisory-lock space of a permit key (FNV-1a of it), never the runs' own.
+fn permit_space(key: &str) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    let space = hash as i32;
+    if space == LOCK_SPACE {
+        space ^ 1
+    } else {
+        space
+    }
 }
 
 fn lease_secs(lease: Duration) -> f64 {
@@ -1525,6 +1548,65 @@ impl Storage for PgStore {
             )?;
             let wait: f64 = conn.client.query_one(&statement, &[&key, &seconds])?.get(0);
             Ok(Duration::from_secs_f64(wait.max(0.0)))
+        })
+    }
+
+    fn take_permit(&self, key: &str, limit: usize) -> Result<Option<u32>, StoreError> {
+        let space = permit_space(key);
+        let limit = limit as i32;
+        let held: Vec<i32> = self
+            .permits
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&space)
+            .map(|held| held.iter().copied().collect())
+            .unwrap_or_default();
+        if held.len() >= limit as usize {
+            return Ok(None);
+        }
+        let taken = self.call(|conn| {
+            // The first free slot this connection does not hold already: session advisory
+            // locks, freed when the connection ends. (CASE fixes the order: PostgreSQL may
+            // evaluate an AND's sides in either, and a lock taken again is counted again.)
+            let statement = conn.statement(
+                "SELECT s FROM generate_series(0, $2 - 1) AS s
+                 WHERE CASE WHEN s = ANY($3) THEN false ELSE pg_try_advisory_lock($1, s) END
+                 LIMIT 1",
+            )?;
+            Ok(conn
+                .client
+                .query_opt(&statement, &[&space, &limit, &held])?
+                .map(|row| row.get::<_, i32>(0)))
+        })?;
+        if let Some(slot) = taken {
+            self.permits
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .entry(space)
+                .or_default()
+                .insert(slot);
+        }
+        Ok(taken.map(|slot| slot as u32))
+    }
+
+    fn give_back_permit(&self, key: &str, slot: u32) -> Result<(), StoreError> {
+        let space = permit_space(key);
+        let slot = slot as i32;
+        let held = self
+            .permits
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get_mut(&space)
+            .is_some_and(|held| held.remove(&slot));
+        if !held {
+            // Lost with a connection that ended: nothing to give back.
+            return Ok(());
+        }
+        self.call(|conn| {
+            let statement = conn.statement("SELECT pg_advisory_unlock($1, $2)")?;
+            conn.client
+                .execute(&statement, &[&space, &slot])
+                .map(|_| ())
         })
     }
 

@@ -890,3 +890,33 @@ fn postgres_caches_are_shared() {
         Some("unsafe\nS1")
     );
 }
+
+/// Shared permits: a connection takes at most `limit` in all, never one twice; one given back
+/// is free again; a connection that ends frees its permits.
+#[test]
+fn postgres_shared_permits() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let one = Store::open(Path::new(&url)).unwrap();
+    let other = Store::open(Path::new(&url)).unwrap();
+    let mut taken: Vec<u32> = (0..3)
+        .filter_map(|_| one.take_permit("k", 4).unwrap())
+        .collect();
+    taken.sort();
+    assert_eq!(taken, [0, 1, 2]);
+    assert_eq!(other.take_permit("k", 4).unwrap(), Some(3));
+    assert_eq!(one.take_permit("k", 4).unwrap(), None);
+    assert_eq!(other.take_permit("k", 4).unwrap(), None);
+    one.give_back_permit("k", 1).unwrap();
+    assert_eq!(other.take_permit("k", 4).unwrap(), Some(1));
+    assert_eq!(one.take_permit("other key", 1).unwrap(), Some(0));
+    drop(other);
+    // The other connection's permits went with it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut freed: Vec<u32> = (0..3)
+        .filter_map(|_| one.take_permit("k", 4).unwrap())
+        .collect();
+    freed.sort();
+    assert_eq!(freed, [1, 3]);
+}

@@ -308,3 +308,54 @@ async fn a_worker_refuses_sqlite_and_a_changed_run() {
     assert!(error.contains("sha256"), "{error}");
     assert_eq!(server.count(), 0);
 }
+
+/// `--concurrency` as the run was started is the endpoint's limit for the whole run: three
+/// workers, each allowed 4 in flight of its own, keep 4 in flight in all.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_hold_across_three_workers() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let units = 48;
+    let bench = questions(dir.path(), units);
+    let server = FakeServer::start(|_| {
+        Reply::think_tags("Thinking.", "No.").after(Duration::from_millis(40))
+    })
+    .await;
+    let model = server.model_ref("m");
+    let args = [
+        "run",
+        "--quiet",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--db",
+        &url,
+        "--concurrency",
+        "4",
+    ];
+    let output = redtrace(&[&args[..], &["--enqueue-only"]].concat()).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            command(&args, &[])
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        let output = worker.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    assert_eq!(server.count(), units);
+    eprintln!("at most {} requests in flight", server.max_in_flight());
+    assert!(server.max_in_flight() <= 4, "{}", server.max_in_flight());
+    assert!(
+        number(&url, "SELECT count(DISTINCT worker) FROM completions") >= 2,
+        "the workers shared the run"
+    );
+}
