@@ -262,7 +262,7 @@ pub async fn run(
     progress: Arc<dyn Progress>,
     shutdown: Shutdown,
 ) -> Result<RunSummary, EngineError> {
-    let reader = Store::open(&db)?;
+    let mut reader = Store::open(&db)?;
     let answered = reader.answered(plan.run)?;
     let judged = reader.judged(plan.run)?;
     let run_id = plan.run;
@@ -276,15 +276,12 @@ pub async fn run(
         )));
     }
     let worker = worker_name();
-    let mut waiting: HashMap<UnitKey, Unit> = HashMap::new();
     let mut to_enqueue: Vec<UnitKey> = Vec::new();
 
     // Targets behind the same endpoint share its gate: its permits and rate limit hold for
     // all of them together.
     let schedule: Option<Arc<StoreSchedule>> = match queued {
-        true => Some(Arc::new(StoreSchedule(std::sync::Mutex::new(Store::open(
-            &db,
-        )?)))),
+        true => Some(StoreSchedule::start(&db)?),
         false => None,
     };
     // The targets' limits as the run was started: those hold across all its workers.
@@ -410,10 +407,33 @@ pub async fn run(
     let mut tasks: JoinSet<UnitOutcome> = JoinSet::new();
     let mut data_error = None;
     progress.begin(if queued { None } else { plan.total_units });
+    // A shared run: this worker takes units while it still reads the plan (its heartbeat
+    // keeping the lease on them); a worker that joins a run already queued in full neither
+    // stores its samples nor queues its units again.
+    let mut queue = Queue::new(
+        worker.clone(),
+        options.lease,
+        plan.use_cache,
+        &spawn_permits,
+    );
+    let mut heartbeat = None;
+    let mut joined = false;
+    let mut offered = 0u64;
     if queued {
+        joined = plan
+            .total_units
+            .is_some_and(|total| reader.queue_state(run_id).is_ok_and(|q| q.total() >= total));
         progress.note(&format!(
-            "worker {worker} of run {run_id}: queueing the run's units, then taking them with the other workers"
+            "worker {worker} of run {run_id}: {}",
+            if joined {
+                "taking the run's units with the other workers"
+            } else {
+                "queueing the run's units and taking them with the other workers"
+            }
         ));
+        if !plan.enqueue_only {
+            heartbeat = Some(Heartbeat::start(&db, run_id, &worker, options.lease)?);
+        }
     }
 
     let targets: Vec<(ModelConfig, Arc<Lane>)> = plan
@@ -454,13 +474,14 @@ pub async fn run(
                 if shutdown.stop.is_cancelled() {
                     break 'intake;
                 }
-                if sender
-                    .send(WriterMessage::Sample(
-                        benchmark.name.clone(),
-                        sample.clone(),
-                    ))
-                    .await
-                    .is_err()
+                if !joined
+                    && sender
+                        .send(WriterMessage::Sample(
+                            benchmark.name.clone(),
+                            sample.clone(),
+                        ))
+                        .await
+                        .is_err()
                 {
                     break 'intake; // the writer failed; its error is reported below
                 }
@@ -562,27 +583,46 @@ pub async fn run(
                             hash = sha256_hex(format!("{hash}\u{1f}{key}").as_bytes());
                         }
                         if queued {
-                            to_enqueue.push(key.clone());
-                            waiting.insert(
-                                key.clone(),
-                                Unit {
-                                    key,
-                                    seed: request.seed,
-                                    hash,
-                                    cached: None,
-                                    sample: sample.clone(),
-                                    solver: solver.clone(),
-                                    lane: lane.clone(),
-                                    judges: judges.clone(),
-                                    channels: channels.clone(),
-                                    sender: sender.clone(),
-                                    progress: progress.clone(),
-                                    busy: busy.clone(),
-                                },
-                            );
-                            if to_enqueue.len() >= ENQUEUE_CHUNK {
+                            if !joined {
+                                to_enqueue.push(key.clone());
+                            }
+                            queue
+                                .offer(
+                                    Unit {
+                                        key,
+                                        seed: request.seed,
+                                        hash,
+                                        cached: None,
+                                        sample: sample.clone(),
+                                        solver: solver.clone(),
+                                        lane: lane.clone(),
+                                        judges: judges.clone(),
+                                        channels: channels.clone(),
+                                        sender: sender.clone(),
+                                        progress: progress.clone(),
+                                        busy: busy.clone(),
+                                    },
+                                    &mut tasks,
+                                )
+                                .await;
+                            // The first units go to the queue soon, so that work starts
+                            // while the rest is read.
+                            let chunk = ENQUEUE_CHUNK.min(64 << queue.rounds.min(4));
+                            offered += 1;
+                            let flush = to_enqueue.len() >= chunk;
+                            if flush {
                                 reader.enqueue_units(run_id, &to_enqueue)?;
                                 to_enqueue.clear();
+                            }
+                            // A round of taking after each chunk queued (or read, when the run
+                            // was queued already), where there is room.
+                            if !plan.enqueue_only
+                                && (flush || (joined && offered % chunk as u64 == 0))
+                                && queue.due()
+                            {
+                                queue
+                                    .round(&mut reader, run_id, &mut tasks, &mut summary)
+                                    .await?;
                             }
                             continue;
                         }
@@ -622,28 +662,16 @@ pub async fn run(
         }
     }
     let mut foreign = None;
-    let mut heartbeat = None;
     if queued && data_error.is_none() {
         reader.enqueue_units(run_id, &to_enqueue)?;
         to_enqueue.clear();
-        if !plan.enqueue_only {
-            heartbeat = Some(Heartbeat::start(&db, run_id, &worker, options.lease)?);
-            foreign = take_from_queue(
-                &reader,
-                run_id,
-                &worker,
-                options.lease,
-                plan.use_cache,
-                &mut waiting,
-                &mut tasks,
-                &mut summary,
-                &spawn_permits,
-                &shutdown,
-            )
-            .await?;
+        if !plan.enqueue_only && !shutdown.stop.is_cancelled() {
+            foreign = queue
+                .drain(&mut reader, run_id, &mut tasks, &mut summary, &shutdown)
+                .await?;
         }
     }
-    drop(waiting);
+    drop(queue);
     let interrupted = shutdown.stop.is_cancelled() || shutdown.abandon.is_cancelled();
     if interrupted && !tasks.is_empty() {
         // Give units waiting for a permit a moment to see the stop and leave, so the count
@@ -694,43 +722,146 @@ pub async fn run(
     Ok(summary)
 }
 
-/// A shared run's work loop: takes units from the queue as there is room for them, runs
-/// those of this worker's plan (`waiting`), and ends when the queue holds nothing open or the
-/// run is stopped. Returns a unit of
-/// the queue that the plan does not have, if one was found (the workers' plans differ).
-/// The caller's [`Heartbeat`] keeps the lease on the units taken.
-#[allow(clippy::too_many_arguments)]
-async fn take_from_queue(
-    reader: &Store,
-    run: RunId,
-    worker: &str,
+/// This worker's side of a shared run's queue: the units of its plan not yet taken
+/// (`waiting`), units it took before reading them (a unit another worker queued ahead of
+/// this one's reading), and the taking itself, in batches as there is room for them.
+struct Queue {
+    worker: String,
     lease: Duration,
     use_cache: bool,
-    waiting: &mut HashMap<UnitKey, Unit>,
-    tasks: &mut JoinSet<UnitOutcome>,
-    summary: &mut RunSummary,
-    spawn_permits: &Arc<Semaphore>,
-    shutdown: &Shutdown,
-) -> Result<Option<String>, EngineError> {
-    // How often to look again when every open unit is someone else's.
-    let poll = (lease / 8).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    let mut foreign = None;
-    loop {
-        if shutdown.stop.is_cancelled() {
-            break;
+    waiting: HashMap<UnitKey, Unit>,
+    taken_early: std::collections::HashSet<UnitKey>,
+    permits: Arc<Semaphore>,
+    /// Units taken at a time at least, while units are under way: half the room.
+    batch: usize,
+    /// How often at most to look again when every open unit is someone else's (the first
+    /// looks come sooner: the units may be this worker's own, being written).
+    poll: Duration,
+    /// Rounds of taking made while the plan was read.
+    rounds: u32,
+}
+
+impl Queue {
+    fn new(worker: String, lease: Duration, use_cache: bool, permits: &Arc<Semaphore>) -> Self {
+        Self {
+            worker,
+            lease,
+            use_cache,
+            waiting: HashMap::new(),
+            taken_early: Default::default(),
+            batch: (permits.available_permits() / 2).max(1),
+            permits: permits.clone(),
+            poll: (lease / 8).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+            rounds: 0,
         }
+    }
+
+    /// A unit of the plan, as it is read: run now if it was taken already, else kept until
+    /// it is.
+    async fn offer(&mut self, unit: Unit, tasks: &mut JoinSet<UnitOutcome>) {
+        if self.taken_early.remove(&unit.key) {
+            self.spawn(unit, tasks).await;
+        } else {
+            self.waiting.insert(unit.key.clone(), unit);
+        }
+    }
+
+    /// Whether there is room enough for a round of taking.
+    fn due(&self) -> bool {
+        self.permits.available_permits() >= self.batch
+    }
+
+    async fn spawn(&self, unit: Unit, tasks: &mut JoinSet<UnitOutcome>) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        tasks.spawn(async move {
+            let _permit = permit;
+            unit.run().await
+        });
+    }
+
+    /// Takes what there is room for and runs what it took (served from the completion cache
+    /// where it can be); how many units it took.
+    async fn round(
+        &mut self,
+        reader: &mut Store,
+        run: RunId,
+        tasks: &mut JoinSet<UnitOutcome>,
+        summary: &mut RunSummary,
+    ) -> Result<usize, EngineError> {
         while let Some(done) = tasks.try_join_next() {
             count(summary, done);
         }
-        let room = spawn_permits.available_permits();
-        let taken = if room == 0 {
-            Vec::new()
+        self.rounds += 1;
+        let room = self.permits.available_permits();
+        if room == 0 {
+            return Ok(0);
+        }
+        let taken = reader.take_units(run, &self.worker, room.min(256), self.lease)?;
+        let mut cached = if self.use_cache {
+            let hashes: Vec<String> = taken
+                .iter()
+                .filter_map(|key| self.waiting.get(key).map(|unit| unit.hash.clone()))
+                .collect();
+            reader.cached_many(&hashes)?
         } else {
-            reader.take_units(run, worker, room.min(256), lease)?
+            HashMap::new()
         };
-        if taken.is_empty() {
-            if room > 0 && tasks.is_empty() && reader.queue_state(run)?.open() == 0 {
-                break;
+        let count = taken.len();
+        for key in taken {
+            match self.waiting.remove(&key) {
+                Some(mut unit) => {
+                    unit.cached = cached.remove(&unit.hash);
+                    self.spawn(unit, tasks).await;
+                }
+                None => {
+                    self.taken_early.insert(key);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Once the whole plan is read: takes and runs units until the queue holds nothing open
+    /// or the run is stopped. Returns a unit of the queue that the plan does not have, if
+    /// one was taken (the workers' plans differ).
+    async fn drain(
+        &mut self,
+        reader: &mut Store,
+        run: RunId,
+        tasks: &mut JoinSet<UnitOutcome>,
+        summary: &mut RunSummary,
+        shutdown: &Shutdown,
+    ) -> Result<Option<String>, EngineError> {
+        let mut idle_looks = 0u32;
+        loop {
+            if let Some(key) = self.taken_early.iter().next() {
+                let unit = format!(
+                    "{}/{}/{}#{}",
+                    key.model, key.benchmark, key.sample_id, key.sample_k
+                );
+                shutdown.stop.cancel();
+                return Ok(Some(unit));
+            }
+            if shutdown.stop.is_cancelled() {
+                return Ok(None);
+            }
+            let worth = self.due() || (self.permits.available_permits() > 0 && tasks.is_empty());
+            let taken = if worth {
+                self.round(reader, run, tasks, summary).await?
+            } else {
+                0
+            };
+            if taken > 0 {
+                idle_looks = 0;
+                continue;
+            }
+            if worth && tasks.is_empty() && reader.queue_state(run)?.open() == 0 {
+                return Ok(None);
             }
             tokio::select! {
                 done = tasks.join_next(), if !tasks.is_empty() => {
@@ -738,67 +869,115 @@ async fn take_from_queue(
                         count(summary, done);
                     }
                 }
-                _ = tokio::time::sleep(poll), if room > 0 || tasks.is_empty() => {}
-                _ = shutdown.stop.cancelled() => break,
+                // Nothing to take now: units others hold may come free (a lease runs out).
+                _ = tokio::time::sleep(
+                    (Duration::from_millis(5) * 2u32.pow(idle_looks.min(10))).min(self.poll)
+                ), if worth => idle_looks += 1,
+                _ = shutdown.stop.cancelled() => return Ok(None),
             }
-            continue;
-        }
-        for key in taken {
-            let Some(mut unit) = waiting.remove(&key) else {
-                foreign = Some(format!(
-                    "{}/{}/{}#{}",
-                    key.model, key.benchmark, key.sample_id, key.sample_k
-                ));
-                continue;
-            };
-            if use_cache {
-                unit.cached = reader.cached(&unit.hash)?;
-            }
-            let spawn_permit = spawn_permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            tasks.spawn(async move {
-                let _spawn_permit = spawn_permit;
-                unit.run().await
-            });
-        }
-        if foreign.is_some() {
-            shutdown.stop.cancel();
-            break;
         }
     }
-    Ok(foreign)
 }
 
 /// The request schedules and permits of a shared store, on a connection of their own (the
-/// permits are held by that connection, and go when it does).
-struct StoreSchedule(std::sync::Mutex<Store>);
+/// permits are held by that connection, and go when it does). A permit a call gives back is
+/// kept a moment for this worker's next call ([`PERMIT_KEEP`]) before it goes back to the
+/// store: a busy worker takes its permits from the store once, not once per request, and
+/// still never holds more than its own concurrency.
+struct StoreSchedule {
+    store: std::sync::Mutex<Store>,
+    /// Permits held but not in use, by key, with when they were given back.
+    idle: std::sync::Mutex<HashMap<String, Vec<(u32, std::time::Instant)>>>,
+}
 
-impl redtrace_providers::SharedPermits for StoreSchedule {
-    fn try_take(&self, key: &str, limit: usize) -> Result<Option<u32>, String> {
-        self.0
+/// How long a permit given back waits for this worker's next call before the store gets it.
+const PERMIT_KEEP: Duration = Duration::from_millis(20);
+
+impl StoreSchedule {
+    /// Opens its connection, and starts the thread that gives idle permits back to the
+    /// store (it ends with the schedule).
+    fn start(db: &std::path::Path) -> Result<Arc<Self>, StoreError> {
+        let schedule = Arc::new(Self {
+            store: std::sync::Mutex::new(Store::open(db)?),
+            idle: std::sync::Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&schedule);
+        std::thread::spawn(move || {
+            while let Some(schedule) = weak.upgrade() {
+                schedule.return_idle(PERMIT_KEEP);
+                drop(schedule);
+                std::thread::sleep(PERMIT_KEEP / 2);
+            }
+        });
+        Ok(schedule)
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Gives the store back the permits idle for `at_least`.
+    fn return_idle(&self, at_least: Duration) {
+        let stale: Vec<(String, u32)> = {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut stale = Vec::new();
+            for (key, slots) in idle.iter_mut() {
+                slots.retain(|(slot, since)| {
+                    let keep = since.elapsed() < at_least;
+                    if !keep {
+                        stale.push((key.clone(), *slot));
+                    }
+                    keep
+                });
+            }
+            stale
+        };
+        if !stale.is_empty() {
+            let store = self.store();
+            for (key, slot) in stale {
+                let _ = store.give_back_permit(&key, slot);
+            }
+        }
+    }
+}
+
+impl redtrace_providers::SharedPermits for StoreSchedule {
+    fn take_kept(&self, key: &str) -> Option<u32> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get_mut(key)
+            .and_then(Vec::pop)
+            .map(|(slot, _)| slot)
+    }
+
+    fn try_take(&self, key: &str, limit: usize) -> Result<Option<u32>, String> {
+        if let Some(slot) = self.take_kept(key) {
+            return Ok(Some(slot));
+        }
+        self.store()
             .take_permit(key, limit)
             .map_err(|error| error.to_string())
     }
 
     fn give_back(&self, key: &str, slot: u32) {
-        let _ = self
-            .0
+        self.idle
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .give_back_permit(key, slot);
+            .entry(key.to_owned())
+            .or_default()
+            .push((slot, std::time::Instant::now()));
     }
 }
 
 impl redtrace_providers::SharedSchedule for StoreSchedule {
     fn next_slot(&self, key: &str, interval: Duration) -> Result<Duration, String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.store()
             .next_slot(key, interval)
             .map_err(|error| error.to_string())
     }

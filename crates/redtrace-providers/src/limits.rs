@@ -74,9 +74,16 @@ impl std::fmt::Debug for RateLimiter {
 /// PostgreSQL store): an endpoint's concurrency holds for all of them together. A permit of a
 /// process that dies is free again at once.
 pub trait SharedPermits: Send + Sync {
-    /// Takes one of the `limit` permits of `key` if one is free: which one.
+    /// A permit of `key` this process holds and no call uses, if there is one (without
+    /// blocking: no round trip).
+    fn take_kept(&self, _key: &str) -> Option<u32> {
+        None
+    }
+    /// Takes one of the `limit` permits of `key` if one is free: which one (it may block, on
+    /// a round trip to where the permits are kept).
     fn try_take(&self, key: &str, limit: usize) -> Result<Option<u32>, String>;
-    /// Gives permit `slot` of `key` back.
+    /// Gives permit `slot` of `key` back, without blocking (an implementation that must
+    /// make a round trip does it elsewhere).
     fn give_back(&self, key: &str, slot: u32);
 }
 
@@ -89,17 +96,7 @@ struct SharedPermit {
 
 impl Drop for SharedPermit {
     fn drop(&mut self) {
-        let (permits, key, slot) = (
-            self.permits.clone(),
-            std::mem::take(&mut self.key),
-            self.slot,
-        );
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn_blocking(move || permits.give_back(&key, slot));
-            }
-            Err(_) => permits.give_back(&key, slot),
-        }
+        self.permits.give_back(&self.key, self.slot);
     }
 }
 
@@ -251,6 +248,13 @@ impl Gate {
         };
         let mut wait = Duration::from_millis(2);
         loop {
+            if let Some(slot) = permits.take_kept(key) {
+                return Ok(Some(SharedPermit {
+                    permits: permits.clone(),
+                    key: key.clone(),
+                    slot,
+                }));
+            }
             let (asked, key_owned, limit) = (permits.clone(), key.clone(), *limit);
             let taken = tokio::task::spawn_blocking(move || asked.try_take(&key_owned, limit))
                 .await

@@ -534,6 +534,23 @@ pub trait Storage: Send {
         visit: &mut dyn FnMut(ResultRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
+    /// The latest run with `spec`'s identity, or (when there is none, or `new_run`) a new
+    /// one created for it; whether it was created. Processes that start the same run at the
+    /// same moment get one run between them.
+    fn find_or_create_run(
+        &self,
+        spec: &RunSpec,
+        tool_version: &str,
+        new_run: bool,
+    ) -> Result<(RunId, bool), StoreError> {
+        if !new_run {
+            if let Some(run) = self.find_run(&spec.identity_hash())? {
+                return Ok((run, false));
+            }
+        }
+        Ok((self.create_run(spec, tool_version)?, true))
+    }
+
     /// Merges the latest run of the SQLite store at `source` (a shard's) into the run of its
     /// identity here ([`Merged`]).
     fn merge_from(&mut self, source: &Path) -> Result<Merged, StoreError>;
@@ -613,6 +630,18 @@ pub trait Storage: Send {
         Err(self.unshared("a shared request schedule"))
     }
 
+    /// The newest successful completion of any run for each of these request hashes that
+    /// has one ([`Storage::cached`] for many at once).
+    fn cached_many(&self, hashes: &[String]) -> Result<HashMap<String, Completion>, StoreError> {
+        let mut found = HashMap::new();
+        for hash in hashes {
+            if let Some(completion) = self.cached(hash)? {
+                found.insert(hash.clone(), completion);
+            }
+        }
+        Ok(found)
+    }
+
     /// Takes one of the `limit` permits of `key` (an endpoint of a run) for this connection,
     /// if one is free: which one. The permit is held until given back or until this
     /// connection ends (a worker that dies gives its permits back with it).
@@ -666,6 +695,11 @@ impl QueueState {
     /// Units not finished.
     pub fn open(&self) -> u64 {
         self.waiting + self.leased + self.expired
+    }
+
+    /// Units queued, finished or not.
+    pub fn total(&self) -> u64 {
+        self.open() + self.done
     }
 }
 

@@ -303,6 +303,17 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (run_id, model, benchmark, sample_id, sample_k)
     );
     CREATE INDEX units_open ON units (run_id, seq) WHERE NOT done;
+    -- A unit is done when its outcome is stored, by whichever worker: in the same
+    -- transaction, by the queue's key.
+    CREATE FUNCTION redtrace_unit_done() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE units SET done = true, lease_until = NULL
+        WHERE run_id = NEW.run_id AND model = NEW.model AND benchmark = NEW.benchmark
+          AND sample_id = NEW.sample_id AND sample_k = NEW.sample_k AND NOT done;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER completions_finish_units AFTER INSERT OR UPDATE ON completions
+        FOR EACH ROW EXECUTE FUNCTION redtrace_unit_done();
 ", "
     -- Request schedules that all workers share: the next free slot of each (run, endpoint).
     CREATE TABLE rate_slots (
@@ -401,7 +412,11 @@ impl PgStore {
             let outcome = off_runtime(|| {
                 if slot.as_ref().is_none_or(|conn| conn.client.is_closed()) {
                     drop(slot.take());
-                    let client = self.config.connect(NoTls)?;
+                    let mut client = self.config.connect(NoTls)?;
+                    // Commits return before their WAL is flushed, as SQLite's WAL with
+                    // synchronous=NORMAL: a crash of the server may lose the last moments'
+                    // commits (each whole; a resumed run redoes their units), never corrupt.
+                    client.batch_execute("SET synchronous_commit = off")?;
                     // A new session holds no locks.
                     self.permits
                         .lock()
@@ -513,6 +528,18 @@ impl Drop for PgClaim {
 }
 
 fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
+    // The common case, a store at this version, needs no lock.
+    let current = client
+        .query_opt(
+            "SELECT version FROM redtrace_schema WHERE to_regclass('redtrace_schema') IS NOT NULL",
+            &[],
+        )
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i64>(0));
+    if current.is_some_and(|version| version >= PG_SCHEMA_VERSION) {
+        return Ok(());
+    }
     let mut tx = client.transaction()?;
     // One process migrates at a time; the others wait and then find the work done.
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_SPACE])?;
@@ -911,6 +938,41 @@ impl Storage for PgStore {
         })
     }
 
+    fn find_or_create_run(
+        &self,
+        spec: &RunSpec,
+        tool_version: &str,
+        new_run: bool,
+    ) -> Result<(RunId, bool), StoreError> {
+        let hash = spec.identity_hash();
+        let json = spec.to_json();
+        self.call(|conn| {
+            let mut tx = conn.client.transaction()?;
+            // One process at a time finds or makes a run of this identity (the lock's second
+            // key is the hash's first 31 bits: a collision only serializes two starts).
+            let key = i32::from_str_radix(&hash[..8], 16).unwrap_or(0) & 0x7fff_ffff;
+            tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&(LOCK_SPACE + 1), &key])?;
+            if !new_run {
+                if let Some(row) = tx.query_opt(
+                    "SELECT id FROM runs WHERE spec_hash = $1 ORDER BY id DESC LIMIT 1",
+                    &[&hash],
+                )? {
+                    tx.commit()?;
+                    return Ok((RunId(row.get(0)), false));
+                }
+            }
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO runs (spec_hash, status, tool_version, spec) VALUES ($1, $2, $3, $4)
+                     RETURNING id",
+                    &[&hash, &RunStatus::Running.as_str(), &tool_version, &json],
+                )?
+                .get(0);
+            tx.commit()?;
+            Ok((RunId(id), true))
+        })
+    }
+
     fn set_status(&self, run: RunId, status: RunStatus) -> Result<(), StoreError> {
         self.call(|conn| {
             conn.client
@@ -1074,6 +1136,7 @@ impl Storage for PgStore {
         verdicts: &[(UnitKey, Vec<Verdict>)],
     ) -> Result<(), StoreError> {
         self.call(|conn| {
+            let insert = conn.statement(INSERT_VERDICTS)?;
             let mut tx = conn.client.transaction()?;
             for (key, list) in verdicts {
                 let id: Option<i64> = tx
@@ -1091,7 +1154,7 @@ impl Storage for PgStore {
                     .map(|row| row.get(0));
                 let Some(id) = id else { continue };
                 let ids = vec![id; list.len()];
-                insert_verdicts(&mut tx, &ids, list.iter())?;
+                insert_verdicts(&mut tx, &insert, &ids, list.iter())?;
             }
             tx.commit()
         })
@@ -1116,6 +1179,30 @@ impl Storage for PgStore {
             }
             None => Ok(None),
         }
+    }
+
+    fn cached_many(&self, hashes: &[String]) -> Result<HashMap<String, Completion>, StoreError> {
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.call(|conn| {
+            let statement = conn.statement(
+                "SELECT DISTINCT ON (c.request_hash) c.request_hash, c.reasoning, c.reasoning_source,
+                    c.reasoning_state, c.answer, c.finish_reason, c.prompt_tokens, c.completion_tokens,
+                    c.reasoning_tokens, c.latency_ms, c.raw, c.error, c.error_kind, c.cached_prompt_tokens
+                 FROM completions c WHERE c.request_hash = ANY($1) AND c.error IS NULL
+                 ORDER BY c.request_hash, c.id DESC",
+            )?;
+            conn.client.query(&statement, &[&hashes])
+        })?;
+        let mut found = HashMap::new();
+        for row in rows {
+            let completion = self
+                .completion_from(&row, 1)?
+                .map_err(|_| self.corrupt("completions", "cached row is an error"))?;
+            found.insert(row.get(0), completion);
+        }
+        Ok(found)
     }
 
     fn copy_answers(
@@ -1264,8 +1351,10 @@ impl Storage for PgStore {
                     helper_spend = excluded.helper_spend, worker = excluded.worker,
                     created_at = redtrace_now()
                  WHERE completions.error IS NOT NULL
-                 RETURNING id, model, benchmark, sample_id, sample_k",
+                 RETURNING id, model, benchmark, sample_id, sample_k, xmax <> 0",
             )?;
+            let clear = conn.statement("DELETE FROM verdicts WHERE completion_id = ANY($1)")?;
+            let insert = conn.statement(INSERT_VERDICTS)?;
             let mut tx = conn.client.transaction()?;
             let c = &columns;
             let stored = tx.query(
@@ -1303,11 +1392,16 @@ impl Storage for PgStore {
                 .iter()
                 .map(|row| (key_of(row, 1), row.get::<_, i64>(0)))
                 .collect();
-            let ids: Vec<i64> = by_key.values().copied().collect();
-            tx.execute(
-                "DELETE FROM verdicts WHERE completion_id = ANY($1)",
-                &[&ids],
-            )?;
+            // A replaced row (an error a success replaces) loses its verdicts; a new one has
+            // none.
+            let replaced: Vec<i64> = stored
+                .iter()
+                .filter(|row| row.get::<_, bool>(5))
+                .map(|row| row.get(0))
+                .collect();
+            if !replaced.is_empty() {
+                tx.execute(&clear, &[&replaced])?;
+            }
             let mut verdict_ids = Vec::new();
             let mut verdicts = Vec::new();
             for record in &records {
@@ -1318,15 +1412,8 @@ impl Storage for PgStore {
                     }
                 }
             }
-            insert_verdicts(&mut tx, &verdict_ids, verdicts.into_iter())?;
-            // Their queue entries are done, whoever stored them.
-            tx.execute(
-                "UPDATE units SET done = true, lease_until = NULL
-                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int[]) AS k(model, benchmark, sample_id, sample_k)
-                 WHERE units.run_id = $1 AND units.model = k.model AND units.benchmark = k.benchmark
-                   AND units.sample_id = k.sample_id AND units.sample_k = k.sample_k",
-                &[&run.0, &keys.models, &keys.benchmarks, &keys.sample_ids, &keys.ks],
-            )?;
+            // (Their queue entries are done by the completions' trigger.)
+            insert_verdicts(&mut tx, &insert, &verdict_ids, verdicts.into_iter())?;
             tx.commit()?;
             Ok(stored.len() as u64)
         })
@@ -1497,11 +1584,12 @@ impl Storage for PgStore {
     fn renew_lease(&self, run: RunId, worker: &str, lease: Duration) -> Result<u64, StoreError> {
         let seconds = lease_secs(lease);
         self.call(|conn| {
-            conn.client.execute(
+            let statement = conn.statement(
                 "UPDATE units SET lease_until = now() + make_interval(secs => $3)
                  WHERE run_id = $1 AND worker = $2 AND NOT done",
-                &[&run.0, &worker, &seconds],
-            )
+            )?;
+            conn.client
+                .execute(&statement, &[&run.0, &worker, &seconds])
         })
     }
 
@@ -1517,14 +1605,14 @@ impl Storage for PgStore {
 
     fn queue_state(&self, run: RunId) -> Result<QueueState, StoreError> {
         self.call(|conn| {
-            let row = conn.client.query_one(
+            let statement = conn.statement(
                 "SELECT count(*) FILTER (WHERE NOT done AND lease_until IS NULL),
                         count(*) FILTER (WHERE NOT done AND lease_until >= now()),
                         count(*) FILTER (WHERE NOT done AND lease_until < now()),
                         count(*) FILTER (WHERE done)
                  FROM units WHERE run_id = $1",
-                &[&run.0],
             )?;
+            let row = conn.client.query_one(&statement, &[&run.0])?;
             Ok(QueueState {
                 waiting: row.get::<_, i64>(0) as u64,
                 leased: row.get::<_, i64>(1) as u64,
@@ -1800,10 +1888,19 @@ impl CompletionColumns {
     }
 }
 
-/// Stores verdicts (the `i`-th of the `i`-th completion id), replacing one of the same
-/// judge and channel.
+/// Stores verdicts: the `i`-th of the `i`-th completion id, replacing one of the same judge
+/// and channel.
+const INSERT_VERDICTS: &str = "INSERT INTO verdicts (completion_id, judge, channel, label, score, rationale, categories, spend)
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
+        $7::text[], $8::text[])
+     ON CONFLICT (completion_id, judge, channel) DO UPDATE SET label = excluded.label,
+        score = excluded.score, rationale = excluded.rationale,
+        categories = excluded.categories, spend = excluded.spend";
+
+/// Runs [`INSERT_VERDICTS`] (prepared as `statement`) for `verdicts` of completions `ids`.
 fn insert_verdicts<'a>(
     tx: &mut postgres::Transaction<'_>,
+    statement: &postgres::Statement,
     ids: &[i64],
     verdicts: impl Iterator<Item = &'a Verdict>,
 ) -> Result<(), postgres::Error> {
@@ -1827,12 +1924,7 @@ fn insert_verdicts<'a>(
         return Ok(());
     }
     tx.execute(
-        "INSERT INTO verdicts (completion_id, judge, channel, label, score, rationale, categories, spend)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
-            $7::text[], $8::text[])
-         ON CONFLICT (completion_id, judge, channel) DO UPDATE SET label = excluded.label,
-            score = excluded.score, rationale = excluded.rationale,
-            categories = excluded.categories, spend = excluded.spend",
+        statement,
         &[
             &ids,
             &judges,

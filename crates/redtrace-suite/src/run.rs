@@ -262,22 +262,12 @@ pub(crate) fn started(
     spec: &RunSpec,
     new_run: bool,
 ) -> Result<(RunId, redtrace_store::RunClaim, bool)> {
-    let existing = if new_run {
-        None
-    } else {
-        store.find_run(&spec.identity_hash())?
-    };
-    Ok(match existing {
-        Some(id) => {
-            let claim = store.claim_run(id)?;
-            store.set_status(id, RunStatus::Running)?;
-            (id, claim, true)
-        }
-        None => {
-            let id = store.create_run(spec, env!("CARGO_PKG_VERSION"))?;
-            (id, store.claim_run(id)?, false)
-        }
-    })
+    let (id, created) = store.find_or_create_run(spec, env!("CARGO_PKG_VERSION"), new_run)?;
+    let claim = store.claim_run(id)?;
+    if !created {
+        store.set_status(id, RunStatus::Running)?;
+    }
+    Ok((id, claim, !created))
 }
 
 /// Records how the engine's run of `run_id` ended as its status, and hands the outcome on.

@@ -63,13 +63,41 @@ fn reply(latency: Duration) -> Reply {
     }
 }
 
+/// CPU seconds of every PostgreSQL server process on this machine, with those of the backends
+/// that have ended (0 where there is none or /proc cannot tell).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .filter_map(|entry| {
+            // utime, stime, and cutime, cstime: the postmaster's reaped backends count there.
+            let text = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let fields: Vec<f64> = text
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            Some(fields.iter().sum::<f64>() / 100.0)
+        })
+        .sum()
+}
+
 /// Runs the benchmark and prints its figures to `out`.
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(path) = &args.gguf {
         return bench_local(args, path, out);
     }
     if let Some(verdicts) = args.report_verdicts {
-        return bench_report(verdicts, out);
+        return bench_report(verdicts, args.db.as_deref(), out);
     }
     if let Some(kills) = args.kill_test {
         return kill_test(args, kills, out);
@@ -124,22 +152,82 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         timeout: Some(60.0),
         no_cache: true,
         new_run: true,
-        db: Some(dir.path().join("bench.db")),
+        db: Some(
+            args.db
+                .clone()
+                .unwrap_or_else(|| dir.path().join("bench.db")),
+        ),
         ..Default::default()
     })?;
+    let shared = redtrace_store::postgres_url(&settings.db).is_some();
+    anyhow::ensure!(
+        shared || args.workers == 1,
+        "--workers needs a PostgreSQL --db (a SQLite run is one process's)"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // A shared run is queued first (`run --enqueue-only`, timed apart), with the workers'
+    // concurrency together as the run's; then the workers work it, each with its own.
+    let mut queued_in = None;
+    let mut worker = settings.clone();
+    if shared {
+        let mut enqueue = settings.clone();
+        enqueue.enqueue_only = true;
+        for model in &mut enqueue.models {
+            model.max_concurrency = args.concurrency * args.workers;
+        }
+        let started = Instant::now();
+        let queued = runtime.block_on(redtrace_suite::run(
+            &enqueue,
+            Arc::new(NoProgress),
+            Shutdown::default(),
+        ))?;
+        queued_in = Some(started.elapsed().as_secs_f64());
+        worker.new_run = false;
+        worker.join = Some(queued.run_id);
+    }
     let cpu_before = cpu_seconds("/proc/self/stat")?;
+    let server_before = postgres_cpu_seconds();
     let started = Instant::now();
-    let outcome = runtime.block_on(redtrace_suite::run(
-        &settings,
-        Arc::new(NoProgress),
-        Shutdown::default(),
-    ))?;
+    let (answered, failed) = if shared {
+        // Each worker on a thread with a runtime of its own, as a process of its own has.
+        let threads: Vec<_> = (0..args.workers)
+            .map(|_| {
+                let worker = worker.clone();
+                std::thread::spawn(move || -> Result<redtrace_suite::RunOutcome> {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(redtrace_suite::run(
+                            &worker,
+                            Arc::new(NoProgress),
+                            Shutdown::default(),
+                        ))
+                })
+            })
+            .collect();
+        let mut totals = (0, 0);
+        for thread in threads {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            totals.0 += outcome.summary.answered;
+            totals.1 += outcome.summary.failed;
+        }
+        totals
+    } else {
+        let outcome = runtime.block_on(redtrace_suite::run(
+            &settings,
+            Arc::new(NoProgress),
+            Shutdown::default(),
+        ))?;
+        (outcome.summary.answered, outcome.summary.failed)
+    };
     let wall = started.elapsed().as_secs_f64();
     let cpu_total = cpu_seconds("/proc/self/stat")? - cpu_before;
+    let server_spent = postgres_cpu_seconds() - server_before;
     stop_tx.send(()).ok();
     let server_cpu = server
         .join()
@@ -147,12 +235,21 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
     drop(runtime);
 
     let n = args.samples as f64;
-    let ideal = n / args.concurrency as f64 * latency.as_secs_f64();
+    let ideal = n / (args.concurrency * args.workers) as f64 * latency.as_secs_f64();
     let ours = (cpu_total - server_cpu).max(0.0);
     writeln!(
         out,
-        "redtrace bench: {} samples, concurrency {}, latency {} ms, {} API, {}",
+        "redtrace bench: {} samples, {}concurrency {}, latency {} ms, {} API, {}",
         args.samples,
+        if shared {
+            format!(
+                "PostgreSQL store ({}), {} worker(s) x ",
+                redtrace_store::shown(&settings.db),
+                args.workers
+            )
+        } else {
+            String::new()
+        },
         args.concurrency,
         args.latency_ms,
         args.api,
@@ -162,11 +259,13 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
             "non-streaming"
         }
     )?;
-    writeln!(
-        out,
-        "answered            {} (failed {})",
-        outcome.summary.answered, outcome.summary.failed
-    )?;
+    if let Some(seconds) = queued_in {
+        writeln!(
+            out,
+            "queued in           {seconds:.2} s (run --enqueue-only; not in the figures below)"
+        )?;
+    }
+    writeln!(out, "answered            {answered} (failed {failed})")?;
     writeln!(out, "wall time           {wall:.2} s")?;
     if ideal > 0.0 {
         writeln!(
@@ -182,6 +281,13 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<()> {
         ours / n * 1000.0
     )?;
     writeln!(out, "CPU, fake server    {server_cpu:.2} s (excluded)")?;
+    if shared {
+        writeln!(
+            out,
+            "CPU, PostgreSQL     {server_spent:.2} s = {:.3} ms per sample (its server processes on this machine)",
+            server_spent / n * 1000.0
+        )?;
+    }
     writeln!(
         out,
         "peak RSS            {:.1} MB (whole process, fake server included)",
@@ -262,14 +368,16 @@ fn bench_local(_args: &BenchArgs, _path: &std::path::Path, _out: &mut dyn Write)
 
 /// Fills a store with `verdicts` verdicts (answer and trace of `verdicts / 2` completions,
 /// 20 categories), then times the report and a Parquet export over it.
-fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
+fn bench_report(verdicts: u64, db: Option<&std::path::Path>, out: &mut dyn Write) -> Result<()> {
     use redtrace_core::{
         Channel, Completion, Label, Reasoning, Sample, StopReason, TraceSource, TraceState, Usage,
         Verdict,
     };
     use redtrace_store::{Store, UnitKey, UnitRecord};
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("report-bench.db");
+    let path = db
+        .map(std::path::Path::to_owned)
+        .unwrap_or_else(|| dir.path().join("report-bench.db"));
     let mut store = Store::open(&path)?;
     let run = store.create_run(
         &redtrace_core::RunSpec::default(),
@@ -357,9 +465,10 @@ fn bench_report(verdicts: u64, out: &mut dyn Write) -> Result<()> {
     let export_seconds = export_started.elapsed().as_secs_f64();
     writeln!(
         out,
-        "redtrace bench: report over {} verdicts ({completions} completions, {} rows)",
+        "redtrace bench: report over {} verdicts ({completions} completions, {} rows) in {}",
         completions * 2,
-        report.groups.len()
+        report.groups.len(),
+        redtrace_store::shown(&path)
     )?;
     writeln!(out, "store filled in      {fill:.1} s")?;
     writeln!(out, "report built in      {report_seconds:.2} s")?;

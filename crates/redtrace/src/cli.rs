@@ -519,4 +519,12 @@ pub struct BenchArgs {
     /// as fast as the target answers, the case that fills the writer's queue).
     #[arg(long)]
     pub rule_judge: bool,
+    /// Into this store instead of a temporary SQLite file: a PostgreSQL URL measures the
+    /// shared store (the run queued first, then worked by --workers workers, each with
+    /// --concurrency of its own; with --report-verdicts, the report over it).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<std::path::PathBuf>,
+    /// With a PostgreSQL --db: workers taking the run's units together (in this process).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
