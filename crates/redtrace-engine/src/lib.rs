@@ -617,7 +617,7 @@ pub async fn run(
                             // A round of taking after each chunk queued (or read, when the run
                             // was queued already), where there is room.
                             if !plan.enqueue_only
-                                && (flush || (joined && offered % chunk as u64 == 0))
+                                && (flush || (joined && offered.is_multiple_of(chunk as u64)))
                                 && queue.due()
                             {
                                 queue

@@ -1,14 +1,18 @@
-//! The store: one SQLite file (bundled, WAL) holding runs with their frozen spec, the samples
-//! they used, every completion (or the error that stood in for it) and every verdict, plus
-//! the completion cache (any earlier successful completion with the same request hash),
-//! streaming exports (JSONL, CSV, Parquet, inspect_ai logs) and imports of generations made
-//! elsewhere.
+//! The store: runs with their frozen spec, the samples they used, every completion (or the
+//! error that stood in for it) and every verdict, plus the completion cache (any earlier
+//! successful completion with the same request hash) and the judges' replies, streaming
+//! exports (JSONL, CSV, Parquet, inspect_ai logs) and imports of generations made elsewhere.
+//!
+//! One trait, [`Storage`], two backends: [`SqliteStore`] (one file, bundled SQLite in WAL
+//! mode, the embedded default) and [`PgStore`] (a PostgreSQL database that many processes
+//! share, with a run's work queue, its request schedules and permits). [`Store`] opens the
+//! one a location names (a `postgres://` URL, else a file path).
 //!
 //! Writes come in batches, each one transaction, so a crash loses at most the batch in
 //! flight and never leaves half a completion. Nothing here holds a whole run in memory
 //! (an import, which checks its whole file before storing any of it, excepted): reads stream
 //! rows to a callback. API keys never reach this crate: specs name the
-//! environment variable, not its value.
+//! environment variable, not its value; a PostgreSQL password is never shown.
 
 mod export;
 mod import;
@@ -151,7 +155,7 @@ pub struct RunInfo {
     pub errors: u64,
 }
 
-/// A process's claim on a run (see [`Store::claim_run`]); released when dropped.
+/// A process's claim on a run (see [`Storage::claim_run`]); released when dropped.
 pub struct RunClaim {
     _hold: Box<dyn Send>,
 }
@@ -348,7 +352,7 @@ pub(crate) fn health_of(
         .collect()
 }
 
-/// How one judge of a run fared: see [`Store::judge_health`].
+/// How one judge of a run fared: see [`Storage::judge_health`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JudgeHealth {
     /// The judge as stored.
@@ -378,8 +382,9 @@ pub trait Storage: Send {
     /// The schema version of the store.
     fn schema_version(&self) -> Result<i64, StoreError>;
 
-    /// Checks the file's pages (SQLite's `quick_check`): a store whose pages are damaged is
-    /// refused before a run writes into it, not found out later by a report.
+    /// Checks the store before a run writes into it (SQLite: the file's pages, by
+    /// `quick_check`; PostgreSQL checks its own, and a store that answers is whole): a damaged
+    /// one is refused then, not found out later by a report.
     fn check_integrity(&self) -> Result<(), StoreError>;
 
     /// A judge's stored reply to the request with this hash.
@@ -388,10 +393,12 @@ pub trait Storage: Send {
     /// Stores a judge's reply (the first reply to a request is kept).
     fn put_judge_reply(&self, request_hash: &str, reply: &str) -> Result<(), StoreError>;
 
-    /// Claims `run` for this process: while the claim lives, no other process can run it (it
-    /// gets [`StoreError::Busy`]), and lists show it running. An OS lock on a file beside the
-    /// database, released by the system however the process ends, kill -9 included: a run whose
-    /// status says running but whose claim nobody holds is shown as interrupted.
+    /// Claims `run` for this process: while the claim lives, lists show it running, and a run
+    /// whose status says running but whose claim nobody holds is shown as interrupted. The
+    /// claim goes however the process ends, kill -9 included. SQLite: an OS lock on a file
+    /// beside the database, exclusive (another process gets [`StoreError::Busy`]).
+    /// PostgreSQL: a shared advisory lock on a connection of its own, which every worker of
+    /// the run holds (deleting the run needs it alone).
     fn claim_run(&self, run: RunId) -> Result<RunClaim, StoreError>;
 
     /// Across every run, `model`'s prompt tokens and the characters of the JSON of the

@@ -1,4 +1,4 @@
-//! The schema and its migrations. The version lives in `PRAGMA user_version`.
+//! The SQLite schema and its migrations. The version lives in `PRAGMA user_version`.
 
 use rusqlite::Connection;
 

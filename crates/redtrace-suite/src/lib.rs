@@ -57,6 +57,6 @@ pub fn report(
         .runs()?
         .into_iter()
         .find(|info| info.id == run)
-        .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", redtrace_store::shown(&db)))?;
+        .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", redtrace_store::shown(db)))?;
     Ok(redtrace_report::Report::build(&store, &info)?)
 }

@@ -243,7 +243,7 @@ fn ended(
     eprintln!(
         "run {} {how} in {}: {} answered, {} from cache, {} already done, {} judged again, {} failed, {} requests{}",
         outcome.run_id,
-        redtrace_store::shown(&db),
+        redtrace_store::shown(db),
         summary.answered,
         summary.cached,
         summary.skipped,
@@ -1134,10 +1134,10 @@ pub fn judge_eval(args: &JudgeEvalArgs, out: &mut dyn Write) -> Result<()> {
 /// Serves the web viewer until interrupted.
 pub fn view(args: &ViewArgs) -> Result<()> {
     let db = &args.db.db;
-    if !redtrace_store::exists(&db) {
+    if !redtrace_store::exists(db) {
         anyhow::bail!(
             "no store at {} (run `redtrace run` first, or pass --db PATH)",
-            redtrace_store::shown(&db)
+            redtrace_store::shown(db)
         );
     }
     if !args.host.is_loopback() {
@@ -1150,7 +1150,7 @@ pub fn view(args: &ViewArgs) -> Result<()> {
         }
         eprintln!(
             "warning: serving {} on {} without authentication: anyone who can reach this address can read every stored prompt and response",
-            redtrace_store::shown(&db),
+            redtrace_store::shown(db),
             args.host
         );
     }
@@ -1172,7 +1172,7 @@ pub fn view(args: &ViewArgs) -> Result<()> {
         println!("http://{bound}/");
         eprintln!(
             "redtrace view: serving {} (Ctrl-C to stop)",
-            redtrace_store::shown(&db)
+            redtrace_store::shown(db)
         );
         tokio::select! {
             served = redtrace_view::serve(listener, db.clone(), hosts) => served?,
