@@ -518,12 +518,21 @@ impl Drop for PgStore {
 }
 
 /// A claim's connection, holding the run's advisory lock until dropped.
-struct PgClaim(Option<Client>);
+struct PgClaim(Option<Client>, RunId);
 
 impl Drop for PgClaim {
     fn drop(&mut self) {
         let client = self.0.take();
-        off_runtime(move || drop(client));
+        let run = self.1;
+        off_runtime(move || {
+            // Let go at once (the server would on noticing the connection gone, later).
+            if let Some(mut client) = client {
+                let _ = client.execute(
+                    "SELECT pg_advisory_unlock_shared($1, $2)",
+                    &[&LOCK_SPACE, &(run.0 as i32)],
+                );
+            }
+        });
     }
 }
 
@@ -692,7 +701,7 @@ impl Storage for PgStore {
         })
         .map_err(|e| self.error(&e))?;
         Ok(RunClaim {
-            _hold: Box::new(PgClaim(Some(client))),
+            _hold: Box::new(PgClaim(Some(client), run)),
         })
     }
 
@@ -1005,6 +1014,7 @@ impl Storage for PgStore {
                         (SELECT count(*) FROM completions c WHERE c.run_id = r.id),
                         (SELECT count(*) FROM completions c WHERE c.run_id = r.id AND c.error IS NOT NULL),
                         EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'
+                            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                             AND l.classid = $1::oid AND l.objid = r.id::oid
                             AND l.objsubid = 2 AND l.granted)
                  FROM runs r ORDER BY r.id DESC",

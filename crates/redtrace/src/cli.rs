@@ -62,9 +62,10 @@ error_message; other fields are kept as the sample's metadata.")]
         after_help = "Examples:\n  redtrace merge shard-0.db shard-1.db shard-2.db --into all.db"
     )]
     Merge(MergeArgs),
-    /// Work a run of a shared PostgreSQL store with the others working it: the run as it was
-    /// started (`redtrace run --db postgres://…`, with or without --enqueue-only), on this
-    /// machine, until its queue is empty.
+    /// Work a run of a PostgreSQL store with its other workers, until its queue is empty.
+    ///
+    /// The run is worked as it was started (`redtrace run --db postgres://…`, with or
+    /// without --enqueue-only): its command line is stored with it.
     #[command(after_help = "Examples:
   redtrace run suite.toml --db postgres://rt@db/redtrace --enqueue-only
   redtrace worker --db postgres://rt@db/redtrace --concurrency 16    # on each machine")]
