@@ -582,29 +582,25 @@ pub async fn run(
                             // an attack) is cached as a whole, by everything that decides it.
                             hash = sha256_hex(format!("{hash}\u{1f}{key}").as_bytes());
                         }
+                        let mut unit = Unit {
+                            key,
+                            seed: request.seed,
+                            hash,
+                            cached: None,
+                            sample: sample.clone(),
+                            solver: solver.clone(),
+                            lane: lane.clone(),
+                            judges: judges.clone(),
+                            channels: channels.clone(),
+                            sender: sender.clone(),
+                            progress: progress.clone(),
+                            busy: busy.clone(),
+                        };
                         if queued {
                             if !joined {
-                                to_enqueue.push(key.clone());
+                                to_enqueue.push(unit.key.clone());
                             }
-                            queue
-                                .offer(
-                                    Unit {
-                                        key,
-                                        seed: request.seed,
-                                        hash,
-                                        cached: None,
-                                        sample: sample.clone(),
-                                        solver: solver.clone(),
-                                        lane: lane.clone(),
-                                        judges: judges.clone(),
-                                        channels: channels.clone(),
-                                        sender: sender.clone(),
-                                        progress: progress.clone(),
-                                        busy: busy.clone(),
-                                    },
-                                    &mut tasks,
-                                )
-                                .await;
+                            queue.offer(unit, &mut tasks).await;
                             // The first units go to the queue soon, so that work starts
                             // while the rest is read.
                             let chunk = ENQUEUE_CHUNK.min(64 << queue.rounds.min(4));
@@ -626,11 +622,9 @@ pub async fn run(
                             }
                             continue;
                         }
-                        let cached = if plan.use_cache {
-                            reader.cached(&hash)?
-                        } else {
-                            None
-                        };
+                        if plan.use_cache {
+                            unit.cached = reader.cached(&unit.hash)?;
+                        }
                         let spawn_permit = tokio::select! {
                             permit = spawn_permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
                             _ = shutdown.stop.cancelled() => break 'intake,
@@ -638,20 +632,6 @@ pub async fn run(
                         while let Some(done) = tasks.try_join_next() {
                             count(&mut summary, done);
                         }
-                        let unit = Unit {
-                            key,
-                            seed: request.seed,
-                            hash,
-                            cached,
-                            sample: sample.clone(),
-                            solver: solver.clone(),
-                            lane: lane.clone(),
-                            judges: judges.clone(),
-                            channels: channels.clone(),
-                            sender: sender.clone(),
-                            progress: progress.clone(),
-                            busy: busy.clone(),
-                        };
                         tasks.spawn(async move {
                             let _spawn_permit = spawn_permit;
                             unit.run().await

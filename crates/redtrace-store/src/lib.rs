@@ -313,6 +313,50 @@ pub(crate) fn sample_from(
     })
 }
 
+/// A completion (or the error that stood in for it) from its stored columns, in the order
+/// both backends select them (reasoning, reasoning_source, reasoning_state, answer,
+/// finish_reason, prompt_tokens, completion_tokens, reasoning_tokens, latency_ms, raw, error,
+/// error_kind, cached_prompt_tokens): `text(i)` and `int(i)` read the i-th, `corrupt` names
+/// what does not read.
+pub(crate) fn completion_of(
+    text: impl Fn(usize) -> Result<Option<String>, StoreError>,
+    int: impl Fn(usize) -> Result<Option<u64>, StoreError>,
+    corrupt: impl Fn(&str, String) -> StoreError,
+) -> Result<Result<Completion, UnitError>, StoreError> {
+    if let Some(message) = text(10)? {
+        return Ok(Err(UnitError {
+            kind: ErrorKind::parse(&text(11)?.unwrap_or_default()),
+            message,
+        }));
+    }
+    let state_name = text(2)?.unwrap_or_default();
+    let state: redtrace_core::TraceState = enum_from(&state_name)
+        .ok_or_else(|| corrupt("completions.reasoning_state", state_name.clone()))?;
+    let source: Option<redtrace_core::TraceSource> = match text(1)? {
+        Some(name) => {
+            Some(enum_from(&name).ok_or_else(|| corrupt("completions.reasoning_source", name))?)
+        }
+        None => None,
+    };
+    Ok(Ok(Completion {
+        reasoning: redtrace_core::Reasoning {
+            text: text(0)?.unwrap_or_default(),
+            source,
+            state,
+        },
+        answer: text(3)?,
+        finish_reason: text(4)?.as_deref().map(redtrace_core::StopReason::parse),
+        usage: redtrace_core::Usage {
+            prompt_tokens: int(5)?,
+            completion_tokens: int(6)?,
+            reasoning_tokens: int(7)?,
+            cached_prompt_tokens: int(12)?,
+        },
+        latency_ms: int(8)?.unwrap_or(0),
+        raw: text(9)?.unwrap_or_default(),
+    }))
+}
+
 /// Judge health from (judge, unscored, rationale) per verdict on a channel with text.
 pub(crate) fn health_of(
     verdicts: impl IntoIterator<Item = (String, bool, Option<String>)>,

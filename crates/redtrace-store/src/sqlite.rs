@@ -1,9 +1,6 @@
 //! The SQLite backend: one file (bundled SQLite, WAL), the embedded default.
 
-use redtrace_core::{
-    Channel, Completion, ErrorKind, Label, Reasoning, RunSpec, RunStatus, Sample, StopReason,
-    TraceSource, TraceState, Usage, Verdict,
-};
+use redtrace_core::{Channel, Completion, Label, RunSpec, RunStatus, Sample, Verdict};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -187,39 +184,7 @@ impl SqliteStore {
                 )),
             }
         };
-        if let Some(message) = text(10)? {
-            return Ok(Err(UnitError {
-                kind: ErrorKind::parse(&text(11)?.unwrap_or_default()),
-                message,
-            }));
-        }
-        let state_name = text(2)?.unwrap_or_default();
-        let state: TraceState = enum_from(&state_name)
-            .ok_or_else(|| self.corrupt("completions.reasoning_state", state_name.clone()))?;
-        let source: Option<TraceSource> = match text(1)? {
-            Some(name) => Some(
-                enum_from(&name)
-                    .ok_or_else(|| self.corrupt("completions.reasoning_source", name))?,
-            ),
-            None => None,
-        };
-        Ok(Ok(Completion {
-            reasoning: Reasoning {
-                text: text(0)?.unwrap_or_default(),
-                source,
-                state,
-            },
-            answer: text(3)?,
-            finish_reason: text(4)?.as_deref().map(StopReason::parse),
-            usage: Usage {
-                prompt_tokens: int(5)?,
-                completion_tokens: int(6)?,
-                reasoning_tokens: int(7)?,
-                cached_prompt_tokens: int(12)?,
-            },
-            latency_ms: int(8)?.unwrap_or(0),
-            raw: text(9)?.unwrap_or_default(),
-        }))
+        crate::completion_of(text, int, |what, detail| self.corrupt(what, detail))
     }
 }
 

@@ -42,6 +42,18 @@ both!(
     shards_merge_into_one_run,
 );
 
+/// Every stored result of `run`, in order.
+fn results(store: &Store, run: redtrace_store::RunId) -> Vec<redtrace_store::ResultRow> {
+    let mut rows = Vec::new();
+    store
+        .for_each_result(run, false, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .unwrap();
+    rows
+}
+
 fn sample(id: &str, index: u64) -> Sample {
     Sample::user(id, index, format!("question {id}"))
         .in_category(&["homonyms"])
@@ -164,13 +176,7 @@ fn write_read_resume_and_export(path: &Path, _dir: &Path) {
     duplicate.verdicts.clear();
     store.write_batch(run, &[duplicate]).unwrap();
 
-    let mut rows = Vec::new();
-    store
-        .for_each_result(run, false, |row| {
-            rows.push(row);
-            Ok(())
-        })
-        .unwrap();
+    let rows = results(&store, run);
     assert_eq!(rows.len(), 3);
     assert_eq!(
         rows.iter()
@@ -616,13 +622,7 @@ fn rejudging_copying_and_deleting(location: &Path, _dir: &Path) {
             ],
         )
         .unwrap();
-    let mut rows = Vec::new();
-    store
-        .for_each_result(run, false, |row| {
-            rows.push(row);
-            Ok(())
-        })
-        .unwrap();
+    let rows = results(&store, run);
     assert_eq!(rows[0].verdicts.len(), 2);
     assert_eq!(rows[0].verdicts[0].label, Label::FullCompliance);
     assert!(rows[1].verdicts.is_empty(), "no verdicts on an error");
@@ -631,13 +631,7 @@ fn rejudging_copying_and_deleting(location: &Path, _dir: &Path) {
     let copy = store.create_run(&spec("copy"), "t").unwrap();
     assert_eq!(store.copy_answers(run, copy, &["b"]).unwrap(), 2);
     assert_eq!(store.copy_answers(run, copy, &["b"]).unwrap(), 0);
-    let mut copied = Vec::new();
-    store
-        .for_each_result(copy, false, |row| {
-            copied.push(row);
-            Ok(())
-        })
-        .unwrap();
+    let copied = results(&store, copy);
     assert_eq!(copied.len(), 2);
     assert!(copied.iter().all(|row| row.verdicts.is_empty()));
     assert_eq!(copied[0].cost_usd, Some(0.0), "paid in the original run");
@@ -712,13 +706,7 @@ fn shards_merge_into_one_run(location: &Path, dir: &Path) {
         (0, 2),
         "never stored twice"
     );
-    let mut rows = Vec::new();
-    store
-        .for_each_result(first.run, false, |row| {
-            rows.push(row);
-            Ok(())
-        })
-        .unwrap();
+    let rows = results(&store, first.run);
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|row| row.outcome.is_ok()));
     assert_eq!(rows[0].verdicts.len(), 2);

@@ -20,24 +20,28 @@ use crate::cli::{
 /// `redtrace run`: resolves the suite and overrides, runs with a progress bar and Ctrl-C
 /// handling, prints the summary and the report; exit code 130 when interrupted.
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    // Whatever fails before anything is read or sent (a flag, the suite file, a model, judge,
-    // attack or benchmark name) is a usage error: exit code 2, as clap's own.
-    let resolved = match &args.suite {
-        Some(path) => Suite::from_file(path),
-        None => Ok(Suite::default()),
-    }
-    .and_then(|suite| suite.with(&args.overrides));
-    let mut settings = match resolved {
-        Ok(settings) => settings,
-        Err(error) => {
-            crate::print_error(&error);
-            return Ok(ExitCode::from(2));
-        }
+    let Some(mut settings) = settings_of(args.suite.as_deref(), &args.overrides) else {
+        return Ok(ExitCode::from(2));
     };
     if redtrace_store::postgres_url(&settings.db).is_some() {
         settings.recipe = Some(recipe(std::env::args().skip(2)));
     }
     run_with(&settings, args.quiet, args.max_unscored, out)
+}
+
+/// The suite file (if any) with the overrides laid over it; `None`, with the error printed,
+/// where that fails. Whatever fails before anything is read or sent (a flag, the suite file, a
+/// model, judge, attack or benchmark name) is a usage error: exit code 2, as clap's own.
+fn settings_of(
+    suite: Option<&Path>,
+    overrides: &redtrace_suite::Overrides,
+) -> Option<redtrace_suite::RunSettings> {
+    let resolved = match suite {
+        Some(path) => Suite::from_file(path),
+        None => Ok(Suite::default()),
+    }
+    .and_then(|suite| suite.with(overrides));
+    resolved.map_err(|error| crate::print_error(&error)).ok()
 }
 
 /// How a run was started, as a worker can start it again: the `run` command line without the
@@ -113,17 +117,8 @@ pub fn worker(args: &crate::cli::WorkerArgs, out: &mut dyn Write) -> Result<Exit
     if args.lease_secs.is_some() {
         run_args.overrides.lease_secs = args.lease_secs;
     }
-    let resolved = match &run_args.suite {
-        Some(path) => Suite::from_file(path),
-        None => Ok(Suite::default()),
-    }
-    .and_then(|suite| suite.with(&run_args.overrides));
-    let mut settings = match resolved {
-        Ok(settings) => settings,
-        Err(error) => {
-            crate::print_error(&error);
-            return Ok(ExitCode::from(2));
-        }
+    let Some(mut settings) = settings_of(run_args.suite.as_deref(), &run_args.overrides) else {
+        return Ok(ExitCode::from(2));
     };
     settings.join = Some(run.id);
     run_with(&settings, args.quiet, run_args.max_unscored, out)

@@ -20,6 +20,23 @@ fn questions(dir: &std::path::Path, count: usize) -> String {
     format!("file:{}", csv.display())
 }
 
+/// Runs `count` workers of `args` at once, each to a successful end.
+async fn work_together(args: &[&str], count: usize) {
+    let workers: Vec<_> = (0..count)
+        .map(|_| {
+            command(args, &[])
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        let output = worker.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+}
+
 /// A query's single number, from the test's own connection.
 fn number(url: &str, sql: &str) -> i64 {
     let url = url.to_owned();
@@ -232,19 +249,7 @@ async fn requests_per_minute_hold_across_three_workers() {
     ];
     let output = redtrace(&[&args[..], &["--enqueue-only"]].concat()).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            command(&args, &[])
-                .stdout(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for worker in workers {
-        let output = worker.wait_with_output().await.unwrap();
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
+    work_together(&args, 3).await;
     let mut at: Vec<std::time::Instant> = server.requests().iter().map(|seen| seen.at).collect();
     at.sort();
     assert_eq!(at.len(), units);
@@ -338,19 +343,7 @@ async fn requests_in_flight_hold_across_three_workers() {
     ];
     let output = redtrace(&[&args[..], &["--enqueue-only"]].concat()).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            command(&args, &[])
-                .stdout(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for worker in workers {
-        let output = worker.wait_with_output().await.unwrap();
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
+    work_together(&args, 3).await;
     assert_eq!(server.count(), units);
     eprintln!("at most {} requests in flight", server.max_in_flight());
     assert!(server.max_in_flight() <= 4, "{}", server.max_in_flight());
