@@ -655,6 +655,19 @@ impl Overrides {
                 );
             }
         }
+        let db = self
+            .db
+            .clone()
+            .or_else(|| std::env::var_os(DB_ENV).map(PathBuf::from))
+            .or(suite.db)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+        let shared = redtrace_store::postgres_url(&db).is_some();
+        if shared && self.shard.is_some() {
+            bail!("--shard splits a run across SQLite stores merged after; on a PostgreSQL store the workers share the run's queue: drop --shard and start the same command on each machine (or `redtrace worker`)");
+        }
+        if !shared && (self.enqueue_only || self.lease_secs.is_some()) {
+            bail!("--enqueue-only and --lease-secs are for a run's workers on a PostgreSQL store (--db postgres://...); {} is a SQLite file", db.display());
+        }
         Ok(RunSettings {
             prices,
             max_cost,
@@ -663,12 +676,7 @@ impl Overrides {
             recipe: None,
             join: None,
             lease: std::time::Duration::from_secs_f64(self.lease_secs.unwrap_or(30.0).max(0.3)),
-            db: self
-                .db
-                .clone()
-                .or_else(|| std::env::var_os(DB_ENV).map(PathBuf::from))
-                .or(suite.db)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            db,
             // Where `redtrace data pull` puts data when nothing else is named.
             data_dir: self
                 .data_dir

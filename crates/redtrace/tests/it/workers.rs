@@ -276,7 +276,8 @@ async fn requests_per_minute_hold_across_three_workers() {
 }
 
 /// `redtrace worker` refuses what it cannot work: a SQLite store (exit 2, before anything),
-/// and a run whose data changed since it was started (naming what differs).
+/// and a run whose data changed since it was started (naming what differs); the queue's flags
+/// need a PostgreSQL store, and --shard has no place on one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_sqlite_and_a_changed_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,10 +286,39 @@ async fn a_worker_refuses_sqlite_and_a_changed_run() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("needs a shared PostgreSQL store"));
 
+    // The queue's flags on a SQLite store, and --shard on a PostgreSQL one, are usage errors.
+    let bench = questions(dir.path(), 3);
+    let output = redtrace(&[
+        "run",
+        "--model",
+        "m@http://127.0.0.1:9/v1",
+        "--bench",
+        &bench,
+        "--db",
+        sqlite.to_str().unwrap(),
+        "--enqueue-only",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("are for a run's workers on a PostgreSQL store"));
+    let output = redtrace(&[
+        "run",
+        "--model",
+        "m@http://127.0.0.1:9/v1",
+        "--bench",
+        &bench,
+        "--db",
+        "postgres://u@localhost/db",
+        "--shard",
+        "0/2",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("the workers share the run's queue"));
+
     let Some(url) = redtrace_testkit::postgres_db() else {
         return;
     };
-    let bench = questions(dir.path(), 3);
     let server = FakeServer::start(|_| Reply::think_tags("Thinking.", "No.")).await;
     let model = server.model_ref("m");
     let output = redtrace(&[
