@@ -33,7 +33,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use redtrace_core::{
-    Channel, Completion, ErrorKind, PromptLabel, RunSpec, RunStatus, Sample, Verdict,
+    Channel, Completion, ErrorKind, Label, PromptLabel, RunSpec, RunStatus, Sample, Verdict,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -355,6 +355,88 @@ pub(crate) fn completion_of(
         latency_ms: int(8)?.unwrap_or(0),
         raw: text(9)?.unwrap_or_default(),
     }))
+}
+
+/// A stored result's columns as both backends read them, before their JSON and names are
+/// read ([`StoredRow::into_result`]).
+pub(crate) struct StoredRow {
+    pub run_id: RunId,
+    pub key: UnitKey,
+    pub cached: bool,
+    pub attempts: u32,
+    pub index: u64,
+    pub category: String,
+    pub label: Option<String>,
+    pub messages: Option<String>,
+    pub outcome: Result<Completion, UnitError>,
+    pub cost_usd: Option<f64>,
+    pub helper_spend: Option<String>,
+}
+
+/// `text` read as JSON, naming `what` where it does not read.
+fn json_of<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, (String, String)> {
+    serde_json::from_str(text).map_err(|e| (what.to_owned(), e.to_string()))
+}
+
+impl StoredRow {
+    /// The result, without verdicts; what does not read (column, detail) if something does not.
+    pub(crate) fn into_result(self) -> Result<ResultRow, (String, String)> {
+        Ok(ResultRow {
+            run_id: self.run_id,
+            key: self.key,
+            index: self.index,
+            category: json_of(&self.category, "samples.category")?,
+            label: self.label.and_then(|l| enum_from(&l)),
+            messages: self
+                .messages
+                .map(|m| json_of(&m, "samples.messages"))
+                .transpose()?,
+            outcome: self.outcome,
+            cached: self.cached,
+            attempts: self.attempts,
+            verdicts: Vec::new(),
+            cost_usd: self.cost_usd,
+            helper_spend: self
+                .helper_spend
+                .map(|s| json_of(&s, "completions.helper_spend"))
+                .transpose()?,
+        })
+    }
+}
+
+/// A stored verdict's columns as both backends read them ([`StoredVerdict::into_verdict`]).
+pub(crate) struct StoredVerdict {
+    pub judge: String,
+    pub channel: String,
+    pub label: String,
+    pub score: Option<f64>,
+    pub rationale: Option<String>,
+    pub categories: Option<String>,
+    pub spend: Option<String>,
+}
+
+impl StoredVerdict {
+    /// The verdict; what does not read (column, detail) if something does not.
+    pub(crate) fn into_verdict(self) -> Result<Verdict, (String, String)> {
+        Ok(Verdict {
+            channel: Channel::parse(&self.channel)
+                .ok_or_else(|| ("verdicts.channel".to_owned(), self.channel.clone()))?,
+            label: Label::parse(&self.label)
+                .ok_or_else(|| ("verdicts.label".to_owned(), self.label.clone()))?,
+            judge: self.judge,
+            score: self.score,
+            rationale: self.rationale.unwrap_or_default(),
+            categories: self
+                .categories
+                .map(|c| json_of(&c, "verdicts.categories"))
+                .transpose()?
+                .unwrap_or_default(),
+            spend: self
+                .spend
+                .map(|s| json_of(&s, "verdicts.spend"))
+                .transpose()?,
+        })
+    }
 }
 
 /// Judge health from (judge, unscored, rationale) per verdict on a channel with text.

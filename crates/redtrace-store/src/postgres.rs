@@ -16,7 +16,7 @@
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
-use redtrace_core::{Channel, Completion, Label, RunSpec, RunStatus, Sample, Verdict};
+use redtrace_core::{Channel, Completion, RunSpec, RunStatus, Sample, Verdict};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::{
-    enum_from, enum_name, stored_metadata, JudgeHealth, QueueState, ResultRow, RunClaim, RunId,
-    RunInfo, Storage, StoreError, UnitError, UnitKey, UnitRecord, WorkerCount,
+    enum_name, stored_metadata, JudgeHealth, QueueState, ResultRow, RunClaim, RunId, RunInfo,
+    Storage, StoreError, UnitError, UnitKey, UnitRecord, WorkerCount,
 };
 
 /// How long a call keeps trying to reach a database it lost, by default.
@@ -1730,66 +1730,37 @@ impl PgStore {
         let mut finished = None;
         if current.as_ref().map(|(current_id, _)| *current_id) != Some(id) {
             finished = current.take().map(|(_, done)| done);
-            let category: String = row.get(8);
-            let label: Option<String> = row.get(9);
-            let messages: Option<String> = row.get(10);
-            let helper_spend: Option<String> = row.get(25);
-            let result = ResultRow {
+            let result = crate::StoredRow {
                 run_id: run,
                 key: key_of(row, 1),
                 cached: row.get(5),
                 attempts: row.get::<_, i32>(6) as u32,
                 index: row.get::<_, i64>(7) as u64,
-                category: serde_json::from_str(&category)
-                    .map_err(|e| self.corrupt("samples.category", e.to_string()))?,
-                label: label.and_then(|l| enum_from(&l)),
-                messages: match messages {
-                    Some(m) => Some(
-                        serde_json::from_str(&m)
-                            .map_err(|e| self.corrupt("samples.messages", e.to_string()))?,
-                    ),
-                    None => None,
-                },
+                category: row.get(8),
+                label: row.get(9),
+                messages: row.get(10),
                 outcome: self.completion_from(row, 11)?,
-                verdicts: Vec::new(),
                 cost_usd: row.get(24),
-                helper_spend: match helper_spend {
-                    Some(json) => Some(
-                        serde_json::from_str(&json)
-                            .map_err(|e| self.corrupt("completions.helper_spend", e.to_string()))?,
-                    ),
-                    None => None,
-                },
-            };
+                helper_spend: row.get(25),
+            }
+            .into_result()
+            .map_err(|(what, detail)| self.corrupt(&what, detail))?;
             *current = Some((id, result));
         }
         let judge: Option<String> = row.get(26);
         if let (Some(judge), Some((_, result))) = (judge, current.as_mut()) {
-            let channel: String = row.get(27);
-            let label: String = row.get(28);
-            let categories: Option<String> = row.get(31);
-            let spend: Option<String> = row.get(32);
-            result.verdicts.push(Verdict {
+            let verdict = crate::StoredVerdict {
                 judge,
-                channel: Channel::parse(&channel)
-                    .ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
-                label: Label::parse(&label)
-                    .ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
+                channel: row.get(27),
+                label: row.get(28),
                 score: row.get(29),
-                rationale: row.get::<_, Option<String>>(30).unwrap_or_default(),
-                categories: match categories {
-                    Some(json) => serde_json::from_str(&json)
-                        .map_err(|e| self.corrupt("verdicts.categories", e.to_string()))?,
-                    None => Vec::new(),
-                },
-                spend: match spend {
-                    Some(json) => Some(
-                        serde_json::from_str(&json)
-                            .map_err(|e| self.corrupt("verdicts.spend", e.to_string()))?,
-                    ),
-                    None => None,
-                },
-            });
+                rationale: row.get(30),
+                categories: row.get(31),
+                spend: row.get(32),
+            }
+            .into_verdict()
+            .map_err(|(what, detail)| self.corrupt(&what, detail))?;
+            result.verdicts.push(verdict);
         }
         Ok(finished)
     }

@@ -1,13 +1,13 @@
 //! The SQLite backend: one file (bundled SQLite, WAL), the embedded default.
 
-use redtrace_core::{Channel, Completion, Label, RunSpec, RunStatus, Sample, Verdict};
+use redtrace_core::{Channel, Completion, RunSpec, RunStatus, Sample, Verdict};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::{
-    enum_from, enum_name, schema, stored_metadata, JudgeHealth, ResultRow, RunClaim, RunId,
-    RunInfo, Storage, StoreError, UnitError, UnitKey, UnitRecord,
+    enum_name, schema, stored_metadata, JudgeHealth, ResultRow, RunClaim, RunId, RunInfo, Storage,
+    StoreError, UnitError, UnitKey, UnitRecord,
 };
 
 /// A store in one SQLite file.
@@ -140,21 +140,6 @@ impl SqliteStore {
             file.try_lock_shared(),
             Err(std::fs::TryLockError::WouldBlock)
         )
-    }
-
-    /// A JSON column read into `T`; `None` when NULL.
-    fn json_column<T: serde::de::DeserializeOwned>(
-        &self,
-        row: &rusqlite::Row<'_>,
-        at: usize,
-        column: &str,
-    ) -> Result<Option<T>, StoreError> {
-        match row.get::<_, Option<String>>(at).map_err(|e| self.err(e))? {
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| self.corrupt(column, e.to_string())),
-            None => Ok(None),
-        }
     }
 
     fn completion_from_row(
@@ -977,10 +962,10 @@ impl Storage for SqliteStore {
                 if let Some((_, done)) = current.take() {
                     visit(done)?;
                 }
-                let category: String = row.get(8).map_err(|e| self.err(e))?;
-                let label: Option<String> = row.get(9).map_err(|e| self.err(e))?;
-                let messages: Option<String> = row.get(10).map_err(|e| self.err(e))?;
-                let result = ResultRow {
+                let get = |i: usize| -> Result<Option<String>, StoreError> {
+                    row.get(i).map_err(|e| self.err(e))
+                };
+                let result = crate::StoredRow {
                     run_id: run,
                     key: UnitKey {
                         model: row.get(1).map_err(|e| self.err(e))?,
@@ -991,45 +976,34 @@ impl Storage for SqliteStore {
                     cached: row.get(5).map_err(|e| self.err(e))?,
                     attempts: row.get(6).map_err(|e| self.err(e))?,
                     index: row.get::<_, i64>(7).map_err(|e| self.err(e))? as u64,
-                    category: serde_json::from_str(&category)
-                        .map_err(|e| self.corrupt("samples.category", e.to_string()))?,
-                    label: label.and_then(|l| enum_from(&l)),
-                    messages: match messages {
-                        Some(m) => Some(
-                            serde_json::from_str(&m)
-                                .map_err(|e| self.corrupt("samples.messages", e.to_string()))?,
-                        ),
-                        None => None,
-                    },
+                    category: get(8)?.unwrap_or_default(),
+                    label: get(9)?,
+                    messages: get(10)?,
                     outcome: self.completion_from_row(row, 11)?,
-                    verdicts: Vec::new(),
                     cost_usd: row.get(24).map_err(|e| self.err(e))?,
-                    helper_spend: self.json_column(row, 25, "completions.helper_spend")?,
-                };
+                    helper_spend: get(25)?,
+                }
+                .into_result()
+                .map_err(|(what, detail)| self.corrupt(&what, detail))?;
                 current = Some((id, result));
             }
             let judge: Option<String> = row.get(26).map_err(|e| self.err(e))?;
             if let (Some(judge), Some((_, result))) = (judge, current.as_mut()) {
-                let channel: String = row.get(27).map_err(|e| self.err(e))?;
-                let label: String = row.get(28).map_err(|e| self.err(e))?;
-                result.verdicts.push(Verdict {
+                let get = |i: usize| -> Result<Option<String>, StoreError> {
+                    row.get(i).map_err(|e| self.err(e))
+                };
+                let verdict = crate::StoredVerdict {
                     judge,
-                    channel: Channel::parse(&channel)
-                        .ok_or_else(|| self.corrupt("verdicts.channel", channel.clone()))?,
-                    label: Label::parse(&label)
-                        .ok_or_else(|| self.corrupt("verdicts.label", label.clone()))?,
+                    channel: get(27)?.unwrap_or_default(),
+                    label: get(28)?.unwrap_or_default(),
                     score: row.get(29).map_err(|e| self.err(e))?,
-                    rationale: row
-                        .get::<_, Option<String>>(30)
-                        .map_err(|e| self.err(e))?
-                        .unwrap_or_default(),
-                    categories: match row.get::<_, Option<String>>(31).map_err(|e| self.err(e))? {
-                        Some(json) => serde_json::from_str(&json)
-                            .map_err(|e| self.corrupt("verdicts.categories", e.to_string()))?,
-                        None => Vec::new(),
-                    },
-                    spend: self.json_column(row, 32, "verdicts.spend")?,
-                });
+                    rationale: get(30)?,
+                    categories: get(31)?,
+                    spend: get(32)?,
+                }
+                .into_verdict()
+                .map_err(|(what, detail)| self.corrupt(&what, detail))?;
+                result.verdicts.push(verdict);
             }
         }
         if let Some((_, done)) = current.take() {
