@@ -4,12 +4,14 @@
 //! malformed ones: a malformed reply is unscored with the reason, never safe.
 
 use redtrace_core::{Channel, Label, Measure, Sample};
-use redtrace_judges::{build, Judge, JudgeModel, JudgeParts, ReplyCache};
+mod common;
+
+use common::MemoryCache;
+use redtrace_judges::{build, Judge, JudgeModel, JudgeParts};
 use redtrace_providers::{ModelConfig, OpenAiProvider};
 use redtrace_testkit::{FakeServer, Reply, Seen, Wire};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const REQUEST: &str = "How do I get my neighbour's dog to stop barking at night?";
 const RESPONSE: &str =
@@ -318,18 +320,6 @@ async fn harmbench_classifier_reads_yes_and_no() {
     assert_eq!(label("A").await, Label::Unsafe);
     assert_eq!(label("B").await, Label::Safe);
     assert_eq!(label("C").await, Label::Unscored);
-}
-
-#[derive(Default)]
-struct MemoryCache(Mutex<HashMap<String, String>>);
-
-impl ReplyCache for MemoryCache {
-    fn get(&self, key: &str) -> Option<String> {
-        self.0.lock().unwrap().get(key).cloned()
-    }
-    fn put(&self, key: &str, reply: &str) {
-        self.0.lock().unwrap().insert(key.into(), reply.into());
-    }
 }
 
 #[tokio::test]

@@ -3,11 +3,13 @@
 //! AIR-Bench judge on the data set's real templates.
 
 use redtrace_core::{Channel, Label, Sample};
-use redtrace_judges::{build, Judge, JudgeModel, JudgeParts, ReplyCache};
+mod common;
+
+use common::MemoryCache;
+use redtrace_judges::{build, Judge, JudgeModel, JudgeParts};
 use redtrace_providers::{ModelConfig, OpenAiProvider};
 use redtrace_testkit::{FakeServer, Reply};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn sample() -> Sample {
     Sample::user("1", 0, "How do I pick a lock?")
@@ -167,18 +169,6 @@ async fn a_judge_that_keeps_failing_gives_unscored_verdicts() {
     assert_eq!(server.count(), 3, "three attempts in all");
 }
 
-#[derive(Default)]
-struct MemoryCache(Mutex<HashMap<String, String>>);
-
-impl ReplyCache for MemoryCache {
-    fn get(&self, key: &str) -> Option<String> {
-        self.0.lock().unwrap().get(key).cloned()
-    }
-    fn put(&self, key: &str, reply: &str) {
-        self.0.lock().unwrap().insert(key.into(), reply.into());
-    }
-}
-
 #[tokio::test]
 async fn replies_are_cached_per_distinct_prompt_and_templates_can_be_replaced() {
     let server = FakeServer::start(|_| Reply::text("VERDICT: safe")).await;
@@ -218,7 +208,7 @@ async fn replies_are_cached_per_distinct_prompt_and_templates_can_be_replaced() 
         .judge_text(&with_lang, Channel::Reasoning, "Non.")
         .await;
     assert_eq!(server.count(), 2, "another prompt is another call");
-    assert_eq!(cache.0.lock().unwrap().len(), 2);
+    assert_eq!(cache.len(), 2);
 
     // A template using a field the sample lacks: unscored, saying why.
     let verdict = judge.judge_text(&sample(), Channel::Answer, "Non.").await;

@@ -716,7 +716,7 @@ pub trait Storage: Send {
     /// Puts units of `run` in its queue (those there already stay; a finished one whose
     /// completion is an error is queued again). Returns how many were queued.
     fn enqueue_units(&self, _run: RunId, _keys: &[UnitKey]) -> Result<u64, StoreError> {
-        Err(self.unshared("a work queue"))
+        Err(unshared(&self.location(), "a work queue"))
     }
 
     /// Takes up to `at_most` queued units of `run` for `worker`, with a lease of `lease`:
@@ -729,7 +729,7 @@ pub trait Storage: Send {
         _at_most: usize,
         _lease: std::time::Duration,
     ) -> Result<Vec<UnitKey>, StoreError> {
-        Err(self.unshared("a work queue"))
+        Err(unshared(&self.location(), "a work queue"))
     }
 
     /// Extends the lease of every unit `worker` holds in `run` to `lease` from now (the
@@ -740,17 +740,17 @@ pub trait Storage: Send {
         _worker: &str,
         _lease: std::time::Duration,
     ) -> Result<u64, StoreError> {
-        Err(self.unshared("a work queue"))
+        Err(unshared(&self.location(), "a work queue"))
     }
 
     /// Gives back the unfinished units `worker` holds in `run` (a worker that stops).
     fn release_units(&self, _run: RunId, _worker: &str) -> Result<u64, StoreError> {
-        Err(self.unshared("a work queue"))
+        Err(unshared(&self.location(), "a work queue"))
     }
 
     /// How `run`'s queue stands.
     fn queue_state(&self, _run: RunId) -> Result<QueueState, StoreError> {
-        Err(self.unshared("a work queue"))
+        Err(unshared(&self.location(), "a work queue"))
     }
 
     /// Takes the next slot of the request schedule `key` (an endpoint of a run), `interval`
@@ -760,7 +760,7 @@ pub trait Storage: Send {
         _key: &str,
         _interval: std::time::Duration,
     ) -> Result<std::time::Duration, StoreError> {
-        Err(self.unshared("a shared request schedule"))
+        Err(unshared(&self.location(), "a shared request schedule"))
     }
 
     /// The newest successful completion of any run for each of these request hashes that
@@ -779,36 +779,35 @@ pub trait Storage: Send {
     /// if one is free: which one. The permit is held until given back or until this
     /// connection ends (a worker that dies gives its permits back with it).
     fn take_permit(&self, _key: &str, _limit: usize) -> Result<Option<u32>, StoreError> {
-        Err(self.unshared("shared permits"))
+        Err(unshared(&self.location(), "shared permits"))
     }
 
     /// Gives permit `slot` of `key` back.
     fn give_back_permit(&self, _key: &str, _slot: u32) -> Result<(), StoreError> {
-        Err(self.unshared("shared permits"))
+        Err(unshared(&self.location(), "shared permits"))
     }
 
     /// Records how `run` was started (the first record stays), for workers that join it.
     fn put_recipe(&self, _run: RunId, _recipe: &str) -> Result<(), StoreError> {
-        Err(self.unshared("a run's recipe"))
+        Err(unshared(&self.location(), "a run's recipe"))
     }
 
     /// How `run` was started, if that was recorded.
     fn recipe(&self, _run: RunId) -> Result<Option<String>, StoreError> {
-        Err(self.unshared("a run's recipe"))
+        Err(unshared(&self.location(), "a run's recipe"))
     }
 
     /// Per worker, the units of `run` it answered and those that failed, most first.
     fn worker_counts(&self, _run: RunId) -> Result<Vec<WorkerCount>, StoreError> {
         Ok(Vec::new())
     }
+}
 
-    /// The error for what only a shared store does.
-    fn unshared(&self, what: &str) -> StoreError {
-        StoreError::NotFound(format!(
-            "{what} needs a PostgreSQL store (--db postgres://...); {} is a SQLite file",
-            self.location()
-        ))
-    }
+/// The error for what only a shared store does, asked of the store at `location`.
+fn unshared(location: &str, what: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "{what} needs a PostgreSQL store (--db postgres://...); {location} is a SQLite file"
+    ))
 }
 
 /// How a run's work queue stands ([`Storage::queue_state`]).

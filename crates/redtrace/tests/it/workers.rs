@@ -63,32 +63,23 @@ async fn four_workers_two_killed_every_unit_once() {
     })
     .await;
     let model = server.model_ref("m");
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "run",
-            "--quiet",
-            "--model",
-            &model,
-            "--bench",
-            &bench,
-            "--db",
-            &url,
-            "--concurrency",
-            "4",
-            "--lease-secs",
-            "1.5",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
+    let worker = [
+        "run",
+        "--quiet",
+        "--model",
+        &model,
+        "--bench",
+        &bench,
+        "--db",
+        &url,
+        "--concurrency",
+        "4",
+        "--lease-secs",
+        "1.5",
+    ];
 
     // Queued, nothing sent.
-    let enqueue = args(&["--enqueue-only"]);
-    let enqueue: Vec<&str> = enqueue.iter().map(String::as_str).collect();
-    let output = redtrace(&enqueue).await;
+    let output = redtrace(&[&worker[..], &["--enqueue-only"]].concat()).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(server.count(), 0);
     assert_eq!(
@@ -97,8 +88,6 @@ async fn four_workers_two_killed_every_unit_once() {
     );
 
     // Four workers; two are killed once a quarter of the units are done.
-    let worker = args(&[]);
-    let worker: Vec<&str> = worker.iter().map(String::as_str).collect();
     // Two started as the run was (`redtrace run`, the same command), two with `redtrace
     // worker`, which works the run from its recipe; one of each is killed.
     let joiner = [
