@@ -408,8 +408,8 @@ pub async fn run(
     let mut data_error = None;
     progress.begin(if queued { None } else { plan.total_units });
     // A shared run: this worker takes units while it still reads the plan (its heartbeat
-    // keeping the lease on them); a worker that joins a run already queued in full neither
-    // stores its samples nor queues its units again.
+    // keeping the lease on them); a worker that joins a run already queued in full does not
+    // queue its units again.
     let mut queue = Queue::new(
         worker.clone(),
         options.lease,
@@ -474,7 +474,9 @@ pub async fn run(
                 if shutdown.stop.is_cancelled() {
                     break 'intake;
                 }
-                if !joined
+                // A shared run's samples are stored with their units' outcomes instead (by
+                // whichever worker runs each): never a unit stored without its sample.
+                if !queued
                     && sender
                         .send(WriterMessage::Sample(
                             benchmark.name.clone(),
@@ -595,6 +597,7 @@ pub async fn run(
                             sender: sender.clone(),
                             progress: progress.clone(),
                             busy: busy.clone(),
+                            store_sample: queued,
                         };
                         if queued {
                             if !joined {
@@ -1137,6 +1140,8 @@ struct Unit {
     sender: tokio::sync::mpsc::Sender<WriterMessage>,
     progress: Arc<dyn Progress>,
     busy: Arc<std::sync::atomic::AtomicU64>,
+    /// Store the sample with the outcome (a shared run's units).
+    store_sample: bool,
 }
 
 /// Counts a unit as under way while it lives.
@@ -1224,6 +1229,18 @@ impl Unit {
             helper_spend: (helpers.calls > 0).then_some(helpers),
             cost_usd,
         };
+        if self.store_sample
+            && self
+                .sender
+                .send(WriterMessage::Sample(
+                    record.key.benchmark.clone(),
+                    (*self.sample).clone(),
+                ))
+                .await
+                .is_err()
+        {
+            return result;
+        }
         if self
             .sender
             .send(WriterMessage::Unit(Box::new(record)))

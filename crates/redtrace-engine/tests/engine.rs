@@ -667,3 +667,35 @@ async fn a_budget_stops_sending_before_it_is_passed_and_a_resume_goes_on() {
     assert_eq!(server.count(), 10);
     assert!((Store::open(&db).unwrap().spent(run).unwrap() - 0.015).abs() < 1e-12);
 }
+
+/// On a shared store, a worker that takes units before it has read them (another worker
+/// queued them in another order) runs each when its reading reaches it: every unit once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_runs_units_it_took_before_reading_them() {
+    let Some(url) = redtrace_testkit::postgres_db() else {
+        return;
+    };
+    let db = Path::new(&url);
+    let server = FakeServer::start(|_| Reply::think_tags("Thinking.", "No.")).await;
+    let n = 300;
+    let run = new_run(db, "taken-early");
+    let config = config(&server, 8, 0);
+    // The whole run queued, last sample first.
+    let keys: Vec<redtrace_store::UnitKey> = samples(n)
+        .iter()
+        .rev()
+        .map(|sample| redtrace_store::UnitKey {
+            model: config.name.clone(),
+            benchmark: "bench".into(),
+            sample_id: sample.id.clone(),
+            sample_k: 0,
+        })
+        .collect();
+    let store = Store::open(db).unwrap();
+    assert_eq!(store.enqueue_units(run, &keys).unwrap(), n as u64);
+    let summary = go(db, plan(run, config, n, false)).await;
+    assert_eq!(summary.answered, n as u64);
+    assert_eq!(server.count(), n, "every unit sent once");
+    assert_eq!(results(db, run).len(), n);
+    assert_eq!(store.queue_state(run).unwrap().open(), 0);
+}
